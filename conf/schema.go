@@ -93,14 +93,14 @@ type Target struct {
 
 // Service is the per-service (cluster) policy.
 type Service struct {
-	LoadBalancer      LoadBalancer `yaml:"load_balancer"`
-	ConnectTimeout    Duration     `yaml:"connect_timeout"`    // default 2s
-	IdleTimeout       Duration     `yaml:"idle_timeout"`       // default 30s: shorter than typical upstream keep-alive (nginx 75s, node 5s → set lower for node)
-	MaxConnsPerHost   int          `yaml:"max_conns_per_host"` // default 1024
-	MaxResponseBytes  ByteSize     `yaml:"max_response_bytes"` // default 64MiB; beyond → 502
-	Retry             *Retry       `yaml:"retry"`
-	TLS               *UpstreamTLS `yaml:"tls"` // reserved for Connect; nil = plaintext
-	RequestTimeout    Duration     `yaml:"request_timeout"`    // default per-route timeout when route has none
+	LoadBalancer     LoadBalancer `yaml:"load_balancer"`
+	ConnectTimeout   Duration     `yaml:"connect_timeout"`    // default 2s
+	IdleTimeout      Duration     `yaml:"idle_timeout"`       // default 30s: shorter than typical upstream keep-alive (nginx 75s, node 5s → set lower for node)
+	MaxConnsPerHost  int          `yaml:"max_conns_per_host"` // default 1024
+	MaxResponseBytes ByteSize     `yaml:"max_response_bytes"` // default 64MiB; beyond → 502
+	Retry            *Retry       `yaml:"retry"`
+	TLS              *UpstreamTLS `yaml:"tls"`             // reserved for Connect; nil = plaintext
+	RequestTimeout   Duration     `yaml:"request_timeout"` // default per-route timeout when route has none
 }
 
 // LoadBalancer selects the balancing policy.

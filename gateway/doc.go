@@ -1,0 +1,16 @@
+// Package gateway is the request engine's assembly for the edge: it turns one conf.Config into
+// listeners, per-listener route tables, clusters and the admin API, and rebuilds the
+// route/cluster generation on reload.
+//
+//	conf.Config ──▶ Edge.build ──▶ proxy.Generation (route.Table + backends + metrics)
+//	                    │                 │ atomic swap per listener
+//	                    ▼                 ▼
+//	          upstream.Manager     listener ─▶ proxy.Handler.Serve ─▶ upstream.Cluster.Do
+//	          (clusters by name,
+//	           hosts by address)
+//
+// Subpackages own the pieces: listener (sockets, limits, drain), route (matching), proxy
+// (forwarding, header hygiene, error rendering, request metrics), accesslog, admin. This
+// package is the only one here that reads conf types; it translates them into each package's
+// Options. The sidecar assembly (mesh) will reuse the same pieces.
+package gateway

@@ -1,0 +1,560 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/discovery/static"
+	"github.com/meshgate/meshgate/gateway/accesslog"
+	"github.com/meshgate/meshgate/gateway/admin"
+	"github.com/meshgate/meshgate/gateway/listener"
+	"github.com/meshgate/meshgate/gateway/proxy"
+	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/upstream"
+)
+
+// EdgeOptions are the process-level inputs of the edge assembly.
+type EdgeOptions struct {
+	Logger zerolog.Logger
+	// Registry receives every metric; a fresh one per Edge keeps tests independent.
+	Registry *prometheus.Registry
+}
+
+// Edge is the edge gateway: listeners, the route engine, clusters and the admin API, built from
+// one conf.Config and rebuilt on Reload.
+type Edge struct {
+	log zerolog.Logger
+	reg *prometheus.Registry
+
+	upstreams *upstream.Manager
+	metrics   *proxy.Metrics
+	access    *accesslog.Logger
+	admin     *admin.Server
+	listeners []*listener.Listener
+	handlers  map[string]*proxy.Handler // by listener name
+
+	mu       sync.Mutex // serialises Reload; never taken by requests
+	cfg      atomic.Pointer[conf.Config]
+	watchCtx context.Context    // parent of discovery watches
+	stopGen  context.CancelFunc // cancels the current generation's watches
+	ready    atomic.Bool
+	reloads  *prometheus.CounterVec
+	connGa   *prometheus.GaugeVec
+	accepted *prometheus.CounterVec
+	acceptEr *prometheus.CounterVec
+}
+
+// NewEdge validates nothing itself (conf did) but binds every listener and the admin address, so
+// a port clash fails here with the listener's name rather than after start-up.
+func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
+	if cfg == nil {
+		return nil, errors.New("edge: config is required")
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	e := &Edge{log: opts.Logger, reg: reg, handlers: make(map[string]*proxy.Handler)}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	e.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshgate_config_reloads_total", Help: "Config reloads by result (success, failure).",
+	}, []string{"result"})
+	e.connGa = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "meshgate_downstream_connections_active", Help: "Open downstream connections.",
+	}, []string{"listener"})
+	e.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshgate_downstream_connections_total", Help: "Accepted downstream connections.",
+	}, []string{"listener"})
+	e.acceptEr = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshgate_accept_errors_total", Help: "Accept failures the listener backed off from (EMFILE and the like).",
+	}, []string{"listener"})
+	dropped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "meshgate_access_log_dropped_total", Help: "Access-log lines dropped because the writer fell behind.",
+	})
+	for _, c := range []prometheus.Collector{e.reloads, e.connGa, e.accepted, e.acceptEr, dropped} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	}
+
+	var err error
+	if e.upstreams, err = upstream.NewManager(upstream.ManagerOptions{Registerer: reg, Logger: e.log}); err != nil {
+		return nil, err
+	}
+	if e.metrics, err = proxy.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped}); err != nil {
+		return nil, fmt.Errorf("edge: access log: %w", err)
+	}
+
+	// The first generation is built before anything listens, so the first request is routed.
+	e.watchCtx, e.stopGen = context.WithCancel(context.Background())
+	gens, err := e.build(cfg)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	for _, lc := range cfg.Listeners {
+		h, err := proxy.New(e.proxyOptions(lc), gens[lc.Name])
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.handlers[lc.Name] = h
+		ln, err := listener.New(listener.Options{
+			Name:              lc.Name,
+			Address:           lc.Address,
+			ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
+			ReadTimeout:       lc.ReadTimeout.D(),
+			WriteTimeout:      lc.WriteTimeout.D(),
+			IdleTimeout:       lc.IdleTimeout.D(),
+			MaxHeaderBytes:    int(lc.MaxHeaderBytes),
+			StreamThreshold:   int(lc.StreamThreshold),
+			MaxConnections:    lc.MaxConnections,
+			Handler:           h.Serve,
+			ErrorHandler:      proxy.ParseErrorHandler,
+			Logger:            e.log.With().Str("listener", lc.Name).Logger(),
+			Connections:       e.connGa.WithLabelValues(lc.Name),
+			Accepted:          e.accepted.WithLabelValues(lc.Name),
+			AcceptErrors:      e.acceptEr.WithLabelValues(lc.Name),
+		})
+		if err != nil {
+			e.close()
+			return nil, err
+		}
+		e.listeners = append(e.listeners, ln)
+	}
+	e.cfg.Store(cfg)
+
+	e.admin, err = admin.New(admin.Options{
+		Address:  cfg.Admin.Address,
+		Gatherer: reg,
+		Ready:    e.readiness,
+		Config:   e.configYAML,
+		Clusters: func() any { return e.upstreams.Statuses() },
+		Routes:   e.routesView,
+		Logger:   e.log,
+	})
+	if err == nil {
+		_, err = e.admin.Listen()
+	}
+	if err != nil {
+		e.close()
+		return nil, fmt.Errorf("edge: admin: %w", err)
+	}
+	return e, nil
+}
+
+func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
+	return proxy.Options{
+		Listener:        lc.Name,
+		TrustedProxies:  parsePrefixes(lc.TrustedProxies),
+		MaxBodyBytes:    int64(lc.MaxBodyBytes),
+		StreamThreshold: int64(lc.StreamThreshold),
+		AccessLog:       e.access,
+		Metrics:         e.metrics,
+	}
+}
+
+// parsePrefixes turns validated CIDRs or bare IPs into prefixes.
+func parsePrefixes(in []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, s := range in {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out
+}
+
+// ListenerAddrs maps listener names to their bound addresses (tests use port 0).
+func (e *Edge) ListenerAddrs() map[string]net.Addr {
+	out := make(map[string]net.Addr, len(e.listeners))
+	for _, l := range e.listeners {
+		out[l.Name()] = l.Addr()
+	}
+	return out
+}
+
+// AdminAddr is the admin API's bound address.
+func (e *Edge) AdminAddr() net.Addr { return e.admin.Addr() }
+
+// build turns a config into one proxy generation per listener, creating or updating clusters.
+// Nothing is swapped in here, so a failure leaves the running generation untouched.
+func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
+	src, err := staticSource(cfg)
+	if err != nil {
+		return nil, err
+	}
+	clusters := make(map[string]*upstream.Cluster)
+	for _, name := range referencedServices(cfg) {
+		sc := cfg.Services[name]
+		co, err := clusterOptions(name, sc)
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.upstreams.Ensure(co)
+		if err != nil {
+			return nil, err
+		}
+		clusters[name] = c
+	}
+
+	backends := make([]proxy.RouteBackends, len(cfg.Routes))
+	specs := make([]route.Spec, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		specs[i] = routeSpec(i, r)
+		rb := proxy.RouteBackends{Name: r.Name}
+		if r.Retry != nil {
+			p, err := retryPolicy(r.Retry)
+			if err != nil {
+				return nil, fmt.Errorf("route %q: %w", r.Name, err)
+			}
+			rb.Retry = &p
+		}
+		for _, t := range r.To {
+			rb.Backends = append(rb.Backends, proxy.Backend{Cluster: clusters[t.Service], Hash: hashOn(cfg.Services[t.Service])})
+		}
+		backends[i] = rb
+	}
+
+	gens := make(map[string]*proxy.Generation, len(cfg.Listeners))
+	for _, lc := range cfg.Listeners {
+		var ls []route.Spec
+		for i, r := range cfg.Routes {
+			if len(r.Listeners) == 0 || slices.Contains(r.Listeners, lc.Name) {
+				ls = append(ls, specs[i])
+			}
+		}
+		table, err := route.New(route.Options{Routes: ls})
+		if err != nil {
+			return nil, err
+		}
+		g, err := proxy.NewGeneration(table, backends, e.metrics)
+		if err != nil {
+			return nil, err
+		}
+		gens[lc.Name] = g
+	}
+
+	// Endpoints: static sets are delivered synchronously, so clusters are populated before the
+	// generation can serve. Watches of the previous generation stop after the swap.
+	ctx, cancel := context.WithCancel(e.watchCtx)
+	for name, c := range clusters {
+		if err := src.Watch(ctx, name, c.Apply); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
+	old := e.stopGen
+	e.stopGen = cancel
+	if old != nil {
+		defer old()
+	}
+	e.upstreams.Retain(mapKeys(clusters))
+	return gens, nil
+}
+
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func referencedServices(cfg *conf.Config) []string {
+	var out []string
+	for _, r := range cfg.Routes {
+		for _, t := range r.To {
+			if !slices.Contains(out, t.Service) {
+				out = append(out, t.Service)
+			}
+		}
+	}
+	return out
+}
+
+func staticSource(cfg *conf.Config) (discovery.Source, error) {
+	svcs := make(map[string][]discovery.Endpoint, len(cfg.Discovery.Static))
+	for name, entries := range cfg.Discovery.Static {
+		for _, ent := range entries {
+			addr, w, err := conf.ParseStatic(ent)
+			if err != nil {
+				return nil, fmt.Errorf("discovery.static.%s: %w", name, err)
+			}
+			svcs[name] = append(svcs[name], discovery.Endpoint{Address: addr, Weight: w})
+		}
+	}
+	return static.New(static.Options{Services: svcs})
+}
+
+func clusterOptions(name string, sc conf.Service) (upstream.Options, error) {
+	pol, err := lb.New(lb.Options{Policy: sc.LoadBalancer.Policy})
+	if err != nil {
+		return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
+	}
+	o := upstream.Options{
+		Name:             name,
+		Policy:           pol,
+		ConnectTimeout:   sc.ConnectTimeout.D(),
+		IdleTimeout:      sc.IdleTimeout.D(),
+		MaxConnsPerHost:  sc.MaxConnsPerHost,
+		MaxResponseBytes: int64(sc.MaxResponseBytes),
+		Retry:            upstream.DefaultRetry(),
+	}
+	if sc.Retry != nil {
+		if o.Retry, err = retryPolicy(sc.Retry); err != nil {
+			return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
+		}
+	}
+	return o, nil
+}
+
+func retryPolicy(r *conf.Retry) (upstream.RetryPolicy, error) {
+	p := upstream.RetryPolicy{Attempts: r.Attempts, PerTryTimeout: r.PerTryTimeout.D()}
+	for _, on := range r.On {
+		switch on {
+		case "connect-failure":
+			p.On |= upstream.RetryConnectFailure
+		case "reset":
+			p.On |= upstream.RetryReset
+		case "timeout":
+			p.On |= upstream.RetryTimeout
+		case "5xx":
+			p.On |= upstream.Retry5xx
+		case "gateway-error":
+			p.On |= upstream.RetryGatewayError
+		default:
+			code, err := strconv.Atoi(on)
+			if err != nil {
+				return p, fmt.Errorf("retry.on: unknown condition %q", on)
+			}
+			p.Statuses = append(p.Statuses, code)
+		}
+	}
+	return p, nil
+}
+
+func hashOn(sc conf.Service) proxy.HashOn {
+	h := sc.LoadBalancer.Hash
+	if h == nil || sc.LoadBalancer.Policy != lb.RingHashName {
+		return proxy.HashOn{}
+	}
+	return proxy.HashOn{Header: h.Header, Cookie: h.Cookie, SourceIP: h.SourceIP}
+}
+
+func routeSpec(key int, r conf.Route) route.Spec {
+	s := route.Spec{
+		Name:          r.Name,
+		Key:           key,
+		Priority:      r.Priority,
+		Hosts:         lower(r.Match.Hosts),
+		Path:          r.Match.Path,
+		PathPrefix:    r.Match.PathPrefix,
+		PathRegex:     r.Match.PathRegex,
+		Methods:       r.Match.Methods,
+		RewritePrefix: r.Rewrite.PathPrefix,
+		Timeout:       r.Timeout.D(),
+	}
+	for _, h := range r.Match.Headers {
+		s.Headers = append(s.Headers, route.ValueMatch{Name: h.Name, Exact: h.Exact, Regex: h.Regex, Present: h.Present})
+	}
+	for _, q := range r.Match.Query {
+		s.Query = append(s.Query, route.ValueMatch{Name: q.Name, Exact: q.Exact, Regex: q.Regex, Present: q.Present})
+	}
+	for _, t := range r.To {
+		s.Targets = append(s.Targets, route.Target{Service: t.Service, Weight: t.Weight})
+	}
+	return s
+}
+
+func lower(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+// Reload validates-then-swaps: cfg was validated by conf; here the new generations are built
+// completely before any handler sees them. On error the running config stays.
+func (e *Edge) Reload(cfg *conf.Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.reload(cfg); err != nil {
+		e.reloads.WithLabelValues("failure").Inc()
+		e.log.Error().Err(err).Msg("config reload rejected; keeping the running config")
+		return err
+	}
+	e.reloads.WithLabelValues("success").Inc()
+	e.log.Info().Str("summary", conf.Summary(cfg)).Msg("config reloaded")
+	return nil
+}
+
+func (e *Edge) reload(cfg *conf.Config) error {
+	old := e.cfg.Load()
+	// Listeners own sockets; changing them needs a restart (documented), and failing loudly beats
+	// silently serving on the old address.
+	if err := sameListeners(old, cfg); err != nil {
+		return err
+	}
+	if cfg.Admin.Address != old.Admin.Address {
+		return errors.New("admin.address changed: restart meshgate to move the admin API")
+	}
+	gens, err := e.build(cfg)
+	if err != nil {
+		return err
+	}
+	for _, lc := range cfg.Listeners {
+		e.handlers[lc.Name].Swap(gens[lc.Name])
+	}
+	e.cfg.Store(cfg)
+	return nil
+}
+
+func sameListeners(a, b *conf.Config) error {
+	if len(a.Listeners) != len(b.Listeners) {
+		return errors.New("listeners added or removed: restart meshgate to change listeners")
+	}
+	for i := range a.Listeners {
+		x, y := a.Listeners[i], b.Listeners[i]
+		if x.Name != y.Name || x.Address != y.Address || x.ReadHeaderTimeout != y.ReadHeaderTimeout ||
+			x.ReadTimeout != y.ReadTimeout || x.WriteTimeout != y.WriteTimeout || x.IdleTimeout != y.IdleTimeout ||
+			x.MaxHeaderBytes != y.MaxHeaderBytes || x.MaxBodyBytes != y.MaxBodyBytes || x.MaxConnections != y.MaxConnections ||
+			x.StreamThreshold != y.StreamThreshold || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
+			return fmt.Errorf("listener %q changed: restart meshgate to change listener settings", x.Name)
+		}
+	}
+	return nil
+}
+
+func (e *Edge) readiness() (bool, string) {
+	if !e.ready.Load() {
+		return false, "not serving (starting or draining)"
+	}
+	return true, ""
+}
+
+func (e *Edge) configYAML() ([]byte, error) {
+	return conf.Marshal(conf.Redacted(e.cfg.Load()))
+}
+
+// routesView lists each listener's routes in precedence order.
+func (e *Edge) routesView() any {
+	out := make(map[string][]route.Info, len(e.handlers))
+	for name, h := range e.handlers {
+		rs := h.Generation().Table().Routes()
+		infos := make([]route.Info, len(rs))
+		for i, r := range rs {
+			infos[i] = r.Info()
+		}
+		out[name] = infos
+	}
+	return out
+}
+
+// Run serves until ctx ends, then drains: /ready turns 503, keep-alive clients are told to go
+// away, listeners stop accepting and in-flight requests get up to the drain timeout.
+func (e *Edge) Run(ctx context.Context) error {
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	adminDone := make(chan error, 1)
+	go func() { adminDone <- e.admin.Serve(adminCtx) }()
+
+	serveErr := make(chan error, len(e.listeners))
+	var wg sync.WaitGroup
+	for _, l := range e.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Serve(); err != nil {
+				serveErr <- fmt.Errorf("listener %q: %w", l.Name(), err)
+			}
+		}()
+	}
+	e.ready.Store(true)
+	cfg := e.cfg.Load()
+	e.log.Info().Str("summary", conf.Summary(cfg)).Str("admin", e.admin.Addr().String()).Msg("meshgate edge serving")
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+		e.log.Error().Err(runErr).Msg("listener failed; shutting down")
+	}
+
+	// Drain.
+	e.ready.Store(false)
+	for _, h := range e.handlers {
+		h.SetDraining(true)
+	}
+	if d := cfg.Shutdown.ReadyDelay.D(); d > 0 && runErr == nil {
+		e.log.Info().Dur("ready_delay", d).Msg("draining: /ready is 503; still serving")
+		t := time.NewTimer(d)
+		<-t.C
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown.DrainTimeout.D())
+	defer cancel()
+	var shutdownErr error
+	var mu sync.Mutex
+	var swg sync.WaitGroup
+	for _, l := range e.listeners {
+		swg.Add(1)
+		go func() {
+			defer swg.Done()
+			if err := l.Shutdown(drainCtx); err != nil {
+				mu.Lock()
+				shutdownErr = errors.Join(shutdownErr, fmt.Errorf("listener %q: %w", l.Name(), err))
+				mu.Unlock()
+			}
+		}()
+	}
+	swg.Wait()
+	wg.Wait()
+	if shutdownErr != nil {
+		e.log.Warn().Err(shutdownErr).Msg("drain timed out; remaining connections were closed")
+	}
+	stopAdmin()
+	<-adminDone
+	e.close()
+	e.log.Info().Msg("meshgate edge stopped")
+	return runErr
+}
+
+// close releases what NewEdge acquired; safe after a partial construction.
+func (e *Edge) close() {
+	if e.stopGen != nil {
+		e.stopGen()
+	}
+	for _, l := range e.listeners {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = l.Shutdown(ctx)
+		cancel()
+	}
+	if e.upstreams != nil {
+		e.upstreams.Close()
+	}
+	if e.access != nil {
+		_ = e.access.Close()
+	}
+}

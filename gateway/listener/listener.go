@@ -1,0 +1,193 @@
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+)
+
+// Options configures one listener.
+type Options struct {
+	Name              string
+	Address           string
+	ReadHeaderTimeout time.Duration // the request head must arrive within this (slowloris)
+	ReadTimeout       time.Duration // head and body
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int // larger heads get 431
+	StreamThreshold   int // bodies larger than this are streamed to the handler
+	MaxConnections    int
+	Handler           fasthttp.RequestHandler
+	ErrorHandler      func(*fasthttp.RequestCtx, error) // renders parse errors (400/408/413/431)
+	Logger            zerolog.Logger
+	Connections       prometheus.Gauge // active downstream connections; optional
+	Accepted          prometheus.Counter
+	AcceptErrors      prometheus.Counter // accept failures we backed off from; optional
+}
+
+// Listener is a bound, not yet serving, downstream listener.
+type Listener struct {
+	opts Options
+	srv  *fasthttp.Server
+	ln   *backoffListener
+}
+
+// New binds opts.Address so bind errors surface before anything starts serving.
+func New(opts Options) (*Listener, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("listener: handler is required")
+	}
+	ln, err := net.Listen("tcp", opts.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", opts.Name, err)
+	}
+	bl := &backoffListener{Listener: ln, done: make(chan struct{}), log: opts.Logger, errs: opts.AcceptErrors}
+	readTimeout := opts.ReadTimeout
+	srv := &fasthttp.Server{
+		Name:    "",
+		Handler: opts.Handler,
+		// ErrorHandler answers what fasthttp itself rejects; it then closes the connection.
+		ErrorHandler: opts.ErrorHandler,
+		// ReadTimeout covers the head only; HeaderReceived extends it for the body, so a slow
+		// client cannot hold a connection by trickling header bytes.
+		ReadTimeout: opts.ReadHeaderTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: readTimeout}
+		},
+		WriteTimeout:   opts.WriteTimeout,
+		IdleTimeout:    opts.IdleTimeout,
+		ReadBufferSize: opts.MaxHeaderBytes,
+		// With streaming on, MaxRequestBodySize is the buffering threshold, not a limit: larger
+		// bodies are handed over as a stream and the handler enforces max_body_bytes.
+		MaxRequestBodySize:           opts.StreamThreshold,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true, // a proxy forwards multipart bodies, never parses them
+		Concurrency:                  opts.MaxConnections,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		SecureErrorLogMessage:        true, // parse-error logs would otherwise print raw Authorization headers
+		CloseOnShutdown:              true,
+		Logger:                       zlog{opts.Logger},
+		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+			if opts.Connections == nil {
+				return
+			}
+			switch st {
+			case fasthttp.StateNew:
+				opts.Connections.Inc()
+				if opts.Accepted != nil {
+					opts.Accepted.Inc()
+				}
+			case fasthttp.StateClosed, fasthttp.StateHijacked:
+				opts.Connections.Dec()
+			}
+		},
+	}
+	return &Listener{opts: opts, srv: srv, ln: bl}, nil
+}
+
+// Addr is the bound address (useful with port 0).
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Name is the listener's configured name.
+func (l *Listener) Name() string { return l.opts.Name }
+
+// Serve serves until Shutdown; it returns nil after a shutdown.
+func (l *Listener) Serve() error {
+	err := l.srv.Serve(l.ln)
+	if l.ln.closed() {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, closes idle connections and waits for in-flight requests until ctx
+// ends.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	_ = l.ln.Close()
+	return l.srv.ShutdownWithContext(ctx)
+}
+
+// backoffListener retries Accept on resource exhaustion instead of failing.
+type backoffListener struct {
+	net.Listener
+	log  zerolog.Logger
+	errs prometheus.Counter
+
+	once      sync.Once
+	done      chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (b *backoffListener) closed() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *backoffListener) close() {
+	b.once.Do(func() { close(b.done) })
+}
+
+// Close is idempotent: Shutdown closes the socket first (so no connection is accepted after
+// it starts draining) and fasthttp closes it again; the second close must not be an error or
+// fasthttp would stop before waiting for in-flight requests.
+func (b *backoffListener) Close() error {
+	b.close()
+	b.closeOnce.Do(func() { b.closeErr = b.Listener.Close() })
+	return b.closeErr
+}
+
+// Accept waits 5ms, doubling to 1s, while the process is out of descriptors or buffers.
+// Existing connections keep being served meanwhile, and closing them frees descriptors.
+func (b *backoffListener) Accept() (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := b.Listener.Accept()
+		if err == nil {
+			return c, nil
+		}
+		if b.closed() || !retryableAccept(err) {
+			return nil, err
+		}
+		if b.errs != nil {
+			b.errs.Inc()
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		b.log.Warn().Err(err).Dur("backoff", delay).Msg("accept failed; backing off")
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-b.done:
+			t.Stop()
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+func retryableAccept(err error) bool {
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ECONNABORTED) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// zlog adapts zerolog to fasthttp.Logger.
+type zlog struct{ l zerolog.Logger }
+
+func (z zlog) Printf(format string, args ...any) { z.l.Debug().Msgf(format, args...) }

@@ -1,0 +1,187 @@
+package proxy
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/netip"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Header names as constants: the request path never builds them from strings.
+const (
+	hdrXForwardedFor   = "X-Forwarded-For"
+	hdrXForwardedProto = "X-Forwarded-Proto"
+	hdrXForwardedHost  = "X-Forwarded-Host"
+	hdrXRequestID      = "X-Request-Id"
+	hdrConnection      = "Connection"
+)
+
+// hopByHop are the RFC 9110 §7.6.1 connection-specific fields plus the de-facto ones that
+// proxies must not forward.
+var hopByHop = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// hasUnderscoreName reports whether any request header name contains '_'. Envoy and nginx drop
+// or reject these because "X_User" and "X-User" are the same variable to CGI-style backends,
+// which lets a client smuggle a header the gateway thinks it controls.
+func hasUnderscoreName(h *fasthttp.RequestHeader) bool {
+	for k := range h.All() {
+		if bytes.IndexByte(k, '_') >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// stripRequestHopByHop removes hop-by-hop fields and every field named in Connection.
+func stripRequestHopByHop(h *fasthttp.RequestHeader) {
+	if conn := h.Peek(hdrConnection); len(conn) > 0 {
+		forEachToken(conn, func(tok []byte) { h.DelBytes(tok) })
+	}
+	for _, k := range hopByHop {
+		h.Del(k)
+	}
+}
+
+// stripResponseHopByHop is stripRequestHopByHop for responses.
+func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
+	if conn := h.Peek(hdrConnection); len(conn) > 0 {
+		forEachToken(conn, func(tok []byte) { h.DelBytes(tok) })
+	}
+	for _, k := range hopByHop {
+		h.Del(k)
+	}
+}
+
+// forEachToken calls fn for each comma-separated, trimmed, non-empty token of v.
+func forEachToken(v []byte, fn func([]byte)) {
+	for len(v) > 0 {
+		i := bytes.IndexByte(v, ',')
+		var tok []byte
+		if i < 0 {
+			tok, v = v, nil
+		} else {
+			tok, v = v[:i], v[i+1:]
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) > 0 {
+			fn(tok)
+		}
+	}
+}
+
+// trusted reports whether addr is one of the configured proxy hops.
+func trusted(addr netip.Addr, nets []netip.Prefix) bool {
+	for _, p := range nets {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientAddr finds the real client: the rightmost X-Forwarded-For entry that is not a trusted
+// hop, walking left only while every hop so far is trusted. Entries a client wrote itself sit to
+// the left of the first untrusted hop and are never believed.
+func clientAddr(remote netip.Addr, xff []byte, nets []netip.Prefix) netip.Addr {
+	if !trusted(remote, nets) || len(xff) == 0 {
+		return remote
+	}
+	client := remote
+	for len(xff) > 0 {
+		i := bytes.LastIndexByte(xff, ',')
+		entry := bytes.TrimSpace(xff[i+1:])
+		if i < 0 {
+			xff = nil
+		} else {
+			xff = xff[:i]
+		}
+		a, err := netip.ParseAddr(string(entry)) // does not allocate: the conversion is not kept
+		if err != nil {
+			return client
+		}
+		client = a.Unmap()
+		if !trusted(client, nets) {
+			return client
+		}
+	}
+	return client
+}
+
+// validRequestID accepts ids a client or an upstream proxy sent if they are short and plain, so
+// they cannot break log formats or headers downstream.
+func validRequestID(id []byte) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for _, c := range id {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendRequestID appends 32 random hex digits (128 bits). math/rand/v2's global source is
+// per-thread ChaCha8: unguessable enough for correlation ids, and lock-free.
+func appendRequestID(dst []byte) []byte {
+	for range 2 {
+		v := rand.Uint64()
+		for i := 0; i < 16; i++ {
+			dst = append(dst, hexDigits[v&0xf])
+			v >>= 4
+		}
+	}
+	return dst
+}
+
+// appendQuotedPath percent-encodes what may not appear raw in a request-target path, so a
+// decoded '?', '#', space or control byte from the client cannot change the upstream's view
+// of the request line.
+func appendQuotedPath(dst, path []byte) []byte {
+	for _, c := range path {
+		if pathSafe(c) {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', hexUpper[c>>4], hexUpper[c&0xf])
+	}
+	return dst
+}
+
+const hexUpper = "0123456789ABCDEF"
+
+func pathSafe(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@', '/':
+		return true
+	}
+	return false
+}
+
+// canonicalHost is the request's authority without port, lower-case. For an absolute-form
+// request-target fasthttp's URI takes the target's authority (RFC 9112 §3.2.2), so routing and
+// the forwarded Host agree even when a client sends a different Host header.
+func canonicalHost(host []byte) []byte {
+	if len(host) > 0 && host[0] == '[' {
+		if i := bytes.IndexByte(host, ']'); i > 0 {
+			return host[:i+1]
+		}
+		return host
+	}
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 {
+		return host[:i]
+	}
+	return host
+}

@@ -1,0 +1,455 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/meshgate/meshgate/gateway/accesslog"
+	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/upstream"
+)
+
+// HashOn says which request value feeds a ring_hash cluster. At most one field is set.
+type HashOn struct {
+	Header   string
+	Cookie   string
+	SourceIP bool
+}
+
+// Backend is one weighted target of a route, resolved to its cluster.
+type Backend struct {
+	Cluster *upstream.Cluster
+	Hash    HashOn
+}
+
+// RouteBackends lists, for the route whose Key is the index, its backends in target order.
+type RouteBackends struct {
+	Name     string
+	Backends []Backend
+	Retry    *upstream.RetryPolicy // route override; nil = each cluster's own
+}
+
+// Generation is one immutable config generation as the request path sees it. A reload builds
+// a new one and swaps it in with one atomic store; requests in flight finish on the old one.
+type Generation struct {
+	table   *route.Table
+	routes  []routeState
+	noRoute *routeMetrics
+}
+
+type routeState struct {
+	RouteBackends
+	metrics *routeMetrics
+}
+
+// NewGeneration binds a compiled table to its backends and metrics. routes[i] belongs to the
+// route whose Spec.Key is i.
+func NewGeneration(table *route.Table, routes []RouteBackends, m *Metrics) (*Generation, error) {
+	if table == nil || m == nil {
+		return nil, errors.New("proxy: generation needs a route table and metrics")
+	}
+	g := &Generation{table: table, routes: make([]routeState, len(routes)), noRoute: m.bind("")}
+	for i, r := range routes {
+		if len(r.Backends) == 0 {
+			return nil, errors.New("proxy: route " + r.Name + " has no backends")
+		}
+		g.routes[i] = routeState{RouteBackends: r, metrics: m.bind(r.Name)}
+	}
+	for _, r := range table.Routes() {
+		if r.Key < 0 || r.Key >= len(routes) || len(routes[r.Key].Backends) != len(r.Spec.Targets) {
+			return nil, errors.New("proxy: route " + r.Name + " does not line up with its backends")
+		}
+	}
+	return g, nil
+}
+
+// Table is the generation's route table (for the admin API).
+func (g *Generation) Table() *route.Table { return g.table }
+
+// Options configures a Handler (one per listener).
+type Options struct {
+	Listener        string
+	TLS             bool
+	TrustedProxies  []netip.Prefix
+	MaxBodyBytes    int64 // requests larger than this get 413
+	StreamThreshold int64 // bodies larger than this are streamed instead of buffered
+	AccessLog       *accesslog.Logger
+	Metrics         *Metrics
+}
+
+// Handler is the request engine for one listener: route, forward, render, log.
+type Handler struct {
+	opts     Options
+	gen      atomic.Pointer[Generation]
+	draining atomic.Bool
+
+	// Pools are per handler, not package globals, so handlers (and tests) share nothing.
+	scratch sync.Pool
+	limits  sync.Pool
+	streams sync.Pool
+}
+
+// New returns a Handler serving gen.
+func New(opts Options, gen *Generation) (*Handler, error) {
+	if gen == nil || opts.Metrics == nil {
+		return nil, errors.New("proxy: handler needs a generation and metrics")
+	}
+	if opts.StreamThreshold <= 0 {
+		opts.StreamThreshold = 64 << 10
+	}
+	h := &Handler{opts: opts}
+	h.scratch.New = func() any { return &scratch{reqID: make([]byte, 0, 64), buf: make([]byte, 0, 256)} }
+	h.limits.New = func() any { return new(limitReader) }
+	h.streams.New = func() any { return new(respStream) }
+	h.gen.Store(gen)
+	return h, nil
+}
+
+// Swap installs a new generation; requests already routed keep the old one.
+func (h *Handler) Swap(gen *Generation) { h.gen.Store(gen) }
+
+// Generation is the current generation.
+func (h *Handler) Generation() *Generation { return h.gen.Load() }
+
+// SetDraining makes every later response carry Connection: close, so keep-alive clients move
+// to other instances while in-flight requests finish.
+func (h *Handler) SetDraining(v bool) { h.draining.Store(v) }
+
+func idempotent(m []byte) bool {
+	switch string(m) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodTrace,
+		fasthttp.MethodPut, fasthttp.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// scratch is per-request working memory, pooled so the request path does not allocate.
+type scratch struct {
+	reqID []byte
+	buf   []byte
+	entry accesslog.Entry
+	call  upstream.Call
+	key   int // matched route's key; valid when entry.Route != ""
+}
+
+// Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
+// response body stream, which fasthttp closes (returning its upstream connection) when written.
+func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	gen := h.gen.Load()
+	s := h.scratch.Get().(*scratch)
+	defer h.scratch.Put(s)
+
+	req := &ctx.Request
+	s.reqID = s.reqID[:0]
+	if id := req.Header.Peek(hdrXRequestID); validRequestID(id) {
+		s.reqID = append(s.reqID, id...)
+	} else {
+		s.reqID = appendRequestID(s.reqID)
+	}
+
+	remote := remoteAddr(ctx)
+	client := clientAddr(remote, req.Header.Peek(hdrXForwardedFor), h.opts.TrustedProxies)
+	e := &s.entry
+	*e = accesslog.Entry{
+		Time: start, RequestID: s.reqID, Method: req.Header.Method(), Path: req.URI().Path(),
+		UserAgent: req.Header.UserAgent(), ClientIP: client, Listener: h.opts.Listener,
+	}
+
+	status, reason := h.forward(ctx, gen, s, remote, client)
+	if reason != "" {
+		RenderError(ctx, status, reason, s.reqID)
+		if status == fasthttp.StatusBadRequest || status == fasthttp.StatusRequestEntityTooLarge {
+			// The rest of the request may still be on the wire; do not parse it as a new one.
+			ctx.SetConnectionClose()
+		}
+	} else {
+		ctx.Response.Header.SetBytesV(hdrXRequestID, s.reqID)
+	}
+	if h.draining.Load() {
+		ctx.SetConnectionClose()
+	}
+	status = ctx.Response.StatusCode()
+	took := time.Since(start)
+
+	rm := gen.noRoute
+	if e.Route != "" {
+		rm = gen.routes[s.key].metrics
+	}
+	rm.observe(status, took.Seconds())
+	e.Status = status
+	e.Duration = took
+	e.Error = reason
+	e.BytesIn = int64(max(req.Header.ContentLength(), 0))
+	e.BytesOut = int64(ctx.Response.Header.ContentLength())
+	h.opts.AccessLog.Log(e)
+}
+
+// forward does the proxying. It returns a status and reason only when it did not produce a
+// response itself.
+func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch, remote, client netip.Addr) (int, string) {
+	req := &ctx.Request
+	e := &s.entry
+	if hasUnderscoreName(&req.Header) {
+		return fasthttp.StatusBadRequest, ReasonUnderscoreHeader
+	}
+	host := canonicalHost(req.URI().Host())
+	e.Host = host
+	if len(host) == 0 && req.Header.IsHTTP11() {
+		return fasthttp.StatusBadRequest, ReasonMissingHost
+	}
+	if cl := req.Header.ContentLength(); h.opts.MaxBodyBytes > 0 && int64(cl) > h.opts.MaxBodyBytes {
+		return fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
+	}
+
+	rt := gen.table.Match(req, host, req.URI().Path())
+	if rt == nil {
+		return fasthttp.StatusNotFound, ReasonNoRoute
+	}
+	e.Route = rt.Name
+	s.key = rt.Key
+	rs := &gen.routes[rt.Key]
+	bi := 0
+	if len(rs.Backends) > 1 {
+		bi = rt.PickTarget(rand.Uint64())
+	}
+	be := &rs.Backends[bi]
+	e.Service = be.Cluster.Name()
+
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	resp := fasthttp.AcquireResponse()
+	respOwned := true
+	defer func() {
+		if respOwned {
+			fasthttp.ReleaseResponse(resp)
+		}
+	}()
+
+	h.buildRequest(ctx, out, rt, s, remote)
+	call := &s.call
+	*call = upstream.Call{
+		Hash:       h.hashKey(req, be.Hash, client),
+		Retry:      rs.Retry,
+		Idempotent: idempotent(req.Header.Method()),
+		Replayable: true,
+	}
+	if rt.Timeout > 0 {
+		call.Deadline = time.Now().Add(rt.Timeout)
+	}
+	var limited *limitReader
+	if req.IsBodyStream() {
+		cl := req.Header.ContentLength()
+		if cl >= 0 && int64(cl) <= h.opts.StreamThreshold {
+			// fasthttp already holds the whole body (it streams only past the threshold).
+			if err := req.BodyWriteTo(out.BodyWriter()); err != nil {
+				return fasthttp.StatusBadRequest, ReasonBadRequest
+			}
+		} else {
+			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes)
+			defer h.releaseLimitReader(limited)
+			out.SetBodyStream(limited, cl)
+			call.Replayable = false
+		}
+	}
+
+	err := be.Cluster.Do(out, resp, call)
+	e.Upstream = call.Address
+	e.Attempts = call.Attempts
+	e.UpstreamDuration = call.Elapsed
+	if err != nil {
+		if limited != nil && limited.exceeded {
+			return fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
+		}
+		return upstreamStatus(err)
+	}
+
+	maxResp := be.Cluster.Options().MaxResponseBytes
+	cl := resp.Header.ContentLength()
+	if maxResp > 0 && int64(cl) > maxResp {
+		return fasthttp.StatusBadGateway, ReasonTooLarge
+	}
+	resp.Header.CopyTo(&ctx.Response.Header)
+	stripResponseHopByHop(&ctx.Response.Header)
+	// The upstream connection's fate must not decide the client's.
+	ctx.Response.Header.ResetConnectionClose()
+
+	switch {
+	case !resp.IsBodyStream():
+		ctx.Response.SetBodyRaw(nil)
+		ctx.Response.Header.SetContentLength(max(cl, 0))
+	case cl >= 0 && int64(cl) <= h.opts.StreamThreshold:
+		if err := resp.BodyWriteTo(ctx.Response.BodyWriter()); err != nil {
+			return fasthttp.StatusBadGateway, classifyBodyErr(err)
+		}
+	default:
+		// Hand the upstream response to fasthttp: it closes the stream after writing, which
+		// returns the upstream connection to its pool.
+		respOwned = false
+		ctx.Response.SetBodyStream(h.acquireRespStream(resp, maxResp), cl)
+	}
+	if req.Header.IsHead() {
+		ctx.Response.SkipBody = true
+		ctx.Response.Header.SetContentLength(max(cl, 0))
+	}
+	return 0, ""
+}
+
+func classifyBodyErr(err error) string {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		return ReasonTooLarge
+	}
+	return ReasonReset
+}
+
+// hashKey computes the consistent-hash input for ring_hash clusters; 0 when unused.
+func (h *Handler) hashKey(req *fasthttp.Request, on HashOn, client netip.Addr) uint64 {
+	switch {
+	case on.Header != "":
+		return lb.HashKey(req.Header.Peek(on.Header))
+	case on.Cookie != "":
+		return lb.HashKey(req.Header.Cookie(on.Cookie))
+	case on.SourceIP:
+		b := client.As16()
+		return lb.HashKey(b[:])
+	}
+	return 0
+}
+
+// buildRequest turns the downstream request into the upstream one: same method, headers and
+// authority; origin-form target; hop-by-hop fields removed; forwarding headers set.
+func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, rt *route.Route, s *scratch, remote netip.Addr) {
+	req := &ctx.Request
+	req.Header.CopyTo(&out.Header)
+	out.UseHostHeader = true
+	stripRequestHopByHop(&out.Header)
+
+	// The request-target is re-encoded from the normalized path, so what the upstream parses is
+	// exactly what we routed on (no "/public/../admin" or %2e%2e games).
+	s.buf = s.buf[:0]
+	path := req.URI().Path()
+	if rt.Rewrites() {
+		s.buf = rt.RewritePath(s.buf, path)
+		path = s.buf
+	}
+	n := len(s.buf)
+	s.buf = appendQuotedPath(s.buf, path)
+	if q := req.URI().QueryString(); len(q) > 0 {
+		s.buf = append(s.buf, '?')
+		s.buf = append(s.buf, q...)
+	}
+	out.SetRequestURIBytes(s.buf[n:])
+	out.Header.SetHostBytes(req.URI().Host())
+
+	trustedHop := trusted(remote, h.opts.TrustedProxies)
+	s.buf = s.buf[:0]
+	if prior := req.Header.Peek(hdrXForwardedFor); trustedHop && len(prior) > 0 {
+		s.buf = append(s.buf, prior...)
+		s.buf = append(s.buf, ", "...)
+	}
+	s.buf = remote.AppendTo(s.buf)
+	out.Header.SetBytesV(hdrXForwardedFor, s.buf)
+	if !trustedHop || len(req.Header.Peek(hdrXForwardedProto)) == 0 {
+		if h.opts.TLS {
+			out.Header.Set(hdrXForwardedProto, "https")
+		} else {
+			out.Header.Set(hdrXForwardedProto, "http")
+		}
+	}
+	if !trustedHop || len(req.Header.Peek(hdrXForwardedHost)) == 0 {
+		out.Header.SetBytesV(hdrXForwardedHost, req.Header.Host())
+	}
+	out.Header.SetBytesV(hdrXRequestID, s.reqID)
+}
+
+func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	a, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	return a.Unmap()
+}
+
+// limitReader fails a streamed request body that grows past the configured maximum.
+type limitReader struct {
+	r         io.Reader
+	left      int64
+	exceeded  bool
+	unlimited bool
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if !l.unlimited && l.left <= 0 {
+		// One byte of look-ahead tells "exactly at the limit" from "over it".
+		var one [1]byte
+		if n, _ := l.r.Read(one[:]); n > 0 {
+			l.exceeded = true
+			return 0, errBodyTooLarge
+		}
+		return 0, io.EOF
+	}
+	if !l.unlimited && int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (h *Handler) acquireLimitReader(r io.Reader, limit int64) *limitReader {
+	l := h.limits.Get().(*limitReader)
+	*l = limitReader{r: r, left: limit, unlimited: limit <= 0}
+	return l
+}
+
+func (h *Handler) releaseLimitReader(l *limitReader) {
+	*l = limitReader{}
+	h.limits.Put(l)
+}
+
+// respStream streams an upstream response body to the client and releases the upstream
+// response when fasthttp closes it.
+type respStream struct {
+	resp      *fasthttp.Response
+	left      int64
+	unlimited bool
+	pool      *sync.Pool
+}
+
+var errResponseTooLarge = errors.New("upstream response too large")
+
+// Read fails once the body passes the limit; fasthttp then aborts the connection, which is the
+// only honest signal left after the status line has gone out.
+func (r *respStream) Read(p []byte) (int, error) {
+	n, err := r.resp.BodyStream().Read(p)
+	if !r.unlimited {
+		r.left -= int64(n)
+		if r.left < 0 {
+			return 0, errResponseTooLarge
+		}
+	}
+	return n, err
+}
+
+func (r *respStream) Close() error {
+	err := r.resp.CloseBodyStream()
+	fasthttp.ReleaseResponse(r.resp)
+	pool := r.pool
+	*r = respStream{}
+	pool.Put(r)
+	return err
+}
+
+func (h *Handler) acquireRespStream(resp *fasthttp.Response, limit int64) *respStream {
+	r := h.streams.Get().(*respStream)
+	*r = respStream{resp: resp, left: limit, unlimited: limit <= 0, pool: &h.streams}
+	return r
+}

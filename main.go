@@ -1,0 +1,220 @@
+// Command meshgate is an edge API gateway and service-mesh sidecar in one binary. This file
+// only parses subcommands and wires packages together; behaviour lives in gateway/, mesh/,
+// discovery/ and conf/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway"
+)
+
+// Set by the linker (-ldflags "-X main.version=... -X main.commit=...").
+var (
+	version = "dev"
+	commit  = ""
+)
+
+const usage = `meshgate: edge API gateway and service-mesh sidecar
+
+Usage:
+  meshgate edge -config FILE       run the edge gateway
+  meshgate sidecar -config FILE    run as a sidecar (not implemented yet)
+  meshgate validate -config FILE   check a config; exit 0 valid, 1 invalid
+  meshgate health -addr ADMIN      exit 0 when ADMIN's /ready answers 200
+  meshgate version                 print version, commit and Go version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "edge":
+		return runEdge(args[1:], stderr)
+	case "sidecar":
+		fmt.Fprintln(stderr, "meshgate sidecar: not implemented yet (see the sidecar issue); use `meshgate edge`")
+		return 2
+	case "validate":
+		return runValidate(args[1:], stdout, stderr)
+	case "health":
+		return runHealth(args[1:], stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "meshgate %s (commit %s, %s)\n", version, revision(), runtime.Version())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "meshgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func revision() string {
+	if commit != "" {
+		return commit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
+			}
+		}
+	}
+	return "unknown"
+}
+
+func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
+	fs := flag.NewFlagSet("meshgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return "", false
+	}
+	if *path == "" {
+		fmt.Fprintf(stderr, "meshgate %s: -config FILE is required\n", name)
+		return "", false
+	}
+	return *path, true
+}
+
+func runValidate(args []string, stdout, stderr io.Writer) int {
+	path, ok := configFlag("validate", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: %s\n", path, conf.Summary(cfg))
+	return 0
+}
+
+func runHealth(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("meshgate health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:9901", "admin address host:port")
+	timeout := fs.Duration("timeout", 2*time.Second, "request timeout")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	client := &http.Client{Timeout: *timeout}
+	resp, err := client.Get("http://" + *addr + "/ready")
+	if err != nil {
+		fmt.Fprintf(stderr, "meshgate health: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		fmt.Fprintf(stderr, "meshgate health: not ready: %d %s\n", resp.StatusCode, body)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(c conf.Log, w io.Writer) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		lvl = zerolog.InfoLevel
+	}
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}
+
+func runEdge(args []string, stderr io.Writer) int {
+	path, ok := configFlag("edge", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := conf.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	edge, err := gateway.NewEdge(cfg, gateway.EdgeOptions{Logger: log})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+
+	watcher, err := conf.NewWatcher(conf.WatchOptions{
+		Path: path,
+		OnChange: func(c *conf.Config) {
+			_ = edge.Reload(c) // Reload logs and counts failures itself
+		},
+		OnError: func(err error) {
+			log.Error().Err(err).Msg("config file invalid; keeping the running config")
+		},
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot watch config")
+		return 1
+	}
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		if err := watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error().Err(err).Msg("config watcher stopped")
+		}
+	}()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		draining := false
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGHUP:
+				log.Info().Msg("SIGHUP: reloading config")
+				watcher.Trigger()
+			case !draining:
+				// Nomad stops tasks with SIGINT, Docker and systemd with SIGTERM: both drain.
+				log.Info().Str("signal", s.String()).Msg("draining")
+				draining = true
+				stop()
+			default:
+				log.Warn().Str("signal", s.String()).Msg("second signal: exiting now")
+				os.Exit(1)
+			}
+		}
+	}()
+
+	err = edge.Run(ctx)
+	stop()
+	<-watchDone
+	if err != nil {
+		log.Error().Err(err).Msg("stopped with error")
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,523 @@
+#!/usr/bin/env bash
+# Comparative benchmark: meshgate against nginx and HAProxy on one machine.
+#
+# Usage: scripts/bench.sh [scenario]        (default scenario: proxy)
+#
+# Scenario "proxy": one in-tree origin (scripts/benchorigin, 1 KiB bodies) and,
+# in front of it, nginx (upstream keep-alive, access log to a file), HAProxy
+# (http-reuse always, no access log: it only logs via syslog) and meshgate edge
+# (metrics on, access log to a file). Every target, and the origin directly, is
+# loaded with `wrk -t$THREADS -c$CONNS` keep-alive GETs for ROUNDS rounds in a
+# rotating order, so that drift (thermal, noisy neighbours) spreads over all
+# targets instead of penalising whichever runs last. Medians are reported.
+#
+# Environment:
+#   ROUNDS=3          rounds per target (at least 3 for a meaningful median)
+#   DURATION=10       seconds per wrk run
+#   WARMUP=2          seconds of warm-up per target before round 1
+#   THREADS=2 CONNS=64  wrk threads and connections
+#   MESHGATE_BIN=     prebuilt meshgate binary (otherwise built from the tree)
+#   SKIP_MESHGATE=1   measure only direct/nginx/haproxy
+#   BENCH_OUT=        results file (default: <tmpdir>/bench-results.md)
+#   BENCH_CACHE=      where built binaries go
+#                     (default: ${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench)
+#   KEEP_LOGS=1       keep the (large) access logs in the temp dir
+#
+# Missing tools (nginx, haproxy, wrk) are installed from Debian's packages with
+# apt-get, so run it as root on a Debian/Ubuntu machine. Nothing here talks to
+# hosts other than 127.0.0.1 (apt uses the configured mirrors).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
+TEMPLATES=$SCRIPT_DIR/bench
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+THREADS=${THREADS:-2}
+CONNS=${CONNS:-64}
+SKIP_MESHGATE=${SKIP_MESHGATE:-0}
+KEEP_LOGS=${KEEP_LOGS:-0}
+BENCH_CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench}
+# Seconds a freshly started process gets to answer on its port.
+READY_TIMEOUT=${READY_TIMEOUT:-20}
+# Seconds a process gets to exit after SIGTERM before it is killed.
+STOP_TIMEOUT=5
+
+# Debian puts nginx and haproxy in sbin, which a non-login root shell may lack.
+PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
+# wrk and printf must agree on the decimal point.
+export LC_ALL=C
+
+# State shared between functions. Bash has no better scoping for this; every
+# variable below is written in exactly one place.
+TMP=""
+PIDS=()                    # every process this script started
+declare -A PID_NAME=()     # pid -> label, for diagnostics
+declare -A TARGET_PORT=()  # target -> port wrk loads
+declare -A TARGET_NOTE=()  # target -> one line for the report
+declare -A RPS=() P50=() P99=() ERRS=()   # "target:round" -> value
+ORIGIN_PORT=""
+LAST_PID=""                # pid of the latest spawn
+WRK_PID=""                 # wrk run in progress, if any
+ORIGIN_BIN=""
+MESHGATE=""
+LOAD_BEFORE=""              # /proc/loadavg when measuring started
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+usage() {
+	sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+# ---------------------------------------------------------------- lifecycle --
+
+cleanup() {
+	local rc=$? pid deadline
+	trap - EXIT INT TERM
+	if [[ -n $WRK_PID ]]; then
+		kill -TERM "$WRK_PID" 2>/dev/null || true
+		wait "$WRK_PID" 2>/dev/null || true
+	fi
+	for pid in "${PIDS[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	deadline=$((SECONDS + STOP_TIMEOUT))
+	for pid in "${PIDS[@]}"; do
+		while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+			sleep 0.1
+		done
+		if kill -0 "$pid" 2>/dev/null; then
+			log "${PID_NAME[$pid]:-pid $pid} ignored SIGTERM; killing"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+		wait "$pid" 2>/dev/null || true
+	done
+	if [[ -n $TMP && -d $TMP && $KEEP_LOGS != 1 ]]; then
+		# Access logs reach hundreds of MB per run; the results do not need them.
+		rm -f "$TMP"/*/access.log
+	fi
+	if ((rc != 0)) && [[ -n $TMP ]]; then
+		log "failed (exit $rc); logs are in $TMP"
+	fi
+	exit "$rc"
+}
+
+# spawn NAME LOGFILE CMD... runs CMD in the background and records its pid so
+# cleanup can stop it whatever happens next.
+spawn() {
+	local name=$1 logfile=$2
+	shift 2
+	"$@" >"$logfile" 2>&1 &
+	PIDS+=("$!")
+	PID_NAME[$!]=$name
+	LAST_PID=$!
+}
+
+# free_ports N prints N distinct free loopback ports. They are held open
+# together while chosen so that the N are distinct; the window between release
+# and use is tiny and only other processes on this machine could race us.
+free_ports() {
+	python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# http_ok URL succeeds when URL answers 200 with a 1024-byte body: that proves
+# the whole chain (proxy -> origin) works, not just that a port is open.
+http_ok() {
+	python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
+    sys.exit(0 if r.status == 200 and len(r.read()) == 1024 else 1)
+PY
+}
+
+# wait_ready NAME PID URL LOGDIR polls URL until it is healthy, the process
+# dies, or READY_TIMEOUT passes; on failure it shows the logs in LOGDIR.
+wait_ready() {
+	local name=$1 pid=$2 url=$3 logdir=$4
+	local deadline=$((SECONDS + READY_TIMEOUT))
+	while ! http_ok "$url"; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 20 "$logdir"/*.log >&2 || true
+			die "$name exited before becoming ready (logs: $logdir)"
+		fi
+		if ((SECONDS >= deadline)); then
+			tail -n 20 "$logdir"/*.log >&2 || true
+			die "$name not ready at $url after ${READY_TIMEOUT}s (logs: $logdir)"
+		fi
+		sleep 0.1
+	done
+}
+
+# render TEMPLATE OUT KEY=VALUE... substitutes @KEY@ placeholders.
+render() {
+	local tmpl=$1 out=$2 kv expr=()
+	shift 2
+	for kv in "$@"; do
+		expr+=(-e "s|@${kv%%=*}@|${kv#*=}|g")
+	done
+	sed "${expr[@]}" "$tmpl" >"$out"
+	if grep -v '^[[:space:]]*#' "$out" | grep -q '@[A-Z_]*@'; then
+		die "unfilled placeholder in $out"
+	fi
+}
+
+# -------------------------------------------------------------------- setup --
+
+ensure_tools() {
+	local missing=() tool
+	for tool in nginx haproxy wrk; do
+		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+	done
+	if ((${#missing[@]} > 0)); then
+		((EUID == 0)) || die "missing ${missing[*]}; run as root to install them with apt-get"
+		log "installing ${missing[*]} from Debian packages"
+		# On hosts without a policy-rc.d the packages start their default
+		# services; they listen on standard ports, not ours, so no clash.
+		# stdout is the report, so apt's chatter goes to stderr.
+		DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx haproxy wrk >&2
+	fi
+	for tool in go python3 nginx haproxy wrk; do
+		command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
+	done
+}
+
+build_binaries() {
+	mkdir -p "$BENCH_CACHE"
+	# go build is incremental through Go's build cache, so always building
+	# costs little and never leaves a stale binary behind.
+	ORIGIN_BIN=$BENCH_CACHE/benchorigin
+	log "building benchorigin"
+	(cd "$ROOT" && go build -o "$ORIGIN_BIN" ./scripts/benchorigin) ||
+		die "building scripts/benchorigin failed"
+
+	if [[ $SKIP_MESHGATE == 1 ]]; then
+		return
+	fi
+	if [[ -n ${MESHGATE_BIN:-} ]]; then
+		[[ -x $MESHGATE_BIN ]] || die "MESHGATE_BIN=$MESHGATE_BIN is not executable"
+		MESHGATE=$MESHGATE_BIN
+		return
+	fi
+	MESHGATE=$BENCH_CACHE/meshgate
+	log "building meshgate (first build can take minutes)"
+	(cd "$ROOT" && go build -o "$MESHGATE" .) ||
+		die "building meshgate failed; set MESHGATE_BIN or SKIP_MESHGATE=1"
+}
+
+machine_description() {
+	local model
+	model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+	echo "- CPUs: $(nproc) x ${model:-unknown}"
+	echo "- Kernel: $(uname -srm)"
+	echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+	echo "- HAProxy: $(haproxy -v 2>&1 | head -n 1)"
+	# wrk has no version flag; -v prints the banner and exits 1.
+	echo "- wrk: $({ wrk -v 2>&1 || true; } | head -n 1)"
+	echo "- Go: $(go version)"
+	# Other work on the machine (builds, tests) skews everything, p99 most.
+	echo "- Load average (1/5/15 min): before ${LOAD_BEFORE:-?}, after $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "- Load: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (rotating order), ${WARMUP}s warm-up"
+}
+
+# ------------------------------------------------------------------ targets --
+# Each target has start_<name>, which starts it (and anything it needs),
+# registers its pid, waits until it serves the origin's body, and sets
+# TARGET_PORT[<name>] and TARGET_NOTE[<name>]. New scenarios reuse these.
+
+start_origin() {
+	local port dir=$TMP/origin
+	mkdir -p "$dir"
+	read -r port < <(free_ports 1)
+	spawn origin "$dir/stderr.log" "$ORIGIN_BIN" -addr "127.0.0.1:$port"
+	wait_ready origin "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	ORIGIN_PORT=$port
+}
+
+start_direct() {
+	TARGET_PORT[direct]=$ORIGIN_PORT
+	TARGET_NOTE[direct]="the origin itself (fasthttp, fixed 1 KiB body): the ceiling"
+}
+
+start_nginx() {
+	local port dir=$TMP/nginx
+	mkdir -p "$dir"
+	read -r port < <(free_ports 1)
+	render "$TEMPLATES/nginx.conf.tmpl" "$dir/nginx.conf" \
+		DIR="$dir" PORT="$port" ORIGIN_PORT="$ORIGIN_PORT"
+	# -e moves the startup error log into the temp dir too (nginx >= 1.19.5);
+	# without it nginx touches /var/log/nginx/error.log before reading the conf.
+	spawn nginx "$dir/stderr.log" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+	wait_ready nginx "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	TARGET_PORT[nginx]=$port
+	TARGET_NOTE[nginx]="2 workers, upstream keepalive 64, access log on (file, buffered)"
+}
+
+start_haproxy() {
+	local port dir=$TMP/haproxy
+	mkdir -p "$dir"
+	read -r port < <(free_ports 1)
+	render "$TEMPLATES/haproxy.cfg.tmpl" "$dir/haproxy.cfg" \
+		PORT="$port" ORIGIN_PORT="$ORIGIN_PORT"
+	haproxy -c -q -f "$dir/haproxy.cfg" || die "invalid HAProxy config $dir/haproxy.cfg"
+	spawn haproxy "$dir/stderr.log" haproxy -f "$dir/haproxy.cfg" -db
+	wait_ready haproxy "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	TARGET_PORT[haproxy]=$port
+	TARGET_NOTE[haproxy]="nbthread 2, http-reuse always, NO access log (HAProxy logs only via syslog)"
+}
+
+start_meshgate() {
+	local port admin dir=$TMP/meshgate
+	mkdir -p "$dir"
+	read -r port admin < <(free_ports 2)
+	render "$TEMPLATES/meshgate.yaml.tmpl" "$dir/meshgate.yaml" \
+		DIR="$dir" PORT="$port" ADMIN_PORT="$admin" ORIGIN_PORT="$ORIGIN_PORT"
+	spawn meshgate "$dir/stderr.log" "$MESHGATE" edge -config "$dir/meshgate.yaml"
+	wait_ready meshgate "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	TARGET_PORT[meshgate]=$port
+	TARGET_NOTE[meshgate]="edge mode, metrics on, access log on (file)"
+}
+
+# -------------------------------------------------------------- measurement --
+
+# wrk_to OUT ARGS... runs wrk into OUT. It runs in the background while the
+# script waits, because bash defers a trapped signal until a foreground child
+# exits: a TERM would otherwise only be handled after the whole run.
+wrk_to() {
+	local out=$1 rc=0
+	shift
+	wrk "$@" >"$out" 2>&1 &
+	WRK_PID=$!
+	wait "$WRK_PID" || rc=$?
+	WRK_PID=""
+	return "$rc"
+}
+
+# to_ms converts wrk's latency notation (512.00us, 1.20ms, 1.01s, 1.00m).
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		if (v ~ /us$/)      { sub(/us$/, "", v); f = 0.001 }
+		else if (v ~ /ms$/) { sub(/ms$/, "", v); f = 1 }
+		else if (v ~ /m$/)  { sub(/m$/, "", v);  f = 60000 }
+		else if (v ~ /s$/)  { sub(/s$/, "", v);  f = 1000 }
+		else { exit 1 }
+		printf "%.3f", v * f
+	}'
+}
+
+# run_wrk TARGET ROUND runs one measurement and stores its figures.
+run_wrk() {
+	local target=$1 round=$2 out rps p50 p99 sock non2xx
+	out=$TMP/raw/$target-round$round.txt
+	wrk_to "$out" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
+		"http://127.0.0.1:${TARGET_PORT[$target]}/" || true
+	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+	p50=$(awk '$1 == "50%" {print $2; exit}' "$out")
+	p99=$(awk '$1 == "99%" {print $2; exit}' "$out")
+	sock=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")
+	non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' "$out")
+	if [[ -z $rps || -z $p50 || -z $p99 ]]; then
+		cat "$out" >&2
+		die "could not parse wrk output for $target round $round ($out)"
+	fi
+	RPS[$target:$round]=$rps
+	P50[$target:$round]=$(to_ms "$p50")
+	P99[$target:$round]=$(to_ms "$p99")
+	ERRS[$target:$round]="${non2xx:-0}/${sock:-0}"
+	if [[ ${non2xx:-0} != 0 || ${sock:-0} != 0 ]]; then
+		log "$target round $round: ${non2xx:-0} non-2xx/3xx, ${sock:-0} socket errors:"
+		grep -E 'Socket errors|Non-2xx' "$out" >&2 || true
+	fi
+	log "$(printf '%-9s round %d: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms' \
+		"$target" "$round" "$rps" "${P50[$target:$round]}" "${P99[$target:$round]}")"
+}
+
+# median prints the median of its arguments (mean of the middle two if even).
+median() {
+	printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1}
+		END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# measure TARGET... warms each target up, then runs ROUNDS rounds, rotating
+# the order by one target per round.
+measure() {
+	local targets=("$@") n=$# round i t
+	mkdir -p "$TMP/raw"
+	for t in "${targets[@]}"; do
+		log "warming up $t (${WARMUP}s)"
+		wrk_to "$TMP/raw/$t-warmup.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" \
+			"http://127.0.0.1:${TARGET_PORT[$t]}/" ||
+			die "warm-up of $t failed ($TMP/raw/$t-warmup.txt)"
+	done
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for ((i = 0; i < n; i++)); do
+			t=${targets[$(((i + round - 1) % n))]}
+			run_wrk "$t" "$round"
+		done
+	done
+}
+
+# ---------------------------------------------------------------- reporting --
+
+# median_of MAP TARGET prints the median over rounds of one figure.
+median_of() {
+	local -n map=$1
+	local target=$2 round vals=()
+	for ((round = 1; round <= ROUNDS; round++)); do
+		vals+=("${map[$target:$round]}")
+	done
+	median "${vals[@]}"
+}
+
+# errors_cell TARGET summarises errors over all rounds; any error flags it.
+errors_cell() {
+	local target=$1 round non2xx=0 sock=0 e
+	for ((round = 1; round <= ROUNDS; round++)); do
+		e=${ERRS[$target:$round]}
+		non2xx=$((non2xx + ${e%/*}))
+		sock=$((sock + ${e#*/}))
+	done
+	if ((non2xx + sock == 0)); then
+		echo "none"
+	else
+		echo "**FLAGGED**: $non2xx non-2xx, $sock socket"
+	fi
+}
+
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
+}
+
+report() {
+	local targets=("$@") t round
+	echo "# meshgate comparative benchmark (scenario: $SCENARIO)"
+	echo
+	echo "## Machine"
+	echo
+	machine_description
+	echo
+	echo "## Results (median of $ROUNDS rounds)"
+	echo
+	echo "| target | req/s | p50 ms | p99 ms | errors |"
+	echo "|---|---:|---:|---:|---|"
+	for t in "${targets[@]}"; do
+		printf '| %s | %.0f | %.3f | %.3f | %s |\n' "$t" \
+			"$(median_of RPS "$t")" "$(median_of P50 "$t")" "$(median_of P99 "$t")" "$(errors_cell "$t")"
+	done
+	echo
+	if [[ -n ${TARGET_PORT[meshgate]:-} ]]; then
+		local mg_rps mg_p99
+		mg_rps=$(median_of RPS meshgate)
+		mg_p99=$(median_of P99 meshgate)
+		echo "meshgate/haproxy req/s ratio: $(ratio "$mg_rps" "$(median_of RPS haproxy)")"
+		echo "meshgate/nginx req/s ratio: $(ratio "$mg_rps" "$(median_of RPS nginx)")"
+		echo "meshgate/haproxy p99 ratio: $(ratio "$mg_p99" "$(median_of P99 haproxy)") (lower is better)"
+		echo "meshgate/nginx p99 ratio: $(ratio "$mg_p99" "$(median_of P99 nginx)") (lower is better)"
+	else
+		echo "meshgate skipped (SKIP_MESHGATE=1): no meshgate ratios."
+	fi
+	echo
+	echo "## Targets"
+	echo
+	for t in "${targets[@]}"; do
+		echo "- $t: ${TARGET_NOTE[$t]}"
+	done
+	echo "- note: HAProxy runs without an access log; nginx and meshgate write one."
+	echo "- note: wrk, the proxy and the origin share the same $(nproc) CPUs."
+	echo
+	echo "## Rounds"
+	echo
+	echo "| round | target | req/s | p50 ms | p99 ms | non-2xx/socket errors |"
+	echo "|---:|---|---:|---:|---:|---|"
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for t in "${targets[@]}"; do
+			printf '| %d | %s | %s | %s | %s | %s |\n' "$round" "$t" \
+				"${RPS[$t:$round]}" "${P50[$t:$round]}" "${P99[$t:$round]}" "${ERRS[$t:$round]}"
+		done
+	done
+	echo
+	echo "Raw wrk output: $TMP/raw/"
+}
+
+# Access-log line counts prove the logging targets really logged under load.
+access_log_summary() {
+	local t f
+	for t in nginx meshgate; do
+		f=$TMP/$t/access.log
+		if [[ -n ${TARGET_PORT[$t]:-} ]]; then
+			if [[ -f $f ]]; then
+				echo "- $t access log: $(wc -l <"$f") lines, $(du -h "$f" | cut -f1)"
+			else
+				echo "- $t access log: **missing** ($f)"
+			fi
+		fi
+	done
+}
+
+# ---------------------------------------------------------------- scenarios --
+
+scenario_proxy() {
+	local targets=(direct nginx haproxy)
+	[[ $SKIP_MESHGATE == 1 ]] || targets+=(meshgate)
+	start_origin
+	local t
+	for t in "${targets[@]}"; do
+		log "starting $t"
+		"start_$t"
+	done
+	measure "${targets[@]}"
+	{
+		report "${targets[@]}"
+		echo
+		echo "## Access logs"
+		echo
+		access_log_summary
+	} | tee "$BENCH_OUT"
+}
+
+main() {
+	SCENARIO=${1:-proxy}
+	case $SCENARIO in
+	-h | --help | help)
+		usage
+		return 0
+		;;
+	esac
+	declare -F "scenario_$SCENARIO" >/dev/null || {
+		usage >&2
+		die "unknown scenario '$SCENARIO'"
+	}
+	[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+	[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
+	((ROUNDS >= 3)) || log "warning: ROUNDS=$ROUNDS; use at least 3 for publishable figures"
+
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/meshgate-bench.XXXXXX")
+	BENCH_OUT=${BENCH_OUT:-$TMP/bench-results.md}
+
+	ensure_tools
+	build_binaries
+	log "temp dir: $TMP"
+	LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+	if awk -v l="${LOAD_BEFORE%% *}" 'BEGIN { exit !(l > 1) }'; then
+		log "warning: load average is $LOAD_BEFORE; other work will make the figures noisy"
+	fi
+	"scenario_$SCENARIO"
+	echo
+	echo "Results written to $BENCH_OUT"
+}
+
+main "$@"
