@@ -233,10 +233,54 @@ func buildIndex(root *yaml.Node) []indexEntry {
 	return out
 }
 
+// duplicateKeys reports every repeated key in every mapping. yaml.v3 stops decoding a mapping
+// at its first duplicate (so a repeated top-level key would hide all other problems); this scan
+// finds them all. It also returns the parent paths, whose contents were not decoded.
+func duplicateKeys(file string, root *yaml.Node) (Errors, []path) {
+	var (
+		errs    Errors
+		parents []path
+	)
+	var walk func(n *yaml.Node, p path, depth int)
+	walk = func(n *yaml.Node, p path, depth int) {
+		if n == nil || depth > 256 {
+			return
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			first := map[string]int{}
+			dup := false
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Kind == yaml.ScalarNode && k.Tag != "!!merge" {
+					if line, seen := first[k.Value]; seen {
+						dup = true
+						errs = append(errs, Error{File: file, Line: k.Line, Path: p.key(k.Value).String(),
+							Msg: fmt.Sprintf("duplicate key %q (first defined at line %d)", k.Value, line)})
+					} else {
+						first[k.Value] = k.Line
+					}
+				}
+				walk(n.Content[i+1], p.key(k.Value), depth+1)
+			}
+			if dup {
+				parents = append(parents, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, p.idx(i), depth+1)
+			}
+		}
+	}
+	walk(root, path{}, 0)
+	return errs, parents
+}
+
 var (
 	// These are immutable after compilation; regexps are safe for concurrent use.
 	reLinePrefix = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	reUnknown    = regexp.MustCompile(`^field (.+) not found in type \S+$`)
+	reAlreadySet = regexp.MustCompile(`^field (.+) already set in type \S+$`)
 	reDuplicate  = regexp.MustCompile(`^mapping key "(.*)" already defined at line (\d+)$`)
 	reUnmarshal  = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
 	reBacktick   = regexp.MustCompile("`([^`]*)`")
@@ -256,6 +300,19 @@ func decodeError(file string, idx []indexEntry, raw string) Error {
 	if u := reUnknown.FindStringSubmatch(msg); u != nil {
 		e.Msg = fmt.Sprintf("unknown key %q", u[1])
 		e.Path = findNode(idx, line, func(en indexEntry) bool { return en.isKey && en.node.Value == u[1] })
+		return e
+	}
+	if d := reAlreadySet.FindStringSubmatch(msg); d != nil {
+		// Struct fields report duplicates without the first line; find it in the tree.
+		e.Path = findNode(idx, line, func(en indexEntry) bool { return en.isKey && en.node.Value == d[1] })
+		first := line
+		for _, en := range idx {
+			if en.isKey && en.path.String() == e.Path {
+				first = en.node.Line
+				break
+			}
+		}
+		e.Msg = fmt.Sprintf("duplicate key %q (first defined at line %d)", d[1], first)
 		return e
 	}
 	if d := reDuplicate.FindStringSubmatch(msg); d != nil {

@@ -71,14 +71,19 @@ func expandEnv(data []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 			continue
 		}
 		body := string(rest[:end])
+		// On failure the reference is left in place: the text then still parses as YAML, so
+		// the error can be given the key path of the value it sits in.
+		ref := data[i : i+2+end+1]
 		i += 2 + end + 1
 		name, def, hasDef := strings.Cut(body, ":-")
 		if !validVarName(name) {
 			errs = append(errs, lineError{line, fmt.Sprintf("invalid variable reference ${%s}: want ${NAME} or ${NAME:-default} where NAME is letters, digits and _", body)})
+			out.Write(ref)
 			continue
 		}
 		if hasDef && strings.Contains(def, "${") {
 			errs = append(errs, lineError{line, fmt.Sprintf("${%s}: nested ${...} in a default is not supported", name)})
+			out.Write(ref)
 			continue
 		}
 		val, ok := lookup(name)
@@ -87,10 +92,12 @@ func expandEnv(data []byte, lookup func(string) (string, bool)) ([]byte, []lineE
 			val = def
 		case !ok:
 			errs = append(errs, lineError{line, fmt.Sprintf("environment variable %s is not set (use ${%s:-default} to give a default)", name, name)})
+			out.Write(ref)
 			continue
 		}
 		if strings.ContainsAny(val, "\r\n") {
 			errs = append(errs, lineError{line, fmt.Sprintf("environment variable %s contains a newline, which is not allowed in config values", name)})
+			out.Write(ref)
 			continue
 		}
 		out.WriteString(val)

@@ -59,17 +59,21 @@ func parse(name string, data []byte, lookup func(string) (string, bool)) (cfg *C
 	}
 	idx := buildIndex(root)
 
+	// decodeAt holds paths whose subtree had a decode error: validating the zero values left
+	// there would only repeat the same problem in other words.
+	errs, decodeAt := duplicateKeys(name, root)
 	var (
 		c         Config
-		errs      Errors
-		decodeAt  []path
 		decodeErr = decodeStrict(text, &c)
+		te        *yaml.TypeError
 	)
-	var te *yaml.TypeError
 	switch {
 	case decodeErr == nil:
 	case errors.As(decodeErr, &te):
 		for _, msg := range te.Errors {
+			if reDuplicate.MatchString(reLinePrefix.ReplaceAllString(msg, "$2")) {
+				continue // duplicateKeys reported it, with every other duplicate
+			}
 			e := decodeError(name, idx, msg)
 			errs = append(errs, e)
 			decodeAt = append(decodeAt, pathFromIndex(idx, e.Path))

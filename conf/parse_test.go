@@ -137,6 +137,7 @@ discovery:
 				{18, "routes[1].match.query[0].name", "query parameter name is required"},
 				{19, "routes[1].to[0].service", "service missing is not in discovery.static"},
 				{19, "routes[1].to[1].weight", "must not be negative"},
+				{19, "routes[1].to", "at least one target needs a weight above 0"},
 				{20, "routes[1].listeners[1]", `no listener named "nope"`},
 				{21, "routes[1].rewrite.path_prefix", "requires match.path_prefix"},
 				{22, "routes[2].name", "route name is required"},
@@ -212,12 +213,12 @@ access_log: { buffer_size: -1 }
 		{
 			name: "syntax error",
 			yaml: "listeners:\n  - address: [\n",
-			want: []wantErr{{3, "", "did not find expected"}},
+			want: []wantErr{{2, "", "did not find expected"}},
 		},
 		{
 			name: "two documents",
 			yaml: "listeners: [ { address: 127.0.0.1:1 } ]\n---\nadmin: {}\n",
-			want: []wantErr{{3, "", "only one YAML document"}},
+			want: []wantErr{{2, "", "only one YAML document"}},
 		},
 		{
 			name: "unset env var names variable, line and path",

@@ -50,8 +50,7 @@ PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 # wrk and printf must agree on the decimal point.
 export LC_ALL=C
 
-# State shared between functions. Bash has no better scoping for this; every
-# variable below is written in exactly one place.
+# State shared between functions; bash offers no better scoping.
 TMP=""
 PIDS=()                    # every process this script started
 declare -A PID_NAME=()     # pid -> label, for diagnostics
@@ -500,6 +499,7 @@ main() {
 	}
 	[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 	[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
+	[[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "WARMUP must be a positive integer (seconds)"
 	((ROUNDS >= 3)) || log "warning: ROUNDS=$ROUNDS; use at least 3 for publishable figures"
 
 	trap cleanup EXIT

@@ -42,6 +42,6 @@
 // host, path, headers, then query, whose parsing is paid only by routes that have query
 // matchers). Match does not allocate for host, path prefix/exact, method and header-exact
 // routes; regex conditions cost whatever regexp.(*Regexp).Match costs (0 allocations with Go's
-// pooled matchers in our measurements, see TestMatchAllocs), and matching on the Cookie header
+// pooled matchers in our measurements, see TestAllocs), and matching on the Cookie header
 // allocates because fasthttp rebuilds that header on Peek.
 package route

@@ -70,6 +70,16 @@ func TestNewRingHashVirtualNodes(t *testing.T) {
 	}
 }
 
+func TestZeroValuePolicies(t *testing.T) {
+	t.Parallel()
+	for _, pol := range []Policy{&RoundRobin{}, &Random{}, &LeastRequest{}, &P2CEWMA{}, &RingHash{}} {
+		p := pol.NewPicker(equalHosts(3))
+		if i := p.Pick(7, -1); i < 0 || i > 2 {
+			t.Errorf("%T zero value: Pick = %d", pol, i)
+		}
+	}
+}
+
 func TestPickEmpty(t *testing.T) {
 	t.Parallel()
 	for _, np := range allPolicies(t) {

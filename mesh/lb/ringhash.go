@@ -23,7 +23,9 @@ const (
 // HashKey hashes a request key (header value, cookie value, client IP) for Pick. It is
 // xxhash64, which is seedless and stable, so every meshgate process (and every version that
 // keeps this function) maps a key to the same ring position; hash/maphash is seeded per
-// process and would break stickiness across a fleet.
+// process and would break stickiness across a fleet. A request without a key (header or
+// cookie absent) has no affinity to keep: pass a random value such as rand.Uint64() so such
+// requests spread over the ring instead of all landing on the owner of one fixed hash.
 func HashKey(b []byte) uint64 { return xxhash.Sum64(b) }
 
 // HashString is HashKey for a string, without converting it to a byte slice.
@@ -33,7 +35,8 @@ func HashString(s string) uint64 { return xxhash.Sum64String(s) }
 // same host, and adding or removing one of N hosts moves only about 1/N of the keys. Use it for
 // cache affinity or sticky sessions; it ignores load, so a hot key stays on one host.
 type RingHash struct {
-	vnodes int
+	vnodes    int
+	maxPoints int // maxRing; a field so tests can exercise scaling on a small ring
 }
 
 // NewRingHash returns the ring_hash policy with virtualNodes ring points per unit of weight
@@ -46,7 +49,7 @@ func NewRingHash(virtualNodes int) (*RingHash, error) {
 	if virtualNodes == 0 {
 		virtualNodes = DefaultVirtualNodes
 	}
-	return &RingHash{vnodes: virtualNodes}, nil
+	return &RingHash{vnodes: virtualNodes, maxPoints: maxRing}, nil
 }
 
 // Name returns the configuration name of the policy.
@@ -64,17 +67,25 @@ func (r *RingHash) NewPicker(hosts []*Host) Picker {
 		return emptyPicker{}
 	}
 	hosts = snapshot(hosts)
+	// A zero RingHash (not built by NewRingHash) gets the defaults rather than an empty ring.
+	vnodes, limit := r.vnodes, r.maxPoints
+	if vnodes <= 0 {
+		vnodes = DefaultVirtualNodes
+	}
+	if limit <= 0 {
+		limit = maxRing
+	}
 	counts := make([]int, len(hosts))
 	total := 0
 	for i, h := range hosts {
-		counts[i] = weightOf(h) * r.vnodes
+		counts[i] = weightOf(h) * vnodes
 		total += counts[i]
 	}
-	if total > maxRing {
+	if total > limit {
 		// Scaling keeps each host's first points (i = 0, 1, …), so the ring that results is a
 		// subset of the full one and stays mostly stable.
 		for i := range counts {
-			counts[i] = max(1, int(int64(counts[i])*maxRing/int64(total)))
+			counts[i] = max(1, int(int64(counts[i])*int64(limit)/int64(total)))
 		}
 	}
 

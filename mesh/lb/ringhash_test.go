@@ -154,16 +154,19 @@ func TestRingHashStability(t *testing.T) {
 
 func TestRingHashSizeBounded(t *testing.T) {
 	t.Parallel()
+	const limit = 20_000
 	hosts := testHosts(maxWeight, maxWeight, 1)
-	p := mustRing(t, MaxVirtualNodes).NewPicker(hosts).(*ringPicker)
-	if n := len(p.hashes); n > maxRing+len(hosts) || n < maxRing/2 {
-		t.Fatalf("ring has %d points, want about %d", n, maxRing)
+	r := mustRing(t, MaxVirtualNodes)
+	r.maxPoints = limit
+	p := r.NewPicker(hosts).(*ringPicker)
+	if n := len(p.hashes); n > limit+len(hosts) || n < limit*9/10 {
+		t.Fatalf("ring has %d points, want about %d", n, limit)
 	}
 	counts := make([]int, len(hosts))
 	for _, o := range p.owner {
 		counts[o]++
 	}
-	if counts[2] < 1 || counts[0] < maxRing/3 {
+	if counts[2] < 1 || counts[0] < limit*4/10 {
 		t.Fatalf("scaled ring points per host %v: every host needs ≥ 1, weights kept", counts)
 	}
 }
@@ -175,4 +178,17 @@ func mustRing(tb testing.TB, vnodes int) *RingHash {
 		tb.Fatal(err)
 	}
 	return r
+}
+
+func BenchmarkRingHashNewPicker(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(itoa(n)+"hosts", func(b *testing.B) {
+			hosts := equalHosts(n)
+			r := mustRing(b, 0)
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = r.NewPicker(hosts)
+			}
+		})
+	}
 }

@@ -213,6 +213,9 @@ func (c *Cluster) rebuild(eps []discovery.Endpoint, source string) {
 
 func newHost(addr string, weight int, opts *Options) *Host {
 	connectTimeout := opts.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 2 * time.Second
+	}
 	dialer := &fasthttp.TCPDialer{}
 	h := &Host{key: opts.transportKey()}
 	h.Address = addr
@@ -221,7 +224,9 @@ func newHost(addr string, weight int, opts *Options) *Host {
 		Addr:                     addr,
 		NoDefaultUserAgentHeader: true,
 		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			if connectTimeout > 0 && (timeout <= 0 || timeout > connectTimeout) {
+			// timeout is what is left of the request's deadline (0: none); the connect timeout
+			// caps it so a black-holed host fails fast and the retry can go elsewhere.
+			if timeout <= 0 || timeout > connectTimeout {
 				timeout = connectTimeout
 			}
 			return dialer.DialTimeout(addr, timeout)
