@@ -81,8 +81,11 @@ func parse(name string, data []byte, lookup func(string) (string, bool)) (cfg *C
 	default:
 		return nil, Errors{decodeError(name, idx, decodeErr.Error())}
 	}
-	if root != nil && root.Kind != yaml.MappingNode {
+	if root != nil && root.Kind != yaml.MappingNode && !(root.Kind == yaml.ScalarNode && root.Value == "") {
 		// Nothing useful was decoded; validation would only repeat "missing" noise.
+		if len(errs) == 0 {
+			errs = Errors{{File: name, Line: root.Line, Msg: "the top level must be a mapping (admin:, listeners:, routes:, ...)"}}
+		}
 		return nil, errs
 	}
 

@@ -88,7 +88,9 @@ type Rewrite struct {
 // Target is one destination of a route; weights split traffic.
 type Target struct {
 	Service string `yaml:"service"`
-	Weight  int    `yaml:"weight"` // default 1 when only one target; relative
+	// Weight is relative. When no target of the route sets one, each gets 1 (an even split);
+	// once any target sets a weight, an omitted one is 0 (no traffic), e.g. a drained canary.
+	Weight int `yaml:"weight"`
 }
 
 // Service is the per-service (cluster) policy.

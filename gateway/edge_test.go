@@ -27,10 +27,12 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		// fasthttp's coarse clock and client connection cleaners are process-wide workers.
-		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		// fasthttp's worker-pool cleaner notices Stop only after its 10 s sleep.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
 	)
@@ -53,8 +55,8 @@ func (s *seen) last(t *testing.T) (*http.Request, []byte) {
 	return s.reqs[len(s.reqs)-1], s.body[len(s.body)-1]
 }
 
-// upstream starts a real HTTP server on loopback that records requests and answers name.
-func upstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Server, *seen) {
+// startUpstream starts a real HTTP server on loopback that records requests and answers name.
+func startUpstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Server, *seen) {
 	t.Helper()
 	s := &seen{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -200,7 +202,7 @@ func raw(t *testing.T, addr, request string) string {
 
 func TestMinimalConfigProxies(t *testing.T) {
 	t.Parallel()
-	up, saw := upstream(t, "a", nil)
+	up, saw := startUpstream(t, "a", nil)
 	e := startEdge(t, minimal(hostport(up)))
 
 	resp, body := get(t, e.url+"/some/path?q=1", map[string]string{
@@ -239,7 +241,7 @@ func TestMinimalConfigProxies(t *testing.T) {
 
 func TestRequestIDKeptWhenValid(t *testing.T) {
 	t.Parallel()
-	up, saw := upstream(t, "a", nil)
+	up, saw := startUpstream(t, "a", nil)
 	e := startEdge(t, minimal(hostport(up)))
 	get(t, e.url+"/", map[string]string{"X-Request-Id": "abc-123"})
 	r, _ := saw.last(t)
@@ -255,7 +257,7 @@ func TestRequestIDKeptWhenValid(t *testing.T) {
 
 func TestHopByHopHeadersStripped(t *testing.T) {
 	t.Parallel()
-	up, saw := upstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+	up, saw := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "X-Internal")
 		w.Header().Set("X-Internal", "secret")
 		w.Header().Set("Keep-Alive", "timeout=5")
@@ -283,7 +285,7 @@ func TestHopByHopHeadersStripped(t *testing.T) {
 
 func TestForwardedForTrust(t *testing.T) {
 	t.Parallel()
-	up, saw := upstream(t, "a", nil)
+	up, saw := startUpstream(t, "a", nil)
 	untrusted := startEdge(t, minimal(hostport(up)))
 	get(t, untrusted.url+"/", map[string]string{"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https"})
 	r, _ := saw.last(t)
@@ -308,7 +310,7 @@ func TestForwardedForTrust(t *testing.T) {
 
 func TestBadRequests(t *testing.T) {
 	t.Parallel()
-	up, saw := upstream(t, "a", nil)
+	up, saw := startUpstream(t, "a", nil)
 	cfg := strings.Replace(minimal(hostport(up)), "address: 127.0.0.1:0\nroutes",
 		"address: 127.0.0.1:0\n    max_header_bytes: 4KiB\n    max_body_bytes: 1KiB\n    stream_threshold: 512B\nroutes", 1)
 	e := startEdge(t, cfg)
@@ -351,8 +353,8 @@ func TestBadRequests(t *testing.T) {
 
 func TestAbsoluteFormRoutesOnTargetAuthority(t *testing.T) {
 	t.Parallel()
-	a, sawA := upstream(t, "a", nil)
-	b, _ := upstream(t, "b", nil)
+	a, sawA := startUpstream(t, "a", nil)
+	b, _ := startUpstream(t, "b", nil)
 	cfg := fmt.Sprintf(`
 admin: { address: 127.0.0.1:0 }
 listeners: [ { name: public, address: 127.0.0.1:0 } ]
@@ -384,7 +386,7 @@ access_log: { output: "off" }
 
 func TestSlowlorisHeadTimeout(t *testing.T) {
 	t.Parallel()
-	up, _ := upstream(t, "a", nil)
+	up, _ := startUpstream(t, "a", nil)
 	cfg := strings.Replace(minimal(hostport(up)), "address: 127.0.0.1:0\nroutes", "address: 127.0.0.1:0\n    read_header_timeout: 300ms\nroutes", 1)
 	e := startEdge(t, cfg)
 	c, err := net.Dial("tcp", e.addr)
@@ -407,7 +409,7 @@ func TestSlowlorisHeadTimeout(t *testing.T) {
 func TestStreamingBodiesBothWays(t *testing.T) {
 	t.Parallel()
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	up, saw := upstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+	up, saw := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/chunked" {
 			w.(http.Flusher).Flush() // forces chunked encoding
 		}
@@ -439,20 +441,37 @@ func TestStreamingBodiesBothWays(t *testing.T) {
 
 func TestResponseSizeBounded(t *testing.T) {
 	t.Parallel()
-	up, _ := upstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
-		w.Write(bytes.Repeat([]byte("x"), 4096))
+	up, _ := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/length" {
+			w.Header().Set("Content-Length", "300000")
+		}
+		w.Write(bytes.Repeat([]byte("x"), 300000))
 	})
-	cfg := minimal(hostport(up)) + "services: { origin: { max_response_bytes: 1KiB } }\n"
+	cfg := minimal(hostport(up)) + "services: { origin: { max_response_bytes: 200KiB } }\n"
 	e := startEdge(t, cfg)
-	resp, body := get(t, e.url+"/", nil)
+	// Known length over the limit: refused before anything is sent.
+	resp, body := get(t, e.url+"/length", nil)
 	if resp.StatusCode != 502 || !strings.Contains(string(body), "upstream_response_too_large") {
-		t.Fatalf("got %d %s", resp.StatusCode, body)
+		t.Fatalf("got %d %.200s", resp.StatusCode, body)
+	}
+	// Chunked: the status line is gone by the time the limit is hit, so the only honest signal
+	// is an aborted body. The client must never receive the whole thing as if it were fine.
+	r, err := http.Get(e.url + "/chunked")
+	if err == nil {
+		n, rerr := io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+		if rerr == nil {
+			t.Fatalf("chunked oversized response delivered complete (%d bytes)", n)
+		}
+		if n > 200<<10+64<<10 {
+			t.Errorf("forwarded %d bytes past a 200 KiB limit", n)
+		}
 	}
 }
 
 func TestNoRouteIs404JSON(t *testing.T) {
 	t.Parallel()
-	up, _ := upstream(t, "a", nil)
+	up, _ := startUpstream(t, "a", nil)
 	cfg := strings.Replace(minimal(hostport(up)), "path_prefix: /", "path_prefix: /api", 1)
 	e := startEdge(t, cfg)
 	resp, body := get(t, e.url+"/nope", nil)
@@ -467,8 +486,8 @@ func TestNoRouteIs404JSON(t *testing.T) {
 
 func TestDeadUpstreamLosesNoGET(t *testing.T) {
 	t.Parallel()
-	live, _ := upstream(t, "live", nil)
-	dead, _ := upstream(t, "dead", nil)
+	live, _ := startUpstream(t, "live", nil)
+	dead, _ := startUpstream(t, "dead", nil)
 	deadAddr := hostport(dead)
 	dead.Close() // connection refused from now on
 	e := startEdge(t, minimal(hostport(live), deadAddr))
@@ -491,8 +510,8 @@ func TestDeadUpstreamLosesNoGET(t *testing.T) {
 
 func TestUpstreamKilledMidLoad(t *testing.T) {
 	t.Parallel()
-	a, _ := upstream(t, "a", nil)
-	b, _ := upstream(t, "b", nil)
+	a, _ := startUpstream(t, "a", nil)
+	b, _ := startUpstream(t, "b", nil)
 	e := startEdge(t, minimal(hostport(a), hostport(b)))
 	client := &http.Client{Timeout: 10 * time.Second}
 	var wg sync.WaitGroup
@@ -533,7 +552,7 @@ func TestUpstreamKilledMidLoad(t *testing.T) {
 func TestRouteTimeoutIs504(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	up, _ := upstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	up, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -550,8 +569,8 @@ func TestRouteTimeoutIs504(t *testing.T) {
 
 func TestWeightedSplitAndRewrite(t *testing.T) {
 	t.Parallel()
-	a, sawA := upstream(t, "a", nil)
-	b, _ := upstream(t, "b", nil)
+	a, sawA := startUpstream(t, "a", nil)
+	b, _ := startUpstream(t, "b", nil)
 	cfg := fmt.Sprintf(`
 admin: { address: 127.0.0.1:0 }
 listeners: [ { name: public, address: 127.0.0.1:0 } ]
@@ -580,10 +599,10 @@ access_log: { output: "off" }
 
 func TestReloadSwapsRoutesAndKeepsInFlight(t *testing.T) {
 	t.Parallel()
-	a, _ := upstream(t, "a", nil)
+	a, _ := startUpstream(t, "a", nil)
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
-	slow, _ := upstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}
 		<-release
 		io.WriteString(w, "slow done")
@@ -643,7 +662,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
-	slow, _ := upstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}
 		<-release
 		io.WriteString(w, "finished")

@@ -10,26 +10,31 @@ import (
 // JSON field names of one access-log line. They are part of the operator-facing contract
 // (dashboards and log pipelines parse them), so they live in one place.
 const (
-	FieldTime             = "ts"
-	FieldStatus           = "status"
-	FieldMethod           = "method"
-	FieldPath             = "path"
-	FieldHost             = "host"
-	FieldRoute            = "route"
-	FieldService          = "service"
-	FieldUpstream         = "upstream"
-	FieldClientIP         = "client_ip"
-	FieldRequestID        = "request_id"
-	FieldDurationMS       = "duration_ms"
-	FieldUpstreamMS       = "upstream_ms"
-	FieldBytesIn          = "bytes_in"
-	FieldBytesOut         = "bytes_out"
-	FieldAttempts         = "attempts"
-	FieldError            = "error"
-	FieldUserAgent        = "ua"
-	FieldListener         = "listener"
-	timeFormat            = time.RFC3339Nano
-	durationMSPrecision   = 3 // microsecond resolution is plenty for a log line
+	FieldTime       = "ts"
+	FieldStatus     = "status"
+	FieldMethod     = "method"
+	FieldPath       = "path"
+	FieldHost       = "host"
+	FieldRoute      = "route"
+	FieldService    = "service"
+	FieldUpstream   = "upstream"
+	FieldClientIP   = "client_ip"
+	FieldRequestID  = "request_id"
+	FieldDurationMS = "duration_ms"
+	FieldUpstreamMS = "upstream_ms"
+	FieldBytesIn    = "bytes_in"
+	FieldBytesOut   = "bytes_out"
+	FieldAttempts   = "attempts"
+	FieldError      = "error"
+	FieldUserAgent  = "ua"
+	FieldListener   = "listener"
+)
+
+const (
+	timeFormat          = time.RFC3339Nano
+	durationMSPrecision = 3 // microsecond resolution is plenty for a log line
+	// Lines are bounded by the truncation limits below (well under 4 KiB); a buffer that grew
+	// past this came from something unexpected and is not worth keeping in the pool.
 	maxLineBytesForReuse  = 16 << 10
 	initialLineBufferSize = 1 << 10
 )

@@ -137,7 +137,6 @@ func New(opts Options) (*Logger, error) {
 }
 
 func openFile(path string) (*os.File, error) {
-	// The path comes from operator config, not from requests.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode) //nolint:gosec // operator-chosen path
 	if err != nil {
 		return nil, fmt.Errorf("accesslog: open %q: %w", path, err)

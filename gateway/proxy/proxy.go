@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -138,7 +139,8 @@ type scratch struct {
 	buf   []byte
 	entry accesslog.Entry
 	call  upstream.Call
-	key   int // matched route's key; valid when entry.Route != ""
+	key   int
+	chunk [4096]byte // chunked request bodies are read through this // matched route's key; valid when entry.Route != ""
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -249,12 +251,28 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	var limited *limitReader
 	if req.IsBodyStream() {
 		cl := req.Header.ContentLength()
-		if cl >= 0 && int64(cl) <= h.opts.StreamThreshold {
+		switch {
+		case cl >= 0 && int64(cl) <= h.opts.StreamThreshold:
 			// fasthttp already holds the whole body (it streams only past the threshold).
 			if err := req.BodyWriteTo(out.BodyWriter()); err != nil {
 				return fasthttp.StatusBadRequest, ReasonBadRequest
 			}
-		} else {
+		case cl < 0:
+			// fasthttp streams every chunked body. Buffer up to the threshold first: small
+			// chunked bodies become replayable, and malformed or oversized ones are answered
+			// before any upstream sees a byte.
+			done, status, reason := h.bufferChunked(req, out, s)
+			if reason != "" {
+				return status, reason
+			}
+			if !done {
+				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes-int64(len(out.Body())))
+				defer h.releaseLimitReader(limited)
+				prefix := append([]byte(nil), out.Body()...) // large bodies only: one copy of the head
+				out.SetBodyStream(io.MultiReader(bytes.NewReader(prefix), limited), -1)
+				call.Replayable = false
+			}
+		default:
 			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes)
 			defer h.releaseLimitReader(limited)
 			out.SetBodyStream(limited, cl)
@@ -269,6 +287,10 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	if err != nil {
 		if limited != nil && limited.exceeded {
 			return fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
+		}
+		if limited != nil && limited.readErr {
+			// The client's body broke mid-stream (bad chunk, reset): its fault, not the upstream's.
+			return fasthttp.StatusBadRequest, ReasonBadRequest
 		}
 		return upstreamStatus(err)
 	}
@@ -376,11 +398,36 @@ func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	return a.Unmap()
 }
 
-// limitReader fails a streamed request body that grows past the configured maximum.
+// bufferChunked reads a chunked request body into out up to the stream threshold. done is true
+// when the whole body fit; otherwise out holds the head and the rest is still on the wire.
+func (h *Handler) bufferChunked(req, out *fasthttp.Request, s *scratch) (done bool, status int, reason string) {
+	stream := req.BodyStream()
+	var total int64
+	for {
+		n, err := stream.Read(s.chunk[:])
+		total += int64(n)
+		out.AppendBody(s.chunk[:n])
+		if h.opts.MaxBodyBytes > 0 && total > h.opts.MaxBodyBytes {
+			return false, fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return true, 0, ""
+		case err != nil:
+			return false, fasthttp.StatusBadRequest, ReasonBadRequest
+		case total > h.opts.StreamThreshold:
+			return false, 0, ""
+		}
+	}
+}
+
+// limitReader fails a streamed request body that grows past the configured maximum, and
+// remembers whether the client's side failed so the error is rendered as the client's.
 type limitReader struct {
 	r         io.Reader
 	left      int64
 	exceeded  bool
+	readErr   bool
 	unlimited bool
 }
 
@@ -401,6 +448,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		l.readErr = true
+	}
 	return n, err
 }
 

@@ -1,0 +1,105 @@
+package conf
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestSummary(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"static example", "", "valid: 1 listener, 1 route, 1 service (static)"},
+		{"plural", `listeners: [ { address: 127.0.0.1:1 }, { address: 127.0.0.1:2 } ]
+routes:
+  - { name: a, to: [ { service: x } ] }
+  - { name: b, to: [ { service: y } ] }
+  - { name: c, to: [ { service: x } ] }
+discovery: { static: { x: [ 127.0.0.1:3 ], y: [ 127.0.0.1:4 ] } }
+`, "valid: 2 listeners, 3 routes, 2 services (static)"},
+		{"no routes", "listeners: [ { address: 127.0.0.1:1 } ]\n", "valid: 1 listener, 0 routes, 0 services"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var c *Config
+			if tt.yaml == "" {
+				var err error
+				if c, err = Load("examples/static.yaml"); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				c = mustParse(t, tt.yaml)
+			}
+			if got := Summary(c); got != tt.want {
+				t.Fatalf("Summary = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRedactedIsDeepCopy(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("examples/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustParse(t, string(data))
+	orig, _ := Marshal(c)
+
+	r := Redacted(c)
+	if r == c {
+		t.Fatal("Redacted returned the same pointer")
+	}
+	red, _ := Marshal(r)
+	if string(red) != string(orig) {
+		t.Fatalf("redacted copy differs (no field is secret yet):\n%s", red)
+	}
+	// Scribble over everything reachable in the copy; the original must not change.
+	r.Listeners[0].TrustedProxies[0] = "x"
+	r.Routes[0].Match.Hosts[0] = "x"
+	r.Routes[0].Match.Methods[0] = "x"
+	*r.Routes[0].Match.Headers[1].Present = true
+	r.Routes[0].Match.Query[0].Exact = "x"
+	r.Routes[0].To[0].Weight = 1234
+	r.Routes[0].Listeners[0] = "x"
+	r.Routes[0].Retry.On[0] = "x"
+	r.Services["users"].LoadBalancer.Hash.Header = "x"
+	r.Services["api"].Retry.On[0] = "x"
+	r.Discovery.Static["api"][0] = "x"
+	r.Services["new"] = Service{}
+	if after, _ := Marshal(c); string(after) != string(orig) {
+		t.Fatalf("mutating the redacted copy changed the original:\n%s", after)
+	}
+	if Redacted(nil) != nil {
+		t.Fatal("Redacted(nil) != nil")
+	}
+}
+
+func TestMarshalRoundTrip(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("examples/full.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := mustParse(t, string(data))
+	out, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"read_timeout: 1m0s", "max_body_bytes: 10485760", "timeout: 5s"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("marshalled config lacks %q", want)
+		}
+	}
+	c2, err := parse("again.yaml", out, nil)
+	if err != nil {
+		t.Fatalf("marshalled config does not re-parse: %v\n%s", err, out)
+	}
+	out2, _ := Marshal(c2)
+	if string(out) != string(out2) {
+		t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
+	}
+}
