@@ -20,6 +20,9 @@ type Config struct {
 // Admin is the operator API (net/http): /live, /ready, /metrics, /config, /clusters, /routes.
 type Admin struct {
 	Address string `yaml:"address"` // default 127.0.0.1:9901
+	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener. Off by default:
+	// profiles reveal internals and cost CPU while taken.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Listener is one downstream HTTP/1.1 listener.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -152,6 +154,9 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		Routes:   e.routesView,
 		Logger:   e.log,
 	})
+	if err == nil && cfg.Admin.Pprof {
+		err = registerPprof(e.admin)
+	}
 	if err == nil {
 		_, err = e.admin.Listen()
 	}
@@ -198,46 +203,34 @@ func (e *Edge) ListenerAddrs() map[string]net.Addr {
 // AdminAddr is the admin API's bound address.
 func (e *Edge) AdminAddr() net.Addr { return e.admin.Addr() }
 
-// build turns a config into one proxy generation per listener, creating or updating clusters.
-// Nothing is swapped in here, so a failure leaves the running generation untouched.
+// build turns a config into one proxy generation per listener. Everything that can fail is
+// done before the first live object (a cluster) is touched, so a failed reload leaves the
+// running generation exactly as it was.
 func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 	src, err := staticSource(cfg)
 	if err != nil {
 		return nil, err
 	}
-	clusters := make(map[string]*upstream.Cluster)
-	for _, name := range referencedServices(cfg) {
-		sc := cfg.Services[name]
-		co, err := clusterOptions(name, sc)
-		if err != nil {
+	services := referencedServices(cfg)
+	copts := make([]upstream.Options, len(services))
+	for i, name := range services {
+		if copts[i], err = clusterOptions(name, cfg.Services[name]); err != nil {
 			return nil, err
 		}
-		c, err := e.upstreams.Ensure(co)
-		if err != nil {
-			return nil, err
-		}
-		clusters[name] = c
 	}
-
-	backends := make([]proxy.RouteBackends, len(cfg.Routes))
 	specs := make([]route.Spec, len(cfg.Routes))
+	retries := make([]*upstream.RetryPolicy, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		specs[i] = routeSpec(i, r)
-		rb := proxy.RouteBackends{Name: r.Name}
 		if r.Retry != nil {
 			p, err := retryPolicy(r.Retry)
 			if err != nil {
 				return nil, fmt.Errorf("route %q: %w", r.Name, err)
 			}
-			rb.Retry = &p
+			retries[i] = &p
 		}
-		for _, t := range r.To {
-			rb.Backends = append(rb.Backends, proxy.Backend{Cluster: clusters[t.Service], Hash: hashOn(cfg.Services[t.Service])})
-		}
-		backends[i] = rb
 	}
-
-	gens := make(map[string]*proxy.Generation, len(cfg.Listeners))
+	tables := make(map[string]*route.Table, len(cfg.Listeners))
 	for _, lc := range cfg.Listeners {
 		var ls []route.Spec
 		for i, r := range cfg.Routes {
@@ -245,11 +238,31 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 				ls = append(ls, specs[i])
 			}
 		}
-		table, err := route.New(route.Options{Routes: ls})
+		if tables[lc.Name], err = route.New(route.Options{Routes: ls}); err != nil {
+			return nil, err
+		}
+	}
+
+	// From here on only programming errors can fail.
+	clusters := make(map[string]*upstream.Cluster, len(services))
+	for i, name := range services {
+		c, err := e.upstreams.Ensure(copts[i])
 		if err != nil {
 			return nil, err
 		}
-		g, err := proxy.NewGeneration(table, backends, e.metrics)
+		clusters[name] = c
+	}
+	backends := make([]proxy.RouteBackends, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i]}
+		for _, t := range r.To {
+			rb.Backends = append(rb.Backends, proxy.Backend{Cluster: clusters[t.Service], Hash: hashOn(cfg.Services[t.Service])})
+		}
+		backends[i] = rb
+	}
+	gens := make(map[string]*proxy.Generation, len(cfg.Listeners))
+	for _, lc := range cfg.Listeners {
+		g, err := proxy.NewGeneration(tables[lc.Name], backends, e.metrics)
 		if err != nil {
 			return nil, err
 		}
@@ -270,16 +283,8 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 	if old != nil {
 		defer old()
 	}
-	e.upstreams.Retain(mapKeys(clusters))
+	e.upstreams.Retain(services)
 	return gens, nil
-}
-
-func mapKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
 }
 
 func referencedServices(cfg *conf.Config) []string {
@@ -421,6 +426,9 @@ func (e *Edge) reload(cfg *conf.Config) error {
 	if cfg.Admin.Address != old.Admin.Address {
 		return errors.New("admin.address changed: restart meshgate to move the admin API")
 	}
+	if cfg.AccessLog != old.AccessLog || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown {
+		e.log.Warn().Msg("access_log, log and shutdown settings take effect at the next restart; the rest of the reload applies now")
+	}
 	gens, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -557,4 +565,20 @@ func (e *Edge) close() {
 	if e.access != nil {
 		_ = e.access.Close()
 	}
+}
+
+// registerPprof exposes Go's profiler on the admin API (admin.pprof: true).
+func registerPprof(a *admin.Server) error {
+	for pattern, h := range map[string]http.HandlerFunc{
+		"/debug/pprof/":        pprof.Index,
+		"/debug/pprof/cmdline": pprof.Cmdline,
+		"/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol":  pprof.Symbol,
+		"/debug/pprof/trace":   pprof.Trace,
+	} {
+		if err := a.Handle(pattern, h); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -23,7 +23,7 @@ const (
 const (
 	defaultBufferSize   = 8192
 	defaultDrainTimeout = 5 * time.Second
-	flushInterval       = 100 * time.Millisecond
+	drainInterval       = 20 * time.Millisecond
 	writeBufferSize     = 64 << 10
 	fileMode            = 0o644
 )
@@ -74,7 +74,7 @@ type Logger struct {
 	closeErr  error
 	quit      chan struct{} // closed by Close
 	stopped   chan struct{} // closed by the writer goroutine on exit
-	reopen    chan *os.File
+	reopen    chan reopenReq
 
 	// file is the output file when the Logger owns one. The writer goroutine swaps it on
 	// Reopen; Close reads it, which is why it is atomic rather than goroutine-owned.
@@ -126,7 +126,7 @@ func New(opts Options) (*Logger, error) {
 	l.ch = make(chan *[]byte, size)
 	l.quit = make(chan struct{})
 	l.stopped = make(chan struct{})
-	l.reopen = make(chan *os.File)
+	l.reopen = make(chan reopenReq)
 	l.bw = bufio.NewWriterSize(l.out, writeBufferSize)
 	l.pool.New = func() any {
 		b := make([]byte, 0, initialLineBufferSize)
@@ -196,8 +196,12 @@ func (l *Logger) Reopen() error {
 	}
 	timer := time.NewTimer(l.drainTimeout)
 	defer timer.Stop()
+	queued := make(chan struct{})
 	select {
-	case l.reopen <- f:
+	case l.reopen <- reopenReq{f: f, queued: queued}:
+		// Wait until the writer has counted the lines queued before this call, so lines
+		// logged after Reopen returns go to the new file and earlier ones to the old.
+		<-queued
 		return nil
 	case <-l.stopped:
 		_ = f.Close()
@@ -233,4 +237,10 @@ func (l *Logger) Close() error {
 		}
 	})
 	return l.closeErr
+}
+
+// reopenReq hands a new output file to the writer goroutine.
+type reopenReq struct {
+	f      *os.File
+	queued chan struct{} // closed once the writer has counted the lines for the old file
 }

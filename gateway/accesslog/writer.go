@@ -5,30 +5,41 @@ import (
 	"time"
 )
 
-// run is the writer goroutine: the only code that touches l.out and l.bw. It batches lines in
-// bufio and flushes when the queue runs dry, so a quiet gateway's lines appear immediately and a
-// busy one's go out in 64 KiB writes; the ticker bounds latency when the queue never empties.
+// run is the writer goroutine: the only code that touches l.out and l.bw. It wakes on a ticker
+// and drains the whole queue each time rather than receiving line by line: under load a
+// per-line receive wakes this goroutine (and flushed a write syscall) for every request, which
+// measured at ~10% of the proxy's CPU. Batching bounds that to one wake-up per tick and 64 KiB
+// writes; a line waits at most one tick, and the queue (BufferSize lines) absorbs a tick's worth
+// of traffic.
 func (l *Logger) run() {
 	defer close(l.stopped)
-	ticker := time.NewTicker(flushInterval)
+	ticker := time.NewTicker(drainInterval)
 	defer ticker.Stop()
 	for {
 		select {
-		case bp := <-l.ch:
-			l.write(bp)
-			if len(l.ch) == 0 {
-				l.flush()
-			}
 		case <-ticker.C:
+			l.drainQueued()
 			if l.bw.Buffered() > 0 {
 				l.flush()
 			}
-		case f := <-l.reopen:
-			l.swap(f)
+		case r := <-l.reopen:
+			n := len(l.ch)
+			close(r.queued)
+			for range n {
+				l.write(<-l.ch)
+			}
+			l.swap(r.f)
 		case <-l.quit:
 			l.drain()
 			return
 		}
+	}
+}
+
+// drainQueued writes every line queued right now, without waiting for more.
+func (l *Logger) drainQueued() {
+	for range len(l.ch) {
+		l.write(<-l.ch)
 	}
 }
 

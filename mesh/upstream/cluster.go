@@ -166,6 +166,9 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 			err = h.client.Do(req, resp)
 		} else {
 			err = h.client.DoDeadline(req, resp, deadline)
+			// fasthttp leaves the timeout it derived from the deadline in req, where a later
+			// Do without one would silently apply it again.
+			req.SetTimeout(0)
 		}
 		took := time.Since(start)
 		call.Elapsed += took
