@@ -126,7 +126,7 @@ type Hash struct {
 type Retry struct {
 	Attempts      int      `yaml:"attempts"`        // total tries incl. the first; default 2
 	PerTryTimeout Duration `yaml:"per_try_timeout"` // default: none (the route timeout bounds all)
-	On            []string `yaml:"on"`              // connect-failure, reset, 5xx, gateway-error, or a status like "503"; default [connect-failure, reset]
+	On            []string `yaml:"on"`              // connect-failure, reset, timeout, 5xx, gateway-error, or a status like "503"; default [connect-failure, reset]
 }
 
 // UpstreamTLS is reserved for a later milestone (Connect mTLS); rejected when set for now.

@@ -315,13 +315,13 @@ func (v *validator) retry(p path, r *Retry) {
 	v.nonNegDur(p.key("per_try_timeout"), r.PerTryTimeout)
 	for i, on := range r.On {
 		switch on {
-		case "connect-failure", "reset", "5xx", "gateway-error":
+		case "connect-failure", "reset", "timeout", "5xx", "gateway-error":
 			continue
 		}
 		if n, err := strconv.Atoi(on); err == nil && len(on) == 3 && n >= 500 && n <= 599 {
 			continue
 		}
-		v.add(p.key("on").idx(i), "%q is not one of connect-failure, reset, 5xx, gateway-error or a status 500..599", on)
+		v.add(p.key("on").idx(i), "%q is not one of connect-failure, reset, timeout, 5xx, gateway-error or a status 500..599", on)
 	}
 }
 

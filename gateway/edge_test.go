@@ -709,3 +709,102 @@ func TestDrainFinishesInFlight(t *testing.T) {
 	}
 	e.cancel = nil
 }
+
+func TestHeadKeepsContentLength(t *testing.T) {
+	t.Parallel()
+	up, _ := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1234")
+		if r.Method != http.MethodHead {
+			w.Write(bytes.Repeat([]byte("z"), 1234))
+		}
+	})
+	e := startEdge(t, minimal(hostport(up)))
+	out := raw(t, e.addr, "HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.Contains(out, "Content-Length: 1234") || strings.Contains(out, "zzz") {
+		t.Fatalf("HEAD response:\n%s", out)
+	}
+}
+
+func TestAdminViewsMetricsAndAccessLog(t *testing.T) {
+	t.Parallel()
+	up, _ := startUpstream(t, "a", nil)
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	cfg := strings.Replace(minimal(hostport(up)), `access_log: { output: "off" }`, "access_log: { output: "+logPath+" }", 1)
+	e := startEdge(t, cfg)
+	get(t, e.url+"/x", map[string]string{"X-Request-Id": "trace-me"})
+	get(t, e.url+"/y", nil)
+
+	_, metrics := get(t, "http://"+e.admin+"/metrics", nil)
+	for _, want := range []string{
+		`meshgate_requests_total{class="2xx",route="all"} 2`,
+		`meshgate_request_duration_seconds_count{route="all"} 2`,
+		`meshgate_downstream_connections_total{listener="public"}`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	_, clusters := get(t, "http://"+e.admin+"/clusters", nil)
+	var cs []struct {
+		Name  string
+		Hosts []struct {
+			Address  string
+			Requests uint64
+		}
+	}
+	if err := json.Unmarshal(clusters, &cs); err != nil {
+		t.Fatalf("/clusters: %v: %s", err, clusters)
+	}
+	if len(cs) != 1 || cs[0].Name != "origin" || len(cs[0].Hosts) != 1 || cs[0].Hosts[0].Requests != 2 {
+		t.Errorf("/clusters = %s", clusters)
+	}
+
+	_, routes := get(t, "http://"+e.admin+"/routes", nil)
+	if !strings.Contains(string(routes), `"name": "all"`) {
+		t.Errorf("/routes = %s", routes)
+	}
+	_, config := get(t, "http://"+e.admin+"/config", nil)
+	if !strings.Contains(string(config), "read_header_timeout: 10s") {
+		t.Errorf("/config does not show effective defaults:\n%s", config)
+	}
+
+	// The access log is written asynchronously: wait (bounded) for the line.
+	waitFor(t, "access log line", func() bool {
+		b, _ := os.ReadFile(logPath)
+		return bytes.Contains(b, []byte(`"request_id":"trace-me"`))
+	})
+	b, _ := os.ReadFile(logPath)
+	var entry map[string]any
+	line := b[:bytes.IndexByte(b, '\n')]
+	if err := json.Unmarshal(line, &entry); err != nil {
+		t.Fatalf("access log line is not JSON: %s", line)
+	}
+	if entry["status"] != float64(200) || entry["route"] != "all" || entry["service"] != "origin" || entry["upstream"] != hostport(up) {
+		t.Errorf("access log entry: %s", line)
+	}
+}
+
+func TestRingHashIsSticky(t *testing.T) {
+	t.Parallel()
+	a, _ := startUpstream(t, "a", nil)
+	b, _ := startUpstream(t, "b", nil)
+	c, _ := startUpstream(t, "c", nil)
+	cfg := minimal(hostport(a), hostport(b), hostport(c)) +
+		"services: { origin: { load_balancer: { policy: ring_hash, hash: { header: X-User } } } }\n"
+	e := startEdge(t, cfg)
+	seenBy := map[string]bool{}
+	for u := 0; u < 30; u++ {
+		user := fmt.Sprintf("user-%d", u)
+		_, first := get(t, e.url+"/", map[string]string{"X-User": user})
+		for i := 0; i < 5; i++ {
+			if _, again := get(t, e.url+"/", map[string]string{"X-User": user}); string(again) != string(first) {
+				t.Fatalf("%s moved from %q to %q", user, first, again)
+			}
+		}
+		seenBy[string(first)] = true
+	}
+	if len(seenBy) < 2 {
+		t.Errorf("30 users all hashed to %v", seenBy)
+	}
+}

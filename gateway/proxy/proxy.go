@@ -333,18 +333,26 @@ func classifyBodyErr(err error) string {
 	return ReasonReset
 }
 
-// hashKey computes the consistent-hash input for ring_hash clusters; 0 when unused.
+// hashKey computes the consistent-hash input for ring_hash clusters; 0 when unused. A request
+// without the key gets a random position, so keyless traffic spreads instead of piling onto
+// the one host that owns hash("").
 func (h *Handler) hashKey(req *fasthttp.Request, on HashOn, client netip.Addr) uint64 {
+	var key []byte
 	switch {
 	case on.Header != "":
-		return lb.HashKey(req.Header.Peek(on.Header))
+		key = req.Header.Peek(on.Header)
 	case on.Cookie != "":
-		return lb.HashKey(req.Header.Cookie(on.Cookie))
+		key = req.Header.Cookie(on.Cookie)
 	case on.SourceIP:
 		b := client.As16()
 		return lb.HashKey(b[:])
+	default:
+		return 0
 	}
-	return 0
+	if len(key) == 0 {
+		return rand.Uint64()
+	}
+	return lb.HashKey(key)
 }
 
 // buildRequest turns the downstream request into the upstream one: same method, headers and

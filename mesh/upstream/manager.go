@@ -112,7 +112,7 @@ func (m *Manager) Ensure(opts Options) (*Cluster, error) {
 	}
 	c.opts.Store(&opts)
 	// Re-apply the current endpoints so a new policy or transport setting takes effect now.
-	c.rebuild(c.endpoints(), c.state.Load().source)
+	c.reapply()
 	return c, nil
 }
 
@@ -158,8 +158,16 @@ func (c *Cluster) Apply(set discovery.Set) {
 	c.rebuild(set.Endpoints, set.Source)
 }
 
-func (c *Cluster) endpoints() []discovery.Endpoint {
+// reapply rebuilds the current endpoints. They are read under rebuildMu: a copy taken before
+// it could be older than a concurrent Apply, and rebuilding from it would undo that Apply.
+func (c *Cluster) reapply() {
+	c.rebuildMu.Lock()
+	defer c.rebuildMu.Unlock()
 	st := c.state.Load()
+	c.rebuildLocked(endpoints(st), st.source)
+}
+
+func endpoints(st *state) []discovery.Endpoint {
 	eps := make([]discovery.Endpoint, len(st.hosts))
 	for i, h := range st.hosts {
 		eps[i] = discovery.Endpoint{Address: h.Address, Weight: h.Weight}
@@ -171,6 +179,10 @@ func (c *Cluster) endpoints() []discovery.Endpoint {
 func (c *Cluster) rebuild(eps []discovery.Endpoint, source string) {
 	c.rebuildMu.Lock()
 	defer c.rebuildMu.Unlock()
+	c.rebuildLocked(eps, source)
+}
+
+func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 	opts := c.opts.Load()
 	key := opts.transportKey()
 	old := c.state.Load()
