@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -90,6 +91,12 @@ func configFlag(name string, args []string, stderr io.Writer) (string, bool) {
 	if err := fs.Parse(args); err != nil {
 		return "", false
 	}
+	if fs.NArg() > 0 {
+		// "meshgate edge conf.yaml" would otherwise be told only that -config is missing, and
+		// "-config a.yaml b.yaml" would silently ignore b.yaml.
+		fmt.Fprintf(stderr, "meshgate %s: unexpected argument %q (use -config FILE)\n", name, fs.Arg(0))
+		return "", false
+	}
 	if *path == "" {
 		fmt.Fprintf(stderr, "meshgate %s: -config FILE is required\n", name)
 		return "", false
@@ -146,6 +153,14 @@ func newLogger(c conf.Log, w io.Writer) zerolog.Logger {
 }
 
 func runEdge(args []string, stderr io.Writer) int {
+	// Subscribe before the slow part of start-up (loading, binding, building clusters): until
+	// Notify, SIGHUP and SIGTERM have their default action and kill the process outright, so a
+	// reload (systemctl reload) or a stop arriving during start-up would end it without a drain.
+	// Signals that arrive early wait in the buffer and are handled once the edge exists.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	path, ok := configFlag("edge", args, stderr)
 	if !ok {
 		return 2
@@ -157,15 +172,10 @@ func runEdge(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 
-	edge, err := gateway.NewEdge(cfg, gateway.EdgeOptions{Logger: log})
-	if err != nil {
-		log.Error().Err(err).Msg("cannot start")
-		return 1
-	}
-
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-
+	// The watcher is created (nothing is opened yet) before the edge binds its ports, so that
+	// failing here cannot leave listeners bound; OnChange runs only once watcher.Run starts,
+	// after edge is set.
+	var edge *gateway.Edge
 	watcher, err := conf.NewWatcher(conf.WatchOptions{
 		Path: path,
 		OnChange: func(c *conf.Config) {
@@ -179,24 +189,47 @@ func runEdge(args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("cannot watch config")
 		return 1
 	}
+	edge, err = gateway.NewEdge(cfg, gateway.EdgeOptions{Logger: log})
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start")
+		return 1
+	}
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+
+	// When the watcher cannot run (inotify instance or fd limits, common in crowded containers)
+	// nothing reads its Trigger any more, so SIGHUP reloads the file directly instead: an
+	// operator's reload must not become a silent no-op.
+	var watchFailed atomic.Bool
+	reloadFile := func() {
+		c, err := conf.Load(path)
+		if err != nil {
+			log.Error().Err(err).Msg("config file invalid; keeping the running config")
+			return
+		}
+		_ = edge.Reload(c)
+	}
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
 		if err := watcher.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error().Err(err).Msg("config watcher stopped")
+			watchFailed.Store(true)
+			log.Error().Err(err).Msg("config watcher stopped: file changes are no longer picked up; SIGHUP still reloads")
 		}
 	}()
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
 	go func() {
 		draining := false
 		for s := range sigs {
 			switch {
 			case s == syscall.SIGHUP:
 				log.Info().Msg("SIGHUP: reloading config")
-				watcher.Trigger()
+				if watchFailed.Load() {
+					reloadFile()
+				} else {
+					watcher.Trigger()
+				}
 			case !draining:
 				// Nomad stops tasks with SIGINT, Docker and systemd with SIGTERM: both drain.
 				log.Info().Str("signal", s.String()).Msg("draining")

@@ -77,17 +77,19 @@ func New(opts Options) (*Listener, error) {
 		CloseOnShutdown:              true,
 		Logger:                       zlog{opts.Logger},
 		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
-			if opts.Connections == nil {
-				return
-			}
+			// Each metric is optional on its own: a missing gauge must not silence the counter.
 			switch st {
 			case fasthttp.StateNew:
-				opts.Connections.Inc()
+				if opts.Connections != nil {
+					opts.Connections.Inc()
+				}
 				if opts.Accepted != nil {
 					opts.Accepted.Inc()
 				}
 			case fasthttp.StateClosed, fasthttp.StateHijacked:
-				opts.Connections.Dec()
+				if opts.Connections != nil {
+					opts.Connections.Dec()
+				}
 			}
 		},
 	}

@@ -1,0 +1,869 @@
+package main
+
+// Two layers of tests: the CLI's contract (exit codes, what goes to stdout and stderr) through
+// run(), in process; and process behaviour (signals, reload from disk, drain, start-up
+// failures) against a real binary built once in TestMain, with the race detector, so a data
+// race in a drain or reload path fails the test through exit status 66.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Values stamped into the test binary, so `version` is checked against the linker flags the
+// Makefile uses.
+const (
+	testVersion = "v0.0.0-test"
+	testCommit  = "abc1234"
+)
+
+// meshgateBin is the binary built by TestMain; set once before any test runs, read-only after.
+var meshgateBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "meshgate-main-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "main_test:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	meshgateBin = filepath.Join(dir, "meshgate")
+	build := exec.Command("go", "build", "-race",
+		"-ldflags", "-X main.version="+testVersion+" -X main.commit="+testCommit,
+		"-o", meshgateBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "main_test: building meshgate:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// ---------------------------------------------------------------------------------------------
+// CLI contract, in process.
+
+func TestRunCommands(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     []string // substrings
+		stderr     []string // substrings
+		quietOut   bool     // stdout must be empty
+		quietError bool     // stderr must be empty
+	}{
+		{name: "no args", args: nil, code: 2, stderr: []string{"Usage:", "meshgate edge -config FILE"}, quietOut: true},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2,
+			stderr: []string{`unknown command "frobnicate"`, "Usage:"}, quietOut: true},
+		{name: "sidecar", args: []string{"sidecar", "-config", "x.yaml"}, code: 2,
+			stderr: []string{"not implemented"}, quietOut: true},
+		{name: "help", args: []string{"help"}, code: 0, stdout: []string{"Usage:", "meshgate validate -config FILE"}, quietError: true},
+		{name: "version", args: []string{"version"}, code: 0,
+			stdout: []string{"meshgate dev (commit ", runtime.Version() + ")"}, quietError: true},
+		{name: "validate without -config", args: []string{"validate"}, code: 2,
+			stderr: []string{"-config FILE is required"}, quietOut: true},
+		{name: "validate with a positional file", args: []string{"validate", "conf/examples/static.yaml"}, code: 2,
+			stderr: []string{`unexpected argument "conf/examples/static.yaml"`}, quietOut: true},
+		{name: "validate unknown flag", args: []string{"validate", "-nope"}, code: 2,
+			stderr: []string{"flag provided but not defined: -nope"}, quietOut: true},
+		{name: "validate missing file", args: []string{"validate", "-config", "does/not/exist.yaml"}, code: 1,
+			stderr: []string{"read config", "does/not/exist.yaml"}, quietOut: true},
+		{name: "edge without -config", args: []string{"edge"}, code: 2,
+			stderr: []string{"-config FILE is required"}, quietOut: true},
+		{name: "health bad flag", args: []string{"health", "-addr"}, code: 2,
+			stderr: []string{"flag needs an argument"}, quietOut: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit code = %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, &stdout, &stderr)
+			}
+			for _, s := range tc.stdout {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout lacks %q:\n%s", s, &stdout)
+				}
+			}
+			for _, s := range tc.stderr {
+				if !strings.Contains(stderr.String(), s) {
+					t.Errorf("stderr lacks %q:\n%s", s, &stderr)
+				}
+			}
+			if tc.quietOut && stdout.Len() > 0 {
+				t.Errorf("stdout should be empty, got:\n%s", &stdout)
+			}
+			if tc.quietError && stderr.Len() > 0 {
+				t.Errorf("stderr should be empty, got:\n%s", &stderr)
+			}
+		})
+	}
+}
+
+func TestVersionOfBuiltBinary(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command(meshgateBin, "version").Output()
+	if err != nil {
+		t.Fatalf("meshgate version: %v", err)
+	}
+	want := fmt.Sprintf("meshgate %s (commit %s, %s)\n", testVersion, testCommit, runtime.Version())
+	if string(out) != want {
+		t.Errorf("meshgate version printed %q, want %q", out, want)
+	}
+}
+
+func TestValidateValidFile(t *testing.T) {
+	t.Parallel()
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "-config", "conf/examples/static.yaml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, &stderr)
+	}
+	want := "conf/examples/static.yaml: valid: 1 listener, 1 route, 1 service (static)\n"
+	if stdout.String() != want {
+		t.Errorf("stdout = %q, want the one-line summary %q", &stdout, want)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("stderr should be empty, got %q", &stderr)
+	}
+}
+
+// Every shipped example must stay valid: they are what users copy.
+func TestValidateEveryExample(t *testing.T) {
+	// The examples use ${PORT:-8080} and ${MESHGATE_ADMIN:-...}; make sure an outer environment
+	// cannot change what is validated (an empty value selects the default).
+	t.Setenv("PORT", "")
+	t.Setenv("MESHGATE_ADMIN", "")
+	files, err := filepath.Glob("conf/examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 2 {
+		t.Fatalf("found %d examples in conf/examples, want at least 2 (static.yaml, full.yaml)", len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run([]string{"validate", "-config", f}, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit code = %d, want 0; stderr:\n%s", code, &stderr)
+			}
+			if lines := strings.Count(stdout.String(), "\n"); lines != 1 || !strings.HasPrefix(stdout.String(), f+": valid: ") {
+				t.Errorf("stdout = %q, want one line %q", &stdout, f+": valid: ...")
+			}
+		})
+	}
+}
+
+// problemLine is FILE:LINE: PATH: MSG, the shape of every reported config problem.
+var problemLine = regexp.MustCompile(`^(.+):(\d+): ([^ :]+): (.+)$`)
+
+type problem struct {
+	line int
+	path string
+	msg  string // substring
+}
+
+func checkProblems(t *testing.T, output, file string, want []problem) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(output, "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d problem lines, want %d:\n%s", len(lines), len(want), output)
+	}
+	for i, l := range lines {
+		m := problemLine.FindStringSubmatch(l)
+		if m == nil {
+			t.Errorf("line %d %q is not FILE:LINE: PATH: MSG", i+1, l)
+			continue
+		}
+		if m[1] != file {
+			t.Errorf("line %d: file = %q, want %q", i+1, m[1], file)
+		}
+		if n, _ := strconv.Atoi(m[2]); n != want[i].line {
+			t.Errorf("line %d: config line = %d, want %d (%s)", i+1, n, want[i].line, l)
+		}
+		if m[3] != want[i].path {
+			t.Errorf("line %d: path = %q, want %q (%s)", i+1, m[3], want[i].path, l)
+		}
+		if !strings.Contains(m[4], want[i].msg) {
+			t.Errorf("line %d: message %q lacks %q", i+1, m[4], want[i].msg)
+		}
+	}
+}
+
+// threeProblems has one decode error, one validation error and one discovery error, so all
+// three reporting paths show up in a single run.
+const threeProblems = `admin:
+  address: 127.0.0.1:9901
+listeners:
+  - name: public
+    address: 127.0.0.1:8080
+    read_timeout: 5
+routes:
+  - name: all
+    match: { path_prefix: / }
+    to: [ { service: origin } ]
+    bogus: 1
+discovery:
+  static:
+    origin: [ "127.0.0.1:notaport" ]
+`
+
+var threeProblemsWant = []problem{
+	{line: 6, path: "listeners[0].read_timeout", msg: "needs a unit"},
+	{line: 11, path: "routes[0].bogus", msg: `unknown key "bogus"`},
+	{line: 14, path: "discovery.static.origin[0]", msg: "invalid address"},
+}
+
+func TestValidateInvalidFileReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(file, []byte(threeProblems), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"validate", "-config", file}, &stdout, &stderr); code != 1 {
+		t.Fatalf("exit code = %d, want 1; stderr:\n%s", code, &stderr)
+	}
+	if stdout.Len() > 0 {
+		t.Errorf("stdout should be empty for an invalid file, got %q", &stdout)
+	}
+	checkProblems(t, stderr.String(), file, threeProblemsWant)
+}
+
+func TestHealthAgainstClosedPort(t *testing.T) {
+	t.Parallel()
+	addr := closedAddr(t)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"health", "-addr", addr, "-timeout", "2s"}, &stdout, &stderr); code != 1 {
+		t.Fatalf("health against closed %s: exit code = %d, want 1", addr, code)
+	}
+	if !strings.Contains(stderr.String(), "meshgate health:") {
+		t.Errorf("stderr should explain the failure, got %q", &stderr)
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process behaviour, against the built binary.
+
+func TestHealthAgainstRunningEdge(t *testing.T) {
+	t.Parallel()
+	origin := startOrigin(t, "a", nil)
+	e := startEdge(t, routesTo(origin))
+
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"health", "-addr", e.admin}, &stdout, &stderr); code != 0 {
+		t.Errorf("in-process health: exit code = %d, want 0; stderr: %s", code, &stderr)
+	}
+	// The container health check runs the binary, so check that too.
+	out, err := exec.Command(meshgateBin, "health", "-addr", e.admin).CombinedOutput()
+	if err != nil {
+		t.Errorf("meshgate health -addr %s: %v\n%s", e.admin, err, out)
+	}
+}
+
+func TestEdgeProxiesAndReloadsOnFileChange(t *testing.T) {
+	t.Parallel()
+	a := startOrigin(t, "a", nil)
+	b := startOrigin(t, "b", nil)
+	e := startEdge(t, routesTo(a))
+	e.expectBody(t, "/anything", "a")
+
+	// An editor or a template engine replaces the file by rename.
+	withV2 := routesWithV2(a, b)
+	e.writeConfig(t, withV2, true)
+	eventually(t, 10*time.Second, "the new /v2 route answers", func() error {
+		return e.bodyIs("/v2/x", "b")
+	})
+	e.expectBody(t, "/anything", "a")
+	eventually(t, 5*time.Second, "reload counted", func() error {
+		return e.metricIs(`meshgate_config_reloads_total{result="success"}`, "1")
+	})
+
+	// An invalid file: the running config stays and the log says exactly what is wrong.
+	invalid := strings.Replace(withV2, "    to: [ { service: b } ]\n", "    to: [ { service: b } ]\n    bogus: 1\n", 1)
+	invalid = strings.Replace(invalid, "static:\n", "static:\n    broken: [ \"127.0.0.1:notaport\" ]\n", 1)
+	full := e.render(invalid)
+	e.writeConfig(t, invalid, true)
+	want := []string{
+		fmt.Sprintf(`%s:%d: routes[0].bogus: unknown key "bogus"`, e.cfgPath, lineOf(t, full, "bogus: 1")),
+		fmt.Sprintf(`%s:%d: discovery.static.broken[0]: invalid address`, e.cfgPath, lineOf(t, full, "broken:")),
+	}
+	eventually(t, 10*time.Second, "the invalid config is logged with file:line", func() error {
+		for _, l := range e.proc.logLines() {
+			if l.Message != "config file invalid; keeping the running config" {
+				continue
+			}
+			for _, w := range want {
+				if !strings.Contains(l.Error, w) {
+					return fmt.Errorf("logged error %q lacks %q", l.Error, w)
+				}
+			}
+			return nil
+		}
+		return errors.New("no 'config file invalid' log line yet")
+	})
+	e.expectBody(t, "/v2/x", "b")
+	e.expectBody(t, "/anything", "a")
+	_, cfg, err := get("http://" + e.admin + "/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cfg, "name: v2") || strings.Contains(cfg, "broken") || strings.Contains(cfg, "bogus") {
+		t.Errorf("/config should still show the last good config (with route v2, without the invalid parts):\n%s", cfg)
+	}
+	if err := e.metricIs(`meshgate_config_reloads_total{result="success"}`, "1"); err != nil {
+		t.Errorf("an invalid file must not be applied: %v", err)
+	}
+}
+
+func TestEdgeReloadsOnSIGHUP(t *testing.T) {
+	t.Parallel()
+	a := startOrigin(t, "a", nil)
+	b := startOrigin(t, "b", nil)
+	e := startEdge(t, routesTo(a))
+
+	// The file watcher skips a file whose bytes did not change, so a reload of an unchanged
+	// file can only come from SIGHUP: this is what proves the signal path.
+	e.proc.signal(t, syscall.SIGHUP)
+	eventually(t, 10*time.Second, "SIGHUP reloads an unchanged file", func() error {
+		return e.metricIs(`meshgate_config_reloads_total{result="success"}`, "1")
+	})
+	if !e.proc.logged("SIGHUP: reloading config") {
+		t.Errorf("no SIGHUP log line:\n%s", e.proc.stderr)
+	}
+
+	// Changed in place (truncate and write, as `cat > file` does), then SIGHUP.
+	e.writeConfig(t, routesWithV2(a, b), false)
+	e.proc.signal(t, syscall.SIGHUP)
+	eventually(t, 10*time.Second, "the /v2 route added in place answers", func() error {
+		return e.bodyIs("/v2/x", "b")
+	})
+	e.expectBody(t, "/anything", "a")
+	e.proc.signal(t, syscall.SIGTERM)
+	if code := e.proc.wait(t, 15*time.Second); code != 0 {
+		t.Errorf("exit code = %d, want 0\n%s", code, e.proc.stderr)
+	}
+}
+
+func TestEdgeDrainsOnSignal(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			entered := make(chan struct{}, 1)
+			release := make(chan struct{})
+			var once sync.Once
+			origin := startOrigin(t, "a", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/slow" {
+					fmt.Fprint(w, "a")
+					return
+				}
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				select {
+				case <-release:
+				case <-r.Context().Done():
+					return
+				case <-time.After(30 * time.Second): // a bound, should the test itself break
+				}
+				fmt.Fprint(w, "slow done")
+			})
+			// Cleanups run last-in first-out: this one, registered after the origin's, releases
+			// the handler before httptest's Close waits for it.
+			t.Cleanup(func() { once.Do(func() { close(release) }) })
+			e := startEdge(t, routesTo(origin))
+
+			type result struct {
+				code int
+				body string
+				err  error
+			}
+			res := make(chan result, 1)
+			go func() {
+				code, body, err := get("http://" + e.listen + "/slow")
+				res <- result{code, body, err}
+			}()
+			select {
+			case <-entered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the slow request never reached the origin")
+			}
+
+			e.proc.signal(t, sig)
+			eventually(t, 10*time.Second, "/ready turns 503 while draining", func() error {
+				code, _, err := get("http://" + e.admin + "/ready")
+				if err != nil {
+					return err
+				}
+				if code != http.StatusServiceUnavailable {
+					return fmt.Errorf("/ready = %d", code)
+				}
+				return nil
+			})
+			var stderr bytes.Buffer
+			if code := run([]string{"health", "-addr", e.admin}, io.Discard, &stderr); code != 1 {
+				t.Errorf("health while draining: exit code = %d, want 1", code)
+			}
+			if e.proc.exited() {
+				t.Fatalf("process exited with a request in flight:\n%s", e.proc.stderr)
+			}
+
+			once.Do(func() { close(release) })
+			select {
+			case r := <-res:
+				if r.err != nil || r.code != http.StatusOK || r.body != "slow done" {
+					t.Errorf("in-flight request: code=%d body=%q err=%v, want 200 %q", r.code, r.body, r.err, "slow done")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the in-flight request did not complete")
+			}
+			if code := e.proc.wait(t, 15*time.Second); code != 0 {
+				t.Errorf("exit code after %s = %d, want 0\n%s", sig, code, e.proc.stderr)
+			}
+			if !e.proc.logged("draining") || !e.proc.logged("meshgate edge stopped") {
+				t.Errorf("expected draining and stopped log lines:\n%s", e.proc.stderr)
+			}
+		})
+	}
+}
+
+func TestEdgeInvalidConfigAtStart(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(file, []byte(threeProblems), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, "edge", "-config", file)
+	if code := p.wait(t, 15*time.Second); code != 1 {
+		t.Fatalf("exit code = %d, want 1\n%s", code, p.stderr)
+	}
+	checkProblems(t, p.stderr.String(), file, threeProblemsWant)
+}
+
+func TestEdgePortInUse(t *testing.T) {
+	t.Parallel()
+	origin := startOrigin(t, "a", nil)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = taken.Close() })
+	busy := taken.Addr().String()
+
+	tests := []struct {
+		name          string
+		listen, admin string
+		want          []string
+	}{
+		{name: "listener", listen: busy, admin: closedAddr(t), want: []string{`listener "public"`, busy, "address already in use"}},
+		{name: "admin", listen: closedAddr(t), admin: busy, want: []string{"admin", busy, "address already in use"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			file := filepath.Join(t.TempDir(), "meshgate.yaml")
+			if err := os.WriteFile(file, []byte(renderConfig(tc.listen, tc.admin, routesTo(origin))), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p := startProc(t, "edge", "-config", file)
+			if code := p.wait(t, 15*time.Second); code != 1 {
+				t.Fatalf("exit code = %d, want 1\n%s", code, p.stderr)
+			}
+			var msg string
+			for _, l := range p.logLines() {
+				if l.Message == "cannot start" {
+					msg = l.Error
+				}
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("'cannot start' error %q lacks %q\nstderr:\n%s", msg, w, p.stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestDemoSelftest runs scripts/demo.sh end to end: it builds both binaries, starts three
+// origins and an edge, and checks the answers with curl.
+func TestDemoSelftest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs the whole demo; skipped with -short")
+	}
+	for _, tool := range []string{"bash", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not available: %v", tool, err)
+		}
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", "scripts/demo.sh")
+	cmd.Env = append(os.Environ(), "DEMO_SELFTEST=1", "DEMO_BIN="+t.TempDir())
+	// Its own process group, so a timeout can stop the origins and the edge it started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("DEMO_SELFTEST=1 scripts/demo.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{"selftest: PASS", "curl -s http://127.0.0.1:"} {
+		if !bytes.Contains(out, []byte(want)) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+// syncBuffer is written by exec's copying goroutine while tests read it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// proc is a running meshgate process. It is killed in t.Cleanup if the test did not end it.
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{} // closed when the process has exited and its output is copied
+	code           int           // valid after done
+}
+
+func startProc(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(meshgateBin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start meshgate %v: %v", args, err)
+	}
+	go func() {
+		defer close(p.done)
+		err := p.cmd.Wait()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			p.code = ee.ExitCode() // -1 when killed by a signal
+		default:
+			p.code = -2
+		}
+	}()
+	t.Cleanup(func() {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+		}
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// wait returns the exit code, failing the test if the process outlives timeout.
+func (p *proc) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(timeout):
+		t.Fatalf("meshgate did not exit within %s\nstderr:\n%s", timeout, p.stderr)
+		return 0
+	}
+}
+
+func (p *proc) signal(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", sig, err)
+	}
+}
+
+type logLine struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+	Error   string `json:"error"`
+}
+
+// logLines parses the process's JSON log; lines that are not JSON (config problems printed
+// before the logger exists) are skipped.
+func (p *proc) logLines() []logLine {
+	var out []logLine
+	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		var l logLine
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (p *proc) logged(message string) bool {
+	for _, l := range p.logLines() {
+		if l.Message == message {
+			return true
+		}
+	}
+	return false
+}
+
+// edge is a running `meshgate edge` with its config file and addresses.
+type edge struct {
+	proc          *proc
+	cfgPath       string
+	listen, admin string
+}
+
+// renderConfig is the common part of every test config; body adds routes and discovery.
+func renderConfig(listen, admin, body string) string {
+	return fmt.Sprintf(`# written by main_test.go
+admin:
+  address: %s
+listeners:
+  - name: public
+    address: %s
+access_log: { output: "off" }
+shutdown: { drain_timeout: 10s }
+`, admin, listen) + body
+}
+
+func (e *edge) render(body string) string { return renderConfig(e.listen, e.admin, body) }
+
+func routesTo(origin string) string {
+	return fmt.Sprintf(`routes:
+  - name: all
+    match: { path_prefix: / }
+    to: [ { service: a } ]
+discovery:
+  static:
+    a: [ %s ]
+`, origin)
+}
+
+// routesWithV2 adds /v2/ → b in front of the catch-all (equal priorities keep file order).
+func routesWithV2(a, b string) string {
+	return fmt.Sprintf(`routes:
+  - name: v2
+    match: { path_prefix: /v2/ }
+    to: [ { service: b } ]
+  - name: all
+    match: { path_prefix: / }
+    to: [ { service: a } ]
+discovery:
+  static:
+    a: [ %s ]
+    b: [ %s ]
+`, a, b)
+}
+
+// startEdge writes a config on ports picked now and starts meshgate until /ready answers 200.
+// A port picked free can be taken by someone else before meshgate binds it; then it retries
+// with new ports.
+func startEdge(t *testing.T, body string) *edge {
+	t.Helper()
+	dir := t.TempDir()
+	for attempt := 1; ; attempt++ {
+		e := &edge{cfgPath: filepath.Join(dir, "meshgate.yaml"), listen: closedAddr(t), admin: closedAddr(t)}
+		e.writeConfig(t, body, false)
+		e.proc = startProc(t, "edge", "-config", e.cfgPath)
+		err := waitReady(e.proc, e.admin, 20*time.Second)
+		if err == nil {
+			return e
+		}
+		if e.proc.exited() && strings.Contains(e.proc.stderr.String(), "address already in use") && attempt < 3 {
+			t.Logf("port clash, retrying: %s", e.proc.stderr)
+			continue
+		}
+		t.Fatalf("meshgate edge did not become ready: %v\nstderr:\n%s", err, e.proc.stderr)
+	}
+}
+
+func waitReady(p *proc, admin string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if p.exited() {
+			return fmt.Errorf("exited with code %d", p.code)
+		}
+		code, _, err := get("http://" + admin + "/ready")
+		if err == nil && code == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not ready within %s: code=%d err=%v", timeout, code, err)
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// writeConfig replaces the config file, by rename (what editors and templaters do) or in place.
+func (e *edge) writeConfig(t *testing.T, body string, rename bool) {
+	t.Helper()
+	data := []byte(e.render(body))
+	if !rename {
+		if err := os.WriteFile(e.cfgPath, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	tmp := e.cfgPath + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, e.cfgPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *edge) bodyIs(path, want string) error {
+	code, body, err := get("http://" + e.listen + path)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK || body != want {
+		return fmt.Errorf("GET %s = %d %q, want 200 %q", path, code, body, want)
+	}
+	return nil
+}
+
+func (e *edge) expectBody(t *testing.T, path, want string) {
+	t.Helper()
+	if err := e.bodyIs(path, want); err != nil {
+		t.Error(err)
+	}
+}
+
+// metricIs checks one sample line of /metrics, e.g. `name{label="x"}` has value want.
+func (e *edge) metricIs(series, want string) error {
+	_, body, err := get("http://" + e.admin + "/metrics")
+	if err != nil {
+		return err
+	}
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			if v != want {
+				return fmt.Errorf("%s = %s, want %s", series, v, want)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not in /metrics", series)
+}
+
+// client never reuses connections: a kept-alive idle connection would make drain tests depend
+// on how the server treats idle clients rather than on in-flight requests.
+var client = &http.Client{
+	Timeout:   15 * time.Second,
+	Transport: &http.Transport{DisableKeepAlives: true},
+}
+
+func get(url string) (int, string, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// startOrigin is an upstream answering name (or running h) on a port picked by the kernel.
+func startOrigin(t *testing.T, name string, h http.HandlerFunc) string {
+	t.Helper()
+	if h == nil {
+		h = func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, name) }
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// closedAddr picks a loopback port that was free a moment ago.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// eventually polls cond until it succeeds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(25 * time.Millisecond) // poll interval, not synchronisation
+	}
+}
+
+// lineOf is the 1-based line of the first line of text containing s.
+func lineOf(t *testing.T, text, s string) int {
+	t.Helper()
+	for i, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			return i + 1
+		}
+	}
+	t.Fatalf("%q not in config", s)
+	return 0
+}
