@@ -165,7 +165,14 @@ func runEdge(args []string, stderr io.Writer) int {
 	if !ok {
 		return 2
 	}
-	cfg, err := conf.Load(path)
+	// Read once and hand the same bytes to the watcher as its baseline, so an edit landing
+	// between this read and the watch starting is applied, not mistaken for the running config.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "read config: %v\n", err)
+		return 1
+	}
+	cfg, err := conf.Parse(path, data)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -177,7 +184,8 @@ func runEdge(args []string, stderr io.Writer) int {
 	// after edge is set.
 	var edge *gateway.Edge
 	watcher, err := conf.NewWatcher(conf.WatchOptions{
-		Path: path,
+		Path:     path,
+		Baseline: data,
 		OnChange: func(c *conf.Config) {
 			_ = edge.Reload(c) // Reload logs and counts failures itself
 		},

@@ -27,6 +27,10 @@ type WatchOptions struct {
 	// OnError receives invalid files (Errors, see AsErrors) and read/watch failures. The
 	// previous config stays in force. Optional.
 	OnError func(error)
+	// Baseline is the file content of the config already in force (what main parsed at start).
+	// With it, Run re-checks the file once its watches are in place, so an edit made between
+	// the initial load and the watch starting is applied rather than lost. Optional.
+	Baseline []byte
 }
 
 // Watcher reloads the config file when it changes on disk or when Trigger is called.
@@ -77,8 +81,8 @@ func (w *Watcher) Trigger() {
 	}
 }
 
-// Run watches until ctx ends, then releases everything it started and returns nil. The file's
-// content when Run starts is the baseline: call Load first, then Run.
+// Run watches until ctx ends, then releases everything it started and returns nil. The
+// baseline is WatchOptions.Baseline, or else the file's content when Run starts.
 func (w *Watcher) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return ErrWatcherRunning
@@ -107,7 +111,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 
 	r := &reloader{path: w.path, onChange: w.opts.OnChange, onError: w.opts.OnError}
-	r.baseline()
+	if w.opts.Baseline != nil {
+		r.applied = w.opts.Baseline
+		r.reload(false) // no-op unless the file changed before the watch was in place
+	} else {
+		r.baseline()
+	}
 	if w.onReady != nil {
 		w.onReady()
 	}
