@@ -15,6 +15,60 @@ type Config struct {
 	AccessLog AccessLog          `yaml:"access_log"`
 	Log       Log                `yaml:"log"`
 	Shutdown  Shutdown           `yaml:"shutdown"`
+	// Policies are named filters (rate limits, fault injection, later auth and plugins) that
+	// routes reference by name.
+	Policies map[string]Policy `yaml:"policies"`
+	// Redis backs cluster-wide rate limits. Optional.
+	Redis *Redis `yaml:"redis"`
+}
+
+// Policy is one named filter; exactly one of its blocks is set.
+type Policy struct {
+	RateLimit *RateLimit `yaml:"rate_limit"`
+	Fault     *Fault     `yaml:"fault"`
+}
+
+// RateLimit is a token bucket: Requests per Per, bursting to Burst.
+type RateLimit struct {
+	Requests int      `yaml:"requests"` // required, > 0
+	Per      Duration `yaml:"per"`      // default 1s
+	Burst    int      `yaml:"burst"`    // default Requests
+	// Key: client_ip (default), route, identity, or header:<Name>. Requests without the key
+	// (missing header) share one bucket.
+	Key string `yaml:"key"`
+	// Cluster: share the limit across every meshgate instance through Redis (GCRA).
+	Cluster bool `yaml:"cluster"`
+	// OnRedisError: what a cluster limit does when Redis is unreachable: "local" (default:
+	// enforce the limit per instance), "open" (allow), "closed" (reject with 503).
+	OnRedisError string `yaml:"on_redis_error"`
+}
+
+// Fault injects delays and aborts, for chaos tests in production traffic.
+type Fault struct {
+	Delay *FaultDelay `yaml:"delay"`
+	Abort *FaultAbort `yaml:"abort"`
+	// Header: inject only into requests carrying this header (any value).
+	Header string `yaml:"header"`
+}
+
+// FaultDelay delays Percent of requests by Duration.
+type FaultDelay struct {
+	Duration Duration `yaml:"duration"`
+	Percent  float64  `yaml:"percent"` // 0..100
+}
+
+// FaultAbort answers Percent of requests with Status without contacting the upstream.
+type FaultAbort struct {
+	Status  int     `yaml:"status"`  // 400..599
+	Percent float64 `yaml:"percent"` // 0..100
+}
+
+// Redis is the connection to a Redis server for cluster-wide limits.
+type Redis struct {
+	Address      string   `yaml:"address"`       // host:port, required
+	PasswordFile string   `yaml:"password_file"` // optional; the file's content (trimmed) is the password
+	DB           int      `yaml:"db"`
+	Timeout      Duration `yaml:"timeout"` // per command; default 50ms: a slow Redis must not slow requests
 }
 
 // Admin is the operator API (net/http): /live, /ready, /metrics, /config, /clusters, /routes.
@@ -51,8 +105,10 @@ type Route struct {
 	// Listeners restricts the route to the named listeners; empty means all.
 	Listeners []string `yaml:"listeners"`
 	Rewrite   Rewrite  `yaml:"rewrite"`
-	Timeout   Duration `yaml:"timeout"` // whole request incl. retries; default 15s; expiry → 504
-	Retry     *Retry   `yaml:"retry"`   // overrides the service's retry policy
+	// Policies are names from the top-level policies map, applied in order before forwarding.
+	Policies []string `yaml:"policies"`
+	Timeout  Duration `yaml:"timeout"` // whole request incl. retries; default 15s; expiry → 504
+	Retry    *Retry   `yaml:"retry"`   // overrides the service's retry policy
 }
 
 // Match: every condition given must hold. At most one of Path, PathPrefix, PathRegex.
@@ -106,6 +162,54 @@ type Service struct {
 	Retry            *Retry       `yaml:"retry"`
 	TLS              *UpstreamTLS `yaml:"tls"`             // reserved for Connect; nil = plaintext
 	RequestTimeout   Duration     `yaml:"request_timeout"` // default per-route timeout when route has none
+
+	// Resilience (safe defaults with no configuration; see docs/resilience.md).
+	OutlierDetection OutlierDetection `yaml:"outlier_detection"`
+	CircuitBreaker   CircuitBreaker   `yaml:"circuit_breaker"`
+	RetryBudget      RetryBudget      `yaml:"retry_budget"`
+	// MaxInFlight caps concurrent requests to the whole service; beyond it requests fail at once
+	// with 503 upstream_overflow instead of queueing. Default 10000.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// OutlierDetection ejects hosts that fail passively observed requests. On by default.
+type OutlierDetection struct {
+	Disabled bool `yaml:"disabled"`
+	// ConsecutiveErrors: 5xx responses, connect failures, resets and timeouts in a row that
+	// eject a host. Default 5.
+	ConsecutiveErrors int `yaml:"consecutive_errors"`
+	// BaseEjectionTime × number of times ejected (capped by MaxEjectionTime). Defaults 10s, 5m.
+	BaseEjectionTime Duration `yaml:"base_ejection_time"`
+	MaxEjectionTime  Duration `yaml:"max_ejection_time"`
+	// MaxEjectionPercent of hosts may be ejected at once (at least one). Default 50.
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
+	// PanicThreshold: when fewer than this percent of hosts are healthy, balance across all of
+	// them rather than crush the survivors. Default 50.
+	PanicThreshold int `yaml:"panic_threshold"`
+}
+
+// CircuitBreaker is a per-host breaker (sony/gobreaker). On by default.
+type CircuitBreaker struct {
+	Disabled bool `yaml:"disabled"`
+	// The breaker opens when, within Interval, at least MinRequests were made and
+	// FailureRatio of them failed. Defaults: 20 requests, 0.5, 10s.
+	MinRequests  int      `yaml:"min_requests"`
+	FailureRatio float64  `yaml:"failure_ratio"`
+	Interval     Duration `yaml:"interval"`
+	// OpenTimeout: how long the breaker stays open before letting probes through. Default 5s.
+	OpenTimeout Duration `yaml:"open_timeout"`
+	// HalfOpenRequests: probes allowed while half-open. Default 1.
+	HalfOpenRequests int `yaml:"half_open_requests"`
+}
+
+// RetryBudget bounds retries so they cannot multiply load during an outage: retries in flight
+// may not exceed Ratio × requests in flight plus MinRetriesPerSecond.
+type RetryBudget struct {
+	Ratio               float64 `yaml:"ratio"`                  // default 0.2
+	MinRetriesPerSecond int     `yaml:"min_retries_per_second"` // default 10
+	// Backoff between tries: full jitter over [0, base × 2^n), capped. Defaults 25ms, 250ms.
+	BackoffBase Duration `yaml:"backoff_base"`
+	BackoffMax  Duration `yaml:"backoff_max"`
 }
 
 // LoadBalancer selects the balancing policy.

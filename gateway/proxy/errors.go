@@ -50,9 +50,10 @@ func upstreamStatus(err error) (int, string) {
 }
 
 // RenderError writes the one error format meshgate sends: a small JSON object with the status,
-// a reason code and the request id. It never includes internal error text.
+// a reason code and the request id. It never includes internal error text. Headers already set
+// on the response (a filter's Retry-After, say) are kept; the body is replaced.
 func RenderError(ctx *fasthttp.RequestCtx, status int, reason string, requestID []byte) {
-	ctx.Response.Reset()
+	ctx.Response.ResetBody()
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/json")
 	var buf [256]byte

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/gateway/accesslog"
+	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/gateway/route"
 	"github.com/meshgate/meshgate/mesh/lb"
 	"github.com/meshgate/meshgate/mesh/upstream"
@@ -36,6 +37,7 @@ type RouteBackends struct {
 	Name     string
 	Backends []Backend
 	Retry    *upstream.RetryPolicy // route override; nil = each cluster's own
+	Filters  filter.Chain          // run in order before forwarding
 }
 
 // Generation is one immutable config generation as the request path sees it. A reload builds
@@ -135,12 +137,13 @@ func idempotent(m []byte) bool {
 
 // scratch is per-request working memory, pooled so the request path does not allocate.
 type scratch struct {
-	reqID []byte
-	buf   []byte
-	entry accesslog.Entry
-	call  upstream.Call
-	key   int
-	chunk [4096]byte // chunked request bodies are read through this // matched route's key; valid when entry.Route != ""
+	reqID  []byte
+	buf    []byte
+	entry  accesslog.Entry
+	call   upstream.Call
+	key    int // matched route's key; valid when entry.Route != ""
+	filter filter.Request
+	chunk  [4096]byte // chunked request bodies are read through this
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -220,6 +223,19 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	e.Route = rt.Name
 	s.key = rt.Key
 	rs := &gen.routes[rt.Key]
+	var deadline time.Time
+	if rt.Timeout > 0 {
+		deadline = time.Now().Add(rt.Timeout)
+	}
+	if len(rs.Filters) > 0 {
+		fr := &s.filter
+		*fr = filter.Request{Ctx: ctx, Route: rt.Name, ClientIP: client, Deadline: deadline}
+		v := rs.Filters.Request(fr)
+		*fr = filter.Request{} // drop the ctx reference before the scratch goes back to the pool
+		if v.Status != 0 {
+			return v.Status, v.Reason
+		}
+	}
 	bi := 0
 	if len(rs.Backends) > 1 {
 		bi = rt.PickTarget(rand.Uint64())
@@ -245,9 +261,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		Idempotent: idempotent(req.Header.Method()),
 		Replayable: true,
 	}
-	if rt.Timeout > 0 {
-		call.Deadline = time.Now().Add(rt.Timeout)
-	}
+	call.Deadline = deadline
 	var limited *limitReader
 	if req.IsBodyStream() {
 		cl := req.Header.ContentLength()
@@ -300,6 +314,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	if maxResp > 0 && int64(cl) > maxResp {
 		return fasthttp.StatusBadGateway, ReasonTooLarge
 	}
+	// From here on an error must not leave upstream headers behind in our error response.
 	resp.Header.CopyTo(&ctx.Response.Header)
 	stripResponseHopByHop(&ctx.Response.Header)
 	// The upstream connection's fate must not decide the client's.
@@ -311,6 +326,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		ctx.Response.Header.SetContentLength(max(cl, 0))
 	case cl >= 0 && int64(cl) <= h.opts.StreamThreshold:
 		if err := resp.BodyWriteTo(ctx.Response.BodyWriter()); err != nil {
+			ctx.Response.Reset()
 			return fasthttp.StatusBadGateway, classifyBodyErr(err)
 		}
 	default:

@@ -1,0 +1,42 @@
+package filter
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Request is what a filter sees of one request. It is valid only during the call.
+type Request struct {
+	Ctx      *fasthttp.RequestCtx
+	Route    string     // matched route name
+	ClientIP netip.Addr // the trusted client address (X-Forwarded-For resolved)
+	Identity []byte     // authenticated consumer, empty until an auth filter sets it
+	Deadline time.Time  // the request's overall deadline; zero = none
+}
+
+// Verdict is a filter's decision. The zero value means "continue".
+type Verdict struct {
+	Status int    // non-zero: answer now with this status
+	Reason string // the reason code rendered in the JSON error body and the access log
+}
+
+// Filter runs on the request path before forwarding. Headers it sets on r.Ctx.Response are kept
+// when it rejects (e.g. Retry-After on a 429).
+type Filter interface {
+	Request(r *Request) Verdict
+}
+
+// Chain runs filters in order and stops at the first rejection.
+type Chain []Filter
+
+// Request runs the chain.
+func (c Chain) Request(r *Request) Verdict {
+	for _, f := range c {
+		if v := f.Request(r); v.Status != 0 {
+			return v
+		}
+	}
+	return Verdict{}
+}
