@@ -31,9 +31,6 @@ func TestRealEMFILE(t *testing.T) {
 		emfileChild()
 		return
 	}
-	if testing.Short() {
-		t.Skip("spawns a subprocess")
-	}
 	t.Parallel()
 
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)

@@ -172,7 +172,14 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 		}
 		took := time.Since(start)
 		call.Elapsed += took
-		err = classify(err)
+		if raw := err; raw != nil {
+			err = classify(raw)
+			if errors.Is(err, ErrConnect) && isTimeout(raw) && expired(call.Deadline) {
+				// The connect was cut short by the request's own deadline, not refused: the
+				// request timed out (504); nobody found the upstream down (502).
+				err = fmt.Errorf("%w: %w", ErrTimeout, raw)
+			}
+		}
 		h.End(took, err != nil || resp.StatusCode() >= 500)
 
 		if err == nil {
@@ -216,12 +223,20 @@ func classify(err error) error {
 	if err == nil {
 		return nil
 	}
-	var opErr *net.OpError
+	var (
+		opErr   *net.OpError
+		dialErr *fasthttp.ErrDialWithUpstream
+		dnsErr  *net.DNSError
+		addrErr *net.AddrError
+	)
 	switch {
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return fmt.Errorf("%w: %w", ErrOverflow, err)
 	case errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.As(err, &opErr) && opErr.Op == "dial",
+		// Everything the dialer returns, and name resolution (hostname endpoints), fails
+		// before a byte is sent, so it is a connect failure whatever the cause.
+		errors.As(err, &dialErr), errors.As(err, &dnsErr), errors.As(err, &addrErr),
 		errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w: %w", ErrConnect, err)
 	case errors.Is(err, fasthttp.ErrTimeout), isTimeout(err):
@@ -236,6 +251,9 @@ func classify(err error) error {
 }
 
 func isTimeout(err error) bool {
+	if errors.Is(err, fasthttp.ErrDialTimeout) {
+		return true
+	}
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
 }

@@ -179,6 +179,8 @@ func TestRetryTimeout(t *testing.T) {
 			slow := slowServer(t)
 			up := startServer(t, nil)
 			c := newCluster(t, m, Options{Policy: preferFirst{slow.addr}}, slow.addr, up.addr)
+			// Pooled connections: the per-try timeout must hit the response wait, not a dial.
+			warm(t, c, slow.addr, up.addr)
 
 			call := &Call{Idempotent: tt.idempotent, Replayable: true,
 				Retry: &RetryPolicy{Attempts: 2, PerTryTimeout: perTry, On: tt.on}}
@@ -340,15 +342,17 @@ func TestDeadlineStopsRetries(t *testing.T) {
 	c := newCluster(t, m, Options{}, a.addr, b.addr)
 
 	start := time.Now()
-	call := &Call{Idempotent: true, Replayable: true, Deadline: start.Add(250 * time.Millisecond),
-		Retry: &RetryPolicy{Attempts: 20, PerTryTimeout: 100 * time.Millisecond, On: RetryTimeout}}
+	call := &Call{Idempotent: true, Replayable: true, Deadline: start.Add(350 * time.Millisecond),
+		Retry: &RetryPolicy{Attempts: 20, PerTryTimeout: 100 * time.Millisecond, On: RetryTimeout | RetryConnectFailure}}
 	_, _, err := do(t, c, fasthttp.MethodGet, call)
 	took := time.Since(start)
-	if !errors.Is(err, ErrTimeout) {
+	// Whether the deadline caught the last try waiting for a response or still connecting,
+	// the request timed out.
+	if !errors.Is(err, ErrTimeout) || errors.Is(err, ErrConnect) {
 		t.Fatalf("err = %v, want ErrTimeout", err)
 	}
-	// Tries of 100, 100 and the 50 left: the deadline, not the 20 attempts, ends the loop.
-	if call.Attempts > 4 || took > 2*time.Second {
+	// Tries of 100, 100, 100 and the 50 left: the deadline, not the 20 attempts, ends the loop.
+	if call.Attempts > 5 || took > 2*time.Second {
 		t.Fatalf("attempts %d in %v; the deadline should have stopped retrying", call.Attempts, took)
 	}
 	if call.Attempts < 2 {
@@ -364,6 +368,53 @@ func TestDeadlineStopsRetries(t *testing.T) {
 	}
 	if a.count()+b.count() != hits {
 		t.Fatal("a request past its deadline reached an upstream")
+	}
+}
+
+// Connects that hang (a black-holed host) are bounded by connect_timeout, by the per-try
+// timeout and by the request's deadline. A connect cut short never sent anything, so it is a
+// retryable connect failure for every method, unless the request itself ran out of time: then
+// it timed out.
+func TestConnectCutShort(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name     string
+		connect  time.Duration
+		perTry   time.Duration
+		deadline time.Duration
+		want     error
+		attempts int
+	}{
+		{"connect timeout", 100 * time.Millisecond, 0, 0, ErrConnect, 2},
+		{"per-try timeout", 5 * time.Second, 100 * time.Millisecond, 5 * time.Second, ErrConnect, 2},
+		{"request deadline", 5 * time.Second, 0, 150 * time.Millisecond, ErrTimeout, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m, _ := newManager(t)
+			c := newCluster(t, m, Options{ConnectTimeout: tt.connect}, blackholeAddr(t))
+			call := &Call{Retry: &RetryPolicy{Attempts: 2, PerTryTimeout: tt.perTry, On: RetryConnectFailure}}
+			if tt.deadline > 0 {
+				call.Deadline = time.Now().Add(tt.deadline)
+			}
+			start := time.Now()
+			_, _, err := do(t, c, fasthttp.MethodPost, call)
+			took := time.Since(start)
+			if !errors.Is(err, tt.want) || call.Attempts != tt.attempts {
+				t.Fatalf("err %v after %d tries; want %v after %d", err, call.Attempts, tt.want, tt.attempts)
+			}
+			if tt.want == ErrTimeout && errors.Is(err, ErrConnect) {
+				t.Fatalf("err %v matches both ErrTimeout and ErrConnect", err)
+			}
+			if took > 3*time.Second {
+				t.Fatalf("took %v; the connect was not bounded", took)
+			}
+			kind := map[error]string{ErrConnect: "connect", ErrTimeout: "timeout"}[tt.want]
+			if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", kind)); got != float64(tt.attempts) {
+				t.Fatalf("errors{kind=%q} = %v, want %d", kind, got, tt.attempts)
+			}
+		})
 	}
 }
 
@@ -461,6 +512,16 @@ func TestOverflow(t *testing.T) {
 	}
 }
 
+// realDialErr is what fasthttp's dialer returns for a refused connection.
+func realDialErr(t *testing.T) error {
+	t.Helper()
+	_, err := (&fasthttp.TCPDialer{}).Dial(closedAddr(t))
+	if err == nil {
+		t.Fatal("dial to a closed port succeeded")
+	}
+	return err
+}
+
 type timeoutErr struct{}
 
 func (timeoutErr) Error() string   { return "i/o timeout" }
@@ -489,6 +550,10 @@ func TestClassify(t *testing.T) {
 		{"unexpected eof", io.ErrUnexpectedEOF, ErrReset},
 		{"read reset", &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, ErrReset},
 		{"write broken pipe", &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, ErrReset},
+		{"dialer error", realDialErr(t), ErrConnect},
+		{"dns not found", &net.DNSError{Err: "no such host", Name: "api.invalid", IsNotFound: true}, ErrConnect},
+		{"dns timeout", &net.DNSError{Err: "i/o timeout", Name: "api.internal", IsTimeout: true}, ErrConnect},
+		{"bad address", &net.AddrError{Err: "missing port in address", Addr: "api"}, ErrConnect},
 		{"body too large", fasthttp.ErrBodyTooLarge, ErrResponseTooLarge},
 		{"garbage", errors.New("cannot parse response status line"), ErrProtocol},
 	}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +59,9 @@ func startServer(t *testing.T, h http.HandlerFunc) *upstreamServer {
 	t.Helper()
 	u := &upstreamServer{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == warmPath {
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		u.bodies = append(u.bodies, string(b))
@@ -71,6 +76,29 @@ func startServer(t *testing.T, h http.HandlerFunc) *upstreamServer {
 	u.addr = strings.TrimPrefix(srv.URL, "http://")
 	t.Cleanup(srv.Close)
 	return u
+}
+
+// warmPath is answered at once with 200 by every startServer server and not counted.
+const warmPath = "/warm"
+
+// warm leaves one idle keep-alive connection to each of addrs in c's pools, so a timed try
+// does not spend its budget on a dial when the machine is busy. It ends with set(addrs...).
+func warm(t *testing.T, c *Cluster, addrs ...string) {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseResponse(resp)
+	for _, a := range addrs {
+		c.Apply(set(a))
+		prepare(req, fasthttp.MethodGet, "")
+		req.SetRequestURI(warmPath)
+		if err := c.Do(req, resp, &Call{Retry: &RetryPolicy{Attempts: 1}}); err != nil {
+			t.Fatalf("warm %s: %v", a, err)
+		}
+		_ = resp.Body()
+	}
+	c.Apply(set(addrs...))
 }
 
 // statusServer answers every request with code.
@@ -106,6 +134,41 @@ func closedAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	if err := ln.Close(); err != nil {
 		t.Fatal(err)
+	}
+	return addr
+}
+
+// blackholeAddr returns a loopback address where a TCP connect hangs: a socket listening
+// with a backlog of 0 and a full accept queue drops further SYNs, like a black-holed host.
+func blackholeAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	// Fill the queue; from then on connects hang until they time out.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if time.Now().After(deadline) {
+			t.Fatal("could not fill the accept queue")
+		}
 	}
 	return addr
 }

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,17 +288,17 @@ func TestConcurrentDoAndApply(t *testing.T) {
 	sets := []discovery.Set{set(ups[0].addr, ups[1].addr), set(ups[1].addr, ups[2].addr), set(ups[2].addr), set(ups[0].addr, ups[1].addr, ups[2].addr)}
 	policies := []lb.Policy{lb.NewRoundRobin(), lb.NewLeastRequest(), lb.NewP2CEWMA(), lb.NewRandom()}
 
-	stop := make(chan struct{})
+	const workers, perWorker = 8, 100
 	var wg sync.WaitGroup
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
-	for range 8 {
+	for range workers {
 		wg.Go(func() {
 			req := fasthttp.AcquireRequest()
 			defer fasthttp.ReleaseRequest(req)
 			resp := fasthttp.AcquireResponse()
 			defer fasthttp.ReleaseResponse(resp)
-			for i := 0; i < 200; i++ {
+			for i := range perWorker {
 				prepare(req, fasthttp.MethodGet, "")
 				call := &Call{Hash: uint64(i), Idempotent: true, Replayable: true}
 				if err := c.Do(req, resp, call); err != nil || resp.StatusCode() != 200 {
@@ -310,24 +311,31 @@ func TestConcurrentDoAndApply(t *testing.T) {
 			}
 		})
 	}
+	finished := func() bool { return ok.Load()+failed.Load() == workers*perWorker }
+	swaps := 0
 	wg.Go(func() {
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
+		// One swap per finished request at most, so requests and swaps interleave however
+		// many CPUs there are, without sleeping.
+		for last := int64(-1); !finished(); runtime.Gosched() {
+			done := ok.Load() + failed.Load()
+			if done == last {
+				continue
 			}
-			c.Apply(sets[i%len(sets)])
-			if i%5 == 0 {
-				_, _ = m.Ensure(Options{Name: "svc", Policy: policies[i%len(policies)],
-					ConnectTimeout: time.Second, IdleTimeout: time.Duration(1+i%2) * time.Minute})
+			last = done
+			swaps++
+			c.Apply(sets[swaps%len(sets)])
+			if swaps%10 == 0 {
+				// A reload: new policy, and every other time a new transport (fresh pools).
+				_, _ = m.Ensure(Options{Name: "svc", Policy: policies[swaps%len(policies)],
+					ConnectTimeout: time.Second, IdleTimeout: time.Duration(1+swaps%20/10) * time.Minute})
 			}
 			_ = m.Statuses()
 		}
 	})
-	waitFor(t, "the request goroutines", func() bool { return ok.Load()+failed.Load() == 8*200 })
-	close(stop)
 	wg.Wait()
+	if swaps < 10 {
+		t.Fatalf("only %d swaps happened during the requests", swaps)
+	}
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d requests failed; first: %v", failed.Load(), 8*200, firstErr.Load())
 	}
