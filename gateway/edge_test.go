@@ -327,6 +327,11 @@ func TestBadRequests(t *testing.T) {
 		{"bad content length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "400", "bad_request"},
 		{"missing host", "GET / HTTP/1.1\r\n\r\n", "400", ""},
 		{"bad chunk", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400", ""},
+		{"length and chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", "400", "bad_request"},
+		{"two lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", "400", ""},
+		{"chunked not last", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", "400", ""},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", "400", ""},
+		{"broken percent escape", "GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\n", "400", "bad_request"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -348,6 +353,19 @@ func TestBadRequests(t *testing.T) {
 	saw.mu.Unlock()
 	if n != 0 {
 		t.Errorf("upstream received %d bad requests", n)
+	}
+}
+
+func TestHTTP10WithoutHostGetsOne(t *testing.T) {
+	t.Parallel()
+	up, saw := startUpstream(t, "a", nil)
+	e := startEdge(t, minimal(hostport(up)))
+	out := raw(t, e.addr, "GET /old HTTP/1.0\r\n\r\n")
+	if !strings.Contains(out, " 200 ") || !strings.HasSuffix(out, "hello from a") {
+		t.Fatalf("HTTP/1.0 request without Host:\n%s", out)
+	}
+	if r, _ := saw.last(t); r.Host != e.addr {
+		t.Errorf("upstream Host = %q, want the address the client reached (%s)", r.Host, e.addr)
 	}
 }
 

@@ -185,3 +185,50 @@ func canonicalHost(host []byte) []byte {
 	}
 	return host
 }
+
+// badFraming catches what fasthttp accepts but an edge should not:
+//   - Content-Length alongside Transfer-Encoding: chunked. RFC 9112 §6.3 lets a server pick
+//     chunked and close, but disagreeing framing is the request-smuggling primitive, and Envoy
+//     and nginx refuse it; so do we.
+//   - A request-target with a broken percent-escape ("/%zz"): fasthttp decodes leniently, and
+//     what a lenient upstream makes of it may differ from what we routed on.
+//
+// Both checks cost nothing for the common request: the first only runs for chunked bodies, the
+// second only when the target contains '%'.
+func badFraming(h *fasthttp.RequestHeader) (bool, string) {
+	if h.ContentLength() == -1 && hasFieldName(h.RawHeaders(), "content-length") {
+		return true, ReasonBadRequest
+	}
+	uri := h.RequestURI()
+	for i := bytes.IndexByte(uri, '%'); i >= 0; {
+		if i+2 >= len(uri) || !isHex(uri[i+1]) || !isHex(uri[i+2]) {
+			return true, ReasonBadRequest
+		}
+		next := bytes.IndexByte(uri[i+3:], '%')
+		if next < 0 {
+			break
+		}
+		i += 3 + next
+	}
+	return false, ""
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// hasFieldName reports whether the raw header block has a field called name (lower-case).
+func hasFieldName(raw []byte, name string) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if c := bytes.IndexByte(line, ':'); c == len(name) && bytes.EqualFold(line[:c], []byte(name)) {
+			return true
+		}
+	}
+	return false
+}

@@ -212,6 +212,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	if len(host) == 0 && req.Header.IsHTTP11() {
 		return fasthttp.StatusBadRequest, ReasonMissingHost
 	}
+	if bad, reason := badFraming(&req.Header); bad {
+		return fasthttp.StatusBadRequest, reason
+	}
 	if cl := req.Header.ContentLength(); h.opts.MaxBodyBytes > 0 && int64(cl) > h.opts.MaxBodyBytes {
 		return fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
 	}
@@ -394,7 +397,12 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 		s.buf = append(s.buf, q...)
 	}
 	out.SetRequestURIBytes(s.buf[n:])
-	out.Header.SetHostBytes(req.URI().Host())
+	if host := req.URI().Host(); len(host) > 0 {
+		out.Header.SetHostBytes(host)
+	} else {
+		// HTTP/1.0 without Host: name the address the client reached, as HTTP/1.1 requires one.
+		out.Header.Set(fasthttp.HeaderHost, ctx.LocalAddr().String())
+	}
 
 	trustedHop := trusted(remote, h.opts.TrustedProxies)
 	s.buf = s.buf[:0]
