@@ -121,6 +121,7 @@ func (c *Config) Defaults() {
 		c.Log.Format = defaultLogFormat
 	}
 	setDur(&c.Shutdown.DrainTimeout, defaultDrainTimeout)
+	policyDefaults(c)
 }
 
 func (s *Service) defaults() {

@@ -88,7 +88,37 @@ func (c *Config) clone() *Config {
 			out.Discovery.Static[k] = slices.Clone(v)
 		}
 	}
+	if c.Policies != nil {
+		out.Policies = make(map[string]Policy, len(c.Policies))
+		for k, p := range c.Policies {
+			out.Policies[k] = p.clone()
+		}
+	}
+	if c.Redis != nil {
+		r := *c.Redis
+		out.Redis = &r
+	}
 	return &out
+}
+
+func (p Policy) clone() Policy {
+	if p.RateLimit != nil {
+		rl := *p.RateLimit
+		p.RateLimit = &rl
+	}
+	if p.Fault != nil {
+		f := *p.Fault
+		if f.Delay != nil {
+			d := *f.Delay
+			f.Delay = &d
+		}
+		if f.Abort != nil {
+			a := *f.Abort
+			f.Abort = &a
+		}
+		p.Fault = &f
+	}
+	return p
 }
 
 func (r Route) clone() Route {
@@ -104,6 +134,7 @@ func (r Route) clone() Route {
 	}
 	r.To = slices.Clone(r.To)
 	r.Listeners = slices.Clone(r.Listeners)
+	r.Policies = slices.Clone(r.Policies)
 	r.Retry = r.Retry.clone()
 	return r
 }

@@ -33,6 +33,7 @@ func validate(c *Config) []problem {
 	v.routes(c)
 	v.services(c)
 	v.static(c)
+	v.policies(c)
 	if c.AccessLog.Output == "" {
 		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")
 	}

@@ -45,6 +45,7 @@ type Edge struct {
 	reg *prometheus.Registry
 
 	upstreams *upstream.Manager
+	policies  *policyBuilder // rate limits and faults; state survives reloads (policies.go)
 	metrics   *proxy.Metrics
 	access    *accesslog.Logger
 	admin     *admin.Server
@@ -100,6 +101,9 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		return nil, err
 	}
 	if e.metrics, err = proxy.NewMetrics(reg); err != nil {
+		return nil, err
+	}
+	if e.policies, err = newPolicyBuilder(reg, e.log); err != nil {
 		return nil, err
 	}
 	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped}); err != nil {
@@ -230,6 +234,10 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 			retries[i] = &p
 		}
 	}
+	plan, err := e.policies.plan(cfg)
+	if err != nil {
+		return nil, err
+	}
 	tables := make(map[string]*route.Table, len(cfg.Listeners))
 	for _, lc := range cfg.Listeners {
 		var ls []route.Spec
@@ -252,9 +260,13 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 		}
 		clusters[name] = c
 	}
+	chains, err := e.policies.apply(plan)
+	if err != nil {
+		return nil, err
+	}
 	backends := make([]proxy.RouteBackends, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i]}
+		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i], Filters: chains[i]}
 		for _, t := range r.To {
 			rb.Backends = append(rb.Backends, proxy.Backend{Cluster: clusters[t.Service], Hash: hashOn(cfg.Services[t.Service])})
 		}
@@ -561,6 +573,9 @@ func (e *Edge) close() {
 	}
 	if e.upstreams != nil {
 		e.upstreams.Close()
+	}
+	if e.policies != nil {
+		e.policies.close()
 	}
 	if e.access != nil {
 		_ = e.access.Close()

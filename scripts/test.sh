@@ -15,5 +15,24 @@ if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 
+echo "== redis-server (cluster rate-limit tests start their own on a free loopback port)"
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    sudo=""
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo="sudo"
+  else
+    sudo="none"
+  fi
+  if [ "$sudo" = none ]; then
+    echo "warning: redis-server is missing and neither root nor sudo is available; Redis tests will skip (and fail when CI is set)" >&2
+  elif ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update &&
+           $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server; }; then
+    echo "warning: installing redis-server failed; Redis tests will skip (and fail when CI is set)" >&2
+  fi
+  # Debian's package starts a system service on port 6379; the tests do not use it.
+  [ "$sudo" = none ] || $sudo service redis-server stop 2>/dev/null || true
+fi
+
 echo "== go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...

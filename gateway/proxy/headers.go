@@ -36,8 +36,13 @@ func hasUnderscoreName(h *fasthttp.RequestHeader) bool {
 	return false
 }
 
-// stripRequestHopByHop removes hop-by-hop fields and every field named in Connection.
+// stripRequestHopByHop removes hop-by-hop fields and every field named in Connection. One pass
+// over the headers decides whether any deletion is needed at all: most requests carry none, and
+// each Del normalizes its key and rescans every header.
 func stripRequestHopByHop(h *fasthttp.RequestHeader) {
+	if !anyHopByHop(h.All()) {
+		return
+	}
 	if conn := h.Peek(hdrConnection); len(conn) > 0 {
 		forEachToken(conn, func(tok []byte) { h.DelBytes(tok) })
 	}
@@ -48,12 +53,29 @@ func stripRequestHopByHop(h *fasthttp.RequestHeader) {
 
 // stripResponseHopByHop is stripRequestHopByHop for responses.
 func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
+	if !anyHopByHop(h.All()) {
+		return
+	}
 	if conn := h.Peek(hdrConnection); len(conn) > 0 {
 		forEachToken(conn, func(tok []byte) { h.DelBytes(tok) })
 	}
 	for _, k := range hopByHop {
 		h.Del(k)
 	}
+}
+
+// anyHopByHop reports whether a header set names a hop-by-hop field (or Connection, which may
+// name more). fasthttp keeps Connection: close/keep-alive as a flag, not a field, so the common
+// keep-alive request has nothing here.
+func anyHopByHop(all func(yield func(k, v []byte) bool)) bool {
+	for k := range all {
+		for _, hk := range hopByHop {
+			if len(k) == len(hk) && bytes.EqualFold(k, []byte(hk)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // forEachToken calls fn for each comma-separated, trimmed, non-empty token of v.

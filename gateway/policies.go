@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway/fault"
+	"github.com/meshgate/meshgate/gateway/filter"
+	"github.com/meshgate/meshgate/gateway/ratelimit"
+)
+
+// policyBuilder turns cfg.Policies into each route's filter chain. It lives as long as the
+// Edge: the rate-limit manager holds bucket state and the Redis client across reloads.
+type policyBuilder struct {
+	limits *ratelimit.Manager
+	faults *fault.Metrics
+}
+
+func newPolicyBuilder(reg prometheus.Registerer, log zerolog.Logger) (*policyBuilder, error) {
+	limits, err := ratelimit.New(ratelimit.Options{Registerer: reg, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	faults, err := fault.NewMetrics(reg)
+	if err != nil {
+		limits.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	return &policyBuilder{limits: limits, faults: faults}, nil
+}
+
+// policyPlan is a config's policies translated into package options, before anything live is
+// touched; building it is the part of a reload that may fail.
+type policyPlan struct {
+	redis  *ratelimit.RedisOptions
+	limits map[string]ratelimit.Policy
+	faults map[string]filter.Filter // stateless: safe to build before the swap
+	routes [][]string               // policy names per route index
+}
+
+func (b *policyBuilder) plan(cfg *conf.Config) (*policyPlan, error) {
+	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes))}
+	if r := cfg.Redis; r != nil {
+		p.redis = &ratelimit.RedisOptions{Address: r.Address, DB: r.DB, Timeout: r.Timeout.D()}
+		if r.PasswordFile != "" {
+			pw, err := os.ReadFile(r.PasswordFile)
+			if err != nil {
+				return nil, fmt.Errorf("redis.password_file: %w", err)
+			}
+			p.redis.Password = strings.TrimSpace(string(pw))
+		}
+	}
+	for i, r := range cfg.Routes {
+		p.routes[i] = r.Policies
+		for _, name := range r.Policies {
+			pol, ok := cfg.Policies[name]
+			switch {
+			case !ok:
+				return nil, fmt.Errorf("route %q: no policy named %q", r.Name, name)
+			case pol.RateLimit != nil:
+				rl := pol.RateLimit
+				p.limits[name] = ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
+					Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError}
+			case pol.Fault != nil && p.faults[name] == nil:
+				f, err := fault.New(faultOptions(name, pol.Fault, b.faults))
+				if err != nil {
+					return nil, fmt.Errorf("policies.%s: %w", name, err)
+				}
+				p.faults[name] = f
+			}
+		}
+	}
+	return p, nil
+}
+
+func faultOptions(name string, f *conf.Fault, m *fault.Metrics) fault.Options {
+	o := fault.Options{Name: name, Header: f.Header, Metrics: m}
+	if f.Delay != nil {
+		o.Delay, o.DelayPercent = f.Delay.Duration.D(), f.Delay.Percent
+	}
+	if f.Abort != nil {
+		o.AbortStatus, o.AbortPercent = f.Abort.Status, f.Abort.Percent
+	}
+	return o
+}
+
+// apply makes plan live in the rate-limit manager and returns the chain of each route. Only
+// invalid options (which conf rejects) can make it fail.
+func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, error) {
+	b.limits.SetRedis(p.redis)
+	built := make(map[string]filter.Filter, len(p.limits)+len(p.faults))
+	names := make([]string, 0, len(p.limits))
+	for name, pol := range p.limits {
+		f, err := b.limits.Filter(pol)
+		if err != nil {
+			return nil, err
+		}
+		built[name] = f
+		names = append(names, name)
+	}
+	for name, f := range p.faults {
+		built[name] = f
+	}
+	b.limits.Retain(names)
+	chains := make([]filter.Chain, len(p.routes))
+	for i, rp := range p.routes {
+		for _, name := range rp {
+			chains[i] = append(chains[i], built[name])
+		}
+	}
+	return chains, nil
+}
+
+func (b *policyBuilder) close() { b.limits.Close() }
