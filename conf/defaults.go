@@ -138,6 +138,7 @@ func (s *Service) defaults() {
 		s.Retry = &Retry{}
 	}
 	s.Retry.defaults()
+	s.resilienceDefaults()
 }
 
 func (r *Retry) defaults() {

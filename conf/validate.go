@@ -306,6 +306,7 @@ func (v *validator) services(c *Config) {
 		if s.TLS != nil {
 			v.add(p.key("tls"), "upstream tls is not supported yet")
 		}
+		v.resilience(p, s)
 	}
 }
 

@@ -338,6 +338,29 @@ func clusterOptions(name string, sc conf.Service) (upstream.Options, error) {
 		MaxConnsPerHost:  sc.MaxConnsPerHost,
 		MaxResponseBytes: int64(sc.MaxResponseBytes),
 		Retry:            upstream.DefaultRetry(),
+		Outlier: upstream.OutlierOptions{
+			Disabled:           sc.OutlierDetection.Disabled,
+			ConsecutiveErrors:  sc.OutlierDetection.ConsecutiveErrors,
+			BaseEjectionTime:   sc.OutlierDetection.BaseEjectionTime.D(),
+			MaxEjectionTime:    sc.OutlierDetection.MaxEjectionTime.D(),
+			MaxEjectionPercent: sc.OutlierDetection.MaxEjectionPercent,
+			PanicThreshold:     sc.OutlierDetection.PanicThreshold,
+		},
+		Breaker: upstream.BreakerOptions{
+			Disabled:         sc.CircuitBreaker.Disabled,
+			MinRequests:      sc.CircuitBreaker.MinRequests,
+			FailureRatio:     sc.CircuitBreaker.FailureRatio,
+			Interval:         sc.CircuitBreaker.Interval.D(),
+			OpenTimeout:      sc.CircuitBreaker.OpenTimeout.D(),
+			HalfOpenRequests: sc.CircuitBreaker.HalfOpenRequests,
+		},
+		RetryBudget: upstream.RetryBudgetOptions{
+			Ratio:               sc.RetryBudget.Ratio,
+			MinRetriesPerSecond: sc.RetryBudget.MinRetriesPerSecond,
+			BackoffBase:         sc.RetryBudget.BackoffBase.D(),
+			BackoffMax:          sc.RetryBudget.BackoffMax.D(),
+		},
+		MaxInFlight: sc.MaxInFlight,
 	}
 	if sc.Retry != nil {
 		if o.Retry, err = retryPolicy(sc.Retry); err != nil {

@@ -34,5 +34,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$sudo" = none ] || $sudo service redis-server stop 2>/dev/null || true
 fi
 
+echo "== consul (tests that need a real agent start their own on free loopback ports)"
+# The first build takes several minutes; later runs reuse the cached binary. A failed build
+# fails the run: without the binary, Consul tests skip locally but fail when CI is set.
+MESHGATE_CONSUL_BIN="$(scripts/install-consul.sh | tail -1)"
+export MESHGATE_CONSUL_BIN
+
 echo "== go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...

@@ -28,6 +28,8 @@ const (
 	ReasonBodyTooLarge     = "body_too_large"
 	ReasonRequestTimeout   = "request_timeout"
 	ReasonShuttingDown     = "shutting_down"
+	ReasonCircuitOpen      = "circuit_open"      // every usable host's breaker is open
+	ReasonDeadline         = "deadline_exceeded" // the caller's X-Meshgate-Budget-Ms ran out
 )
 
 // upstreamStatus maps an upstream.Do error to a status and reason code.
@@ -37,6 +39,8 @@ func upstreamStatus(err error) (int, string) {
 		return fasthttp.StatusServiceUnavailable, ReasonNoHosts
 	case errors.Is(err, upstream.ErrOverflow):
 		return fasthttp.StatusServiceUnavailable, ReasonOverflow
+	case errors.Is(err, upstream.ErrCircuitOpen):
+		return fasthttp.StatusServiceUnavailable, ReasonCircuitOpen
 	case errors.Is(err, upstream.ErrTimeout):
 		return fasthttp.StatusGatewayTimeout, ReasonTimeout
 	case errors.Is(err, upstream.ErrConnect):

@@ -227,8 +227,21 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	s.key = rt.Key
 	rs := &gen.routes[rt.Key]
 	var deadline time.Time
+	now := time.Now()
 	if rt.Timeout > 0 {
-		deadline = time.Now().Add(rt.Timeout)
+		deadline = now.Add(rt.Timeout)
+	}
+	// A meshgate calling us sends what is left of its own deadline. Honouring it lets a chain
+	// of services fail fast instead of working on answers nobody waits for; it can only
+	// shorten our deadline, never extend it. upstream.Cluster.Do replaces the header with our
+	// own remaining budget on every try, so the caller's value never travels further.
+	if ms, ok := parseBudget(req.Header.Peek(upstream.BudgetHeader)); ok {
+		if ms <= 0 {
+			return fasthttp.StatusGatewayTimeout, ReasonDeadline
+		}
+		if d := now.Add(time.Duration(ms) * time.Millisecond); deadline.IsZero() || d.Before(deadline) {
+			deadline = d
+		}
 	}
 	if len(rs.Filters) > 0 {
 		fr := &s.filter
@@ -343,6 +356,30 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		ctx.Response.Header.SetContentLength(max(cl, 0))
 	}
 	return 0, ""
+}
+
+// parseBudget reads an X-Meshgate-Budget-Ms value: an optionally negative decimal integer of
+// at most 12 digits (about 30 years, so the Duration cannot overflow). Anything else is
+// ignored rather than rejected: a malformed budget must not fail a request.
+func parseBudget(v []byte) (int64, bool) {
+	neg := len(v) > 0 && v[0] == '-'
+	if neg {
+		v = v[1:]
+	}
+	if len(v) == 0 || len(v) > 12 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
 }
 
 func classifyBodyErr(err error) string {

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -24,7 +26,12 @@ var (
 	ErrOverflow         = errors.New("upstream connection limit")      // 503
 	ErrResponseTooLarge = errors.New("upstream response too large")    // 502
 	ErrProtocol         = errors.New("upstream protocol error")        // 502
+	ErrCircuitOpen      = errors.New("upstream circuit breakers open") // 503
 )
+
+// errMaxInFlight is what a request over the cluster's max_in_flight gets; built once so the
+// rejection path does not allocate.
+var errMaxInFlight = fmt.Errorf("%w: cluster max_in_flight reached", ErrOverflow)
 
 // Retry conditions, combined as a bit set.
 const (
@@ -73,6 +80,17 @@ type Options struct {
 	MaxConnsPerHost  int
 	MaxResponseBytes int64
 	Retry            RetryPolicy
+
+	// Resilience; zero fields take the Default* values, so every cluster is protected.
+	Outlier     OutlierOptions
+	Breaker     BreakerOptions
+	RetryBudget RetryBudgetOptions
+	// MaxInFlight caps the cluster's concurrent requests (all tries of one request count once);
+	// beyond it Do fails at once with ErrOverflow.
+	MaxInFlight int
+	// Now is the clock of ejections and the retry budget (nil: time.Now). Tests inject one so
+	// that ejection timing is checked without waiting. Breakers use gobreaker's own clock.
+	Now func() time.Time
 }
 
 func (o *Options) transportKey() transportKey {
@@ -89,6 +107,7 @@ type Host struct {
 	lb.Host
 	client *fasthttp.HostClient
 	key    transportKey
+	health *health
 }
 
 // state is one immutable generation of a cluster's hosts and picker.
@@ -105,6 +124,18 @@ type Cluster struct {
 	opts      atomic.Pointer[Options]
 	state     atomic.Pointer[state]
 	metrics   clusterMetrics
+	mm        *Manager // metric vectors for per-host series
+	sink      *eventSink
+
+	inFlight atomic.Int64
+	budget   retryBudget
+
+	// ejectMu serialises ejection changes and Down-flag updates. Rebuilds Lock it; the
+	// request path only TryLocks it and never waits.
+	ejectMu     sync.Mutex
+	nextReturn  atomic.Int64 // earliest ejectedUntil of any host (unix ns); MaxInt64: none
+	panicking   atomic.Bool
+	limitLogged atomic.Bool // max_ejection_percent already reported since the last change
 }
 
 // Name is the service name.
@@ -130,61 +161,53 @@ type Call struct {
 // Do sends req to a host chosen by the balancer and fills resp, retrying per policy. On success
 // resp may hold an open body stream: the caller must consume or close it (CloseBodyStream).
 // Do never keeps req or resp after it returns.
+//
+// Around each try: hosts whose ejection ended are returned (lazily, one atomic load when none
+// is due); the host's breaker must let the try through, else another host is used; the try's
+// outcome feeds the breaker and outlier detection; a retry needs the retry budget and waits a
+// jittered backoff that must end before the deadline.
 func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call) error {
 	opts := c.opts.Load()
+	if n := c.inFlight.Add(1); n > int64(opts.MaxInFlight) {
+		c.inFlight.Add(-1)
+		c.metrics.overflow.Inc()
+		return errMaxInFlight
+	}
+	defer c.inFlight.Add(-1)
 	pol := call.Retry
 	if pol == nil {
 		pol = &opts.Retry
 	}
 	attempts := max(pol.Attempts, 1)
+	now := opts.now()
+	c.sweep(now)
+	c.budget.deposit(now)
 	exclude := -1
 	var err error
 	for try := 0; try < attempts; try++ {
-		st := c.state.Load()
-		idx := st.picker.Pick(call.Hash, exclude)
-		if idx < 0 {
-			c.metrics.noHosts.Inc()
-			return ErrNoHosts
-		}
-		h := st.hosts[idx]
-		exclude = idx
-		call.Address = h.Address
 		call.Attempts = try + 1
 		if try > 0 {
 			c.metrics.retries.Inc()
 		}
-
 		deadline := call.Deadline
 		if pol.PerTryTimeout > 0 {
 			if d := time.Now().Add(pol.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
 				deadline = d
 			}
 		}
-		start := time.Now()
-		h.Begin()
-		if deadline.IsZero() {
-			err = h.client.Do(req, resp)
-		} else {
-			err = h.client.DoDeadline(req, resp, deadline)
-			// fasthttp leaves the timeout it derived from the deadline in req, where a later
-			// Do without one would silently apply it again.
-			req.SetTimeout(0)
-		}
-		took := time.Since(start)
-		call.Elapsed += took
-		if raw := err; raw != nil {
-			err = classify(raw)
-			if errors.Is(err, ErrConnect) && isTimeout(raw) && expired(call.Deadline) {
-				// The connect was cut short by the request's own deadline, not refused: the
-				// request timed out (504); nobody found the upstream down (502).
-				err = fmt.Errorf("%w: %w", ErrTimeout, raw)
+		idx, terr := c.tryOnce(req, resp, call, exclude, deadline, opts)
+		if idx < 0 {
+			if err != nil {
+				return err // a retry found no usable host: the client learns why the last try failed
 			}
+			return terr
 		}
-		h.End(took, err != nil || resp.StatusCode() >= 500)
+		exclude, err = idx, terr
 
 		if err == nil {
 			code := resp.StatusCode()
-			if try+1 < attempts && call.Replayable && call.Idempotent && pol.retryStatus(code) && !expired(call.Deadline) {
+			if try+1 < attempts && call.Replayable && call.Idempotent && pol.retryStatus(code) &&
+				!expired(call.Deadline) && c.mayRetry(opts, try+1, call.Deadline) {
 				// Discard this answer: its connection is closed rather than drained, which is
 				// cheaper than reading a body nobody will see.
 				_ = resp.CloseBodyStream()
@@ -193,11 +216,153 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 			return nil
 		}
 		c.metrics.count(err)
-		if try+1 >= attempts || expired(call.Deadline) || !retryable(err, pol, call) {
+		if try+1 >= attempts || expired(call.Deadline) || !retryable(err, pol, call) || !c.mayRetry(opts, try+1, call.Deadline) {
 			return err
 		}
 	}
 	return err
+}
+
+// tryOnce makes one try and returns the index of the host it went to, or -1 with ErrNoHosts
+// or ErrCircuitOpen when no host could take it. The balancer's choice is used if its breaker
+// lets the try through; otherwise hosts are scanned from a random start, preferring those
+// that are neither Down nor the one just tried (the balancers' own order of preference), and
+// the first whose breaker allows it gets the try.
+func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *Call, exclude int, deadline time.Time, opts *Options) (int, error) {
+	st := c.state.Load()
+	idx := st.picker.Pick(call.Hash, exclude)
+	if idx < 0 {
+		c.metrics.noHosts.Inc()
+		return -1, ErrNoHosts
+	}
+	if err, ok := c.attempt(st.hosts[idx], req, resp, call, deadline, opts); ok {
+		return idx, err
+	}
+	c.metrics.breakerRejections.Inc()
+	n := len(st.hosts)
+	off := rand.IntN(n)
+	for pass := range 3 {
+		for k := range n {
+			i := (off + k) % n
+			h := st.hosts[i]
+			var candidate bool
+			switch pass {
+			case 0:
+				candidate = i != idx && i != exclude && !h.Down()
+			case 1:
+				candidate = i != idx && i == exclude && !h.Down()
+			default:
+				candidate = i != idx && h.Down()
+			}
+			if !candidate {
+				continue
+			}
+			if err, ok := c.attempt(h, req, resp, call, deadline, opts); ok {
+				return i, err
+			}
+			c.metrics.breakerRejections.Inc()
+		}
+	}
+	c.metrics.circuitOpen.Inc()
+	return -1, ErrCircuitOpen
+}
+
+// attempt sends one try to h through h's breaker; ok is false when the breaker turned it away
+// (open, or half-open with its probes taken) and nothing was sent.
+//
+// The breaker is asked before sending and told the outcome after, as gobreaker's two-step
+// API does; Execute is used because TwoStepCircuitBreaker.Allow allocates its done closure on
+// every call, while the closure given to Execute stays on the stack.
+func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (err error, ok bool) {
+	b := h.health.breaker.Load()
+	if b == nil {
+		err = c.send(h, req, resp, call, deadline)
+		c.observe(h, outcomeOf(err, resp), opts)
+		return err, true
+	}
+	_, _ = b.cb.Execute(func() (any, error) {
+		ok = true
+		err = c.send(h, req, resp, call, deadline)
+		o := outcomeOf(err, resp)
+		c.observe(h, o, opts)
+		return nil, verdict(o)
+	})
+	return err, ok
+}
+
+// send is one HTTP exchange with h, with its error mapped onto the package's sentinels.
+func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) error {
+	call.Address = h.Address
+	setBudgetHeader(req, deadline)
+	start := time.Now()
+	h.Begin()
+	var err error
+	if deadline.IsZero() {
+		err = h.client.Do(req, resp)
+	} else {
+		err = h.client.DoDeadline(req, resp, deadline)
+		// fasthttp leaves the timeout it derived from the deadline in req, where a later
+		// Do without one would silently apply it again.
+		req.SetTimeout(0)
+	}
+	took := time.Since(start)
+	call.Elapsed += took
+	if raw := err; raw != nil {
+		err = classify(raw)
+		if errors.Is(err, ErrConnect) && isTimeout(raw) && expired(call.Deadline) {
+			// The connect was cut short by the request's own deadline, not refused: the
+			// request timed out (504); nobody found the upstream down (502).
+			err = fmt.Errorf("%w: %w", ErrTimeout, raw)
+		}
+	}
+	h.End(took, err != nil || resp.StatusCode() >= 500)
+	return err
+}
+
+// outcomeOf says how a try reflects on its host. Our own connection limit and an oversized
+// response are not the host failing.
+func outcomeOf(err error, resp *fasthttp.Response) outcome {
+	switch {
+	case err == nil && resp.StatusCode() >= 500:
+		return tryFailed
+	case err == nil:
+		return trySucceeded
+	case errors.Is(err, ErrOverflow), errors.Is(err, ErrResponseTooLarge):
+		return tryExcluded
+	}
+	return tryFailed
+}
+
+// mayRetry decides whether retry number n (1 for the first retry) may go ahead, and waits its
+// backoff. A backoff that would end at or after the deadline means no retry: it could only
+// time out. Otherwise the retry budget must allow it.
+func (c *Cluster) mayRetry(opts *Options, n int, deadline time.Time) bool {
+	rb := &opts.RetryBudget
+	wait := backoff(n, rb.BackoffBase, rb.BackoffMax)
+	if !deadline.IsZero() && !time.Now().Add(wait).Before(deadline) {
+		return false
+	}
+	if !c.budget.withdraw(opts.now(), rb.Ratio, rb.MinRetriesPerSecond) {
+		c.metrics.budgetExhausted.Inc()
+		return false
+	}
+	if wait > 0 {
+		time.Sleep(wait)
+	}
+	return true
+}
+
+// setBudgetHeader tells the upstream how many milliseconds this try has left (at least 1), so
+// a meshgate there can fail fast and cap its own timeouts; without a deadline it removes any
+// value a caller left in req.
+func setBudgetHeader(req *fasthttp.Request, deadline time.Time) {
+	if deadline.IsZero() {
+		req.Header.Del(BudgetHeader)
+		return
+	}
+	ms := max(time.Until(deadline).Milliseconds(), 1)
+	var buf [20]byte
+	req.Header.SetBytesV(BudgetHeader, strconv.AppendInt(buf[:0], ms, 10))
 }
 
 func expired(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
@@ -258,7 +423,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// HostStatus is one host as shown by the admin /clusters endpoint.
+// HostStatus is one host as shown by the admin /clusters endpoint. Healthy is false while the
+// host is ejected, its breaker is open or it is marked Down; in panic mode an ejected host is
+// still used (Down false) but shown unhealthy.
 type HostStatus struct {
 	Address  string  `json:"address"`
 	Weight   int     `json:"weight"`
@@ -268,34 +435,58 @@ type HostStatus struct {
 	Requests uint64  `json:"requests"`
 	Errors   uint64  `json:"errors"`
 	Conns    int     `json:"open_conns"`
+
+	Ejected           bool       `json:"ejected"`
+	EjectedUntil      *time.Time `json:"ejected_until,omitempty"`
+	Ejections         int        `json:"ejections"` // multiplier of the last ejection (decays while in service)
+	ConsecutiveErrors int        `json:"consecutive_errors"`
+	Breaker           string     `json:"breaker"` // closed, half-open, open, disabled
 }
 
 // Status is a cluster as shown by the admin /clusters endpoint.
 type Status struct {
-	Name   string       `json:"name"`
-	Source string       `json:"source"`
-	Policy string       `json:"policy"`
-	Hosts  []HostStatus `json:"hosts"`
+	Name     string       `json:"name"`
+	Source   string       `json:"source"`
+	Policy   string       `json:"policy"`
+	InFlight int64        `json:"in_flight"`
+	Ejected  int          `json:"hosts_ejected"`
+	Panic    bool         `json:"panic"` // too few healthy hosts: balancing across all
+	Hosts    []HostStatus `json:"hosts"`
 }
 
-// Status reports the cluster's hosts with their live statistics.
+// Status reports the cluster's hosts with their live statistics. It first returns hosts whose
+// ejection has ended, so the page never shows an ejection in the past.
 func (c *Cluster) Status() Status {
+	opts := c.opts.Load()
+	c.sweep(opts.now())
 	st := c.state.Load()
-	out := Status{Name: c.name, Source: st.source, Policy: fmt.Sprintf("%T", c.opts.Load().Policy), Hosts: make([]HostStatus, 0, len(st.hosts))}
-	if n, ok := c.opts.Load().Policy.(interface{ Name() string }); ok {
+	out := Status{Name: c.name, Source: st.source, Policy: fmt.Sprintf("%T", opts.Policy),
+		InFlight: c.inFlight.Load(), Panic: c.panicking.Load(), Hosts: make([]HostStatus, 0, len(st.hosts))}
+	if n, ok := opts.Policy.(interface{ Name() string }); ok {
 		out.Policy = n.Name()
 	}
 	for _, h := range st.hosts {
-		out.Hosts = append(out.Hosts, HostStatus{
-			Address:  h.Address,
-			Weight:   h.Weight,
-			Healthy:  !h.Down(),
-			InFlight: h.InFlight(),
-			EWMAms:   float64(h.EWMA()) / float64(time.Millisecond),
-			Requests: h.Requests.Load(),
-			Errors:   h.Errors.Load(),
-			Conns:    h.client.ConnsCount(),
-		})
+		hs := h.health
+		b := hs.breaker.Load()
+		s := HostStatus{
+			Address:           h.Address,
+			Weight:            h.Weight,
+			InFlight:          h.InFlight(),
+			EWMAms:            float64(h.EWMA()) / float64(time.Millisecond),
+			Requests:          h.Requests.Load(),
+			Errors:            h.Errors.Load(),
+			Conns:             h.client.ConnsCount(),
+			Ejections:         int(hs.ejections.Load()),
+			ConsecutiveErrors: int(hs.consecutive.Load()),
+			Breaker:           stateName(b),
+		}
+		if u := hs.ejectedUntil.Load(); u != 0 {
+			t := time.Unix(0, u).UTC()
+			s.Ejected, s.EjectedUntil = true, &t
+			out.Ejected++
+		}
+		s.Healthy = !h.Down() && !s.Ejected && s.Breaker != "open"
+		out.Hosts = append(out.Hosts, s)
 	}
 	return out
 }

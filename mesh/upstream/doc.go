@@ -1,18 +1,36 @@
 // Package upstream owns clusters: the set of hosts of one service, the balancer over them, the
-// per-host transport (a fasthttp.HostClient each) and the retry loop.
+// per-host transport (a fasthttp.HostClient each), the retry loop, and the resilience around
+// it: outlier detection, circuit breakers, the retry budget, the in-flight limit and the
+// deadline budget sent upstream.
 //
 //	discovery.Set ──▶ Manager.apply ──▶ Cluster.state (atomic.Pointer: hosts + picker)
 //	                                          │
-//	request ──▶ Cluster.Do ──▶ picker.Pick ──▶ Host.client.Do ──▶ classify error ──▶ retry?
+//	request ──▶ Cluster.Do: in-flight limit ─▶ sweep ejections ─▶ picker.Pick (skips Down)
+//	              ▲                                                    │
+//	              │                           breaker.Execute (open: pick another host)
+//	              │                                                    │
+//	   backoff + retry budget ◀── retry? ◀── outlier/breaker ◀── Host.client.Do (+budget header)
+//
+//	Manager goroutine: logs events (ejections, returns, panic, breaker changes) and sweeps
+//	ejections every second; events arrive on a non-blocking channel.
 //
 // Hosts are keyed by (cluster, address) and survive config reloads and endpoint updates, so
 // their keep-alive connections, in-flight counts and latency estimates are not reset by a
-// reload. The request path takes no locks: it loads the cluster's current state once per
-// attempt.
+// reload. Their resilience state (ejection, error streak, breaker) belongs to the address and
+// survives even a transport change. The request path takes no locks of ours: it loads the
+// cluster's state once per attempt, counts with atomics, and only TryLocks the mutex that
+// serialises ejection changes (a request that loses the race goes on; the next failure tries
+// again). gobreaker takes its own short mutex per try.
+//
+// Down flags (what every balancer skips) are owned by outlier detection: Down = ejected and
+// the cluster not in panic. They are recomputed under the ejection mutex whenever an ejection
+// starts or ends and after every rebuild.
 //
 // Retry rules (why): a request is only re-sent when doing so cannot duplicate a side effect the
 // client did not ask for. A connect failure never reached the upstream, so any method may be
 // retried on another host. A reset before the first response byte, a timeout, or a retryable
 // status may have been processed upstream, so only idempotent methods are retried for those.
-// A streamed request body cannot be replayed, so such requests are tried once.
+// A streamed request body cannot be replayed, so such requests are tried once. Every retry
+// also needs the cluster's retry budget and waits a jittered backoff that must end before the
+// deadline, so retries cannot multiply load during an outage.
 package upstream

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"sort"
@@ -32,11 +33,28 @@ type Manager struct {
 	mu       sync.Mutex // guards clusters; taken on reload and discovery updates, never per request
 	clusters map[string]*Cluster
 
-	retries *prometheus.CounterVec
-	errors  *prometheus.CounterVec
+	retries           *prometheus.CounterVec
+	errors            *prometheus.CounterVec
+	ejections         *prometheus.CounterVec
+	hostsEjected      *prometheus.GaugeVec
+	breakerState      *prometheus.GaugeVec
+	breakerRejections *prometheus.CounterVec
+	budgetExhausted   *prometheus.CounterVec
+
+	// One goroutine per Manager logs resilience events and returns ejected hosts on time when
+	// no traffic arrives; no goroutine per cluster or host.
+	sink      *eventSink
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
-// NewManager registers the upstream metrics on opts.Registerer.
+// sweepInterval is how often the Manager returns hosts whose ejection ended on clusters that
+// have no traffic (with traffic, the next request does it).
+const sweepInterval = time.Second
+
+// NewManager registers the upstream metrics on opts.Registerer and starts the Manager's event
+// goroutine; Close stops it.
 func NewManager(opts ManagerOptions) (*Manager, error) {
 	if opts.Registerer == nil {
 		return nil, errors.New("upstream: a prometheus registerer is required")
@@ -50,20 +68,96 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		}, []string{"service"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshgate_upstream_errors_total",
-			Help: "Failed upstream tries by kind: connect, reset, timeout, overflow, too_large, protocol, no_hosts.",
+			Help: "Failed upstream tries by kind: connect, reset, timeout, overflow, too_large, protocol, no_hosts, circuit_open.",
 		}, []string{"service", "kind"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshgate_upstream_ejections_total",
+			Help: "Hosts ejected by outlier detection.",
+		}, []string{"service"}),
+		hostsEjected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshgate_upstream_hosts_ejected",
+			Help: "Hosts currently ejected by outlier detection.",
+		}, []string{"service"}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshgate_upstream_breaker_state",
+			Help: "Per-host circuit breaker state: 0 closed, 1 half-open, 2 open.",
+		}, []string{"service", "host"}),
+		breakerRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshgate_upstream_breaker_rejections_total",
+			Help: "Tries a host's open (or saturated half-open) circuit breaker turned away.",
+		}, []string{"service"}),
+		budgetExhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshgate_upstream_retry_budget_exhausted_total",
+			Help: "Retries not made because the service's retry budget was used up.",
+		}, []string{"service"}),
+		sink: newEventSink(1024),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
 	}
-	for _, c := range []prometheus.Collector{m.retries, m.errors} {
+	for _, c := range []prometheus.Collector{m.retries, m.errors, m.ejections, m.hostsEjected, m.breakerState,
+		m.breakerRejections, m.budgetExhausted} {
 		if err := opts.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}
 	}
+	go m.run()
 	return m, nil
+}
+
+// run logs events as they come and sweeps ejections every sweepInterval. Logging happens only
+// here, never under a cluster's or a breaker's lock.
+func (m *Manager) run() {
+	defer close(m.done)
+	tick := time.NewTicker(sweepInterval)
+	defer tick.Stop()
+	var reported uint64
+	for {
+		select {
+		case ev := <-m.sink.ch:
+			logEvent(&m.log, ev)
+		case <-tick.C:
+			m.tick()
+			if d := m.sink.dropped.Load(); d != reported {
+				m.log.Warn().Uint64("dropped", d-reported).Msg("upstream events dropped: log queue full")
+				reported = d
+			}
+		case <-m.stop:
+			for {
+				select {
+				case ev := <-m.sink.ch:
+					logEvent(&m.log, ev)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// tick returns due hosts and reads every breaker's state, which moves an open breaker whose
+// timeout passed to half-open (gobreaker changes state lazily) so metrics and logs show it.
+func (m *Manager) tick() {
+	m.mu.Lock()
+	cs := make([]*Cluster, 0, len(m.clusters))
+	for _, c := range m.clusters {
+		cs = append(cs, c)
+	}
+	m.mu.Unlock()
+	for _, c := range cs {
+		c.sweep(c.opts.Load().now())
+		for _, h := range c.state.Load().hosts {
+			if b := h.health.breaker.Load(); b != nil {
+				_ = b.cb.State()
+			}
+		}
+	}
 }
 
 // clusterMetrics are pre-bound label children so the request path never builds label maps.
 type clusterMetrics struct {
-	retries, noHosts, connect, reset, timeout, overflow, tooLarge, protocol prometheus.Counter
+	retries, noHosts, connect, reset, timeout, overflow, tooLarge, protocol, circuitOpen prometheus.Counter
+	ejections, breakerRejections, budgetExhausted                                        prometheus.Counter
+	hostsEjected                                                                         prometheus.Gauge
 }
 
 func (cm *clusterMetrics) count(err error) {
@@ -95,16 +189,24 @@ func (m *Manager) Ensure(opts Options) (*Cluster, error) {
 	if opts.Retry.Attempts == 0 {
 		opts.Retry = DefaultRetry()
 	}
+	if err := opts.resilienceDefaults(); err != nil {
+		return nil, fmt.Errorf("upstream: cluster %q: %w", opts.Name, err)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c, ok := m.clusters[opts.Name]
 	if !ok {
 		e := func(kind string) prometheus.Counter { return m.errors.WithLabelValues(opts.Name, kind) }
-		c = &Cluster{name: opts.Name, metrics: clusterMetrics{
+		c = &Cluster{name: opts.Name, mm: m, sink: m.sink, metrics: clusterMetrics{
 			retries: m.retries.WithLabelValues(opts.Name),
 			noHosts: e("no_hosts"), connect: e("connect"), reset: e("reset"), timeout: e("timeout"),
-			overflow: e("overflow"), tooLarge: e("too_large"), protocol: e("protocol"),
+			overflow: e("overflow"), tooLarge: e("too_large"), protocol: e("protocol"), circuitOpen: e("circuit_open"),
+			ejections:         m.ejections.WithLabelValues(opts.Name),
+			breakerRejections: m.breakerRejections.WithLabelValues(opts.Name),
+			budgetExhausted:   m.budgetExhausted.WithLabelValues(opts.Name),
+			hostsEjected:      m.hostsEjected.WithLabelValues(opts.Name),
 		}}
+		c.nextReturn.Store(math.MaxInt64)
 		c.opts.Store(&opts)
 		c.state.Store(&state{picker: opts.Policy.NewPicker(nil), source: "none"})
 		m.clusters[opts.Name] = c
@@ -125,6 +227,10 @@ func (m *Manager) Retain(keep []string) {
 			continue
 		}
 		delete(m.clusters, name)
+		// Series of a service that is gone would report stale values forever.
+		labels := prometheus.Labels{"service": name}
+		m.breakerState.DeletePartialMatch(labels)
+		m.hostsEjected.DeletePartialMatch(labels)
 		for _, h := range c.state.Load().hosts {
 			// In-flight requests keep their connections; only idle ones go now, and the
 			// rest close when their requests finish and the client is collected.
@@ -149,8 +255,15 @@ func (m *Manager) Statuses() []Status {
 	return out
 }
 
-// Close drops every cluster's idle connections.
-func (m *Manager) Close() { m.Retain(nil) }
+// Close stops the event goroutine (after logging what is queued) and drops every cluster's
+// idle connections. It is idempotent.
+func (m *Manager) Close() {
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		<-m.done
+	})
+	m.Retain(nil)
+}
 
 // Apply installs a new endpoint set. It is the discovery callback: cheap, and never blocks on
 // the request path (which only loads the state pointer).
@@ -198,18 +311,26 @@ func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 		}
 		seen[ep.Address] = true
 		w := max(ep.Weight, 1)
-		if h, ok := byAddr[ep.Address]; ok && h.key == key && h.Weight == w {
+		h, ok := byAddr[ep.Address]
+		if ok && h.key == key && h.Weight == w {
 			hosts = append(hosts, h)
 			delete(byAddr, ep.Address)
 			continue
 		}
 		nh := newHost(ep.Address, w, opts)
-		if h, ok := byAddr[ep.Address]; ok && h.key == key {
-			// Same transport, new weight: keep the connection pool, start fresh statistics.
-			nh.client = h.client
-			delete(byAddr, ep.Address)
+		if ok {
+			// Ejections and breakers belong to the address, whatever else changed.
+			nh.health = h.health
+			if h.key == key {
+				// Same transport, new weight: keep the connection pool, start fresh statistics.
+				nh.client = h.client
+				delete(byAddr, ep.Address)
+			}
 		}
 		hosts = append(hosts, nh)
+	}
+	for _, h := range hosts {
+		c.ensureBreaker(h, &opts.Breaker)
 	}
 	// Keep a stable order so round-robin sequences and /clusters output do not jump around.
 	sort.Slice(hosts, func(i, j int) bool { return strings.Compare(hosts[i].Address, hosts[j].Address) < 0 })
@@ -217,9 +338,35 @@ func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 	for i, h := range hosts {
 		lbHosts[i] = &h.Host
 	}
-	c.state.Store(&state{hosts: hosts, picker: opts.Policy.NewPicker(lbHosts), source: source})
+	st := &state{hosts: hosts, picker: opts.Policy.NewPicker(lbHosts), source: source}
+	c.state.Store(st)
 	for _, h := range byAddr {
 		h.client.CloseIdleConnections()
+		if !seen[h.Address] {
+			c.mm.breakerState.DeleteLabelValues(c.name, h.Address)
+		}
+	}
+	// The host count decides max_ejection_percent and panic, and new *Host values start with
+	// Down false: derive every Down flag again for the new set.
+	c.ejectMu.Lock()
+	defer c.ejectMu.Unlock()
+	if opts.Outlier.Disabled {
+		c.clearEjectionsLocked(st, opts.now())
+	}
+	c.syncDownLocked(st, &opts.Outlier)
+}
+
+// ensureBreaker gives h a breaker built with the current settings, or removes it when
+// breakers are disabled. Unchanged settings keep the breaker and its state.
+func (c *Cluster) ensureBreaker(h *Host, o *BreakerOptions) {
+	cur := h.health.breaker.Load()
+	switch {
+	case o.Disabled && cur != nil:
+		h.health.breaker.Store(nil)
+		c.mm.breakerState.DeleteLabelValues(c.name, h.Address)
+	case !o.Disabled && (cur == nil || cur.opts != *o):
+		g := c.mm.breakerState.WithLabelValues(c.name, h.Address)
+		h.health.breaker.Store(newBreaker(c.name, h.Address, *o, g, c.sink))
 	}
 }
 
@@ -229,7 +376,7 @@ func newHost(addr string, weight int, opts *Options) *Host {
 		connectTimeout = 2 * time.Second
 	}
 	dialer := &fasthttp.TCPDialer{}
-	h := &Host{key: opts.transportKey()}
+	h := &Host{key: opts.transportKey(), health: &health{}}
 	h.Address = addr
 	h.Weight = weight
 	h.client = &fasthttp.HostClient{

@@ -23,10 +23,13 @@ func TestNewManagerErrors(t *testing.T) {
 		t.Fatal("NewManager without a registerer succeeded")
 	}
 	reg := prometheus.NewRegistry()
-	if _, err := NewManager(ManagerOptions{Registerer: reg}); err != nil {
+	first, err := NewManager(ManagerOptions{Registerer: reg})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_, err := NewManager(ManagerOptions{Registerer: reg})
+	first.Close()
+	first.Close() // idempotent
+	_, err = NewManager(ManagerOptions{Registerer: reg})
 	var are prometheus.AlreadyRegisteredError
 	if !errors.As(err, &are) || !strings.Contains(err.Error(), "register metrics") {
 		t.Fatalf("second manager on one registry: err = %v", err)
@@ -43,6 +46,15 @@ func TestEnsureValidates(t *testing.T) {
 	}{
 		{"no name", Options{Policy: lb.NewRoundRobin()}, "needs a name"},
 		{"no policy", Options{Name: "api"}, `"api": no load-balancing policy`},
+		{"ejection times", Options{Name: "api", Policy: lb.NewRoundRobin(),
+			Outlier: OutlierOptions{BaseEjectionTime: time.Minute, MaxEjectionTime: time.Second}}, "ejection times"},
+		{"ejection percent", Options{Name: "api", Policy: lb.NewRoundRobin(),
+			Outlier: OutlierOptions{MaxEjectionPercent: 101}}, "max ejection percent"},
+		{"failure ratio", Options{Name: "api", Policy: lb.NewRoundRobin(),
+			Breaker: BreakerOptions{FailureRatio: 1.5}}, "failure ratio"},
+		{"backoff", Options{Name: "api", Policy: lb.NewRoundRobin(),
+			RetryBudget: RetryBudgetOptions{BackoffBase: time.Second, BackoffMax: time.Millisecond}}, "retry backoff"},
+		{"in flight", Options{Name: "api", Policy: lb.NewRoundRobin(), MaxInFlight: -1}, "max in flight"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -273,8 +285,8 @@ meshgate_upstream_retries_total{service="svc"} 1
 		t.Fatalf(`errors_total{kind="connect"} = %v`, got)
 	}
 	// Every kind is pre-created so dashboards see zeros, not gaps.
-	if n, err := testutil.GatherAndCount(reg, "meshgate_upstream_errors_total"); err != nil || n != 7 {
-		t.Fatalf("errors_total series = %d (%v), want 7", n, err)
+	if n, err := testutil.GatherAndCount(reg, "meshgate_upstream_errors_total"); err != nil || n != 8 {
+		t.Fatalf("errors_total series = %d (%v), want 8", n, err)
 	}
 }
 

@@ -1,0 +1,55 @@
+package upstream
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+)
+
+// Outcomes reported to a breaker's done func. They never leave the package.
+var (
+	errTryFailed   = errors.New("upstream try failed")
+	errTryExcluded = errors.New("upstream try not the host's fault")
+)
+
+// breaker is one host's circuit breaker. Each try asks it before sending and reports the
+// outcome after (see Cluster.attempt for why through Execute rather than the two-step type).
+type breaker struct {
+	cb   *gobreaker.CircuitBreaker[any]
+	opts BreakerOptions
+}
+
+// newBreaker builds a breaker whose state changes update gauge and are queued on sink.
+// OnStateChange runs under gobreaker's mutex, so it only does a gauge store and a
+// non-blocking channel send; the Manager's goroutine does the logging.
+func newBreaker(service, addr string, o BreakerOptions, gauge prometheus.Gauge, sink *eventSink) *breaker {
+	minReq, ratio := uint32(o.MinRequests), o.FailureRatio
+	gauge.Set(0)
+	cb := gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+		Name:        addr,
+		MaxRequests: uint32(o.HalfOpenRequests),
+		Interval:    o.Interval,
+		Timeout:     o.OpenTimeout,
+		ReadyToTrip: func(c gobreaker.Counts) bool {
+			// Completed tries only: gobreaker's Requests also counts tries still in flight,
+			// which would dilute the failure ratio exactly when a host turns slow.
+			done := c.TotalSuccesses + c.TotalFailures
+			return done >= minReq && float64(c.TotalFailures) >= ratio*float64(done)
+		},
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			gauge.Set(float64(to)) // gobreaker numbers closed 0, half-open 1, open 2, as documented
+			sink.emit(event{kind: evBreaker, service: service, host: addr, from: from, to: to})
+		},
+		IsExcluded: func(err error) bool { return err == errTryExcluded },
+	})
+	return &breaker{cb: cb, opts: o}
+}
+
+// stateName is the breaker state as /clusters shows it.
+func stateName(b *breaker) string {
+	if b == nil {
+		return "disabled"
+	}
+	return b.cb.State().String()
+}
