@@ -241,6 +241,66 @@ type UpstreamTLS struct {
 // Discovery lists where endpoints come from.
 type Discovery struct {
 	Static map[string][]string `yaml:"static"` // service → ["host:port", "host:port weight=3"]
+	// Consul resolves every routed service not listed under static (passing instances only).
+	Consul *Consul `yaml:"consul"`
+}
+
+// Consul is the connection to the local Consul agent and what meshgate does with it.
+type Consul struct {
+	Address    string `yaml:"address"`    // host:port of the agent's HTTP API; default 127.0.0.1:8500
+	Scheme     string `yaml:"scheme"`     // http (default) or https
+	Datacenter string `yaml:"datacenter"` // default: the agent's
+	// Token: ACL token. TokenFile wins over Token; with neither, CONSUL_HTTP_TOKEN_FILE and then
+	// CONSUL_HTTP_TOKEN from the environment are used.
+	Token     string     `yaml:"token"`
+	TokenFile string     `yaml:"token_file"`
+	TLS       *ConsulTLS `yaml:"tls"`
+	// SnapshotDir keeps the last applied endpoint sets (and KV routes) on disk so meshgate can
+	// start and serve while Consul is unreachable. Default: none (no snapshot).
+	SnapshotDir string `yaml:"snapshot_dir"`
+	// Wait is the blocking-query wait; default 5m (Consul's maximum is 10m).
+	Wait Duration `yaml:"wait"`
+	// Services narrows a routed service to a subset of its Consul instances.
+	Services map[string]ConsulService `yaml:"services"`
+	// Register registers this meshgate (or the service it fronts) in Consul. Optional.
+	Register *Registration `yaml:"register"`
+	// KVPrefix: dynamic routes and policies are read from this KV prefix (each key one YAML
+	// document with routes/policies/services), validated like the file. Default: off.
+	KVPrefix string `yaml:"kv_prefix"`
+}
+
+// ConsulTLS configures TLS to the agent.
+type ConsulTLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// ConsulService selects a subset of a Consul service's instances for a routed service name.
+type ConsulService struct {
+	Name string            `yaml:"name"` // the Consul service name; default: the routed name
+	Tags []string          `yaml:"tags"` // every tag must be present
+	Meta map[string]string `yaml:"meta"` // every key must have this value
+}
+
+// Registration is a service instance meshgate registers in Consul.
+type Registration struct {
+	Name    string            `yaml:"name"`    // required
+	ID      string            `yaml:"id"`      // default name-address-port
+	Address string            `yaml:"address"` // default: the first listener's host
+	Port    int               `yaml:"port"`    // default: the first listener's port
+	Tags    []string          `yaml:"tags"`
+	Meta    map[string]string `yaml:"meta"`
+	// Check: "http" (default: GET the admin /ready) or "ttl" (meshgate passes it itself).
+	Check         string   `yaml:"check"`
+	CheckInterval Duration `yaml:"check_interval"` // default 2s
+	// DeregisterAfter: Consul removes the instance after its check is critical this long.
+	DeregisterAfter Duration `yaml:"deregister_after"` // default 1m
+	// DrainWait bounds how long shutdown waits for Consul to stop reporting us as passing
+	// (after setting maintenance mode) before draining. Default 10s.
+	DrainWait Duration `yaml:"drain_wait"`
 }
 
 // AccessLog is the per-request log. It never blocks the request path.
