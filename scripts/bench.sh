@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Comparative benchmark: meshgate against nginx and HAProxy on one machine.
+# Benchmarks of meshgate: against nginx and HAProxy, under an instance failure,
+# and with a rate-limit policy. Everything runs on this machine.
 #
-# Usage: scripts/bench.sh [scenario]        (default scenario: proxy)
+# Usage: scripts/bench.sh [proxy|fault|ratelimit|help]   (default: proxy)
 #
 # Scenario "proxy": one in-tree origin (scripts/benchorigin, 1 KiB bodies) and,
 # in front of it, nginx (upstream keep-alive, access log to a file), HAProxy
@@ -11,21 +12,43 @@
 # rotating order, so that drift (thermal, noisy neighbours) spreads over all
 # targets instead of penalising whichever runs last. Medians are reported.
 #
+# Scenario "fault": meshgate edge with the minimal config (default resilience
+# settings, round_robin) in front of three benchorigin instances. The in-tree
+# load generator scripts/bench/faultload runs CONNS keep-alive clients for a
+# fixed 20 s and SIGKILLs one origin at 5 s; it never retries, so it reports
+# every request meshgate failed to answer 200 (lost requests), req/s in
+# [0 s, 5 s) and in [10 s, 20 s), and the time from the kill until the admin
+# /clusters (polled every 10 ms) shows the killed host ejected. One run; no
+# ROUNDS. Needs neither nginx, HAProxy nor wrk.
+#
+# Scenario "ratelimit": two meshgate edges in front of one origin, identical
+# but for the route's policies: none, or a local rate_limit (client_ip key,
+# 100000000 per 1s) that never rejects. wrk alternates between them for ROUNDS
+# rounds; the report gives median req/s of both and their ratio (target: the
+# policy keeps >= 95%), and checks from the metrics that the policy admitted
+# every request and limited none. Needs wrk, not nginx or HAProxy.
+#
 # Environment:
 #   ROUNDS=3          rounds per target (at least 3 for a meaningful median)
 #   DURATION=10       seconds per wrk run
 #   WARMUP=2          seconds of warm-up per target before round 1
-#   THREADS=2 CONNS=64  wrk threads and connections
+#   THREADS=2 CONNS=64  wrk threads and connections (fault: CONNS clients)
 #   MESHGATE_BIN=     prebuilt meshgate binary (otherwise built from the tree)
-#   SKIP_MESHGATE=1   measure only direct/nginx/haproxy
+#   SKIP_MESHGATE=1   proxy only: measure only direct/nginx/haproxy
 #   BENCH_OUT=        results file (default: <tmpdir>/bench-results.md)
 #   BENCH_CACHE=      where built binaries go
 #                     (default: ${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench)
 #   KEEP_LOGS=1       keep the (large) access logs in the temp dir
 #
-# Missing tools (nginx, haproxy, wrk) are installed from Debian's packages with
-# apt-get, so run it as root on a Debian/Ubuntu machine. Nothing here talks to
-# hosts other than 127.0.0.1 (apt uses the configured mirrors).
+# Examples:
+#   scripts/bench.sh                          # proxy comparison, 3 x 10 s rounds
+#   scripts/bench.sh fault                    # 20 s of load, kill at 5 s
+#   ROUNDS=5 DURATION=10 scripts/bench.sh ratelimit
+#
+# Missing tools (nginx, haproxy, wrk; only those the scenario uses) are
+# installed from Debian's packages with apt-get, so run it as root on a
+# Debian/Ubuntu machine. Nothing here talks to hosts other than 127.0.0.1 (apt
+# uses the configured mirrors).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,6 +67,12 @@ BENCH_CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench}
 READY_TIMEOUT=${READY_TIMEOUT:-20}
 # Seconds a process gets to exit after SIGTERM before it is killed.
 STOP_TIMEOUT=5
+# The fault scenario's schedule (seconds) is fixed so that runs compare.
+FAULT_DURATION=20
+FAULT_KILL_AT=5
+FAULT_AFTER_FROM=10
+# Connections share the loopback with a /clusters poll this often.
+FAULT_POLL=10ms
 
 # Debian puts nginx and haproxy in sbin, which a non-login root shell may lack.
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
@@ -56,12 +85,18 @@ PIDS=()                    # every process this script started
 declare -A PID_NAME=()     # pid -> label, for diagnostics
 declare -A TARGET_PORT=()  # target -> port wrk loads
 declare -A TARGET_NOTE=()  # target -> one line for the report
+declare -A TARGET_ADMIN=() # meshgate target -> admin port
 declare -A RPS=() P50=() P99=() ERRS=()   # "target:round" -> value
 ORIGIN_PORT=""
+ORIGIN_PORTS=()            # fault scenario: one per origin instance
+ORIGIN_PIDS=()
+TOOLS=()                   # tools the scenario needs besides go and python3
+LOAD_DESC=""               # one line for the report: how the load was made
 LAST_PID=""                # pid of the latest spawn
-WRK_PID=""                 # wrk run in progress, if any
+LOAD_PID=""                # wrk or faultload run in progress, if any
 ORIGIN_BIN=""
 MESHGATE=""
+FAULTLOAD_BIN=""
 LOAD_BEFORE=""              # /proc/loadavg when measuring started
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -76,9 +111,9 @@ usage() {
 cleanup() {
 	local rc=$? pid deadline
 	trap - EXIT INT TERM
-	if [[ -n $WRK_PID ]]; then
-		kill -TERM "$WRK_PID" 2>/dev/null || true
-		wait "$WRK_PID" 2>/dev/null || true
+	if [[ -n $LOAD_PID ]]; then
+		kill -TERM "$LOAD_PID" 2>/dev/null || true
+		wait "$LOAD_PID" 2>/dev/null || true
 	fi
 	for pid in "${PIDS[@]}"; do
 		kill -TERM "$pid" 2>/dev/null || true
@@ -173,9 +208,10 @@ render() {
 
 # -------------------------------------------------------------------- setup --
 
+# ensure_tools installs the scenario's TOOLS (each is also its Debian package).
 ensure_tools() {
 	local missing=() tool
-	for tool in nginx haproxy wrk; do
+	for tool in "${TOOLS[@]}"; do
 		command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 	done
 	if ((${#missing[@]} > 0)); then
@@ -185,11 +221,20 @@ ensure_tools() {
 		# services; they listen on standard ports, not ours, so no clash.
 		# stdout is the report, so apt's chatter goes to stderr.
 		DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx haproxy wrk >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >&2
 	fi
-	for tool in go python3 nginx haproxy wrk; do
+	for tool in go python3 "${TOOLS[@]}"; do
 		command -v "$tool" >/dev/null 2>&1 || die "$tool not found"
 	done
+}
+
+# uses TOOL succeeds when the scenario needs TOOL.
+uses() {
+	local t
+	for t in "${TOOLS[@]}"; do
+		[[ $t == "$1" ]] && return 0
+	done
+	return 1
 }
 
 build_binaries() {
@@ -207,12 +252,18 @@ build_binaries() {
 	if [[ -n ${MESHGATE_BIN:-} ]]; then
 		[[ -x $MESHGATE_BIN ]] || die "MESHGATE_BIN=$MESHGATE_BIN is not executable"
 		MESHGATE=$MESHGATE_BIN
-		return
+	else
+		MESHGATE=$BENCH_CACHE/meshgate
+		log "building meshgate (first build can take minutes)"
+		(cd "$ROOT" && go build -o "$MESHGATE" .) ||
+			die "building meshgate failed; set MESHGATE_BIN or SKIP_MESHGATE=1"
 	fi
-	MESHGATE=$BENCH_CACHE/meshgate
-	log "building meshgate (first build can take minutes)"
-	(cd "$ROOT" && go build -o "$MESHGATE" .) ||
-		die "building meshgate failed; set MESHGATE_BIN or SKIP_MESHGATE=1"
+	if [[ $SCENARIO == fault ]]; then
+		FAULTLOAD_BIN=$BENCH_CACHE/faultload
+		log "building faultload"
+		(cd "$ROOT" && go build -o "$FAULTLOAD_BIN" ./scripts/bench/faultload) ||
+			die "building scripts/bench/faultload failed"
+	fi
 }
 
 machine_description() {
@@ -220,14 +271,20 @@ machine_description() {
 	model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
 	echo "- CPUs: $(nproc) x ${model:-unknown}"
 	echo "- Kernel: $(uname -srm)"
-	echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
-	echo "- HAProxy: $(haproxy -v 2>&1 | head -n 1)"
-	# wrk has no version flag; -v prints the banner and exits 1.
-	echo "- wrk: $({ wrk -v 2>&1 || true; } | head -n 1)"
+	if uses nginx; then
+		echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
+	fi
+	if uses haproxy; then
+		echo "- HAProxy: $(haproxy -v 2>&1 | head -n 1)"
+	fi
+	if uses wrk; then
+		# wrk has no version flag; -v prints the banner and exits 1.
+		echo "- wrk: $({ wrk -v 2>&1 || true; } | head -n 1)"
+	fi
 	echo "- Go: $(go version)"
 	# Other work on the machine (builds, tests) skews everything, p99 most.
 	echo "- Load average (1/5/15 min): before ${LOAD_BEFORE:-?}, after $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- Load: wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (rotating order), ${WARMUP}s warm-up"
+	echo "- Load: $LOAD_DESC"
 }
 
 # ------------------------------------------------------------------ targets --
@@ -235,13 +292,26 @@ machine_description() {
 # registers its pid, waits until it serves the origin's body, and sets
 # TARGET_PORT[<name>] and TARGET_NOTE[<name>]. New scenarios reuse these.
 
+# start_origin [NAME] starts one benchorigin; its port is ORIGIN_PORT and its
+# pid LAST_PID.
 start_origin() {
-	local port dir=$TMP/origin
+	local name=${1:-origin} port dir
+	dir=$TMP/$name
 	mkdir -p "$dir"
 	read -r port < <(free_ports 1)
-	spawn origin "$dir/stderr.log" "$ORIGIN_BIN" -addr "127.0.0.1:$port"
-	wait_ready origin "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	spawn "$name" "$dir/stderr.log" "$ORIGIN_BIN" -addr "127.0.0.1:$port"
+	wait_ready "$name" "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
 	ORIGIN_PORT=$port
+}
+
+# start_origins N starts N benchorigin instances into ORIGIN_PORTS/ORIGIN_PIDS.
+start_origins() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		start_origin "origin$i"
+		ORIGIN_PORTS+=("$ORIGIN_PORT")
+		ORIGIN_PIDS+=("$LAST_PID")
+	done
 }
 
 start_direct() {
@@ -277,30 +347,73 @@ start_haproxy() {
 }
 
 start_meshgate() {
-	local port admin dir=$TMP/meshgate
+	start_meshgate_from meshgate meshgate.yaml.tmpl \
+		"edge mode, metrics on, access log on (file)" ORIGIN_PORT="$ORIGIN_PORT"
+}
+
+# start_meshgate_from TARGET TEMPLATE NOTE KEY=VALUE... starts a meshgate edge
+# from a template in scripts/bench (PORT, ADMIN_PORT and DIR are filled in).
+start_meshgate_from() {
+	local target=$1 tmpl=$2 note=$3 port admin dir
+	shift 3
+	dir=$TMP/$target
 	mkdir -p "$dir"
 	read -r port admin < <(free_ports 2)
-	render "$TEMPLATES/meshgate.yaml.tmpl" "$dir/meshgate.yaml" \
-		DIR="$dir" PORT="$port" ADMIN_PORT="$admin" ORIGIN_PORT="$ORIGIN_PORT"
-	spawn meshgate "$dir/stderr.log" "$MESHGATE" edge -config "$dir/meshgate.yaml"
-	wait_ready meshgate "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
-	TARGET_PORT[meshgate]=$port
-	TARGET_NOTE[meshgate]="edge mode, metrics on, access log on (file)"
+	render "$TEMPLATES/$tmpl" "$dir/meshgate.yaml" \
+		DIR="$dir" PORT="$port" ADMIN_PORT="$admin" "$@"
+	"$MESHGATE" validate -config "$dir/meshgate.yaml" >/dev/null ||
+		die "invalid meshgate config $dir/meshgate.yaml"
+	spawn "$target" "$dir/stderr.log" "$MESHGATE" edge -config "$dir/meshgate.yaml"
+	wait_ready "$target" "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	TARGET_PORT[$target]=$port
+	TARGET_ADMIN[$target]=$admin
+	TARGET_NOTE[$target]=$note
+}
+
+start_meshgate_fault() {
+	start_meshgate_from meshgate meshgate-fault.yaml.tmpl \
+		"edge mode, minimal config: 3 origins, round_robin, default resilience; access log on (file)" \
+		ORIGIN_PORT_1="${ORIGIN_PORTS[0]}" ORIGIN_PORT_2="${ORIGIN_PORTS[1]}" \
+		ORIGIN_PORT_3="${ORIGIN_PORTS[2]}"
+}
+
+start_plain() {
+	start_meshgate_from plain meshgate-ratelimit.yaml.tmpl \
+		"meshgate edge, route without policies, access log off" \
+		ORIGIN_PORT="$ORIGIN_PORT" ROUTE_POLICIES="[ ]"
+}
+
+start_ratelimit() {
+	start_meshgate_from ratelimit meshgate-ratelimit.yaml.tmpl \
+		"meshgate edge, route with a local rate_limit (100000000 per 1s, key client_ip) that never triggers, access log off" \
+		ORIGIN_PORT="$ORIGIN_PORT" ROUTE_POLICIES="[ never ]"
 }
 
 # -------------------------------------------------------------- measurement --
 
-# wrk_to OUT ARGS... runs wrk into OUT. It runs in the background while the
-# script waits, because bash defers a trapped signal until a foreground child
-# exits: a TERM would otherwise only be handled after the whole run.
-wrk_to() {
-	local out=$1 rc=0
-	shift
-	wrk "$@" >"$out" 2>&1 &
-	WRK_PID=$!
-	wait "$WRK_PID" || rc=$?
-	WRK_PID=""
+# load_to OUT ERR CMD... runs a load generator with stdout into OUT and stderr
+# into ERR (which may be OUT). It runs in the background while the script
+# waits, because bash defers a trapped signal until a foreground child exits: a
+# TERM would otherwise only be handled after the whole run.
+load_to() {
+	local out=$1 err=$2 rc=0
+	shift 2
+	if [[ $err == "$out" ]]; then
+		"$@" >"$out" 2>&1 &
+	else
+		"$@" >"$out" 2>"$err" &
+	fi
+	LOAD_PID=$!
+	wait "$LOAD_PID" || rc=$?
+	LOAD_PID=""
 	return "$rc"
+}
+
+# wrk_to OUT ARGS... runs wrk into OUT.
+wrk_to() {
+	local out=$1
+	shift
+	load_to "$out" "$out" wrk "$@"
 }
 
 # to_ms converts wrk's latency notation (512.00us, 1.20ms, 1.01s, 1.00m).
@@ -398,23 +511,51 @@ ratio() {
 	awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'
 }
 
-report() {
-	local targets=("$@") t round
-	echo "# meshgate comparative benchmark (scenario: $SCENARIO)"
+# report_head TITLE prints the title and the machine description.
+report_head() {
+	echo "# $1 (scenario: $SCENARIO)"
 	echo
 	echo "## Machine"
 	echo
 	machine_description
 	echo
+}
+
+# results_table TARGET... prints the medians over rounds.
+results_table() {
+	local t
 	echo "## Results (median of $ROUNDS rounds)"
 	echo
 	echo "| target | req/s | p50 ms | p99 ms | errors |"
 	echo "|---|---:|---:|---:|---|"
-	for t in "${targets[@]}"; do
+	for t in "$@"; do
 		printf '| %s | %.0f | %.3f | %.3f | %s |\n' "$t" \
 			"$(median_of RPS "$t")" "$(median_of P50 "$t")" "$(median_of P99 "$t")" "$(errors_cell "$t")"
 	done
 	echo
+}
+
+# rounds_table TARGET... prints every round's figures.
+rounds_table() {
+	local t round
+	echo "## Rounds"
+	echo
+	echo "| round | target | req/s | p50 ms | p99 ms | non-2xx/socket errors |"
+	echo "|---:|---|---:|---:|---:|---|"
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for t in "$@"; do
+			printf '| %d | %s | %s | %s | %s | %s |\n' "$round" "$t" \
+				"${RPS[$t:$round]}" "${P50[$t:$round]}" "${P99[$t:$round]}" "${ERRS[$t:$round]}"
+		done
+	done
+	echo
+	echo "Raw wrk output: $TMP/raw/"
+}
+
+report() {
+	local targets=("$@") t
+	report_head "meshgate comparative benchmark"
+	results_table "${targets[@]}"
 	if [[ -n ${TARGET_PORT[meshgate]:-} ]]; then
 		local mg_rps mg_p99
 		mg_rps=$(median_of RPS meshgate)
@@ -435,18 +576,7 @@ report() {
 	echo "- note: HAProxy runs without an access log; nginx and meshgate write one."
 	echo "- note: wrk, the proxy and the origin share the same $(nproc) CPUs."
 	echo
-	echo "## Rounds"
-	echo
-	echo "| round | target | req/s | p50 ms | p99 ms | non-2xx/socket errors |"
-	echo "|---:|---|---:|---:|---:|---|"
-	for ((round = 1; round <= ROUNDS; round++)); do
-		for t in "${targets[@]}"; do
-			printf '| %d | %s | %s | %s | %s | %s |\n' "$round" "$t" \
-				"${RPS[$t:$round]}" "${P50[$t:$round]}" "${P99[$t:$round]}" "${ERRS[$t:$round]}"
-		done
-	done
-	echo
-	echo "Raw wrk output: $TMP/raw/"
+	rounds_table "${targets[@]}"
 }
 
 # Access-log line counts prove the logging targets really logged under load.
@@ -485,6 +615,171 @@ scenario_proxy() {
 	} | tee "$BENCH_OUT"
 }
 
+# forget_pid PID drops a process this script has already reaped, so cleanup
+# never signals a pid the kernel may have handed to someone else.
+forget_pid() {
+	local pid keep=()
+	for pid in "${PIDS[@]}"; do
+		[[ $pid == "$1" ]] || keep+=("$pid")
+	done
+	PIDS=("${keep[@]}")
+}
+
+scenario_fault() {
+	local victim=2 pid host st=0 raw=$TMP/raw
+	mkdir -p "$raw"
+	log "starting 3 origins"
+	start_origins 3
+	log "starting meshgate"
+	start_meshgate_fault
+	pid=${ORIGIN_PIDS[victim - 1]}
+	host=127.0.0.1:${ORIGIN_PORTS[victim - 1]}
+	# The kill must hit benchorigin itself, not a wrapper shell: bash execs a
+	# simple background command, so spawn's $! is the origin.
+	[[ $(cat "/proc/$pid/comm" 2>/dev/null) == benchorigin ]] ||
+		die "pid $pid (origin$victim) is not benchorigin"
+	log "loading meshgate for ${FAULT_DURATION}s with $CONNS connections;" \
+		"SIGKILL of origin$victim ($host, pid $pid) at ${FAULT_KILL_AT}s" \
+		"(bash reports it as \"Killed\")"
+	load_to "$raw/faultload.md" "$raw/faultload.stderr" "$FAULTLOAD_BIN" \
+		-url "http://127.0.0.1:${TARGET_PORT[meshgate]}/" \
+		-admin "127.0.0.1:${TARGET_ADMIN[meshgate]}" \
+		-host "$host" -kill-pid "$pid" -conns "$CONNS" \
+		-duration "${FAULT_DURATION}s" -kill-at "${FAULT_KILL_AT}s" \
+		-after-from "${FAULT_AFTER_FROM}s" -poll "$FAULT_POLL" -expect-bytes 1024 || {
+		cat "$raw/faultload.stderr" >&2
+		die "faultload failed ($raw/faultload.stderr)"
+	}
+	log "$(tail -n 1 "$raw/faultload.stderr")"
+	wait "$pid" 2>/dev/null || st=$?
+	forget_pid "$pid"
+	((st == 128 + 9)) || log "warning: origin$victim exited with status $st, not by SIGKILL"
+	{
+		report_head "meshgate benchmark"
+		echo "## Setup"
+		echo
+		echo "- meshgate: ${TARGET_NOTE[meshgate]}"
+		printf -- '- origins: 3 x benchorigin (fixed 1 KiB body) on'
+		printf ' 127.0.0.1:%s' "${ORIGIN_PORTS[@]}"
+		echo
+		echo "- killed: origin$victim ($host) with SIGKILL at ${FAULT_KILL_AT}s (exit status $st)"
+		echo "- lost: any answer other than 200 with the 1 KiB body, or a transport error or" \
+			"5 s timeout, as the client saw it (the client never retries)"
+		echo "- note: the load generator, meshgate and the origins share the same $(nproc) CPUs."
+		echo
+		cat "$raw/faultload.md"
+		echo
+		echo "## meshgate warnings"
+		echo
+		echo '```text'
+		tail -n 20 "$TMP/meshgate/stderr.log"
+		echo '```'
+		echo
+		echo "Raw output: $raw/"
+	} | tee "$BENCH_OUT"
+}
+
+# http_get URL prints the body of URL.
+http_get() {
+	python3 - "$1" <<'PY'
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+    sys.stdout.write(r.read().decode())
+PY
+}
+
+# rl_decisions TARGET RESULT sums meshgate_ratelimit_decisions_total{result=RESULT}.
+rl_decisions() {
+	http_get "http://127.0.0.1:${TARGET_ADMIN[$1]}/metrics" |
+		awk -v want="result=\"$2\"" '
+			$1 ~ /^meshgate_ratelimit_decisions_total\{/ && index($1, want) { s += $2 }
+			END { printf "%.0f\n", s }'
+}
+
+# wrk_requests TARGET sums the requests wrk completed against TARGET (warm-up
+# and rounds), to compare with the policy's decision count.
+wrk_requests() {
+	cat "$TMP/raw/$1"-*.txt | awk '/ requests in / { s += $1 } END { printf "%.0f\n", s }'
+}
+
+scenario_ratelimit() {
+	local targets=(plain ratelimit) t round plain_rps rl_rps r allowed limited sent verdict
+	start_origin
+	for t in "${targets[@]}"; do
+		log "starting $t"
+		"start_$t"
+	done
+	measure "${targets[@]}"
+	plain_rps=$(median_of RPS plain)
+	rl_rps=$(median_of RPS ratelimit)
+	r=$(ratio "$rl_rps" "$plain_rps")
+	if awk -v r="$r" 'BEGIN { exit !(r >= 0.95) }'; then
+		verdict="meets the >= 0.95 target"
+	else
+		verdict="**BELOW the 0.95 target**"
+	fi
+	allowed=$(rl_decisions ratelimit allowed) || die "cannot read the ratelimit instance's metrics"
+	limited=$(rl_decisions ratelimit limited)
+	sent=$(wrk_requests ratelimit)
+	{
+		report_head "meshgate rate-limit overhead"
+		results_table "${targets[@]}"
+		echo "ratelimit/plain req/s ratio (of medians): $r — $verdict"
+		echo
+		echo "Per round (ratelimit/plain):"
+		for ((round = 1; round <= ROUNDS; round++)); do
+			echo "- round $round: $(ratio "${RPS[ratelimit:$round]}" "${RPS[plain:$round]}")"
+		done
+		echo
+		echo "## Policy check"
+		echo
+		echo "- meshgate_ratelimit_decisions_total on the ratelimit instance: allowed $allowed," \
+			"limited $limited; wrk completed $sent requests against it"
+		if ((allowed == 0)); then
+			echo "- **FLAGGED**: the policy made no decision; it was not on the request path"
+		fi
+		if ((limited != 0)); then
+			echo "- **FLAGGED**: the policy limited requests; the comparison includes 429s"
+		fi
+		echo
+		echo "## Targets"
+		echo
+		for t in "${targets[@]}"; do
+			echo "- $t: ${TARGET_NOTE[$t]}"
+		done
+		echo "- both instances run side by side (started once) and wrk alternates between them;" \
+			"only one is loaded at a time."
+		echo "- note: wrk, meshgate and the origin share the same $(nproc) CPUs."
+		echo
+		rounds_table "${targets[@]}"
+	} | tee "$BENCH_OUT"
+}
+
+# configure_scenario sets what the scenario needs before anything starts.
+configure_scenario() {
+	case $SCENARIO in
+	proxy)
+		TOOLS=(nginx haproxy wrk)
+		LOAD_DESC="wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (rotating order), ${WARMUP}s warm-up"
+		;;
+	ratelimit)
+		TOOLS=(wrk)
+		LOAD_DESC="wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (alternating), ${WARMUP}s warm-up"
+		;;
+	fault)
+		TOOLS=()
+		LOAD_DESC="scripts/bench/faultload: $CONNS keep-alive connections (fasthttp, no client retries)"
+		LOAD_DESC+=" for ${FAULT_DURATION}s, one origin SIGKILLed at ${FAULT_KILL_AT}s, /clusters polled every $FAULT_POLL"
+		;;
+	esac
+	if [[ $SCENARIO != proxy && $SKIP_MESHGATE == 1 ]]; then
+		die "SKIP_MESHGATE=1 applies to the proxy scenario only"
+	fi
+	if [[ $SCENARIO != fault ]] && ((ROUNDS < 3)); then
+		log "warning: ROUNDS=$ROUNDS; use at least 3 for publishable figures"
+	fi
+}
+
 main() {
 	SCENARIO=${1:-proxy}
 	case $SCENARIO in
@@ -500,7 +795,8 @@ main() {
 	[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 	[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
 	[[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "WARMUP must be a positive integer (seconds)"
-	((ROUNDS >= 3)) || log "warning: ROUNDS=$ROUNDS; use at least 3 for publishable figures"
+	[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
+	configure_scenario
 
 	trap cleanup EXIT
 	trap 'exit 130' INT
