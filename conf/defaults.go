@@ -122,6 +122,7 @@ func (c *Config) Defaults() {
 	}
 	setDur(&c.Shutdown.DrainTimeout, defaultDrainTimeout)
 	policyDefaults(c)
+	consulDefaults(c)
 }
 
 func (s *Service) defaults() {

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -52,8 +53,16 @@ func Redacted(c *Config) *Config {
 	if c == nil {
 		return nil
 	}
-	return c.clone()
+	out := c.clone()
+	if out.Discovery.Consul != nil && out.Discovery.Consul.Token != "" {
+		out.Discovery.Consul.Token = redactedValue
+	}
+	return out
 }
+
+// redactedValue replaces secrets in the effective config; it says a value is set without
+// showing it.
+const redactedValue = "(redacted)"
 
 // Marshal renders c as YAML, durations as strings and sizes as integers. Its output is the
 // effective config; it is not ${ENV}-escaped, so a literal "${" in a value would be expanded
@@ -97,6 +106,9 @@ func (c *Config) clone() *Config {
 	if c.Redis != nil {
 		r := *c.Redis
 		out.Redis = &r
+	}
+	if c.Discovery.Consul != nil {
+		out.Discovery.Consul = c.Discovery.Consul.clone()
 	}
 	return &out
 }
@@ -167,4 +179,27 @@ func cloneBool(b *bool) *bool {
 	}
 	v := *b
 	return &v
+}
+
+func (c *Consul) clone() *Consul {
+	out := *c
+	if c.TLS != nil {
+		t := *c.TLS
+		out.TLS = &t
+	}
+	if c.Services != nil {
+		out.Services = make(map[string]ConsulService, len(c.Services))
+		for k, v := range c.Services {
+			v.Tags = slices.Clone(v.Tags)
+			v.Meta = maps.Clone(v.Meta)
+			out.Services[k] = v
+		}
+	}
+	if c.Register != nil {
+		r := *c.Register
+		r.Tags = slices.Clone(r.Tags)
+		r.Meta = maps.Clone(r.Meta)
+		out.Register = &r
+	}
+	return &out
 }

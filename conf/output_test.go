@@ -103,3 +103,34 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Fatalf("round trip changed the config:\n%s\n---\n%s", out, out2)
 	}
 }
+
+func TestRedactedBlanksConsulTokenAndCopies(t *testing.T) {
+	t.Parallel()
+	c, err := Parse("c.yaml", []byte(`
+listeners: [ { name: public, address: 127.0.0.1:8080 } ]
+routes: [ { name: r, match: { path_prefix: / }, to: [ { service: api } ] } ]
+discovery:
+  consul:
+    address: 127.0.0.1:8500
+    token: s3cret-token
+    services: { api: { tags: [ v2 ] } }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := Redacted(c)
+	out, err := Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret-token") {
+		t.Fatalf("token visible in redacted config:\n%s", out)
+	}
+	if c.Discovery.Consul.Token != "s3cret-token" {
+		t.Error("Redacted changed the original")
+	}
+	r.Discovery.Consul.Services["api"].Tags[0] = "mutated"
+	if c.Discovery.Consul.Services["api"].Tags[0] != "v2" {
+		t.Error("Redacted shares subset tags with the original")
+	}
+}

@@ -33,6 +33,7 @@ func validate(c *Config) []problem {
 	v.routes(c)
 	v.services(c)
 	v.static(c)
+	v.consul(c)
 	v.policies(c)
 	if c.AccessLog.Output == "" {
 		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")
@@ -251,7 +252,8 @@ func (v *validator) targets(c *Config, p path, to []Target) {
 			v.add(tp.key("service"), "service name is required")
 		case !validServiceName(t.Service):
 			v.add(tp.key("service"), "invalid service name %q: use letters, digits, '-', '_' and '.'", t.Service)
-		case !inStatic(c, t.Service):
+		case c.Discovery.Consul == nil && !inStatic(c, t.Service):
+			// With Consul configured every service not listed in static resolves through it.
 			v.add(tp.key("service"), "service %s is not in discovery.static", t.Service)
 		}
 		if t.Weight < 0 {

@@ -46,6 +46,7 @@ type Edge struct {
 
 	upstreams *upstream.Manager
 	policies  *policyBuilder // rate limits and faults; state survives reloads (policies.go)
+	disc      *edgeDiscovery // Consul discovery, survives reloads; nil without it (discovery.go)
 	metrics   *proxy.Metrics
 	access    *accesslog.Logger
 	admin     *admin.Server
@@ -109,9 +110,15 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped}); err != nil {
 		return nil, fmt.Errorf("edge: access log: %w", err)
 	}
+	if e.disc, err = newEdgeDiscovery(cfg, reg, e.log); err != nil {
+		e.close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 
 	// The first generation is built before anything listens, so the first request is routed.
-	e.watchCtx, e.stopGen = context.WithCancel(context.Background())
+	// Not WithCancel into stopGen: the first build would cancel that "previous generation",
+	// i.e. the parent of every watch. Each generation's own cancel is stopGen; close ends it.
+	e.watchCtx = context.Background()
 	gens, err := e.build(cfg)
 	if err != nil {
 		e.close()
@@ -211,7 +218,7 @@ func (e *Edge) AdminAddr() net.Addr { return e.admin.Addr() }
 // done before the first live object (a cluster) is touched, so a failed reload leaves the
 // running generation exactly as it was.
 func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
-	src, err := staticSource(cfg)
+	src, err := e.discoverySource(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -495,7 +502,7 @@ func (e *Edge) readiness() (bool, string) {
 	if !e.ready.Load() {
 		return false, "not serving (starting or draining)"
 	}
-	return true, ""
+	return e.disc.ready()
 }
 
 func (e *Edge) configYAML() ([]byte, error) {
@@ -589,6 +596,7 @@ func (e *Edge) close() {
 	if e.stopGen != nil {
 		e.stopGen()
 	}
+	e.disc.close()
 	for _, l := range e.listeners {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = l.Shutdown(ctx)

@@ -69,8 +69,8 @@ type Options struct {
 	Address string
 	// Gatherer is scraped by /metrics. Required.
 	Gatherer prometheus.Gatherer
-	// Ready reports readiness for /ready; detail is shown to the caller when not ready, so it
-	// must not contain secrets. Required.
+	// Ready reports readiness for /ready; detail is shown to the caller (after "ready" when
+	// ok, e.g. "degraded: ..."), so it must not contain secrets. Required.
 	Ready func() (ok bool, detail string)
 	// Config returns the effective config with secrets redacted, as YAML. Optional: /config is
 	// 404 when nil.
@@ -294,7 +294,13 @@ func readyHandler(ready func() (bool, string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		ok, detail := ready()
 		if ok {
-			writeText(w, http.StatusOK, "ready\n")
+			// Ready with a detail is "serving, but degraded" (e.g. endpoints from a snapshot
+			// while Consul is down): still 200, the first line stays "ready" for scripts.
+			body := "ready\n"
+			if detail != "" {
+				body += strings.TrimRight(detail, "\n") + "\n"
+			}
+			writeText(w, http.StatusOK, body)
 			return
 		}
 		if detail == "" {

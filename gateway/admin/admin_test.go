@@ -216,6 +216,7 @@ func TestOptionalViews(t *testing.T) {
 			PathClusters, 500, "internal error\n",
 		},
 		{"empty not-ready detail", func(o *Options) { o.Ready = func() (bool, string) { return false, "" } }, PathReady, 503, "not ready\n"},
+		{"ready but degraded", func(o *Options) { o.Ready = func() (bool, string) { return true, "degraded: api: snapshot\n" } }, PathReady, 200, "ready\ndegraded: api: snapshot\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,127 @@
+package conf
+
+import (
+	"testing"
+	"time"
+)
+
+// consulBase is lines 1-7 of every consul test config: a route to a service that is not in
+// static, which is valid only because discovery.consul is set. The consul block starts on line 8.
+const consulBase = `listeners:
+  - address: 127.0.0.1:8080
+routes:
+  - name: api
+    to: [ { service: api }, { service: origin } ]
+discovery:
+  static: { origin: [ 127.0.0.1:9000 ] }
+`
+
+func TestConsulDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := parse("test.yaml", []byte(consulBase+`  consul: { snapshot_dir: /var/lib/meshgate }
+`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c.Discovery.Consul
+	if got.Address != "127.0.0.1:8500" || got.Scheme != "http" || got.Wait.D() != 5*time.Minute ||
+		got.SnapshotDir != "/var/lib/meshgate" {
+		t.Fatalf("consul = %+v", got)
+	}
+	out, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parse("effective.yaml", out, nil); err != nil {
+		t.Fatalf("effective config does not re-parse: %v\n%s", err, out)
+	}
+}
+
+func TestConsulMakesStaticOptional(t *testing.T) {
+	t.Parallel()
+	// Without consul the same routes are an error.
+	checkErrors(t, consulBase, []wantErr{{5, "routes[0].to[0].service", "service api is not in discovery.static"}})
+}
+
+func TestConsulErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		yaml string // appended to consulBase (line 8 onward)
+		want []wantErr
+	}{
+		{
+			name: "connection",
+			yaml: `  consul:
+    address: localhost
+    scheme: ftp
+    datacenter: "dc 1"
+    wait: 11m
+`,
+			want: []wantErr{
+				{9, "discovery.consul.address", `invalid address "localhost": want host:port`},
+				{10, "discovery.consul.scheme", `"ftp" is not one of http, https`},
+				{11, "discovery.consul.datacenter", `invalid datacenter "dc 1"`},
+				{12, "discovery.consul.wait", "must be 0..10m0s"},
+			},
+		},
+		{
+			name: "address without host, negative wait",
+			yaml: `  consul: { address: ":8500", wait: -1s }
+`,
+			want: []wantErr{
+				{8, "discovery.consul.address", "host is required"},
+				{8, "discovery.consul.wait", "must be 0..10m0s"},
+			},
+		},
+		{
+			name: "tls",
+			yaml: `  consul:
+    tls: { cert_file: /c.pem }
+`,
+			want: []wantErr{
+				{9, "discovery.consul.tls", "tls requires scheme: https"},
+				{9, "discovery.consul.tls", "cert_file and key_file must be set together"},
+			},
+		},
+		{
+			name: "services",
+			yaml: `  consul:
+    services:
+      origin: { tags: [ v1 ] }
+      api: { name: "bad name", tags: [ "" ], meta: { "": x } }
+      -bad: {}
+`,
+			want: []wantErr{
+				{10, "discovery.consul.services.origin", "listed in discovery.static, which wins"},
+				{11, "discovery.consul.services.api.name", `invalid consul service name "bad name"`},
+				{11, "discovery.consul.services.api.tags[0]", "tag must not be empty"},
+				{11, "discovery.consul.services.api.meta", "meta key must not be empty"},
+				{12, "discovery.consul.services.-bad", `invalid service name "-bad"`},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			checkErrors(t, consulBase+tc.yaml, tc.want)
+		})
+	}
+}
+
+func TestConsulValid(t *testing.T) {
+	t.Parallel()
+	_, err := parse("test.yaml", []byte(consulBase+`  consul:
+    address: consul.service.internal:8501
+    scheme: https
+    datacenter: dc1
+    token_file: /run/secrets/consul-token
+    wait: 10m
+    tls: { ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem, server_name: consul.internal }
+    services:
+      api: { name: api-v2, tags: [ v2, canary ], meta: { zone: a } }
+`), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+}

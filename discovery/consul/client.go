@@ -1,0 +1,104 @@
+package consul
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Environment variables consulted for the ACL token when the config sets none; the same names
+// the consul CLI uses.
+const (
+	EnvToken     = "CONSUL_HTTP_TOKEN"
+	EnvTokenFile = "CONSUL_HTTP_TOKEN_FILE"
+)
+
+// ErrEmptyToken is returned when a token file exists but holds no token: a templater that
+// has not rendered yet, most likely, and running tokenless would only earn 403s.
+var ErrEmptyToken = errors.New("token file is empty")
+
+// ResolveToken applies the documented precedence: tokenFile, then token, then the file named
+// by CONSUL_HTTP_TOKEN_FILE, then CONSUL_HTTP_TOKEN. getenv nil means os.Getenv. An empty
+// result means "no token" (the agent's default token applies).
+func ResolveToken(token, tokenFile string, getenv func(string) string) (string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	switch {
+	case tokenFile != "":
+		return readToken(tokenFile)
+	case token != "":
+		return token, nil
+	}
+	if f := getenv(EnvTokenFile); f != "" {
+		return readToken(f)
+	}
+	return getenv(EnvToken), nil
+}
+
+func readToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read token file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("%s: %w", path, ErrEmptyToken)
+	}
+	return tok, nil
+}
+
+// newClient builds an api.Client from our options only. We hand api.NewClient a ready
+// http.Client so it does not pull TLS settings from CONSUL_* variables behind the config's back;
+// the resolved token is also sent per query (QueryOptions.Token), which overrides whatever the
+// api package picked up from the environment.
+func newClient(o Options, token string) (*api.Client, *http.Transport, error) {
+	tr := &http.Transport{
+		Proxy: http.ProxyFromEnvironment,
+		DialContext: (&net.Dialer{
+			Timeout: dialTimeout,
+			// Keep-alive probes notice a silently dead agent connection long before a 5 minute
+			// blocking query would time out.
+			KeepAlive: 15 * time.Second,
+		}).DialContext,
+		// One connection per in-flight blocking query: with many watched services the pool must
+		// keep them all, or every answer costs a new connection.
+		MaxIdleConnsPerHost: 4096,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	if o.Scheme == "https" || o.TLS != (TLSOptions{}) {
+		tc, err := api.SetupTLSConfig(&api.TLSConfig{
+			Address:            o.TLS.ServerName,
+			CAFile:             o.TLS.CAFile,
+			CertFile:           o.TLS.CertFile,
+			KeyFile:            o.TLS.KeyFile,
+			InsecureSkipVerify: o.TLS.InsecureSkipVerify,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls: %w", err)
+		}
+		tc.MinVersion = tls.VersionTLS12
+		tr.TLSClientConfig = tc
+	}
+	c, err := api.NewClient(&api.Config{
+		Address:    o.Address,
+		Scheme:     o.Scheme,
+		Datacenter: o.Datacenter,
+		// Set here too so NewClient does not go and read CONSUL_HTTP_TOKEN_FILE itself.
+		Token:      token,
+		Transport:  tr,
+		HttpClient: &http.Client{Transport: tr},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, tr, nil
+}

@@ -1,0 +1,314 @@
+package consul
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/discovery/snapshot"
+)
+
+// Set sources, as shown in discovery.Set.Source.
+const (
+	SourceConsul   = "consul"
+	SourceSnapshot = "snapshot"
+)
+
+// Defaults and limits.
+const (
+	DefaultAddress = "127.0.0.1:8500"
+	DefaultWait    = 5 * time.Minute
+	// MaxWait is Consul's own cap on a blocking query's wait.
+	MaxWait = 10 * time.Minute
+
+	defaultBackoffMin  = 50 * time.Millisecond
+	defaultBackoffMax  = 30 * time.Second
+	defaultMinInterval = 100 * time.Millisecond
+	dialTimeout        = 5 * time.Second
+	// queryGrace is added to wait + Consul's wait/16 jitter for the whole-request deadline, so
+	// a hung connection (agent stopped, not dead) is noticed after one wait at most.
+	queryGrace = 10 * time.Second
+)
+
+// Log field names.
+const (
+	fieldComponent = "component"
+	fieldService   = "service"
+	fieldEndpoints = "endpoints"
+	fieldSource    = "source"
+	componentName  = "discovery.consul"
+)
+
+// ErrClosed is returned by Watch after Close.
+var ErrClosed = errors.New("consul source closed")
+
+// TLSOptions configure TLS to the agent (used with Scheme "https").
+type TLSOptions struct {
+	CAFile             string
+	CertFile           string
+	KeyFile            string
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// Subset narrows a routed service to some of a Consul service's instances.
+type Subset struct {
+	Name string            // Consul service name; empty means the routed name
+	Tags []string          // every tag must be present (Consul ANDs repeated tag parameters)
+	Meta map[string]string // every key must have this value (filtered here, exactly)
+}
+
+// Options configure a Source.
+type Options struct {
+	Address    string // host:port of the agent's HTTP API; default 127.0.0.1:8500
+	Scheme     string // "http" (default) or "https"
+	Datacenter string // default: the agent's
+	// Token and TokenFile: see ResolveToken for the precedence. Getenv (nil: os.Getenv) is
+	// consulted for CONSUL_HTTP_TOKEN(_FILE); tests inject it.
+	Token     string
+	TokenFile string
+	Getenv    func(string) string
+	TLS       TLSOptions
+	// Wait is the blocking-query wait; 0 means DefaultWait, more than MaxWait is an error.
+	Wait time.Duration
+	// Subsets maps routed service names to the instances Watch selects; a service without an
+	// entry selects every passing instance of the Consul service of the same name.
+	Subsets map[string]Subset
+	// Snapshot, when set, receives every applied set and provides the first set of a watch.
+	Snapshot *snapshot.Store
+	Logger   zerolog.Logger
+	// Registerer receives the source's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+
+	// Tuning; zero values are the defaults (50ms, 30s, 100ms). Tests shorten them.
+	BackoffMin  time.Duration
+	BackoffMax  time.Duration
+	MinInterval time.Duration // minimum gap between queries whose index did not move
+}
+
+// Source is a discovery.Source over Consul's health endpoint. Create it once per process; it
+// survives config reloads (see the package doc).
+type Source struct {
+	client    *api.Client
+	closeIdle func()
+	token     string
+	dc        string
+	wait      time.Duration
+	subsets   map[string]Subset
+	snap      *snapshot.Store
+	log       zerolog.Logger
+	m         *metrics
+	now       func() time.Time
+
+	backoffMin, backoffMax, minInterval time.Duration
+
+	mu      sync.Mutex // guards closed and watches; taken before any watch.mu
+	closed  bool
+	watches map[string]*watch
+	wg      sync.WaitGroup // query loops
+}
+
+var _ discovery.Source = (*Source)(nil)
+
+// New builds the client; it does not contact Consul (starting while Consul is down must work).
+// It fails on bad options and on an unreadable token file.
+func New(opts Options) (*Source, error) {
+	if opts.Address == "" {
+		opts.Address = DefaultAddress
+	}
+	switch opts.Scheme {
+	case "":
+		opts.Scheme = "http"
+	case "http", "https":
+	default:
+		return nil, fmt.Errorf("consul: scheme %q: want http or https", opts.Scheme)
+	}
+	switch {
+	case opts.Wait == 0:
+		opts.Wait = DefaultWait
+	case opts.Wait < 0 || opts.Wait > MaxWait:
+		return nil, fmt.Errorf("consul: wait %s: want 0..%s", opts.Wait, MaxWait)
+	}
+	token, err := ResolveToken(opts.Token, opts.TokenFile, opts.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("consul: token: %w", err)
+	}
+	client, tr, err := newClient(opts, token)
+	if err != nil {
+		return nil, fmt.Errorf("consul: client: %w", err)
+	}
+	m := newMetrics()
+	s := &Source{
+		client:      client,
+		closeIdle:   tr.CloseIdleConnections,
+		token:       token,
+		dc:          opts.Datacenter,
+		wait:        opts.Wait,
+		subsets:     maps.Clone(opts.Subsets),
+		snap:        opts.Snapshot,
+		log:         opts.Logger.With().Str(fieldComponent, componentName).Logger(),
+		m:           m,
+		now:         time.Now,
+		backoffMin:  orDefault(opts.BackoffMin, defaultBackoffMin),
+		backoffMax:  orDefault(opts.BackoffMax, defaultBackoffMax),
+		minInterval: orDefault(opts.MinInterval, defaultMinInterval),
+		watches:     make(map[string]*watch),
+	}
+	if err := m.register(opts.Registerer, s.degraded); err != nil {
+		return nil, fmt.Errorf("consul: %w", err)
+	}
+	return s, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Watch implements discovery.Source with the subset from Options.Subsets. Every service is
+// "known" to Consul (an unregistered one is an empty set), so it never returns
+// ErrUnknownService.
+func (s *Source) Watch(ctx context.Context, service string, fn func(discovery.Set)) error {
+	return s.WatchSubset(ctx, service, s.subsets[service], fn)
+}
+
+// WatchSubset is Watch with an explicit subset, for callers whose subsets change with their
+// config (a different subset is a different watch; the old one ends with its last subscriber).
+//
+// The current set, if any (from Consul or the snapshot), is delivered to fn before
+// WatchSubset returns; later sets come from the watch's goroutine. Deliveries to one fn are
+// serialised and in order. fn must not block.
+func (s *Source) WatchSubset(ctx context.Context, service string, sub Subset, fn func(discovery.Set)) error {
+	if service == "" || fn == nil {
+		return errors.New("consul: watch needs a service name and a callback")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sub = canonical(service, sub)
+	sel := selector(sub)
+	key := service + "\x00" + sel
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	w, ok := s.watches[key]
+	if !ok {
+		w = s.startWatch(key, service, sel, sub)
+		s.watches[key] = w
+	}
+	w.mu.Lock()
+	s.mu.Unlock()
+	w.nextID++
+	id := w.nextID
+	w.subs[id] = fn
+	if w.have {
+		fn(w.cur)
+	}
+	w.mu.Unlock()
+
+	context.AfterFunc(ctx, func() { s.unsubscribe(w, id) })
+	return nil
+}
+
+// startWatch creates a watch, seeds it from the snapshot and starts its loop. Called with s.mu
+// held, so the snapshot read (one small file) happens once per key.
+func (s *Source) startWatch(key, service, sel string, sub Subset) *watch {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &watch{key: key, service: service, selector: sel, sub: sub, stop: cancel, subs: map[uint64]func(discovery.Set){}}
+	if s.snap != nil {
+		if set, savedAt, ok := s.snap.LoadSelected(service, sel); ok {
+			w.cur, w.have, w.snapshotAt = set, true, savedAt
+			s.m.endpoints.WithLabelValues(service).Set(float64(len(set.Endpoints)))
+			s.log.Info().Str(fieldService, service).Int(fieldEndpoints, len(set.Endpoints)).
+				Time("saved_at", savedAt).Msg("serving the snapshot until consul answers")
+		}
+	}
+	s.m.watches.Inc()
+	s.wg.Add(1)
+	go s.run(ctx, w)
+	return w
+}
+
+func (s *Source) unsubscribe(w *watch, id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w.mu.Lock()
+	delete(w.subs, id)
+	last := len(w.subs) == 0
+	w.mu.Unlock()
+	if !last || s.watches[w.key] != w {
+		return
+	}
+	delete(s.watches, w.key)
+	w.stop()
+	s.m.watches.Dec()
+	for _, o := range s.watches {
+		if o.service == w.service {
+			return
+		}
+	}
+	s.m.endpoints.DeleteLabelValues(w.service)
+}
+
+// Close stops every query loop, waits for them and drops idle agent connections. Watch fails
+// with ErrClosed afterwards. Subscribers simply receive nothing more.
+func (s *Source) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for k, w := range s.watches {
+		w.stop()
+		delete(s.watches, k)
+		s.m.watches.Dec()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.closeIdle()
+}
+
+// canonical fills the Consul name and sorts and de-duplicates tags, so equal subsets share one
+// watch and one snapshot selector whatever order the config lists them in.
+func canonical(service string, sub Subset) Subset {
+	if sub.Name == "" {
+		sub.Name = service
+	}
+	tags := slices.Clone(sub.Tags)
+	slices.Sort(tags)
+	sub.Tags = slices.Compact(tags)
+	if len(sub.Tags) == 0 {
+		sub.Tags = nil
+	}
+	if len(sub.Meta) == 0 {
+		sub.Meta = nil
+	} else {
+		sub.Meta = maps.Clone(sub.Meta)
+	}
+	return sub
+}
+
+// selector is an unambiguous text form of a canonical subset (JSON sorts map keys).
+func selector(sub Subset) string {
+	b, err := json.Marshal(struct {
+		Name string            `json:"name"`
+		Tags []string          `json:"tags,omitempty"`
+		Meta map[string]string `json:"meta,omitempty"`
+	}{sub.Name, sub.Tags, sub.Meta})
+	if err != nil { // strings and a map of strings always marshal
+		return sub.Name
+	}
+	return string(b)
+}

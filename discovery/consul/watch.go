@@ -1,0 +1,229 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/meshgate/meshgate/discovery"
+)
+
+// watch is one blocking-query loop and its subscribers.
+type watch struct {
+	key      string
+	service  string // routed name: the Set's Service and the metrics label
+	selector string
+	sub      Subset
+	stop     context.CancelFunc
+
+	mu         sync.Mutex // guards everything below; held while calling subscribers
+	subs       map[uint64]func(discovery.Set)
+	nextID     uint64
+	cur        discovery.Set
+	have       bool
+	snapshotAt time.Time // when cur came from the snapshot: when it was saved
+	lastOK     time.Time
+	answered   bool // a query finished, successfully or not
+	lastErr    error
+	failSince  time.Time // first failure of the current failure streak
+}
+
+// run is the query loop: one goroutine per watch, ended by ctx.
+func (s *Source) run(ctx context.Context, w *watch) {
+	defer s.wg.Done()
+	var index uint64
+	failures := 0
+	for {
+		start := time.Now()
+		entries, got, err := s.query(ctx, w, index)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			// Start over with a non-blocking query: a restarted agent's index is lower than
+			// ours, and blocking on a future index would hide its current state for a whole wait.
+			index = 0
+			s.failed(w, err, failures)
+			if !sleep(ctx, s.backoff(failures)) {
+				return
+			}
+			continue
+		}
+		failures = 0
+		prev := index
+		index = nextIndex(prev, got)
+		s.apply(w, entries)
+		// An unchanged index that came back quickly is a spurious wake-up (or a misbehaving
+		// proxy in between): pace the loop instead of hammering the agent.
+		if index == prev {
+			if gap := s.minInterval - time.Since(start); gap > 0 && !sleep(ctx, gap) {
+				return
+			}
+		}
+	}
+}
+
+// nextIndex follows Consul's blocking-query rules: an index that goes backwards (snapshot
+// restore, agent restart) resets to 0 so the next query fetches fresh state, and 0 is never
+// used to block (it makes the query return at once, every time: a busy loop), so it becomes 1.
+func nextIndex(prev, got uint64) uint64 {
+	switch {
+	case got < prev:
+		return 0
+	case got == 0:
+		return 1
+	}
+	return got
+}
+
+func (s *Source) query(ctx context.Context, w *watch, index uint64) ([]*api.ServiceEntry, uint64, error) {
+	// Consul adds up to wait/16 of jitter; the deadline covers that plus a margin, so only a
+	// truly hung connection hits it.
+	qctx, cancel := context.WithTimeout(ctx, s.wait+s.wait/16+queryGrace)
+	defer cancel()
+	q := (&api.QueryOptions{Datacenter: s.dc, WaitIndex: index, WaitTime: s.wait, Token: s.token}).WithContext(qctx)
+	entries, meta, err := s.client.Health().ServiceMultipleTags(w.sub.Name, w.sub.Tags, true, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	return entries, meta.LastIndex, nil
+}
+
+// apply turns a successful answer into a set and delivers it if it differs from what
+// subscribers have (or they have only the snapshot's copy). Applied sets are saved.
+func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
+	s.m.queries.WithLabelValues(w.service, resultSuccess).Inc()
+	set := discovery.Set{Service: w.service, Endpoints: endpoints(entries, w.sub.Meta), Source: SourceConsul}
+	now := s.now()
+	w.mu.Lock()
+	recovered := w.lastErr != nil
+	down := now.Sub(w.failSince)
+	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
+	changed := !w.have || w.cur.Source != SourceConsul || !set.Equal(w.cur)
+	if changed {
+		w.cur, w.have, w.snapshotAt = set, true, time.Time{}
+		for _, fn := range w.subs {
+			fn(set)
+		}
+	}
+	w.mu.Unlock()
+
+	if recovered {
+		s.log.Info().Str(fieldService, w.service).Dur("down", down).Msg("consul answers again")
+	}
+	if !changed {
+		return
+	}
+	s.m.updates.WithLabelValues(w.service).Inc()
+	s.m.endpoints.WithLabelValues(w.service).Set(float64(len(set.Endpoints)))
+	s.log.Debug().Str(fieldService, w.service).Int(fieldEndpoints, len(set.Endpoints)).Msg("endpoints updated")
+	if s.snap != nil {
+		if err := s.snap.SaveSelected(set, w.selector); err != nil {
+			s.log.Warn().Err(err).Str(fieldService, w.service).Msg("could not save the snapshot; serving continues")
+		}
+	}
+}
+
+// failed records a failed query. The set is left alone: a registry outage must never look
+// like "zero instances".
+func (s *Source) failed(w *watch, err error, failures int) {
+	s.m.queries.WithLabelValues(w.service, resultError).Inc()
+	err = simplify(err)
+	w.mu.Lock()
+	w.lastErr, w.answered = err, true
+	if w.failSince.IsZero() {
+		w.failSince = s.now()
+	}
+	src := w.cur.Source
+	w.mu.Unlock()
+	// The first failure is worth a warning; the retries (every 30 s at most) only at debug,
+	// so an outage with many watched services does not flood the log.
+	ev := s.log.Debug()
+	if failures == 1 {
+		ev = s.log.Warn()
+	}
+	if src == "" {
+		src = "none"
+	}
+	ev.Err(err).Str(fieldService, w.service).Str(fieldSource, src).Int("failures", failures).
+		Msg("consul query failed; keeping the last endpoint set")
+}
+
+// simplify drops the request URL from transport errors: it is long, repeats the service name
+// and would end up in /ready's body.
+func simplify(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// endpoints converts passing health entries to endpoints: the service address (the node's
+// when the service has none) and port, weight Weights.Passing (at least 1). meta must match
+// exactly. Duplicates keep the highest weight; the result is sorted for stable snapshots.
+func endpoints(entries []*api.ServiceEntry, meta map[string]string) []discovery.Endpoint {
+	byAddr := make(map[string]int, len(entries))
+	for _, e := range entries {
+		if e == nil || e.Service == nil || e.Service.Port <= 0 || !hasMeta(e.Service.Meta, meta) {
+			continue
+		}
+		host := e.Service.Address
+		if host == "" && e.Node != nil {
+			host = e.Node.Address
+		}
+		if host == "" {
+			continue
+		}
+		addr := net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(e.Service.Port))
+		byAddr[addr] = max(byAddr[addr], e.Service.Weights.Passing, 1)
+	}
+	out := make([]discovery.Endpoint, 0, len(byAddr))
+	for addr, w := range byAddr {
+		out = append(out, discovery.Endpoint{Address: addr, Weight: w})
+	}
+	slices.SortFunc(out, func(a, b discovery.Endpoint) int { return strings.Compare(a.Address, b.Address) })
+	return out
+}
+
+func hasMeta(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// backoff is exponential from backoffMin to backoffMax with equal jitter: at least half the
+// step, so retries stay spaced, and randomised, so many watches do not retry in lockstep.
+func (s *Source) backoff(failures int) time.Duration {
+	d := s.backoffMax
+	if failures < 32 {
+		d = min(s.backoffMin<<(failures-1), s.backoffMax)
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether the loop should go on.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
