@@ -30,6 +30,7 @@ func consulDefaults(c *Config) {
 		cc.Scheme = defaultConsulScheme
 	}
 	setDur(&cc.Wait, defaultConsulWait)
+	registrationDefaults(c)
 }
 
 // consul validates the connection, snapshot and subset settings of discovery.consul.
@@ -40,6 +41,7 @@ func (v *validator) consul(c *Config) {
 		return
 	}
 	p := path{"discovery", "consul"}
+	v.registration(p.key("register"), cc.Register)
 	if err := checkHostPort(cc.Address, false); err != nil {
 		v.add(p.key("address"), "%v (the agent's HTTP API, e.g. 127.0.0.1:8500)", err)
 	} else if host, _, _ := net.SplitHostPort(cc.Address); host == "" {

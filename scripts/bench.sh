@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of meshgate: against nginx and HAProxy, under an instance failure,
-# and with a rate-limit policy. Everything runs on this machine.
+# with a rate-limit policy, and following a large Consul catalog. Everything
+# runs on this machine.
 #
-# Usage: scripts/bench.sh [proxy|fault|ratelimit|help]   (default: proxy)
+# Usage: scripts/bench.sh [proxy|fault|ratelimit|consul|help]   (default: proxy)
 #
 # Scenario "proxy": one in-tree origin (scripts/benchorigin, 1 KiB bodies) and,
 # in front of it, nginx (upstream keep-alive, access log to a file), HAProxy
@@ -28,6 +29,18 @@
 # policy keeps >= 95%), and checks from the metrics that the policy admitted
 # every request and limited none. Needs wrk, not nginx or HAProxy.
 #
+# Scenario "consul": a `consul agent -dev` (scripts/install-consul.sh, built once
+# and cached) on free loopback ports with http_max_conns_per_client raised, and
+# a meshgate edge with one host route per service, all resolved through Consul
+# (snapshot_dir on). The in-tree scripts/bench/consulbench registers SERVICES
+# services x 2 instances (pointing at origin listeners it runs itself), waits
+# until meshgate has every endpoint, samples meshgate's RSS and CPU from /proc
+# over an IDLE-second quiet window, then times catalog change -> traffic: CHANGES
+# sequential changes (deregister an instance, register one on another origin,
+# probe the route every 1 ms until the new origin answers) and a burst changing
+# every service at once. Targets: p99 <= 250 ms, idle RSS <= 60 MB. One run; no
+# ROUNDS. Needs neither nginx, HAProxy nor wrk.
+#
 # Environment:
 #   ROUNDS=3          rounds per target (at least 3 for a meaningful median)
 #   DURATION=10       seconds per wrk run
@@ -39,11 +52,14 @@
 #   BENCH_CACHE=      where built binaries go
 #                     (default: ${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench)
 #   KEEP_LOGS=1       keep the (large) access logs in the temp dir
+#   SERVICES=1000 CHANGES=100 IDLE=10   consul: services (x 2 instances; the
+#                     burst changes all of them), sequential changes, idle seconds
 #
 # Examples:
 #   scripts/bench.sh                          # proxy comparison, 3 x 10 s rounds
 #   scripts/bench.sh fault                    # 20 s of load, kill at 5 s
 #   ROUNDS=5 DURATION=10 scripts/bench.sh ratelimit
+#   scripts/bench.sh consul                   # 1000 services, a few minutes
 #
 # Missing tools (nginx, haproxy, wrk; only those the scenario uses) are
 # installed from Debian's packages with apt-get, so run it as root on a
@@ -770,6 +786,11 @@ configure_scenario() {
 		TOOLS=()
 		LOAD_DESC="scripts/bench/faultload: $CONNS keep-alive connections (fasthttp, no client retries)"
 		LOAD_DESC+=" for ${FAULT_DURATION}s, one origin SIGKILLed at ${FAULT_KILL_AT}s, /clusters polled every $FAULT_POLL"
+		;;
+	consul)
+		TOOLS=()
+		LOAD_DESC="scripts/bench/consulbench: ${SERVICES:-1000} services x 2 instances; ${CHANGES:-100} sequential changes,"
+		LOAD_DESC+=" then a burst changing every service; probes through meshgate (fasthttp, no client retries)"
 		;;
 	esac
 	if [[ $SCENARIO != proxy && $SKIP_MESHGATE == 1 ]]; then

@@ -1,0 +1,206 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/discovery/consul"
+	"github.com/meshgate/meshgate/gateway/listener"
+)
+
+// Self-registration of the edge in Consul (discovery.consul.register), hooked into Run:
+//
+//	listeners serving ─▶ start: Registrar.Run in a goroutine (register with retry, TTL passes,
+//	                     re-register after an agent restart)
+//	drain begins      ─▶ drain: maintenance on ─▶ WaitNotPassing (≤ drain_wait)
+//	                     ─▶ (the existing drain: ready_delay, listeners stop accepting, in-flight finish)
+//	listeners closed  ─▶ deregister: stop Run ─▶ Deregister (≤ 5s) ─▶ close agent connections
+//
+// Callers discover us through Consul, so the instance must leave Consul's passing set before
+// the listeners close; otherwise callers keep picking an address that refuses connections.
+
+// registrationOpTimeout bounds each shutdown-time agent call (maintenance, deregister): an
+// unreachable agent must not hold up the process's exit.
+const registrationOpTimeout = 5 * time.Second
+
+// edgeRegistration is the process-lifetime registration; a nil *edgeRegistration means
+// discovery.consul.register is not configured, and its methods are safe on nil.
+type edgeRegistration struct {
+	reg       *consul.Registrar
+	conf      conf.Registration // as configured (before filling bound ports), for reload warnings
+	drainWait time.Duration
+	log       zerolog.Logger
+	stop      context.CancelFunc // ends Registrar.Run; nil until start
+	done      chan struct{}      // closed when Registrar.Run has returned
+}
+
+// newEdgeRegistration builds the Registrar from cfg once the listeners and the admin API are
+// bound, so a port-0 listener registers its real port and the HTTP check hits the real admin
+// address. It does not contact Consul.
+func newEdgeRegistration(cfg *conf.Config, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
+	cc := cfg.Discovery.Consul
+	if cc == nil || cc.Register == nil {
+		return nil, nil
+	}
+	rc := *cc.Register
+	in := consul.Instance{Name: rc.Name, ID: rc.ID, Address: rc.Address, Port: rc.Port, Tags: rc.Tags, Meta: rc.Meta}
+	if in.Port == 0 && len(listeners) > 0 {
+		in.Port = addrPort(listeners[0].Addr())
+	}
+	if in.ID == "" {
+		in.ID = conf.RegistrationID(in.Name, in.Address, in.Port)
+	}
+	opts := consul.RegistrarOptions{
+		Address:         cc.Address,
+		Scheme:          cc.Scheme,
+		Datacenter:      cc.Datacenter,
+		Token:           cc.Token,
+		TokenFile:       cc.TokenFile,
+		Service:         in,
+		Check:           rc.Check,
+		CheckURL:        readyURL(admin),
+		CheckInterval:   rc.CheckInterval.D(),
+		DeregisterAfter: rc.DeregisterAfter.D(),
+		Ready:           ready,
+		Logger:          log,
+	}
+	if t := cc.TLS; t != nil {
+		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	}
+	r, err := consul.NewRegistrar(opts)
+	if err != nil {
+		return nil, fmt.Errorf("discovery.consul.register: %w", err)
+	}
+	return &edgeRegistration{reg: r, conf: rc, drainWait: rc.DrainWait.D(), log: log}, nil
+}
+
+func addrPort(a net.Addr) int {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.Port
+	}
+	return 0
+}
+
+// readyURL is the admin /ready as the local agent reaches it: a wildcard admin address is
+// probed on loopback (the agent runs on this host; that is what an agent check is).
+func readyURL(admin net.Addr) string {
+	host, port, err := net.SplitHostPort(admin.String())
+	if err != nil {
+		return "http://" + admin.String() + "/ready"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/ready"
+}
+
+// start runs the Registrar in the background: registration never blocks or fails start-up,
+// an agent that is down is retried until it answers.
+func (s *edgeRegistration) start() {
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stop, s.done = cancel, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		_ = s.reg.Run(ctx)
+	}()
+}
+
+// drain takes the instance out of Consul's passing set before the listeners stop: maintenance
+// on, then wait (at most drain_wait) until Consul stops reporting it passing. wait false
+// (a listener failed) skips the wait, like ready_delay.
+func (s *edgeRegistration) drain(wait bool) {
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
+	err := s.reg.Maintenance(ctx, true, "meshgate is shutting down")
+	cancel()
+	if err != nil {
+		s.log.Warn().Err(err).Msg("draining: could not set consul maintenance mode; continuing the drain")
+	}
+	if !wait {
+		return
+	}
+	start := time.Now()
+	err = s.reg.WaitNotPassing(context.Background(), s.drainWait)
+	switch {
+	case errors.Is(err, consul.ErrStillPassing):
+		s.log.Warn().Err(err).Dur("drain_wait", s.drainWait).Msg("draining: consul still reports this instance as passing; continuing the drain anyway")
+	case err != nil:
+		s.log.Warn().Err(err).Msg("draining: could not follow consul health; continuing the drain")
+	default:
+		s.log.Info().Dur("took", time.Since(start)).Msg("draining: consul no longer reports this instance as passing")
+	}
+}
+
+// deregister removes the instance once nothing listens any more: Run is stopped first, so no
+// retry can re-register it afterwards.
+func (s *edgeRegistration) deregister() {
+	if s == nil {
+		return
+	}
+	if s.stop != nil {
+		s.stop()
+		<-s.done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
+	defer cancel()
+	if err := s.reg.Deregister(ctx); err != nil {
+		s.log.Warn().Err(err).Msg("could not deregister from consul; the agent removes the instance after deregister_after")
+	} else {
+		s.log.Info().Msg("deregistered from consul")
+	}
+	s.reg.Close()
+}
+
+// registrationReloaded warns when a reload changes discovery.consul.register: the
+// registration is made once per process, so the change applies at the next restart.
+func (e *Edge) registrationReloaded(cfg *conf.Config) {
+	var next *conf.Registration
+	if cfg.Discovery.Consul != nil {
+		next = cfg.Discovery.Consul.Register
+	}
+	var cur *conf.Registration
+	if e.self != nil {
+		cur = &e.self.conf
+	}
+	if !sameRegistration(cur, next) {
+		e.log.Warn().Msg("discovery.consul.register takes effect at the next restart")
+	}
+}
+
+func sameRegistration(a, b *conf.Registration) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	x, y := *a, *b
+	if !slices.Equal(x.Tags, y.Tags) || !maps.Equal(x.Meta, y.Meta) {
+		return false
+	}
+	x.Tags, y.Tags, x.Meta, y.Meta = nil, nil, nil, nil
+	return x == y
+}
+
+// registrationView is a one-line description for logs.
+func (s *edgeRegistration) String() string {
+	if s == nil {
+		return "off"
+	}
+	return s.reg.ID() + " (" + s.conf.Check + ", drain_wait " + strconv.Quote(s.drainWait.String()) + ")"
+}
