@@ -72,6 +72,11 @@ func newClient(o Options, token string) (*api.Client, *http.Transport, error) {
 		// keep them all, or every answer costs a new connection.
 		MaxIdleConnsPerHost: 4096,
 		IdleConnTimeout:     90 * time.Second,
+		// Every watched service holds a connection; net/http's 4 KiB defaults per direction add
+		// up to megabytes at a thousand services. Requests are one short GET line, and answers
+		// larger than the read buffer are simply read in more calls.
+		WriteBufferSize: 1 << 10,
+		ReadBufferSize:  2 << 10,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	if o.Scheme == "https" || o.TLS != (TLSOptions{}) {

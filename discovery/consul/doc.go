@@ -30,5 +30,21 @@
 // last query failed; the edge shows that in /ready's body (still 200: serving the last known
 // good set is the point) and in meshgate_discovery_degraded.
 //
+// # Registration
+//
+// Registrar registers one service instance with the local agent (an HTTP check the agent runs,
+// or a TTL check the Registrar passes itself) and takes it out in the order a graceful shutdown
+// needs:
+//
+//	Run(ctx): Register ─(agent down: jittered backoff, never fails)─▶ registered
+//	          ├─ TTL: pass every TTL/3 (critical while not ready or in maintenance)
+//	          └─ every Resync: GET /v1/agent/service/<id>; 404 (or an "unknown check" TTL update):
+//	             the agent lost us ─▶ Register again (maintenance re-applied)
+//	shutdown: Maintenance(on) ─▶ WaitNotPassing (blocking query, bounded) ─▶ caller drains
+//	          ─▶ stop Run ─▶ Deregister
+//
+// Agent writes are serialised, and Deregister latches: no retry can register the instance
+// again afterwards.
+//
 // This package imports nothing internal but discovery and discovery/snapshot.
 package consul
