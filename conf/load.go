@@ -104,9 +104,10 @@ func parse(name string, data []byte, lookup func(string) (string, bool)) (cfg *C
 	return &c, nil
 }
 
-// decodeStrict decodes the first document rejecting unknown and duplicate keys, and refuses
-// further documents: a stray "---" silently ignoring half a file is worse than an error.
-func decodeStrict(text []byte, c *Config) error {
+// decodeStrict decodes the first document into c (a *Config, or a *Fragment's document)
+// rejecting unknown and duplicate keys, and refuses further documents: a stray "---" silently
+// ignoring half a file is worse than an error.
+func decodeStrict(text []byte, c any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(text))
 	dec.KnownFields(true)
 	err := dec.Decode(c)

@@ -34,6 +34,7 @@ func validate(c *Config) []problem {
 	v.services(c)
 	v.static(c)
 	v.consul(c)
+	v.kvPrefix(c) // fragment.go
 	v.policies(c)
 	if c.AccessLog.Output == "" {
 		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")

@@ -53,6 +53,14 @@ type Edge struct {
 	listeners []*listener.Listener
 	handlers  map[string]*proxy.Handler // by listener name
 
+	// self is the Consul self-registration; nil without it (register.go).
+	self *edgeRegistration
+
+	// kv holds the Consul KV documents (nil without kv_prefix); fileCfg is the config last
+	// loaded from disk, which they are merged into. Both guarded by mu (kv.go).
+	kv      *edgeKV
+	fileCfg *conf.Config
+
 	mu       sync.Mutex // serialises Reload; never taken by requests
 	cfg      atomic.Pointer[conf.Config]
 	watchCtx context.Context    // parent of discovery watches
@@ -119,6 +127,8 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	// Not WithCancel into stopGen: the first build would cancel that "previous generation",
 	// i.e. the parent of every watch. Each generation's own cancel is stopGen; close ends it.
 	e.watchCtx = context.Background()
+	e.fileCfg, e.kv = cfg, newEdgeKV(cfg, e.disc, e.log)
+	cfg, kvRes := e.withKV(cfg) // the snapshot's KV documents, if any, serve from the start
 	gens, err := e.build(cfg)
 	if err != nil {
 		e.close()
@@ -155,6 +165,7 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		e.listeners = append(e.listeners, ln)
 	}
 	e.cfg.Store(cfg)
+	e.kv.commit(kvRes)
 
 	e.admin, err = admin.New(admin.Options{
 		Address:  cfg.Admin.Address,
@@ -174,6 +185,16 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	if err != nil {
 		e.close()
 		return nil, fmt.Errorf("edge: admin: %w", err)
+	}
+	if e.self, err = newEdgeRegistration(cfg, e.listeners, e.admin.Addr(), e.readiness, e.log); err != nil {
+		_ = e.admin.Close()
+		e.close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if err = e.startKV(); err != nil {
+		_ = e.admin.Close()
+		e.close()
+		return nil, err
 	}
 	return e, nil
 }
@@ -444,17 +465,21 @@ func lower(in []string) []string {
 }
 
 // Reload validates-then-swaps: cfg was validated by conf; here the new generations are built
-// completely before any handler sees them. On error the running config stays.
+// completely before any handler sees them. On error the running config stays. cfg is the file
+// config; the current KV documents are merged into it (kv.go).
 func (e *Edge) Reload(cfg *conf.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.reload(cfg); err != nil {
+	eff, kvRes := e.withKV(cfg)
+	if err := e.reload(eff); err != nil {
 		e.reloads.WithLabelValues("failure").Inc()
 		e.log.Error().Err(err).Msg("config reload rejected; keeping the running config")
 		return err
 	}
+	e.fileCfg = cfg
+	e.kv.commit(kvRes)
 	e.reloads.WithLabelValues("success").Inc()
-	e.log.Info().Str("summary", conf.Summary(cfg)).Msg("config reloaded")
+	e.log.Info().Str("summary", conf.Summary(eff)).Msg("config reloaded")
 	return nil
 }
 
@@ -471,6 +496,7 @@ func (e *Edge) reload(cfg *conf.Config) error {
 	if cfg.AccessLog != old.AccessLog || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown {
 		e.log.Warn().Msg("access_log, log and shutdown settings take effect at the next restart; the rest of the reload applies now")
 	}
+	e.registrationReloaded(cfg)
 	gens, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -505,8 +531,14 @@ func (e *Edge) readiness() (bool, string) {
 	return e.disc.ready()
 }
 
+// configYAML is the effective config (file + KV documents) followed by a comment block on the
+// KV documents: which are applied and why others were rejected.
 func (e *Edge) configYAML() ([]byte, error) {
-	return conf.Marshal(conf.Redacted(e.cfg.Load()))
+	out, err := conf.Marshal(conf.Redacted(e.cfg.Load()))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, e.kv.configReport()...), nil
 }
 
 // routesView lists each listener's routes in precedence order.
@@ -543,6 +575,7 @@ func (e *Edge) Run(ctx context.Context) error {
 		}()
 	}
 	e.ready.Store(true)
+	e.self.start()
 	cfg := e.cfg.Load()
 	e.log.Info().Str("summary", conf.Summary(cfg)).Str("admin", e.admin.Addr().String()).Msg("meshgate edge serving")
 
@@ -558,6 +591,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	for _, h := range e.handlers {
 		h.SetDraining(true)
 	}
+	e.self.drain(runErr == nil) // leave Consul's passing set while still serving
 	if d := cfg.Shutdown.ReadyDelay.D(); d > 0 && runErr == nil {
 		e.log.Info().Dur("ready_delay", d).Msg("draining: /ready is 503; still serving")
 		t := time.NewTimer(d)
@@ -581,6 +615,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	swg.Wait()
 	wg.Wait()
+	e.self.deregister()
 	if shutdownErr != nil {
 		e.log.Warn().Err(shutdownErr).Msg("drain timed out; remaining connections were closed")
 	}
@@ -593,6 +628,7 @@ func (e *Edge) Run(ctx context.Context) error {
 
 // close releases what NewEdge acquired; safe after a partial construction.
 func (e *Edge) close() {
+	e.stopKV()
 	if e.stopGen != nil {
 		e.stopGen()
 	}

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -189,18 +188,7 @@ func sameRegistration(a, b *conf.Registration) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	x, y := *a, *b
-	if !slices.Equal(x.Tags, y.Tags) || !maps.Equal(x.Meta, y.Meta) {
-		return false
-	}
-	x.Tags, y.Tags, x.Meta, y.Meta = nil, nil, nil, nil
-	return x == y
-}
-
-// registrationView is a one-line description for logs.
-func (s *edgeRegistration) String() string {
-	if s == nil {
-		return "off"
-	}
-	return s.reg.ID() + " (" + s.conf.Check + ", drain_wait " + strconv.Quote(s.drainWait.String()) + ")"
+	return a.Name == b.Name && a.ID == b.ID && a.Address == b.Address && a.Port == b.Port &&
+		slices.Equal(a.Tags, b.Tags) && maps.Equal(a.Meta, b.Meta) && a.Check == b.Check &&
+		a.CheckInterval == b.CheckInterval && a.DeregisterAfter == b.DeregisterAfter && a.DrainWait == b.DrainWait
 }

@@ -771,6 +771,171 @@ scenario_ratelimit() {
 	} | tee "$BENCH_OUT"
 }
 
+# consul_free_ports N prints N distinct loopback ports free for both TCP and
+# UDP: the agent's DNS and serf ports use both.
+consul_free_ports() {
+	python3 - "$1" <<'PY'
+import socket, sys
+held, ports = [], []
+while len(ports) < int(sys.argv[1]):
+    t = socket.socket()
+    t.bind(("127.0.0.1", 0))
+    held.append(t)
+    port = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", port))
+    except OSError:
+        continue  # keep the TCP probe open so the port is not picked again
+    held.append(u)
+    ports.append(port)
+print(" ".join(map(str, ports)))
+PY
+}
+
+# consul_url_ok URL succeeds when URL answers 200 with a body that is neither
+# empty nor "" (the agent's answer to /v1/status/leader before it has one).
+consul_url_ok() {
+	python3 - "$1" <<'PY' 2>/dev/null
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
+    body = r.read().strip()
+    sys.exit(0 if r.status == 200 and body not in (b"", b'""') else 1)
+PY
+}
+
+# consul_wait NAME PID URL LOG SECONDS polls URL until consul_url_ok, the
+# process dies (status 2), or SECONDS pass (status 1).
+consul_wait() {
+	local name=$1 pid=$2 url=$3 logfile=$4 deadline=$((SECONDS + $5))
+	while ! consul_url_ok "$url"; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "$name exited before becoming ready; tail of $logfile:"
+			tail -n 20 "$logfile" >&2 || true
+			return 2
+		fi
+		if ((SECONDS >= deadline)); then
+			log "$name not ready at $url after $5 s; tail of $logfile:"
+			tail -n 20 "$logfile" >&2 || true
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+# start_consul_agent DIR BIN LIMIT starts a dev agent on free ports (retrying
+# when another process takes a port first) and sets BENCH_CONSUL_PORT and
+# BENCH_CONSUL_PID.
+start_consul_agent() {
+	local dir=$1 bin=$2 limit=$3 attempt st http dns lan wan server grpc grpctls
+	for attempt in 1 2 3; do
+		read -r http dns lan wan server grpc grpctls < <(consul_free_ports 7)
+		# https stays off (the dev agent has no certificates); each watched
+		# service holds one agent connection, hence the raised limit.
+		cat >"$dir/agent.hcl" <<-EOF
+			ports {
+			  http     = $http
+			  https    = -1
+			  dns      = $dns
+			  serf_lan = $lan
+			  serf_wan = $wan
+			  server   = $server
+			  grpc     = $grpc
+			  grpc_tls = $grpctls
+			}
+			disable_update_check = true
+			limits {
+			  http_max_conns_per_client = $limit
+			}
+		EOF
+		rm -rf "$dir/data" && mkdir -p "$dir/data"
+		# Warnings only: the info log writes a line per registration sync.
+		spawn consul "$dir/consul.log" "$bin" agent -dev -bind 127.0.0.1 -client 127.0.0.1 \
+			-node meshgate-bench -data-dir "$dir/data" -config-file "$dir/agent.hcl" -log-level warn
+		st=0
+		consul_wait consul "$LAST_PID" "http://127.0.0.1:$http/v1/status/leader" "$dir/consul.log" 60 || st=$?
+		if ((st == 0)); then
+			BENCH_CONSUL_PORT=$http
+			BENCH_CONSUL_PID=$LAST_PID
+			return 0
+		fi
+		((st == 2)) || die "consul agent not ready (log: $dir/consul.log)"
+		wait "$LAST_PID" 2>/dev/null || true
+		forget_pid "$LAST_PID"
+		log "consul agent exited (port taken?); attempt $attempt of 3"
+	done
+	die "consul agent would not start (log: $dir/consul.log)"
+}
+
+scenario_consul() {
+	local services=${SERVICES:-1000} changes=${CHANGES:-100} idle=${IDLE:-10}
+	local cdir=$TMP/consul mdir=$TMP/meshgate raw=$TMP/raw
+	local consul_bin bench_bin limit port admin mg_pid rc=0
+	[[ $services =~ ^[1-9][0-9]*$ ]] || die "SERVICES must be a positive integer"
+	if ! [[ $changes =~ ^[0-9]+$ ]] || ((changes > services)); then
+		die "CHANGES must be 0..SERVICES"
+	fi
+	[[ $idle =~ ^[1-9][0-9]*$ ]] || die "IDLE must be a positive integer (seconds)"
+	mkdir -p "$cdir" "$mdir" "$raw"
+
+	log "installing consul (scripts/install-consul.sh; cached after the first build)"
+	consul_bin=$("$ROOT/scripts/install-consul.sh" | tail -n 1) || die "scripts/install-consul.sh failed"
+	[[ -x $consul_bin ]] || die "install-consul.sh printed '$consul_bin', not an executable"
+	bench_bin=$BENCH_CACHE/consulbench
+	log "building consulbench"
+	(cd "$ROOT" && go build -o "$bench_bin" ./scripts/bench/consulbench) ||
+		die "building scripts/bench/consulbench failed"
+
+	limit=$((services * 2 > 4000 ? services * 2 : 4000))
+	log "starting consul agent -dev (http_max_conns_per_client = $limit)"
+	start_consul_agent "$cdir" "$consul_bin" "$limit"
+
+	log "starting meshgate with $services Consul-backed routes"
+	read -r port admin < <(free_ports 2)
+	"$bench_bin" config -services "$services" -template "$TEMPLATES/meshgate-consul.yaml.tmpl" \
+		-out "$mdir/meshgate.yaml" PORT="$port" ADMIN_PORT="$admin" \
+		CONSUL_ADDR="127.0.0.1:$BENCH_CONSUL_PORT" DIR="$mdir" ||
+		die "consulbench config failed"
+	"$MESHGATE" validate -config "$mdir/meshgate.yaml" >/dev/null ||
+		die "invalid meshgate config $mdir/meshgate.yaml"
+	spawn meshgate "$mdir/stderr.log" "$MESHGATE" edge -config "$mdir/meshgate.yaml"
+	mg_pid=$LAST_PID
+	# /ready turns 200 once every service's first query has been answered.
+	consul_wait meshgate "$mg_pid" "http://127.0.0.1:$admin/ready" "$mdir/stderr.log" "$READY_TIMEOUT" ||
+		die "meshgate not ready (logs: $mdir)"
+	# /proc figures must be meshgate's own, not a wrapper's.
+	[[ $(cat "/proc/$mg_pid/comm" 2>/dev/null) == meshgate ]] || die "pid $mg_pid is not meshgate"
+
+	log "running consulbench (registration, idle window, $changes changes, burst of $services)"
+	# Its progress is shown as it runs and kept; its report is stdout.
+	"$bench_bin" run -consul "127.0.0.1:$BENCH_CONSUL_PORT" -proxy "127.0.0.1:$port" \
+		-admin "127.0.0.1:$admin" -pid "$mg_pid" -consul-pid "$BENCH_CONSUL_PID" \
+		-services "$services" -changes "$changes" -idle "${idle}s" -clk-tck "$(getconf CLK_TCK)" \
+		>"$raw/consulbench.md" 2> >(tee "$raw/consulbench.stderr" >&2) &
+	LOAD_PID=$!
+	wait "$LOAD_PID" || rc=$?
+	LOAD_PID=""
+	((rc == 0)) || die "consulbench failed (exit $rc; $raw/consulbench.stderr)"
+	{
+		report_head "meshgate Consul discovery benchmark"
+		echo "## Consul"
+		echo
+		echo "- $("$consul_bin" version | head -n 1): agent -dev (one node, in memory), log level warn,"
+		echo "  http_max_conns_per_client = $limit"
+		echo "- note: consul, meshgate and consulbench share the same $(nproc) CPUs."
+		echo
+		cat "$raw/consulbench.md"
+		echo
+		echo "## meshgate warnings"
+		echo
+		echo '```text'
+		tail -n 20 "$mdir/stderr.log"
+		echo '```'
+		echo
+		echo "Raw output: $raw/ (agent log: $cdir/consul.log, meshgate config: $mdir/meshgate.yaml)"
+	} | tee "$BENCH_OUT"
+}
+
 # configure_scenario sets what the scenario needs before anything starts.
 configure_scenario() {
 	case $SCENARIO in

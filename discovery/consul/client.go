@@ -75,8 +75,8 @@ func newClient(o Options, token string) (*api.Client, *http.Transport, error) {
 		// Every watched service holds a connection; net/http's 4 KiB defaults per direction add
 		// up to megabytes at a thousand services. Requests are one short GET line, and answers
 		// larger than the read buffer are simply read in more calls.
-		WriteBufferSize: 1 << 10,
-		ReadBufferSize:  2 << 10,
+		WriteBufferSize:     1 << 10,
+		ReadBufferSize:      2 << 10,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
 	if o.Scheme == "https" || o.TLS != (TLSOptions{}) {

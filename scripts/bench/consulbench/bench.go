@@ -266,11 +266,18 @@ func (s *benchState) waitEndpoints(ctx context.Context) error {
 		}
 	}
 	s.results.syncedAfter = time.Since(s.results.setupStart)
-	s.logf("meshgate has both endpoints of all %d services, %s after registration began",
-		len(s.svcs), round(s.results.syncedAfter))
+	// Before any traffic meshgate holds only the watches: no upstream connections yet, so this
+	// and the idle figure separate the cost of watching from that of the warmed pools.
+	mem, err := readMemory(s.o.pid)
+	if err != nil {
+		return fmt.Errorf("meshgate: %w", err)
+	}
+	s.results.beforeTraffic = mem
+	s.logf("meshgate has both endpoints of all %d services, %s after registration began; RSS %.1f MB",
+		len(s.svcs), round(s.results.syncedAfter), megabytes(mem.rssKB))
 
 	var errs atomic.Int64
-	err := s.forEach(ctx, allIndexes(len(s.svcs)), func(i int) error {
+	err = s.forEach(ctx, allIndexes(len(s.svcs)), func(i int) error {
 		sv := s.svcs[i]
 		seen := map[int]bool{}
 		for range 4 * len(sv.inst) {
@@ -410,7 +417,8 @@ func (s *benchState) burst(ctx context.Context) error {
 	n := len(s.svcs)
 	type track struct {
 		issued atomic.Bool
-		t0     time.Time // before the deregister call; written before issued is set
+		t0     time.Time     // before the deregister call; written before issued is set
+		api    time.Duration // the deregister + register calls
 		want   int
 		done   bool          // poller-owned from here on
 		t1     time.Time     // completion of the first answer from want
@@ -465,7 +473,7 @@ func (s *benchState) burst(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		t.want = k
+		t.want, t.api = k, time.Since(t.t0)
 		t.issued.Store(true)
 		return nil
 	})
@@ -486,6 +494,7 @@ func (s *benchState) burst(ctx context.Context) error {
 			continue
 		}
 		s.results.burst = append(s.results.burst, t.t1.Sub(t.t0))
+		s.results.burstAPI = append(s.results.burstAPI, t.api)
 		s.results.burstFromStart = append(s.results.burstFromStart, t.t1.Sub(start))
 		if t.gap > 0 {
 			s.results.burstGaps = append(s.results.burstGaps, t.gap)

@@ -25,30 +25,37 @@ func writeConfig(o configOptions) error {
 	return nil
 }
 
-// renderConfig fills @ROUTES@ with one host route per service and every @KEY@ from values,
-// and fails on a placeholder left over outside comments (as bench.sh's render does).
+// renderConfig replaces the line "@ROUTES@" with one host route per service and every @KEY@
+// from values, and fails on a placeholder left over. Comment lines are kept verbatim: they may
+// mention placeholders.
 func renderConfig(tmpl string, services int, values map[string]string) (string, error) {
-	if !strings.Contains(tmpl, "@ROUTES@") {
-		return "", fmt.Errorf("template has no @ROUTES@")
-	}
-	var routes strings.Builder
-	for i := range services {
-		name := serviceName(i, services)
-		fmt.Fprintf(&routes, "  - name: %s\n    match: { hosts: [ %s ] }\n    to: [ { service: %s } ]\n",
-			name, serviceHost(name), name)
-	}
-	out := strings.ReplaceAll(tmpl, "@ROUTES@\n", routes.String())
-	out = strings.ReplaceAll(out, "@ROUTES@", strings.TrimSuffix(routes.String(), "\n"))
-	for k, v := range values {
-		out = strings.ReplaceAll(out, "@"+k+"@", v)
-	}
-	for line := range strings.Lines(out) {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+	var out strings.Builder
+	haveRoutes := false
+	for line := range strings.Lines(tmpl) {
+		switch strings.TrimSpace(line) {
+		case "@ROUTES@":
+			haveRoutes = true
+			for i := range services {
+				name := serviceName(i, services)
+				fmt.Fprintf(&out, "  - name: %s\n    match: { hosts: [ %s ] }\n    to: [ { service: %s } ]\n",
+					name, serviceHost(name), name)
+			}
 			continue
+		}
+		if strings.HasPrefix(strings.TrimSpace(line), "#") {
+			out.WriteString(line)
+			continue
+		}
+		for k, v := range values {
+			line = strings.ReplaceAll(line, "@"+k+"@", v)
 		}
 		if m := placeholderRE.FindString(line); m != "" {
 			return "", fmt.Errorf("unfilled placeholder %s", m)
 		}
+		out.WriteString(line)
 	}
-	return out, nil
+	if !haveRoutes {
+		return "", fmt.Errorf("template has no @ROUTES@ line")
+	}
+	return out.String(), nil
 }
