@@ -37,4 +37,12 @@
 // calls it on SIGHUP) forces a reload. A new file is fully validated before OnChange sees it:
 // consumers swap in the new config only from OnChange, and on OnError they keep the old one.
 // Validate, then swap; never half-apply.
+//
+// # Fragments
+//
+// ParseFragment and Merge (fragment.go) handle config documents from elsewhere — Consul KV
+// under discovery.consul.kv_prefix — that may only add routes, policies and services: each is
+// decoded as strictly as a file (without ${ENV} expansion: it is remote data), merged after the
+// file in name order with names that must be new, and validated together with it by the same
+// validator; an invalid document is dropped with a FragmentError naming it.
 package conf

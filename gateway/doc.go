@@ -13,4 +13,8 @@
 // (forwarding, header hygiene, error rendering, request metrics), accesslog, admin. This
 // package is the only one here that reads conf types; it translates them into each package's
 // Options. The sidecar assembly (mesh) will reuse the same pieces.
+//
+// The config an Edge runs is the file config merged with the Consul KV documents under
+// discovery.consul.kv_prefix (kv.go): a file reload and a KV change both re-merge and go
+// through the same validate-then-swap.
 package gateway

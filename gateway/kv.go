@@ -125,13 +125,15 @@ func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 	if cc := file.Discovery.Consul; cc != nil {
 		want = consul.NormalizeKVPrefix(cc.KVPrefix)
 	}
+	// Warn about the prefix only for a new file, not again at every KV change.
+	newFile := file != e.fileCfg
 	if e.kv == nil {
-		if want != "" {
+		if want != "" && newFile {
 			e.log.Warn().Str(fieldKVPrefix, want).Msg("discovery.consul.kv_prefix takes effect at the next restart")
 		}
 		return file, nil
 	}
-	if want != e.kv.prefix {
+	if want != e.kv.prefix && newFile {
 		e.log.Warn().Str(fieldKVPrefix, e.kv.prefix).Str("configured", want).
 			Msg("discovery.consul.kv_prefix changes take effect at the next restart; still following the old prefix")
 	}

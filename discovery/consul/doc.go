@@ -46,5 +46,14 @@
 // Agent writes are serialised, and Deregister latches: no retry can register the instance
 // again afterwards.
 //
+// # KV documents
+//
+// WatchKV follows every key under a prefix with one blocking query on
+// /v1/kv/<prefix>/?recurse and delivers all documents whenever a key or value changed, with the
+// same index, backoff and failure rules as the health watches (kv.go). The source cannot tell a
+// valid document from an invalid one, so the consumer saves the set it accepted with SaveKV;
+// WatchKV delivers that set first at the next start. The loop is registered as the watch
+// "kv:<prefix>", so Close, Synced, Health and the query metrics cover it.
+//
 // This package imports nothing internal but discovery and discovery/snapshot.
 package consul
