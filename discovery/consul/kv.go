@@ -123,36 +123,16 @@ func (s *Source) stopKV(w *watch) {
 	s.m.watches.Dec()
 }
 
-// runKV is the KV query loop; see run for the index and backoff rules it shares.
+// runKV is the KV query loop; blockingLoop holds the index and backoff rules it shares.
 func (s *Source) runKV(ctx context.Context, kw *kvWatch) {
 	defer s.wg.Done()
-	var index uint64
-	failures := 0
-	for {
-		start := time.Now()
+	s.blockingLoop(ctx, func(index uint64) (uint64, error) {
 		pairs, got, err := s.queryKV(ctx, kw.prefix, index)
-		if ctx.Err() != nil {
-			return
+		if err == nil && ctx.Err() == nil {
+			s.kvApply(kw, pairs)
 		}
-		if err != nil {
-			failures++
-			index = 0
-			s.kvFailed(kw, err, failures)
-			if !sleep(ctx, s.backoff(failures)) {
-				return
-			}
-			continue
-		}
-		failures = 0
-		prev := index
-		index = nextIndex(prev, got)
-		s.kvApply(kw, pairs)
-		if index == prev {
-			if gap := s.minInterval - time.Since(start); gap > 0 && !sleep(ctx, gap) {
-				return
-			}
-		}
-	}
+		return got, err
+	}, func(err error, failures int) { s.kvFailed(kw, err, failures) })
 }
 
 func (s *Source) queryKV(ctx context.Context, prefix string, index uint64) (api.KVPairs, uint64, error) {

@@ -40,11 +40,24 @@ type watch struct {
 // run is the query loop: one goroutine per watch, ended by ctx.
 func (s *Source) run(ctx context.Context, w *watch) {
 	defer s.wg.Done()
+	s.blockingLoop(ctx, func(index uint64) (uint64, error) {
+		entries, got, err := s.query(ctx, w, index)
+		if err == nil && ctx.Err() == nil {
+			s.apply(w, entries)
+		}
+		return got, err
+	}, func(err error, failures int) { s.failed(w, err, failures) })
+}
+
+// blockingLoop drives one blocking query with Consul's index rules until ctx ends. query runs
+// one request at index and applies its answer; failed reports an error. Shared by the service
+// and KV watches so both follow the same rules.
+func (s *Source) blockingLoop(ctx context.Context, query func(index uint64) (uint64, error), failed func(error, int)) {
 	var index uint64
 	failures := 0
 	for {
 		start := time.Now()
-		entries, got, err := s.query(ctx, w, index)
+		got, err := query(index)
 		if ctx.Err() != nil {
 			return
 		}
@@ -53,7 +66,7 @@ func (s *Source) run(ctx context.Context, w *watch) {
 			// Start over with a non-blocking query: a restarted agent's index is lower than
 			// ours, and blocking on a future index would hide its current state for a whole wait.
 			index = 0
-			s.failed(w, err, failures)
+			failed(err, failures)
 			if !sleep(ctx, s.backoff(failures)) {
 				return
 			}
@@ -62,7 +75,6 @@ func (s *Source) run(ctx context.Context, w *watch) {
 		failures = 0
 		prev := index
 		index = nextIndex(prev, got)
-		s.apply(w, entries)
 		// An unchanged index that came back quickly is a spurious wake-up (or a misbehaving
 		// proxy in between): pace the loop instead of hammering the agent.
 		if index == prev {
