@@ -167,6 +167,7 @@ func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 	changed := first || !SameKVDocs(kw.cur, docs)
 	if changed {
 		kw.cur = docs
+		s.m.updates.WithLabelValues(w.service).Inc() // before delivery: an observer sees it counted
 		kw.fn(docs)
 	}
 	kw.deliver.Unlock()
@@ -182,7 +183,6 @@ func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 		s.log.Info().Str(fieldService, w.service).Dur("down", down).Msg("consul answers again")
 	}
 	if changed {
-		s.m.updates.WithLabelValues(w.service).Inc()
 		s.log.Debug().Str(fieldService, w.service).Int("documents", len(docs)).Msg("kv documents updated")
 	}
 }

@@ -124,6 +124,9 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	changed := !w.have || w.cur.Source != SourceConsul || !set.Equal(w.cur)
 	if changed {
 		w.cur, w.have, w.snapshotAt = set, true, time.Time{}
+		// Metrics first: whoever observes a delivery must also see it counted.
+		s.m.updates.WithLabelValues(w.service).Inc()
+		s.m.endpoints.WithLabelValues(w.service).Set(float64(len(set.Endpoints)))
 		for _, fn := range w.subs {
 			fn(set)
 		}
@@ -136,8 +139,6 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	if !changed {
 		return
 	}
-	s.m.updates.WithLabelValues(w.service).Inc()
-	s.m.endpoints.WithLabelValues(w.service).Set(float64(len(set.Endpoints)))
 	s.log.Debug().Str(fieldService, w.service).Int(fieldEndpoints, len(set.Endpoints)).Msg("endpoints updated")
 	if s.snap != nil {
 		if err := s.snap.SaveSelected(set, w.selector); err != nil {
