@@ -774,23 +774,7 @@ scenario_ratelimit() {
 # consul_free_ports N prints N distinct loopback ports free for both TCP and
 # UDP: the agent's DNS and serf ports use both.
 consul_free_ports() {
-	python3 - "$1" <<'PY'
-import socket, sys
-held, ports = [], []
-while len(ports) < int(sys.argv[1]):
-    t = socket.socket()
-    t.bind(("127.0.0.1", 0))
-    held.append(t)
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        continue  # keep the TCP probe open so the port is not picked again
-    held.append(u)
-    ports.append(port)
-print(" ".join(map(str, ports)))
-PY
+	python3 "$ROOT/scripts/freeports.py" "$1"
 }
 
 # consul_url_ok URL succeeds when URL answers 200 with a body that is neither

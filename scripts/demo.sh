@@ -162,23 +162,7 @@ start_origin() {
 # clash makes the agent exit, which start_consul retries.
 free_ports() {
   if command -v python3 >/dev/null; then
-    python3 - "$1" <<'PY'
-import socket, sys
-held, ports = [], []
-while len(ports) < int(sys.argv[1]):
-    t = socket.socket()
-    t.bind(("127.0.0.1", 0))
-    held.append(t)
-    port = t.getsockname()[1]
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        u.bind(("127.0.0.1", port))
-    except OSError:
-        continue  # keep the TCP probe open so the port is not picked again
-    held.append(u)
-    ports.append(port)
-print(" ".join(map(str, ports)))
-PY
+    python3 "$ROOT/scripts/freeports.py" "$1"
     return
   fi
   local picked=() p
