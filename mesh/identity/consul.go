@@ -1,0 +1,72 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// ConsulProviderOptions configures a ConsulProvider.
+type ConsulProviderOptions struct {
+	// Client is built by the caller (discovery/consul knows the address, token and TLS rules).
+	Client *api.Client
+	// Token is sent per query so it overrides whatever the api package read from the environment.
+	Token string
+	// WaitTime bounds one blocking query; zero means Consul's default (5 minutes).
+	WaitTime time.Duration
+}
+
+// ConsulProvider reads Connect material from the local agent's cached endpoints
+// /v1/agent/connect/ca/roots and /v1/agent/connect/ca/leaf/<service>.
+type ConsulProvider struct {
+	client *api.Client
+	token  string
+	wait   time.Duration
+}
+
+var _ Provider = (*ConsulProvider)(nil)
+
+// NewConsulProvider returns a Provider backed by a Consul agent.
+func NewConsulProvider(o ConsulProviderOptions) (*ConsulProvider, error) {
+	if o.Client == nil {
+		return nil, errors.New("consul provider: nil client")
+	}
+	return &ConsulProvider{client: o.Client, token: o.Token, wait: o.WaitTime}, nil
+}
+
+func (p *ConsulProvider) opts(ctx context.Context, index uint64) *api.QueryOptions {
+	return (&api.QueryOptions{WaitIndex: index, WaitTime: p.wait, Token: p.token}).WithContext(ctx)
+}
+
+// Roots implements Provider.
+func (p *ConsulProvider) Roots(ctx context.Context, index uint64) (*Roots, uint64, error) {
+	list, meta, err := p.client.Agent().ConnectCARoots(p.opts(ctx, index))
+	if err != nil {
+		return nil, 0, fmt.Errorf("consul ca roots: %w", err)
+	}
+	pems := make([]string, 0, len(list.Roots))
+	for _, r := range list.Roots {
+		pems = append(pems, r.RootCertPEM)
+	}
+	roots, err := NewRoots(list.TrustDomain, pems)
+	if err != nil {
+		return nil, 0, fmt.Errorf("consul ca roots: %w", err)
+	}
+	return roots, meta.LastIndex, nil
+}
+
+// Leaf implements Provider.
+func (p *ConsulProvider) Leaf(ctx context.Context, service string, index uint64) (*Leaf, uint64, error) {
+	lc, meta, err := p.client.Agent().ConnectCALeaf(service, p.opts(ctx, index))
+	if err != nil {
+		return nil, 0, fmt.Errorf("consul ca leaf %s: %w", service, err)
+	}
+	leaf, err := NewLeaf([]byte(lc.CertPEM), []byte(lc.PrivateKeyPEM))
+	if err != nil {
+		return nil, 0, fmt.Errorf("consul ca leaf %s: %w", service, err)
+	}
+	return leaf, meta.LastIndex, nil
+}
