@@ -2,6 +2,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,13 +32,19 @@ type Options struct {
 	Connections       prometheus.Gauge // active downstream connections; optional
 	Accepted          prometheus.Counter
 	AcceptErrors      prometheus.Counter // accept failures we backed off from; optional
+	// TLSConfig, when set, makes the listener serve TLS (it must carry a certificate or
+	// GetCertificate/GetConfigForClient). The handshake runs lazily on the connection's first
+	// read inside fasthttp's per-connection goroutine, so a failed handshake (plaintext client,
+	// missing client certificate) closes that connection only and never stalls Accept.
+	TLSConfig *tls.Config
 }
 
 // Listener is a bound, not yet serving, downstream listener.
 type Listener struct {
-	opts Options
-	srv  *fasthttp.Server
-	ln   *backoffListener
+	opts  Options
+	srv   *fasthttp.Server
+	ln    *backoffListener
+	serve net.Listener // ln, or ln wrapped in TLS
 }
 
 // New binds opts.Address so bind errors surface before anything starts serving.
@@ -50,6 +57,12 @@ func New(opts Options) (*Listener, error) {
 		return nil, fmt.Errorf("listener %q: %w", opts.Name, err)
 	}
 	bl := &backoffListener{Listener: ln, done: make(chan struct{}), log: opts.Logger, errs: opts.AcceptErrors}
+	// TLS wraps the backoff listener rather than the socket, so EMFILE backoff still applies
+	// and tls.listener.Close reaches the idempotent backoffListener.Close.
+	var serve net.Listener = bl
+	if opts.TLSConfig != nil {
+		serve = tls.NewListener(bl, opts.TLSConfig)
+	}
 	readTimeout := opts.ReadTimeout
 	srv := &fasthttp.Server{
 		Name:    "",
@@ -93,7 +106,7 @@ func New(opts Options) (*Listener, error) {
 			}
 		},
 	}
-	return &Listener{opts: opts, srv: srv, ln: bl}, nil
+	return &Listener{opts: opts, srv: srv, ln: bl, serve: serve}, nil
 }
 
 // Addr is the bound address (useful with port 0).
@@ -104,7 +117,7 @@ func (l *Listener) Name() string { return l.opts.Name }
 
 // Serve serves until Shutdown; it returns nil after a shutdown.
 func (l *Listener) Serve() error {
-	err := l.srv.Serve(l.ln)
+	err := l.srv.Serve(l.serve)
 	if l.ln.closed() {
 		return nil
 	}

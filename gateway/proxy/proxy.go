@@ -79,7 +79,11 @@ func (g *Generation) Table() *route.Table { return g.table }
 
 // Options configures a Handler (one per listener).
 type Options struct {
-	Listener        string
+	Listener string
+	// TLS says the listener serves TLS (listener.Options.TLSConfig set); it picks the
+	// X-Forwarded-Proto this hop adds ("https" or "http") unless a trusted proxy already set
+	// one. It is a setting rather than read from the connection so the hot path stays a
+	// field load.
 	TLS             bool
 	TrustedProxies  []netip.Prefix
 	MaxBodyBytes    int64 // requests larger than this get 413

@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -91,16 +93,36 @@ type Options struct {
 	// Now is the clock of ejections and the retry budget (nil: time.Now). Tests inject one so
 	// that ejection timing is checked without waiting. Breakers use gobreaker's own clock.
 	Now func() time.Time
+	// TLS, when set, makes every host speak TLS (nil: plaintext). Each host gets its own clone
+	// with ServerName set to the host part of its address, unless the config already names a
+	// server or sets InsecureSkipVerify (custom verification, e.g. SPIFFE IDs, checks the peer
+	// itself). The config is never modified. The handshake is part of connecting, so a peer
+	// that fails it is a connect failure (ErrConnect): nothing was sent, and the try may go
+	// to another host for any method.
+	TLS *tls.Config
 }
 
+// transportKey compares TLS by pointer: a reload that builds a new *tls.Config (even an
+// identical one) rebuilds the hosts' clients, and one that keeps the pointer keeps their
+// connection pools. Callers must therefore not mutate a config they have handed over.
 func (o *Options) transportKey() transportKey {
-	return transportKey{o.ConnectTimeout, o.IdleTimeout, o.MaxConnsPerHost}
+	return transportKey{o.ConnectTimeout, o.IdleTimeout, o.MaxConnsPerHost, o.TLS}
 }
 
 type transportKey struct {
 	connect, idle time.Duration
 	maxConns      int
+	tls           *tls.Config
 }
+
+// handshakeError marks a failed TLS handshake inside the dial, so classify can call it a
+// connect failure whatever the TLS stack returned.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "tls handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+var strHTTPS = []byte("https")
 
 // Host is one endpoint with its transport.
 type Host struct {
@@ -293,6 +315,16 @@ func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Respons
 // send is one HTTP exchange with h, with its error mapped onto the package's sentinels.
 func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) error {
 	call.Address = h.Address
+	// The gateway builds origin-form requests, so the URI's scheme is http; fasthttp refuses a
+	// request whose scheme disagrees with the client's IsTLS. Setting it reuses the URI's
+	// buffer, so this does not allocate.
+	if u := req.URI(); h.client.IsTLS != bytes.Equal(u.Scheme(), strHTTPS) {
+		if h.client.IsTLS {
+			u.SetScheme("https")
+		} else {
+			u.SetScheme("http")
+		}
+	}
 	setBudgetHeader(req, deadline)
 	start := time.Now()
 	h.Begin()
@@ -393,6 +425,7 @@ func classify(err error) error {
 		dialErr *fasthttp.ErrDialWithUpstream
 		dnsErr  *net.DNSError
 		addrErr *net.AddrError
+		hsErr   *handshakeError
 	)
 	switch {
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
@@ -401,7 +434,7 @@ func classify(err error) error {
 		errors.As(err, &opErr) && opErr.Op == "dial",
 		// Everything the dialer returns, and name resolution (hostname endpoints), fails
 		// before a byte is sent, so it is a connect failure whatever the cause.
-		errors.As(err, &dialErr), errors.As(err, &dnsErr), errors.As(err, &addrErr),
+		errors.As(err, &dialErr), errors.As(err, &dnsErr), errors.As(err, &addrErr), errors.As(err, &hsErr),
 		errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w: %w", ErrConnect, err)
 	case errors.Is(err, fasthttp.ErrTimeout), isTimeout(err):

@@ -26,6 +26,12 @@
 // the cluster not in panic. They are recomputed under the ejection mutex whenever an ejection
 // starts or ends and after every rebuild.
 //
+// TLS (Options.TLS) is per cluster: each host's client gets its own clone of the config, and
+// the handshake is completed inside the dial, so a peer that fails it (untrusted certificate,
+// wrong service identity) is ErrConnect: nothing was sent, so it is retried on another host
+// for any method. Cluster.Do sets the request URI's scheme to match, since fasthttp refuses a
+// request whose scheme disagrees with the client.
+//
 // Retry rules (why): a request is only re-sent when doing so cannot duplicate a side effect the
 // client did not ask for. A connect failure never reached the upstream, so any method may be
 // retried on another host. A reset before the first response byte, a timeout, or a retryable

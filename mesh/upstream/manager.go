@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -383,6 +384,7 @@ func newHost(addr string, weight int, opts *Options, dialer *fasthttp.TCPDialer)
 	h := &Host{key: opts.transportKey(), health: &health{}}
 	h.Address = addr
 	h.Weight = weight
+	tlsCfg := hostTLSConfig(opts.TLS, addr)
 	h.client = &fasthttp.HostClient{
 		Addr:                     addr,
 		NoDefaultUserAgentHeader: true,
@@ -392,8 +394,15 @@ func newHost(addr string, weight int, opts *Options, dialer *fasthttp.TCPDialer)
 			if timeout <= 0 || timeout > connectTimeout {
 				timeout = connectTimeout
 			}
-			return dialer.DialTimeout(addr, timeout)
+			if tlsCfg == nil {
+				return dialer.DialTimeout(addr, timeout)
+			}
+			return dialTLS(dialer, addr, timeout, tlsCfg)
 		},
+		// fasthttp sees an already handshaken *tls.Conn from DialTimeout and does not
+		// handshake again; IsTLS still matters for its scheme check, TLSConfig is informative.
+		IsTLS:               tlsCfg != nil,
+		TLSConfig:           tlsCfg,
 		MaxConns:            opts.MaxConnsPerHost,
 		MaxIdleConnDuration: opts.IdleTimeout,
 		// Retries are ours (they know about hosts, budgets and idempotency); the client's own
@@ -408,4 +417,47 @@ func newHost(addr string, weight int, opts *Options, dialer *fasthttp.TCPDialer)
 		SecureErrorLogMessage: true,
 	}
 	return h
+}
+
+// hostTLSConfig is cfg for one host: a clone, so the caller's config is never written to,
+// with ServerName naming the host unless the config decides verification itself.
+func hostTLSConfig(cfg *tls.Config, addr string) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	c := cfg.Clone()
+	if c.ServerName == "" && !c.InsecureSkipVerify {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		c.ServerName = host
+	}
+	return c
+}
+
+// dialTLS connects and completes the handshake within timeout. Doing the handshake here
+// rather than leaving it to fasthttp (which, without a write timeout, handshakes lazily on the
+// first write) makes a bad certificate a dial error: the request was never sent, so it is a
+// connect failure and may be retried elsewhere.
+func dialTLS(dialer *fasthttp.TCPDialer, addr string, timeout time.Duration, cfg *tls.Config) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
+	raw, err := dialer.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	conn := tls.Client(raw, cfg)
+	if err := conn.SetDeadline(deadline); err != nil {
+		_ = raw.Close()
+		return nil, &handshakeError{err}
+	}
+	if err := conn.Handshake(); err != nil {
+		_ = raw.Close()
+		return nil, &handshakeError{err}
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		_ = raw.Close()
+		return nil, &handshakeError{err}
+	}
+	return conn, nil
 }
