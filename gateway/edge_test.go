@@ -22,20 +22,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/internal/await"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// fasthttp's coarse clock and client connection cleaners are process-wide workers.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		// fasthttp's worker-pool cleaner notices Stop only after its 10 s sleep.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreAnyFunction("net/http.(*persistConn).readLoop"),
-	)
+	goleak.VerifyTestMain(m, append(await.IgnoreFasthttp(), await.IgnoreIdleConns()...)...)
 }
 
 // seen records what an upstream received.
@@ -136,13 +127,7 @@ func (e *edgeUnderTest) stop(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	await.Until(t, 10*time.Second, what, cond)
 }
 
 func minimal(upstreams ...string) string {

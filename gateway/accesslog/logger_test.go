@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
+
+	"github.com/meshgate/meshgate/internal/await"
 )
 
 func TestMain(m *testing.M) {
@@ -35,13 +37,7 @@ const waitLimit = 5 * time.Second
 // waitFor polls cond until it holds or the deadline passes; it replaces sleeps as synchronisation.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	await.Until(t, waitLimit, what, cond)
 }
 
 func newLogger(t *testing.T, opts Options) *Logger {

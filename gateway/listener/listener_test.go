@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
+
+	"github.com/meshgate/meshgate/internal/await"
 )
 
 // get sends one GET over c and reads the answer.
@@ -39,13 +41,7 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) (*http.Respons
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	await.Until(t, 5*time.Second, what, cond)
 }
 
 type served struct {

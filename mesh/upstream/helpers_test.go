@@ -21,17 +21,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/internal/await"
 	"github.com/meshgate/meshgate/mesh/lb"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// fasthttp's coarse clock and client connection cleaners are process-wide workers.
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	goleak.VerifyTestMain(m, append(await.IgnoreFasthttp(), await.IgnoreIdleConns()...)...)
 }
 
 // upstreamServer is a real HTTP server on loopback that counts the requests it answers.
@@ -319,11 +314,5 @@ func hostsOf(c *Cluster) map[string]*Host {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	await.Until(t, 5*time.Second, what, cond)
 }
