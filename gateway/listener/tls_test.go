@@ -3,52 +3,17 @@ package listener
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
-)
 
-// selfSigned makes a CA-capable self-signed certificate for 127.0.0.1 and a pool trusting it.
-func selfSigned(t *testing.T, cn string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
+	"github.com/meshgate/meshgate/internal/testcert"
+)
 
 func startTLS(t *testing.T, cfg *tls.Config) string {
 	t.Helper()
@@ -94,8 +59,8 @@ func httpsGet(addr string, cfg *tls.Config) (int, string, error) {
 
 func TestListenerTLS(t *testing.T) {
 	t.Parallel()
-	serverCert, serverPool := selfSigned(t, "server")
-	clientCert, clientPool := selfSigned(t, "client")
+	serverCert, serverPool := testcert.SelfSigned(t, "server")
+	clientCert, clientPool := testcert.SelfSigned(t, "client")
 
 	t.Run("https request succeeds and plaintext fails cleanly", func(t *testing.T) {
 		t.Parallel()

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/internal/await"
 )
 
 // testCA is a self-made CA standing in for Consul's, or for a foreign one.
@@ -185,13 +187,7 @@ func newManager(t *testing.T, p Provider, svc string) *Manager {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %s", what, timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	await.Until(t, timeout, what, cond)
 }
 
 // tlsServer accepts connections with cfg, records each handshake outcome, and echoes lines.
