@@ -123,6 +123,7 @@ func (c *Config) Defaults() {
 	setDur(&c.Shutdown.DrainTimeout, defaultDrainTimeout)
 	policyDefaults(c)
 	consulDefaults(c)
+	sidecarDefaults(c)
 }
 
 func (s *Service) defaults() {

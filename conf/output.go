@@ -110,6 +110,28 @@ func (c *Config) clone() *Config {
 	if c.Discovery.Consul != nil {
 		out.Discovery.Consul = c.Discovery.Consul.clone()
 	}
+	if c.Identity != nil {
+		id := *c.Identity
+		out.Identity = &id
+	}
+	if c.Sidecar != nil {
+		out.Sidecar = c.Sidecar.clone()
+	}
+	return &out
+}
+
+func (s *Sidecar) clone() *Sidecar {
+	out := *s
+	out.Connect = cloneBool(s.Connect)
+	out.Service.Register = cloneBool(s.Service.Register)
+	out.Service.Tags = slices.Clone(s.Service.Tags)
+	out.Service.Meta = maps.Clone(s.Service.Meta)
+	out.Inbound.Policies = slices.Clone(s.Inbound.Policies)
+	out.Upstreams = slices.Clone(s.Upstreams)
+	for i := range out.Upstreams {
+		out.Upstreams[i].Policies = slices.Clone(s.Upstreams[i].Policies)
+		out.Upstreams[i].Retry = s.Upstreams[i].Retry.clone()
+	}
 	return &out
 }
 

@@ -102,25 +102,7 @@ func (v *validator) registration(p path, r *Registration) {
 	if r.Port < 0 || r.Port > 65535 {
 		v.add(p.key("port"), "must be 0..65535 (got %d)", r.Port)
 	}
-	for i, tag := range r.Tags {
-		if tag == "" {
-			v.add(p.key("tags").idx(i), "tag must not be empty")
-		}
-	}
-	if len(r.Meta) > maxMetaPairs {
-		v.add(p.key("meta"), "at most %d entries (Consul's limit; got %d)", maxMetaPairs, len(r.Meta))
-	}
-	for _, k := range slices.Sorted(maps.Keys(r.Meta)) {
-		switch {
-		case !validMetaKey(k):
-			v.add(p.key("meta"), "invalid meta key %q: 1-%d letters, digits, '-' and '_'", k, maxMetaKeyLen)
-		case strings.HasPrefix(k, "consul-"):
-			v.add(p.key("meta"), "meta key %q: the consul- prefix is reserved", k)
-		}
-		if len(r.Meta[k]) > maxMetaValueLen {
-			v.add(p.key("meta").key(k), "value longer than %d bytes (Consul's limit)", maxMetaValueLen)
-		}
-	}
+	v.tagsMeta(p, r.Tags, r.Meta)
 	switch r.Check {
 	case "http", "ttl":
 	default:
@@ -133,6 +115,30 @@ func (v *validator) registration(p path, r *Registration) {
 		v.add(p.key("deregister_after"), "must be at least %s (Consul's minimum; got %s)", minDeregisterAfter, r.DeregisterAfter)
 	}
 	v.nonNegDur(p.key("drain_wait"), r.DrainWait)
+}
+
+// tagsMeta checks service tags and meta against Consul's rules (shared by the edge's and the
+// sidecar's registrations).
+func (v *validator) tagsMeta(p path, tags []string, meta map[string]string) {
+	for i, tag := range tags {
+		if tag == "" {
+			v.add(p.key("tags").idx(i), "tag must not be empty")
+		}
+	}
+	if len(meta) > maxMetaPairs {
+		v.add(p.key("meta"), "at most %d entries (Consul's limit; got %d)", maxMetaPairs, len(meta))
+	}
+	for _, k := range slices.Sorted(maps.Keys(meta)) {
+		switch {
+		case !validMetaKey(k):
+			v.add(p.key("meta"), "invalid meta key %q: 1-%d letters, digits, '-' and '_'", k, maxMetaKeyLen)
+		case strings.HasPrefix(k, "consul-"):
+			v.add(p.key("meta"), "meta key %q: the consul- prefix is reserved", k)
+		}
+		if len(meta[k]) > maxMetaValueLen {
+			v.add(p.key("meta").key(k), "value longer than %d bytes (Consul's limit)", maxMetaValueLen)
+		}
+	}
 }
 
 func validMetaKey(k string) bool {

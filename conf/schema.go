@@ -20,6 +20,14 @@ type Config struct {
 	Policies map[string]Policy `yaml:"policies"`
 	// Redis backs cluster-wide rate limits. Optional.
 	Redis *Redis `yaml:"redis"`
+	// Identity makes this process a Connect peer (sidecar.go).
+	Identity *Identity `yaml:"identity"`
+	// Sidecar runs meshgate next to one local app (`meshgate sidecar`, sidecar.go).
+	Sidecar *Sidecar `yaml:"sidecar"`
+
+	// expanded marks the result of Expanded: its sidecar parts are already listeners, routes
+	// and a static service, so the name-collision checks do not apply to them.
+	expanded bool
 }
 
 // Policy is one named filter; exactly one of its blocks is set.
@@ -94,6 +102,10 @@ type Listener struct {
 	StreamThreshold ByteSize `yaml:"stream_threshold"` // default 64KiB
 	// TrustedProxies are CIDRs whose X-Forwarded-For we extend rather than replace. Default: none.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Connect serves Connect mTLS with this process's identity (identity.connect required):
+	// callers must present a certificate from the Consul CA and are authorised by Consul
+	// intentions for identity.service. A sidecar's inbound listener is one of these.
+	Connect bool `yaml:"connect"`
 }
 
 // Route sends matching requests to one or more services.

@@ -36,6 +36,7 @@ func validate(c *Config) []problem {
 	v.consul(c)
 	v.kvPrefix(c) // fragment.go
 	v.policies(c)
+	v.sidecar(c) // sidecar.go, identity included
 	if c.AccessLog.Output == "" {
 		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")
 	}
@@ -102,7 +103,7 @@ func checkHostPort(addr string, allowZero bool) error {
 }
 
 func (v *validator) listeners(c *Config) {
-	if len(c.Listeners) == 0 {
+	if len(c.Listeners) == 0 && c.Sidecar == nil {
 		v.add(path{"listeners"}, "at least one listener is required")
 	}
 	seen := map[string]int{}
