@@ -34,7 +34,7 @@ const usage = `meshgate: edge API gateway and service-mesh sidecar
 
 Usage:
   meshgate edge -config FILE       run the edge gateway
-  meshgate sidecar -config FILE    run as a sidecar (not implemented yet)
+  meshgate sidecar -config FILE    run as a local app's sidecar (Consul Connect proxy)
   meshgate validate -config FILE   check a config; exit 0 valid, 1 invalid
   meshgate health -addr ADMIN      exit 0 when ADMIN's /ready answers 200
   meshgate version                 print version, commit and Go version
@@ -50,11 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	switch args[0] {
-	case "edge":
-		return runEdge(args[1:], stderr)
-	case "sidecar":
-		fmt.Fprintln(stderr, "meshgate sidecar: not implemented yet (see the sidecar issue); use `meshgate edge`")
-		return 2
+	case "edge", "sidecar":
+		return runServe(args[0], args[1:], stderr)
 	case "validate":
 		return runValidate(args[1:], stdout, stderr)
 	case "health":
@@ -152,7 +149,10 @@ func newLogger(c conf.Log, w io.Writer) zerolog.Logger {
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
 }
 
-func runEdge(args []string, stderr io.Writer) int {
+// runServe runs the engine as an edge or a sidecar. The two modes share everything; the mode
+// only says which config shape the operator meant, so a sidecar file started as an edge (or
+// the reverse) is refused instead of silently running something else.
+func runServe(mode string, args []string, stderr io.Writer) int {
 	// Subscribe before the slow part of start-up (loading, binding, building clusters): until
 	// Notify, SIGHUP and SIGTERM have their default action and kill the process outright, so a
 	// reload (systemctl reload) or a stop arriving during start-up would end it without a drain.
@@ -161,7 +161,7 @@ func runEdge(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
-	path, ok := configFlag("edge", args, stderr)
+	path, ok := configFlag(mode, args, stderr)
 	if !ok {
 		return 2
 	}
@@ -177,7 +177,15 @@ func runEdge(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	log := newLogger(cfg.Log, stderr)
+	switch {
+	case mode == "edge" && cfg.Sidecar != nil:
+		fmt.Fprintf(stderr, "%s: this file has a sidecar: block; run `meshgate sidecar -config %s`\n", path, path)
+		return 1
+	case mode == "sidecar" && cfg.Sidecar == nil:
+		fmt.Fprintf(stderr, "%s: a sidecar config needs a sidecar: block (service, inbound, upstreams)\n", path)
+		return 1
+	}
+	log := newLogger(cfg.Log, stderr).With().Str("mode", mode).Logger()
 
 	// The watcher is created (nothing is opened yet) before the edge binds its ports, so that
 	// failing here cannot leave listeners bound; OnChange runs only once watcher.Run starts,

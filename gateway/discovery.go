@@ -29,7 +29,8 @@ import (
 // discovery.consul is not configured, and its methods are safe on nil.
 type edgeDiscovery struct {
 	consul *consul.Source
-	conn   conf.Consul // the settings the source was built from, see connSettings
+	snap   *snapshot.Store // nil without snapshot_dir; also keeps Connect certificates and intentions
+	conn   conf.Consul     // the settings the source was built from, see connSettings
 	log    zerolog.Logger
 	synced atomic.Bool // latched once every watched service had its first answer
 }
@@ -56,18 +57,19 @@ func newEdgeDiscovery(cfg *conf.Config, reg prometheus.Registerer, log zerolog.L
 		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
 			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	}
+	var snap *snapshot.Store
 	if cc.SnapshotDir != "" {
 		st, err := snapshot.New(snapshot.Options{Dir: cc.SnapshotDir, Logger: log})
 		if err != nil {
 			return nil, fmt.Errorf("discovery.consul.snapshot_dir: %w", err)
 		}
-		opts.Snapshot = st
+		opts.Snapshot, snap = st, st
 	}
 	src, err := consul.New(opts)
 	if err != nil {
 		return nil, fmt.Errorf("discovery.consul: %w", err)
 	}
-	return &edgeDiscovery{consul: src, conn: connSettings(cc), log: log}, nil
+	return &edgeDiscovery{consul: src, snap: snap, conn: connSettings(cc), log: log}, nil
 }
 
 func consulSubsets(cc *conf.Consul) map[string]consul.Subset {
@@ -123,7 +125,8 @@ func (e *Edge) discoverySource(cfg *conf.Config) (discovery.Source, error) {
 	if !sameConn(e.disc.conn, connSettings(cc)) {
 		e.log.Warn().Msg("discovery.consul connection settings (address, scheme, datacenter, token, tls, snapshot_dir, wait) take effect at the next restart; subsets apply now")
 	}
-	return routedSource{static: st, consul: e.disc.consul, subsets: consulSubsets(cc)}, nil
+	connect := cfg.Identity != nil && cfg.Identity.Connect
+	return routedSource{static: st, consul: e.disc.consul, subsets: consulSubsets(cc), connect: connect}, nil
 }
 
 // routedSource sends each service to the source that owns it; static always wins, so a service
@@ -132,6 +135,9 @@ type routedSource struct {
 	static  *static.Source
 	consul  *consul.Source
 	subsets map[string]consul.Subset
+	// connect: Consul services are reached through their Connect sidecars
+	// (/v1/health/connect), with mTLS set on their clusters by build.
+	connect bool
 }
 
 var _ discovery.Source = routedSource{}
@@ -140,7 +146,9 @@ func (r routedSource) Watch(ctx context.Context, service string, fn func(discove
 	if r.static.Has(service) {
 		return r.static.Watch(ctx, service, fn)
 	}
-	return r.consul.WatchSubset(ctx, service, r.subsets[service], fn)
+	sub := r.subsets[service]
+	sub.Connect = r.connect
+	return r.consul.WatchSubset(ctx, service, sub, fn)
 }
 
 // ready is the discovery part of /ready: not ready until the first answers are in (latched,

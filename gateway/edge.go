@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -24,6 +26,7 @@ import (
 	"github.com/meshgate/meshgate/discovery/static"
 	"github.com/meshgate/meshgate/gateway/accesslog"
 	"github.com/meshgate/meshgate/gateway/admin"
+	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/gateway/proxy"
 	"github.com/meshgate/meshgate/gateway/route"
@@ -47,6 +50,7 @@ type Edge struct {
 	upstreams *upstream.Manager
 	policies  *policyBuilder // rate limits and faults; state survives reloads (policies.go)
 	disc      *edgeDiscovery // Consul discovery, survives reloads; nil without it (discovery.go)
+	mesh      *edgeMesh      // Connect identity and intentions; nil without identity.connect (mesh.go)
 	metrics   *proxy.Metrics
 	access    *accesslog.Logger
 	admin     *admin.Server
@@ -129,6 +133,10 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	e.watchCtx = context.Background()
 	e.fileCfg, e.kv = cfg, newEdgeKV(cfg, e.disc, e.log)
 	cfg, kvRes := e.withKV(cfg) // the snapshot's KV documents, if any, serve from the start
+	if e.mesh, err = newEdgeMesh(cfg, e.disc, e.log); err != nil {
+		e.close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	gens, err := e.build(cfg)
 	if err != nil {
 		e.close()
@@ -141,7 +149,12 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 			return nil, err
 		}
 		e.handlers[lc.Name] = h
+		var tlsConf *tls.Config
+		if lc.Connect {
+			tlsConf = e.mesh.serverTLS()
+		}
 		ln, err := listener.New(listener.Options{
+			TLSConfig:         tlsConf,
 			Name:              lc.Name,
 			Address:           lc.Address,
 			ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
@@ -166,6 +179,7 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	}
 	e.cfg.Store(cfg)
 	e.kv.commit(kvRes)
+	e.mesh.start()
 
 	e.admin, err = admin.New(admin.Options{
 		Address:  cfg.Admin.Address,
@@ -176,6 +190,9 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		Routes:   e.routesView,
 		Logger:   e.log,
 	})
+	if err == nil {
+		err = e.admin.Handle("/identity", jsonHandler(e.mesh.view))
+	}
 	if err == nil && cfg.Admin.Pprof {
 		err = registerPprof(e.admin)
 	}
@@ -200,7 +217,13 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 }
 
 func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
+	var authz filter.Filter
+	if lc.Connect {
+		authz = e.mesh.authorizer()
+	}
 	return proxy.Options{
+		TLS:             lc.Connect,
+		Authorize:       authz,
 		Listener:        lc.Name,
 		TrustedProxies:  parsePrefixes(lc.TrustedProxies),
 		MaxBodyBytes:    int64(lc.MaxBodyBytes),
@@ -248,6 +271,9 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 	for i, name := range services {
 		if copts[i], err = clusterOptions(name, cfg.Services[name]); err != nil {
 			return nil, err
+		}
+		if consulName, ok := connectService(cfg, name); ok && e.mesh != nil {
+			copts[i].TLS = e.mesh.clientTLS(consulName)
 		}
 	}
 	specs := make([]route.Spec, len(cfg.Routes))
@@ -490,6 +516,9 @@ func (e *Edge) reload(cfg *conf.Config) error {
 	if err := sameListeners(old, cfg); err != nil {
 		return err
 	}
+	if err := sameIdentity(old, cfg); err != nil {
+		return err
+	}
 	if cfg.Admin.Address != old.Admin.Address {
 		return errors.New("admin.address changed: restart meshgate to move the admin API")
 	}
@@ -517,7 +546,7 @@ func sameListeners(a, b *conf.Config) error {
 		if x.Name != y.Name || x.Address != y.Address || x.ReadHeaderTimeout != y.ReadHeaderTimeout ||
 			x.ReadTimeout != y.ReadTimeout || x.WriteTimeout != y.WriteTimeout || x.IdleTimeout != y.IdleTimeout ||
 			x.MaxHeaderBytes != y.MaxHeaderBytes || x.MaxBodyBytes != y.MaxBodyBytes || x.MaxConnections != y.MaxConnections ||
-			x.StreamThreshold != y.StreamThreshold || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
+			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
 			return fmt.Errorf("listener %q changed: restart meshgate to change listener settings", x.Name)
 		}
 	}
@@ -527,6 +556,9 @@ func sameListeners(a, b *conf.Config) error {
 func (e *Edge) readiness() (bool, string) {
 	if !e.ready.Load() {
 		return false, "not serving (starting or draining)"
+	}
+	if ok, why := e.mesh.ready(); !ok {
+		return false, why
 	}
 	return e.disc.ready()
 }
@@ -629,6 +661,7 @@ func (e *Edge) Run(ctx context.Context) error {
 // close releases what NewEdge acquired; safe after a partial construction.
 func (e *Edge) close() {
 	e.stopKV()
+	e.mesh.close()
 	if e.stopGen != nil {
 		e.stopGen()
 	}
@@ -663,4 +696,29 @@ func registerPprof(a *admin.Server) error {
 		}
 	}
 	return nil
+}
+
+// connectService reports whether a routed service is reached through Consul Connect, and its
+// Consul name: identity.connect is on and the service is not pinned in discovery.static.
+func connectService(cfg *conf.Config, name string) (string, bool) {
+	if cfg.Identity == nil || !cfg.Identity.Connect || cfg.Discovery.Consul == nil {
+		return "", false
+	}
+	if _, static := cfg.Discovery.Static[name]; static {
+		return "", false
+	}
+	if s, ok := cfg.Discovery.Consul.Services[name]; ok && s.Name != "" {
+		return s.Name, true
+	}
+	return name, true
+}
+
+// jsonHandler serves view() as indented JSON (admin views other than the built-in ones).
+func jsonHandler(view func() any) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(view())
+	})
 }

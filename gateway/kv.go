@@ -118,7 +118,8 @@ func (e *Edge) stopKV() {
 	}
 }
 
-// withKV returns the config to run for file: file plus the current documents. Called with
+// withKV returns the config to run for file: file plus the current documents, expanded
+// (conf.Config.Expanded, for a sidecar). Called with
 // Edge.mu held; nothing is recorded until commit.
 func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 	want := ""
@@ -131,14 +132,16 @@ func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 		if want != "" && newFile {
 			e.log.Warn().Str(fieldKVPrefix, want).Msg("discovery.consul.kv_prefix takes effect at the next restart")
 		}
-		return file, nil
+		return file.Expanded(), nil
 	}
 	if want != e.kv.prefix && newFile {
 		e.log.Warn().Str(fieldKVPrefix, e.kv.prefix).Str("configured", want).
 			Msg("discovery.consul.kv_prefix changes take effect at the next restart; still following the old prefix")
 	}
 	res := e.kv.merge(file)
-	return res.cfg, &res
+	// A sidecar becomes listeners and routes after the merge, so KV routes land beside the
+	// user's own and never on the inbound or upstream listeners.
+	return res.cfg.Expanded(), &res
 }
 
 // applyKV is the WatchKV callback: re-merge with the file config and reload if the documents

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,22 +33,30 @@ import (
 const registrationOpTimeout = 5 * time.Second
 
 // edgeRegistration is the process-lifetime registration; a nil *edgeRegistration means
-// discovery.consul.register is not configured, and its methods are safe on nil.
+// nothing is registered, and its methods are safe on nil. An edge registers itself
+// (discovery.consul.register); a sidecar registers its connect-proxy and its app (regs[0] is
+// the instance callers find, so drain waits for that one to leave the passing set).
 type edgeRegistration struct {
-	reg       *consul.Registrar
+	regs      []*consul.Registrar
 	conf      conf.Registration // as configured (before filling bound ports), for reload warnings
 	drainWait time.Duration
 	log       zerolog.Logger
-	stop      context.CancelFunc // ends Registrar.Run; nil until start
-	done      chan struct{}      // closed when Registrar.Run has returned
+	stop      context.CancelFunc // ends the Registrars' Run; nil until start
+	done      chan struct{}      // closed when every Run has returned
 }
 
-// newEdgeRegistration builds the Registrar from cfg once the listeners and the admin API are
+// newEdgeRegistration builds the Registrars from cfg once the listeners and the admin API are
 // bound, so a port-0 listener registers its real port and the HTTP check hits the real admin
 // address. It does not contact Consul.
 func newEdgeRegistration(cfg *conf.Config, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
 	cc := cfg.Discovery.Consul
-	if cc == nil || cc.Register == nil {
+	if cc == nil {
+		return nil, nil
+	}
+	if cfg.Sidecar != nil {
+		return newSidecarRegistration(cfg, listeners, admin, ready, log)
+	}
+	if cc.Register == nil {
 		return nil, nil
 	}
 	rc := *cc.Register
@@ -58,29 +67,123 @@ func newEdgeRegistration(cfg *conf.Config, listeners []*listener.Listener, admin
 	if in.ID == "" {
 		in.ID = conf.RegistrationID(in.Name, in.Address, in.Port)
 	}
+	opts := registrarBase(cc, log)
+	opts.Service = in
+	opts.Check = rc.Check
+	opts.CheckURL = readyURL(admin)
+	opts.CheckInterval = rc.CheckInterval.D()
+	opts.DeregisterAfter = rc.DeregisterAfter.D()
+	opts.Ready = ready
+	r, err := consul.NewRegistrar(opts)
+	if err != nil {
+		return nil, fmt.Errorf("discovery.consul.register: %w", err)
+	}
+	return &edgeRegistration{regs: []*consul.Registrar{r}, conf: rc, drainWait: rc.DrainWait.D(), log: log}, nil
+}
+
+// registrarBase is the agent connection part of RegistrarOptions.
+func registrarBase(cc *conf.Consul, log zerolog.Logger) consul.RegistrarOptions {
 	opts := consul.RegistrarOptions{
-		Address:         cc.Address,
-		Scheme:          cc.Scheme,
-		Datacenter:      cc.Datacenter,
-		Token:           cc.Token,
-		TokenFile:       cc.TokenFile,
-		Service:         in,
-		Check:           rc.Check,
-		CheckURL:        readyURL(admin),
-		CheckInterval:   rc.CheckInterval.D(),
-		DeregisterAfter: rc.DeregisterAfter.D(),
-		Ready:           ready,
-		Logger:          log,
+		Address:    cc.Address,
+		Scheme:     cc.Scheme,
+		Datacenter: cc.Datacenter,
+		Token:      cc.Token,
+		TokenFile:  cc.TokenFile,
+		Logger:     log,
 	}
 	if t := cc.TLS; t != nil {
 		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
 			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	}
-	r, err := consul.NewRegistrar(opts)
-	if err != nil {
-		return nil, fmt.Errorf("discovery.consul.register: %w", err)
+	return opts
+}
+
+// newSidecarRegistration registers what Consul expects of a mesh member:
+//
+//	Connect mode:   <app>-sidecar-proxy  kind connect-proxy at the inbound listener, HTTP check
+//	                on our /ready plus an alias check on the app (callers find it through
+//	                /v1/health/connect/<app>; its Proxy block names the app and the upstreams)
+//	                <app>                the app itself at its own address, TCP check
+//	                                     (unless sidecar.service.register is false)
+//	plaintext mode: <app>                at the inbound listener, HTTP check on our /ready, so
+//	                                     plain discovery sends callers through the sidecar
+func newSidecarRegistration(cfg *conf.Config, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
+	sc, cc := cfg.Sidecar, cfg.Discovery.Consul
+	svc := sc.Service
+	bound := make(map[string]net.Addr, len(listeners))
+	for _, l := range listeners {
+		bound[l.Name()] = l.Addr()
 	}
-	return &edgeRegistration{reg: r, conf: rc, drainWait: rc.DrainWait.D(), log: log}, nil
+	inHost, inPort := registeredAddr(sc.Inbound.Address, bound[conf.SidecarInboundName])
+	out := &edgeRegistration{drainWait: defaultSidecarDrainWait, log: log}
+	add := func(opts consul.RegistrarOptions) error {
+		r, err := consul.NewRegistrar(opts)
+		if err != nil {
+			return fmt.Errorf("sidecar registration of %s: %w", opts.Service.ID, err)
+		}
+		out.regs = append(out.regs, r)
+		return nil
+	}
+	if !sc.ConnectEnabled() {
+		if !svc.Registers() {
+			return nil, nil
+		}
+		opts := registrarBase(cc, log)
+		opts.Service = consul.Instance{Name: svc.Name, ID: svc.ID, Address: inHost, Port: inPort, Tags: svc.Tags, Meta: svc.Meta}
+		opts.Check, opts.CheckURL, opts.Ready = consul.CheckHTTP, readyURL(admin), ready
+		if err := add(opts); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+
+	proxy := &consul.ProxyConfig{
+		DestinationServiceName: svc.Name,
+		DestinationServiceID:   svc.ID,
+		LocalServiceAddress:    svc.Address,
+		LocalServicePort:       svc.Port,
+	}
+	for _, u := range sc.Upstreams {
+		host, port := registeredAddr(u.Bind, bound[conf.SidecarUpstreamName(u.Service)])
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		proxy.Upstreams = append(proxy.Upstreams, consul.ProxyUpstream{DestinationName: u.Service, LocalBindAddress: host, LocalBindPort: port})
+	}
+	po := registrarBase(cc, log)
+	// The proxy carries the app's tags and meta so a caller's Connect subset (tags, meta)
+	// selects the same instances through their proxies.
+	po.Service = consul.Instance{Name: svc.ProxyName(), ID: svc.ProxyID(), Address: inHost, Port: inPort,
+		Tags: svc.Tags, Meta: svc.Meta, Proxy: proxy}
+	po.Check, po.CheckURL, po.Ready = consul.CheckHTTP, readyURL(admin), ready
+	po.AliasServiceID = svc.ID
+	if err := add(po); err != nil {
+		return nil, err
+	}
+	if svc.Registers() {
+		ao := registrarBase(cc, log)
+		ao.Service = consul.Instance{Name: svc.Name, ID: svc.ID, Address: svc.Address, Port: svc.Port, Tags: svc.Tags, Meta: svc.Meta}
+		ao.Check = consul.CheckTCP
+		if err := add(ao); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// defaultSidecarDrainWait bounds how long a draining sidecar waits for Consul to stop listing
+// its proxy, like discovery.consul.register.drain_wait's default for an edge.
+const defaultSidecarDrainWait = 10 * time.Second
+
+// registeredAddr is the host and port to register for a listener configured as cfgAddr and
+// bound at bound: a wildcard host is left empty (Consul then uses the node's address), a
+// port-0 listener registers its real port.
+func registeredAddr(cfgAddr string, bound net.Addr) (string, int) {
+	host, _, _ := net.SplitHostPort(cfgAddr)
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = ""
+	}
+	return host, addrPort(bound)
 }
 
 func addrPort(a net.Addr) int {
@@ -114,9 +217,17 @@ func (s *edgeRegistration) start() {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stop, s.done = cancel, make(chan struct{})
+	var wg sync.WaitGroup
+	for _, r := range s.regs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = r.Run(ctx)
+		}()
+	}
 	go func() {
-		defer close(s.done)
-		_ = s.reg.Run(ctx)
+		wg.Wait()
+		close(s.done)
 	}()
 }
 
@@ -127,17 +238,21 @@ func (s *edgeRegistration) drain(wait bool) {
 	if s == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
-	err := s.reg.Maintenance(ctx, true, "meshgate is shutting down")
-	cancel()
-	if err != nil {
-		s.log.Warn().Err(err).Msg("draining: could not set consul maintenance mode; continuing the drain")
+	// The instance callers find (regs[0]) goes first; the app's own registration follows so
+	// plain-discovery callers leave it too.
+	for _, r := range s.regs {
+		ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
+		err := r.Maintenance(ctx, true, "meshgate is shutting down")
+		cancel()
+		if err != nil {
+			s.log.Warn().Err(err).Str("service_id", r.ID()).Msg("draining: could not set consul maintenance mode; continuing the drain")
+		}
 	}
 	if !wait {
 		return
 	}
 	start := time.Now()
-	err = s.reg.WaitNotPassing(context.Background(), s.drainWait)
+	err := s.regs[0].WaitNotPassing(context.Background(), s.drainWait)
 	switch {
 	case errors.Is(err, consul.ErrStillPassing):
 		s.log.Warn().Err(err).Dur("drain_wait", s.drainWait).Msg("draining: consul still reports this instance as passing; continuing the drain anyway")
@@ -158,14 +273,16 @@ func (s *edgeRegistration) deregister() {
 		s.stop()
 		<-s.done
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
-	defer cancel()
-	if err := s.reg.Deregister(ctx); err != nil {
-		s.log.Warn().Err(err).Msg("could not deregister from consul; the agent removes the instance after deregister_after")
-	} else {
-		s.log.Info().Msg("deregistered from consul")
+	for _, r := range s.regs {
+		ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
+		if err := r.Deregister(ctx); err != nil {
+			s.log.Warn().Err(err).Str("service_id", r.ID()).Msg("could not deregister from consul; the agent removes the instance after deregister_after")
+		} else {
+			s.log.Info().Str("service_id", r.ID()).Msg("deregistered from consul")
+		}
+		cancel()
+		r.Close()
 	}
-	s.reg.Close()
 }
 
 // registrationReloaded warns when a reload changes discovery.consul.register: the

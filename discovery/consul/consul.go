@@ -66,7 +66,24 @@ type Subset struct {
 	Name string            // Consul service name; empty means the routed name
 	Tags []string          // every tag must be present (Consul ANDs repeated tag parameters)
 	Meta map[string]string // every key must have this value (filtered here, exactly)
+	// Connect selects the service's Connect endpoints instead of its instances: the passing
+	// connect-proxy services whose destination it is (Consul's sidecars, ours) and its passing
+	// Connect-native instances, from /v1/health/connect/<name>. A caller that reaches the
+	// service over mTLS dials these, never the app's own port. Tags and Meta are then matched
+	// against the proxies' registrations (Consul's own sidecar registrations copy the app's
+	// tags and meta; so does meshgate's sidecar), and tags are matched here, because Consul's
+	// connect endpoint ignores the tag parameter.
+	Connect bool
 }
+
+// SnapshotKindConnect is the snapshot directory Connect endpoint sets are stored in, so the
+// proxies of a service and its plain instances both survive a restart (see
+// snapshot.SaveSelectedIn).
+const SnapshotKindConnect = "connect"
+
+// connectLabel prefixes a Connect watch's routed name in metrics, logs and Health, so it
+// cannot be mistaken for the plain watch of the same service (like "kv:" for KV watches).
+const connectLabel = "connect:"
 
 // Options configure a Source.
 type Options struct {
@@ -199,6 +216,8 @@ func (s *Source) WatchSubset(ctx context.Context, service string, sub Subset, fn
 	}
 	sub = canonical(service, sub)
 	sel := selector(sub)
+	// The selector carries Connect, so the plain and the Connect watch of one service are two
+	// loops with two sets.
 	key := service + "\x00" + sel
 
 	s.mu.Lock()
@@ -229,12 +248,15 @@ func (s *Source) WatchSubset(ctx context.Context, service string, sub Subset, fn
 // held, so the snapshot read (one small file) happens once per key.
 func (s *Source) startWatch(key, service, sel string, sub Subset) *watch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watch{key: key, service: service, selector: sel, sub: sub, stop: cancel, subs: map[uint64]func(discovery.Set){}}
+	w := &watch{key: key, service: service, label: service, selector: sel, sub: sub, stop: cancel, subs: map[uint64]func(discovery.Set){}}
+	if sub.Connect {
+		w.label = connectLabel + service
+	}
 	if s.snap != nil {
-		if set, savedAt, ok := s.snap.LoadSelected(service, sel); ok {
+		if set, savedAt, ok := s.snap.LoadSelectedIn(w.snapshotKind(), service, sel); ok {
 			w.cur, w.have, w.snapshotAt = set, true, savedAt
-			s.m.endpoints.WithLabelValues(service).Set(float64(len(set.Endpoints)))
-			s.log.Info().Str(fieldService, service).Int(fieldEndpoints, len(set.Endpoints)).
+			s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
+			s.log.Info().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).
 				Time("saved_at", savedAt).Msg("serving the snapshot until consul answers")
 		}
 	}
@@ -258,11 +280,11 @@ func (s *Source) unsubscribe(w *watch, id uint64) {
 	w.stop()
 	s.m.watches.Dec()
 	for _, o := range s.watches {
-		if o.service == w.service {
+		if o.label == w.label {
 			return
 		}
 	}
-	s.m.endpoints.DeleteLabelValues(w.service)
+	s.m.endpoints.DeleteLabelValues(w.label)
 }
 
 // Close stops every query loop, waits for them and drops idle agent connections. Watch fails
@@ -300,13 +322,16 @@ func canonical(service string, sub Subset) Subset {
 	return sub
 }
 
-// selector is an unambiguous text form of a canonical subset (JSON sorts map keys).
+// selector is an unambiguous text form of a canonical subset (JSON sorts map keys). Connect is
+// omitted when false, so the selectors of plain watches — and the snapshots saved with them —
+// are what they were before Connect existed.
 func selector(sub Subset) string {
 	b, err := json.Marshal(struct {
-		Name string            `json:"name"`
-		Tags []string          `json:"tags,omitempty"`
-		Meta map[string]string `json:"meta,omitempty"`
-	}{sub.Name, sub.Tags, sub.Meta})
+		Name    string            `json:"name"`
+		Tags    []string          `json:"tags,omitempty"`
+		Meta    map[string]string `json:"meta,omitempty"`
+		Connect bool              `json:"connect,omitempty"`
+	}{sub.Name, sub.Tags, sub.Meta, sub.Connect})
 	if err != nil { // strings and a map of strings always marshal
 		return sub.Name
 	}

@@ -128,6 +128,8 @@ type instance struct {
 	tags     []string
 	meta     map[string]string
 	weight   int
+	proxyFor string // register a connect-proxy whose destination is this service
+	native   bool   // register a Connect-native service
 }
 
 func register(t *testing.T, c *api.Client, in instance) {
@@ -138,6 +140,13 @@ func register(t *testing.T, c *api.Client, in instance) {
 	}
 	if in.weight > 0 {
 		reg.Weights = &api.AgentWeights{Passing: in.weight, Warning: 1}
+	}
+	if in.proxyFor != "" {
+		reg.Kind = api.ServiceKindConnectProxy
+		reg.Proxy = &api.AgentServiceConnectProxyConfig{DestinationServiceName: in.proxyFor, LocalServicePort: 1}
+	}
+	if in.native {
+		reg.Connect = &api.AgentServiceConnect{Native: true}
 	}
 	if err := c.Agent().ServiceRegister(reg); err != nil {
 		t.Fatalf("register %s: %v", in.id, err)
@@ -469,6 +478,122 @@ func TestOutageAndSnapshotRestart(t *testing.T) {
 	})
 }
 
+// TestConnectWatch: a Connect watch follows the service's passing proxies (and Connect-native
+// instances) while the plain watch of the same service follows the app itself; the two are
+// separate loops, metrics series and snapshot files, and each comes back from its own
+// snapshot after a restart with Consul down.
+func TestConnectWatch(t *testing.T) {
+	t.Parallel()
+	a, c := startAgent(t)
+	dir := t.TempDir()
+	store := func() *snapshot.Store {
+		st, err := snapshot.New(snapshot.Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	s := newSource(t, Options{Address: a.HTTPAddr, Snapshot: store(), Registerer: prometheus.NewRegistry()})
+	register(t, c, instance{id: "api-1", name: "api", port: 9201, tags: []string{"v1"}})
+	register(t, c, instance{id: "api-1-sidecar-proxy", name: "api-sidecar-proxy", port: 21001, weight: 3, tags: []string{"v1"}, proxyFor: "api"})
+	register(t, c, instance{id: "pay-1", name: "pay", port: 9301, native: true})
+	register(t, c, instance{id: "web-1", name: "web", port: 9401}) // no proxy, not native
+
+	plain, conn := newRecorder(), newRecorder()
+	if err := s.Watch(t.Context(), "api", plain.fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WatchSubset(t.Context(), "api", Subset{Connect: true}, conn.fn); err != nil {
+		t.Fatal(err)
+	}
+	plain.waitLast(t, propagationBound, "the app", hasAddrs(SourceConsul, ep(9201)))
+	d := conn.waitLast(t, propagationBound, "the proxy", hasAddrs(SourceConsul, ep(21001)))
+	if d.set.Service != "api" || d.set.Endpoints[0].Weight != 3 {
+		t.Fatalf("connect set = %+v, want service api, the proxy's weight 3", d.set)
+	}
+	if n := s.watchCount(); n != 2 {
+		t.Fatalf("watches = %d, want a plain and a connect loop", n)
+	}
+
+	// Passing only: a critical proxy leaves the connect set, the app stays in the plain one.
+	setTTL(t, c, "api-1-sidecar-proxy", api.HealthCritical)
+	conn.waitLast(t, propagationBound, "no proxy", hasAddrs(SourceConsul))
+	setTTL(t, c, "api-1-sidecar-proxy", api.HealthPassing)
+	conn.waitLast(t, propagationBound, "the proxy again", hasAddrs(SourceConsul, ep(21001)))
+	if d, _ := plain.last(); !hasAddrs(SourceConsul, ep(9201))(d.set) {
+		t.Fatalf("plain set followed the proxy: %+v", d.set)
+	}
+
+	// Tags are matched here: Consul's connect endpoint would return both proxies.
+	register(t, c, instance{id: "api-2-sidecar-proxy", name: "api-sidecar-proxy", port: 21002, tags: []string{"canary"}, proxyFor: "api"})
+	conn.waitLast(t, propagationBound, "both proxies", hasAddrs(SourceConsul, ep(21001), ep(21002)))
+	for _, tc := range []struct {
+		routed string
+		sub    Subset
+		want   []string
+	}{
+		{"api-canary", Subset{Name: "api", Tags: []string{"canary"}, Connect: true}, []string{ep(21002)}},
+		{"api-v1", Subset{Name: "api", Tags: []string{"v1"}, Connect: true}, []string{ep(21001)}},
+		{"pay", Subset{Connect: true}, []string{ep(9301)}}, // Connect-native: the service itself
+		{"web", Subset{Connect: true}, nil},                // neither: no Connect endpoint
+	} {
+		r := newRecorder()
+		if err := s.WatchSubset(t.Context(), tc.routed, tc.sub, r.fn); err != nil {
+			t.Fatal(err)
+		}
+		r.waitLast(t, propagationBound, fmt.Sprintf("%s: %v", tc.routed, tc.want), hasAddrs(SourceConsul, tc.want...))
+	}
+
+	if got := testutil.ToFloat64(s.m.endpoints.WithLabelValues("connect:api")); got != 2 {
+		t.Errorf("meshgate_discovery_endpoints{service=connect:api} = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(s.m.endpoints.WithLabelValues("api")); got != 1 {
+		t.Errorf("meshgate_discovery_endpoints{service=api} = %v, want 1", got)
+	}
+
+	// Both sets are on disk, apart (saved after delivery: poll).
+	eventually(t, propagationBound, func() error {
+		st := store()
+		p, _, ok := st.LoadSelected("api", selector(canonical("api", Subset{})))
+		if !ok || !slices.Equal(addrs(p), []string{ep(9201)}) {
+			return fmt.Errorf("plain snapshot = %v (ok %v)", addrs(p), ok)
+		}
+		cs, _, ok := st.LoadSelectedIn(SnapshotKindConnect, "api", selector(canonical("api", Subset{Connect: true})))
+		if !ok || !slices.Equal(addrs(cs), []string{ep(21001), ep(21002)}) {
+			return fmt.Errorf("connect snapshot = %v (ok %v)", addrs(cs), ok)
+		}
+		return nil
+	})
+
+	// A restart with Consul unreachable: each watch serves its own snapshot.
+	s2 := newSource(t, Options{Address: deadAddress(t), Snapshot: store()})
+	plain2, conn2 := newRecorder(), newRecorder()
+	if err := s2.Watch(t.Context(), "api", plain2.fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.WatchSubset(t.Context(), "api", Subset{Connect: true}, conn2.fn); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := plain2.last(); !ok || !hasAddrs(SourceSnapshot, ep(9201))(d.set) {
+		t.Fatalf("plain after restart = %+v (ok %v), want its snapshot", d.set, ok)
+	}
+	if d, ok := conn2.last(); !ok || !hasAddrs(SourceSnapshot, ep(21001), ep(21002))(d.set) {
+		t.Fatalf("connect after restart = %+v (ok %v), want its snapshot", d.set, ok)
+	}
+	eventually(t, propagationBound, func() error {
+		_, detail := s2.Health()
+		names := map[string]bool{}
+		for _, p := range strings.Split(strings.TrimPrefix(detail, "degraded: "), "; ") {
+			name, _, _ := strings.Cut(p, ": ")
+			names[name] = true
+		}
+		if !names["api"] || !names["connect:api"] || !strings.Contains(detail, "connect:api: consul query failing") {
+			return fmt.Errorf("health detail %q does not name api and connect:api as failing", detail)
+		}
+		return nil
+	})
+}
+
 func gaugeValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	t.Helper()
 	mfs, err := g.Gather()
@@ -608,7 +733,7 @@ func TestEndpoints(t *testing.T) {
 		entry("10.0.0.5", "10.0.0.5", 80, 1, nil), // filtered by meta below? no meta wanted
 		{Node: &api.Node{Address: "10.0.0.6"}},    // no service
 		entry("", "", 80, 1, nil),                 // no address at all
-	}, nil)
+	}, nil, nil)
 	want := []discovery.Endpoint{{Address: "10.0.0.1:80", Weight: 5}, {Address: "10.0.0.2:80", Weight: 1}, {Address: "10.0.0.5:80", Weight: 1}, {Address: "[::1]:81", Weight: 1}}
 	if !slices.Equal(got, want) {
 		t.Fatalf("endpoints = %+v, want %+v", got, want)
@@ -617,9 +742,22 @@ func TestEndpoints(t *testing.T) {
 		entry("", "10.0.0.1", 80, 1, map[string]string{"zone": "a", "x": "y"}),
 		entry("", "10.0.0.2", 80, 1, map[string]string{"zone": "b"}),
 		entry("", "10.0.0.3", 80, 1, nil),
-	}, map[string]string{"zone": "a"})
+	}, nil, map[string]string{"zone": "a"})
 	if len(metaOnly) != 1 || metaOnly[0].Address != "10.0.0.1:80" {
 		t.Fatalf("meta filter = %+v", metaOnly)
+	}
+	tagged := func(addr string, tags ...string) *api.ServiceEntry {
+		e := entry("", addr, 80, 1, nil)
+		e.Service.Tags = tags
+		return e
+	}
+	tagsOnly := endpoints([]*api.ServiceEntry{
+		tagged("10.0.0.1", "a", "b", "c"),
+		tagged("10.0.0.2", "a"),
+		tagged("10.0.0.3"),
+	}, []string{"b", "a"}, nil)
+	if len(tagsOnly) != 1 || tagsOnly[0].Address != "10.0.0.1:80" {
+		t.Fatalf("tag filter = %+v", tagsOnly)
 	}
 }
 
@@ -723,6 +861,21 @@ func TestSelectorIsCanonical(t *testing.T) {
 	}
 	if c := selector(canonical("api", Subset{Tags: []string{"a"}})); c == a {
 		t.Fatal("different subsets share a selector")
+	}
+	// Snapshots on disk carry these selectors: a plain subset's must never change.
+	for _, tc := range []struct {
+		sub  Subset
+		want string
+	}{
+		{Subset{}, `{"name":"api"}`},
+		{Subset{Tags: []string{"v2"}}, `{"name":"api","tags":["v2"]}`},
+		{Subset{Meta: map[string]string{"z": "a"}}, `{"name":"api","meta":{"z":"a"}}`},
+		{Subset{Connect: true}, `{"name":"api","connect":true}`},
+		{Subset{Tags: []string{"v2"}, Connect: true}, `{"name":"api","tags":["v2"],"connect":true}`},
+	} {
+		if got := selector(canonical("api", tc.sub)); got != tc.want {
+			t.Errorf("selector(%+v) = %s, want %s", tc.sub, got, tc.want)
+		}
 	}
 }
 

@@ -1,12 +1,14 @@
-// Package consul is a discovery.Source backed by Consul's health endpoint: one blocking query
-// per watched service (passing instances only), never a whole-catalog scan, with the last
-// applied set of each service kept on disk (discovery/snapshot) so a restart during a Consul
-// outage serves at once.
+// Package consul is a discovery.Source backed by Consul's health endpoints: one blocking query
+// per watched service (passing instances only, or the passing Connect endpoints), never a
+// whole-catalog scan, with the last applied set of each service kept on disk
+// (discovery/snapshot) so a restart during a Consul outage serves at once. It also registers
+// meshgate — or a sidecar's app and the sidecar as its connect-proxy — with the local agent.
 //
 //	Watch(ctx₁, "api", fn₁) ─┐                       ┌─▶ fn₁, fn₂  (only when the set changed)
 //	Watch(ctx₂, "api", fn₂) ─┼─▶ watch{api, subset} ─┤
 //	      (joins; gets the   │   one loop goroutine: └─▶ snapshot.SaveSelected (every applied set)
 //	       current set now)  │   GET /v1/health/service/<name>?passing=1&tag=…&index=N&wait=5m
+//	                         │   (Connect subset: /v1/health/connect/<name>?passing=1&…)
 //	                         │   ├─ ok: index bookkeeping, meta filter, Set, deliver if changed
 //	                         │   └─ error: keep the set, jittered backoff 50ms → 30s, index = 0
 //	snapshot.LoadSelected ───┘   (on the first Watch of a key: delivered at once, Source "snapshot")
@@ -18,6 +20,17 @@
 // re-watches every service under a new generation context before cancelling the old one —
 // never restarts a blocking query. The loop ends when the last subscriber's ctx ends, or at
 // Close. No ctx is stored: each loop owns a cancel func.
+//
+// # Connect endpoints
+//
+// A Subset with Connect selects where a Connect (mTLS) caller dials the service: the passing
+// connect-proxy instances whose destination it is — Consul's own sidecars or meshgate's — and
+// its passing Connect-native instances, never the app's own port. It is an ordinary watch in
+// every other way (shared, snapshotted, counted, in Health) under its own key: the plain and
+// the Connect watch of one service are two loops with two sets. Its selector carries
+// "connect":true (a plain selector is unchanged), its snapshot lives in SnapshotKindConnect so
+// it does not overwrite the plain one, and metrics, logs and Health name it "connect:<routed>".
+// Tags are matched here rather than by Consul, whose connect endpoint ignores them.
 //
 // # Failure semantics
 //
@@ -32,9 +45,15 @@
 //
 // # Registration
 //
-// Registrar registers one service instance with the local agent (an HTTP check the agent runs,
-// or a TTL check the Registrar passes itself) and takes it out in the order a graceful shutdown
-// needs:
+// Registrar registers one service instance with the local agent — with an HTTP or TCP check
+// the agent runs, or a TTL check the Registrar passes itself, optionally plus an alias check
+// mirroring another local instance — and takes it out in the order a graceful shutdown needs.
+// The sidecar runs two: one for its app (TCP check on the app's port, so Consul sees the app
+// only while it listens) and one for itself as the app's connect-proxy (Instance.Proxy: the
+// mTLS inbound address, destination and upstreams; its /ready check plus an alias of the app,
+// so callers also stop picking it while the app fails). It takes the proxy out first, then the
+// app. For a proxy, WaitNotPassing follows the destination's Connect endpoints, where callers
+// find it. Each Registrar:
 //
 //	Run(ctx): Register ─(agent down: jittered backoff, never fails)─▶ registered
 //	          ├─ TTL: pass every TTL/3 (critical while not ready or in maintenance)

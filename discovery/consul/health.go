@@ -75,9 +75,9 @@ func (w *watch) problem(now time.Time) string {
 	}
 	switch {
 	case w.lastErr != nil:
-		return fmt.Sprintf("%s: consul query failing for %s (%s): %v", w.service, round(now.Sub(w.failSince)), serving, w.lastErr)
+		return fmt.Sprintf("%s: consul query failing for %s (%s): %v", w.label, round(now.Sub(w.failSince)), serving, w.lastErr)
 	case w.have && w.cur.Source == SourceSnapshot:
-		return fmt.Sprintf("%s: %s, waiting for consul", w.service, serving)
+		return fmt.Sprintf("%s: %s, waiting for consul", w.label, serving)
 	}
 	return ""
 }

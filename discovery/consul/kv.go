@@ -80,7 +80,7 @@ func (s *Source) WatchKV(ctx context.Context, prefix string, fn func([]KVDoc)) e
 
 	wctx, cancel := context.WithCancel(context.Background())
 	name := "kv:" + prefix
-	kw := &kvWatch{prefix: prefix, fn: fn, w: &watch{service: name, selector: prefix, stop: cancel}}
+	kw := &kvWatch{prefix: prefix, fn: fn, w: &watch{service: name, label: name, selector: prefix, stop: cancel}}
 	if fromSnap {
 		// Only Source matters in a KV watch's Set: Health reads it to say "snapshot".
 		kw.w.cur, kw.w.have, kw.w.snapshotAt = discovery.Set{Service: name, Source: SourceSnapshot}, true, savedAt

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 const (
 	CheckHTTP = "http" // the agent GETs CheckURL every CheckInterval
 	CheckTTL  = "ttl"  // the Registrar passes it every CheckInterval/3 from Run
+	CheckTCP  = "tcp"  // the agent connects to CheckAddress every CheckInterval
 )
 
 // Registrar defaults.
@@ -50,6 +53,30 @@ type Instance struct {
 	Port    int
 	Tags    []string
 	Meta    map[string]string
+	// Proxy, when set, registers the instance as a connect-proxy (Kind "connect-proxy") for
+	// Proxy.DestinationServiceName: Connect callers then find it at Address:Port through
+	// /v1/health/connect/<destination>, and Consul's own proxies treat it as the app's sidecar.
+	// Port is then required: it is the proxy's mTLS inbound listener.
+	Proxy *ProxyConfig
+}
+
+// ProxyConfig is what Consul records about a sidecar proxy (the "Proxy" block of a
+// connect-proxy registration). The field names are Consul's.
+type ProxyConfig struct {
+	DestinationServiceName string // the app this proxy fronts; required
+	DestinationServiceID   string // the app's instance ID; optional
+	// LocalServiceAddress and LocalServicePort are where the proxy reaches the app; Consul's
+	// defaults when empty are 127.0.0.1 and nothing.
+	LocalServiceAddress string
+	LocalServicePort    int
+	Upstreams           []ProxyUpstream
+}
+
+// ProxyUpstream is one service the proxy offers the app on a local plaintext port.
+type ProxyUpstream struct {
+	DestinationName  string // required
+	LocalBindAddress string // default (Consul's) 127.0.0.1
+	LocalBindPort    int    // required
 }
 
 // RegistrarOptions configure a Registrar. The connection fields mean what they mean in Options
@@ -64,19 +91,29 @@ type RegistrarOptions struct {
 	TLS        TLSOptions
 
 	Service Instance
-	// Check is CheckHTTP (default) or CheckTTL.
+	// Check is CheckHTTP (default), CheckTTL or CheckTCP.
 	Check string
 	// CheckURL is what the agent GETs for an HTTP check (e.g. http://127.0.0.1:9901/ready);
 	// required with CheckHTTP.
 	CheckURL string
-	// CheckInterval is the HTTP check's interval or the TTL; default 2s.
+	// CheckAddress is the host:port the agent connects to for a TCP check; default
+	// Service.Address:Service.Port. A sidecar registering its app uses it so Consul sees the
+	// app passing only while the app accepts connections.
+	CheckAddress string
+	// CheckInterval is the HTTP or TCP check's interval or the TTL; default 2s.
 	CheckInterval time.Duration
+	// AliasServiceID, when set, adds a second check that mirrors the health of that service
+	// instance on the same agent (Consul's alias check). A sidecar proxy sets it to its app's
+	// ID — as Consul's own sidecar registrations do — so callers stop picking the proxy while
+	// the app behind it is failing or in maintenance. DeregisterAfter does not apply to it: an
+	// app down for a while must not make the agent drop the proxy.
+	AliasServiceID string
 	// DeregisterAfter: the agent removes the instance after its check is critical this long
 	// (Consul raises anything below 1m to 1m). Default 1m.
 	DeregisterAfter time.Duration
 	// Ready gates the TTL check: it is passed only while Ready reports true (its detail goes
-	// into the check output otherwise). Nil means always ready. Unused with CheckHTTP, where
-	// the URL answers the same question.
+	// into the check output otherwise). Nil means always ready. Unused with CheckHTTP and
+	// CheckTCP, where the agent's own probe answers the same question.
 	Ready func() (bool, string)
 	// Resync is how often Run asks the agent whether it still knows the instance, so an agent
 	// that restarted without its state gets it back. Default 5s.
@@ -97,7 +134,8 @@ type Registrar struct {
 	dc        string
 	reg       *api.AgentServiceRegistration
 	checkID   string
-	ttl       time.Duration // 0 for an HTTP check
+	kind      string        // CheckHTTP, CheckTTL or CheckTCP
+	ttl       time.Duration // 0 unless kind is CheckTTL
 	ready     func() (bool, string)
 	resync    time.Duration
 	log       zerolog.Logger
@@ -132,6 +170,13 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 	if in.Port < 0 || in.Port > 65535 {
 		return nil, fmt.Errorf("consul: registrar: port %d: want 0..65535", in.Port)
 	}
+	var proxy *api.AgentServiceConnectProxyConfig
+	if in.Proxy != nil {
+		var err error
+		if proxy, err = proxyConfig(in.Port, in.Proxy); err != nil {
+			return nil, fmt.Errorf("consul: registrar: proxy %s: %w", in.ID, err)
+		}
+	}
 	interval := orDefault(opts.CheckInterval, DefaultCheckInterval)
 	deregAfter := orDefault(opts.DeregisterAfter, DefaultDeregisterAfter)
 	check := &api.AgentServiceCheck{
@@ -139,14 +184,28 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 		DeregisterCriticalServiceAfter: deregAfter.String(),
 	}
 	var ttl time.Duration
-	switch opts.Check {
+	kind := opts.Check
+	switch kind {
 	case "", CheckHTTP:
+		kind = CheckHTTP
 		if opts.CheckURL == "" {
 			return nil, errors.New("consul: registrar: an http check needs a check url")
 		}
 		check.Name = "meshgate ready"
 		check.HTTP = opts.CheckURL
 		check.Method = http.MethodGet
+		check.Interval = interval.String()
+		check.Timeout = min(interval, maxCheckTimeout).String()
+	case CheckTCP:
+		addr := opts.CheckAddress
+		if addr == "" && in.Address != "" && in.Port > 0 {
+			addr = net.JoinHostPort(in.Address, strconv.Itoa(in.Port))
+		}
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" || port == "0" {
+			return nil, fmt.Errorf("consul: registrar: a tcp check needs a host:port (check address, or the service's address and port), got %q", addr)
+		}
+		check.Name = "listening"
+		check.TCP = addr
 		check.Interval = interval.String()
 		check.Timeout = min(interval, maxCheckTimeout).String()
 	case CheckTTL:
@@ -156,7 +215,18 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 		// Critical until Run's first pass: registering is not the same as being ready.
 		check.Status = api.HealthCritical
 	default:
-		return nil, fmt.Errorf("consul: registrar: check %q: want %s or %s", opts.Check, CheckHTTP, CheckTTL)
+		return nil, fmt.Errorf("consul: registrar: check %q: want %s, %s or %s", opts.Check, CheckHTTP, CheckTTL, CheckTCP)
+	}
+	var alias api.AgentServiceChecks
+	if opts.AliasServiceID != "" {
+		if opts.AliasServiceID == in.ID {
+			return nil, fmt.Errorf("consul: registrar: alias service %q: an instance cannot alias itself", in.ID)
+		}
+		alias = api.AgentServiceChecks{{
+			CheckID:      check.CheckID + ":alias",
+			Name:         "alias " + opts.AliasServiceID,
+			AliasService: opts.AliasServiceID,
+		}}
 	}
 
 	switch opts.Scheme {
@@ -183,6 +253,7 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 		token:     token,
 		dc:        opts.Datacenter,
 		reg: &api.AgentServiceRegistration{
+			Kind:    kindOf(proxy),
 			ID:      in.ID,
 			Name:    in.Name,
 			Address: in.Address,
@@ -190,8 +261,11 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 			Tags:    append([]string(nil), in.Tags...),
 			Meta:    cloneMeta(in.Meta),
 			Check:   check,
+			Checks:  alias,
+			Proxy:   proxy,
 		},
 		checkID:    check.CheckID,
+		kind:       kind,
 		ttl:        ttl,
 		ready:      opts.Ready,
 		resync:     orDefault(opts.Resync, DefaultResync),
@@ -200,6 +274,61 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 		backoffMax: orDefault(opts.BackoffMax, defaultBackoffMax),
 		op:         make(chan struct{}, 1),
 	}, nil
+}
+
+// proxyConfig checks a sidecar's proxy block and converts it, so a mistake Consul would reject
+// fails NewRegistrar instead of making Run retry a doomed registration forever.
+func proxyConfig(port int, p *ProxyConfig) (*api.AgentServiceConnectProxyConfig, error) {
+	if p.DestinationServiceName == "" {
+		return nil, errors.New("destination service name is required")
+	}
+	if port <= 0 {
+		return nil, errors.New("port is required (the proxy's inbound listener)")
+	}
+	if p.LocalServicePort < 0 || p.LocalServicePort > 65535 {
+		return nil, fmt.Errorf("local service port %d: want 0..65535", p.LocalServicePort)
+	}
+	out := &api.AgentServiceConnectProxyConfig{
+		DestinationServiceName: p.DestinationServiceName,
+		DestinationServiceID:   p.DestinationServiceID,
+		LocalServiceAddress:    p.LocalServiceAddress,
+		LocalServicePort:       p.LocalServicePort,
+	}
+	names := make(map[string]bool, len(p.Upstreams))
+	binds := make(map[string]bool, len(p.Upstreams))
+	for i, u := range p.Upstreams {
+		if u.DestinationName == "" {
+			return nil, fmt.Errorf("upstream %d: destination name is required", i)
+		}
+		if u.LocalBindPort <= 0 || u.LocalBindPort > 65535 {
+			return nil, fmt.Errorf("upstream %s: local bind port %d: want 1..65535", u.DestinationName, u.LocalBindPort)
+		}
+		bindHost := u.LocalBindAddress
+		if bindHost == "" {
+			bindHost = "127.0.0.1"
+		}
+		bind := net.JoinHostPort(bindHost, strconv.Itoa(u.LocalBindPort))
+		switch {
+		case names[u.DestinationName]:
+			return nil, fmt.Errorf("upstream %s: listed twice", u.DestinationName)
+		case binds[bind]:
+			return nil, fmt.Errorf("upstream %s: local bind %s is used twice", u.DestinationName, bind)
+		}
+		names[u.DestinationName], binds[bind] = true, true
+		out.Upstreams = append(out.Upstreams, api.Upstream{
+			DestinationName:  u.DestinationName,
+			LocalBindAddress: u.LocalBindAddress,
+			LocalBindPort:    u.LocalBindPort,
+		})
+	}
+	return out, nil
+}
+
+func kindOf(proxy *api.AgentServiceConnectProxyConfig) api.ServiceKind {
+	if proxy != nil {
+		return api.ServiceKindConnectProxy
+	}
+	return api.ServiceKindTypical
 }
 
 func cloneMeta(m map[string]string) map[string]string {
@@ -338,10 +467,11 @@ func (r *Registrar) Maintenance(ctx context.Context, on bool, reason string) err
 }
 
 // WaitNotPassing blocks until Consul's health endpoint no longer lists this instance among the
-// passing instances of its service, or timeout (or ctx) ends. It follows the endpoint with
-// blocking queries, so it returns as soon as the catalog changes. It returns at once when the
-// instance was never registered. On timeout the error wraps ErrStillPassing (and the last query
-// error, if queries were failing).
+// passing instances of its service — for a proxy, among the passing Connect endpoints of its
+// destination, which is where its callers find it — or timeout (or ctx) ends. It follows the
+// endpoint with blocking queries, so it returns as soon as the catalog changes. It returns at
+// once when the instance was never registered. On timeout the error wraps ErrStillPassing (and
+// the last query error, if queries were failing).
 func (r *Registrar) WaitNotPassing(ctx context.Context, timeout time.Duration) error {
 	r.mu.Lock()
 	registered, node := r.registered, r.node
@@ -360,7 +490,7 @@ func (r *Registrar) WaitNotPassing(ctx context.Context, timeout time.Duration) e
 			wait = max(time.Until(dl), time.Millisecond)
 		}
 		q := (&api.QueryOptions{Datacenter: r.dc, Token: r.token, WaitIndex: index, WaitTime: wait}).WithContext(ctx)
-		entries, meta, err := r.client.Health().Service(r.reg.Name, "", true, q)
+		entries, meta, err := r.passingEntries(q)
 		if err == nil {
 			if !r.listed(entries, node) {
 				return nil
@@ -378,6 +508,13 @@ func (r *Registrar) WaitNotPassing(ctx context.Context, timeout time.Duration) e
 			return r.stillPassing(timeout, lastErr)
 		}
 	}
+}
+
+func (r *Registrar) passingEntries(q *api.QueryOptions) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+	if r.reg.Proxy != nil {
+		return r.client.Health().Connect(r.reg.Proxy.DestinationServiceName, "", true, q)
+	}
+	return r.client.Health().Service(r.reg.Name, "", true, q)
 }
 
 func (r *Registrar) stillPassing(timeout time.Duration, lastErr error) error {
@@ -459,7 +596,7 @@ func (r *Registrar) registerLoop(ctx context.Context) bool {
 			if failures > 0 {
 				ev = ev.Int("failed_attempts", failures)
 			}
-			ev.Str("check", r.checkKind()).Msg("registered in consul")
+			ev.Str("check", r.kind).Msg("registered in consul")
 			return true
 		}
 		failures++
@@ -474,13 +611,6 @@ func (r *Registrar) registerLoop(ctx context.Context) bool {
 			return false
 		}
 	}
-}
-
-func (r *Registrar) checkKind() string {
-	if r.ttl > 0 {
-		return CheckTTL
-	}
-	return CheckHTTP
 }
 
 // maintain keeps a registered instance alive; it returns true when the agent lost the

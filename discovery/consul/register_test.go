@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -37,7 +39,22 @@ func TestNewRegistrarOptions(t *testing.T) {
 		{name: "bad id", opts: RegistrarOptions{Service: Instance{Name: "edge", ID: "a/b"}, CheckURL: "http://x/ready"}, wantErr: `service id "a/b"`},
 		{name: "bad port", opts: RegistrarOptions{Service: Instance{Name: "edge", Port: 70000}, CheckURL: "http://x/ready"}, wantErr: "port 70000"},
 		{name: "http without url", opts: RegistrarOptions{Service: svc}, wantErr: "needs a check url"},
-		{name: "unknown check", opts: RegistrarOptions{Service: svc, Check: "tcp"}, wantErr: `check "tcp"`},
+		{name: "unknown check", opts: RegistrarOptions{Service: svc, Check: "grpc"}, wantErr: `check "grpc"`},
+		{name: "tcp without address", opts: RegistrarOptions{Service: svc, Check: CheckTCP}, wantErr: "a tcp check needs a host:port"},
+		{name: "tcp check address without port", opts: RegistrarOptions{Service: svc, Check: CheckTCP, CheckAddress: "127.0.0.1"}, wantErr: `got "127.0.0.1"`},
+		{name: "alias of itself", opts: RegistrarOptions{Service: svc, Check: CheckTTL, AliasServiceID: "edge"}, wantErr: "cannot alias itself"},
+		{name: "proxy without destination", opts: RegistrarOptions{Service: Instance{Name: "p", Port: 21000, Proxy: &ProxyConfig{}}, Check: CheckTTL}, wantErr: "destination service name is required"},
+		{name: "proxy without port", opts: RegistrarOptions{Service: Instance{Name: "p", Proxy: &ProxyConfig{DestinationServiceName: "web"}}, Check: CheckTTL}, wantErr: "port is required"},
+		{name: "proxy local port", opts: RegistrarOptions{Service: Instance{Name: "p", Port: 21000, Proxy: &ProxyConfig{DestinationServiceName: "web", LocalServicePort: -1}}, Check: CheckTTL}, wantErr: "local service port -1"},
+		{name: "upstream without name", opts: RegistrarOptions{Service: Instance{Name: "p", Port: 21000, Proxy: &ProxyConfig{DestinationServiceName: "web",
+			Upstreams: []ProxyUpstream{{LocalBindPort: 10001}}}}, Check: CheckTTL}, wantErr: "upstream 0: destination name is required"},
+		{name: "upstream without port", opts: RegistrarOptions{Service: Instance{Name: "p", Port: 21000, Proxy: &ProxyConfig{DestinationServiceName: "web",
+			Upstreams: []ProxyUpstream{{DestinationName: "api"}}}}, Check: CheckTTL}, wantErr: "upstream api: local bind port 0"},
+		{name: "upstream twice", opts: RegistrarOptions{Service: Instance{Name: "p", Port: 21000, Proxy: &ProxyConfig{DestinationServiceName: "web",
+			Upstreams: []ProxyUpstream{{DestinationName: "api", LocalBindPort: 10001}, {DestinationName: "api", LocalBindPort: 10002}}}}, Check: CheckTTL}, wantErr: "upstream api: listed twice"},
+		{name: "upstream bind twice", opts: RegistrarOptions{Service: Instance{Name: "p", Port: 21000, Proxy: &ProxyConfig{DestinationServiceName: "web",
+			Upstreams: []ProxyUpstream{{DestinationName: "api", LocalBindPort: 10001}, {DestinationName: "db", LocalBindAddress: "127.0.0.1", LocalBindPort: 10001}}}}, Check: CheckTTL},
+			wantErr: "upstream db: local bind 127.0.0.1:10001 is used twice"},
 		{name: "bad scheme", opts: RegistrarOptions{Service: svc, Check: CheckTTL, Scheme: "ftp"}, wantErr: `scheme "ftp"`},
 		{name: "empty token file", opts: RegistrarOptions{Service: svc, Check: CheckTTL, TokenFile: emptyFile(t)}, wantErr: "token file is empty"},
 		{
@@ -50,6 +67,55 @@ func TestNewRegistrarOptions(t *testing.T) {
 					c.Method != http.MethodGet || c.Interval != "3s" || c.Timeout != "3s" || c.TTL != "" ||
 					c.DeregisterCriticalServiceAfter != "1m0s" || r.ttl != 0 {
 					t.Fatalf("registration %+v check %+v", r.reg, c)
+				}
+			},
+		},
+		{
+			name: "tcp check defaults to the service address",
+			opts: RegistrarOptions{Service: Instance{Name: "web", ID: "web-1", Address: "::1", Port: 8080}, Check: CheckTCP, CheckInterval: 15 * time.Second},
+			check: func(t *testing.T, r *Registrar) {
+				c := r.reg.Check
+				if c.CheckID != "service:web-1" || c.TCP != "[::1]:8080" || c.Interval != "15s" || c.Timeout != "10s" ||
+					c.HTTP != "" || c.TTL != "" || r.ttl != 0 || r.kind != CheckTCP || r.reg.Kind != api.ServiceKindTypical || r.reg.Proxy != nil {
+					t.Fatalf("registration %+v check %+v", r.reg, c)
+				}
+			},
+		},
+		{
+			name: "tcp check address wins",
+			opts: RegistrarOptions{Service: Instance{Name: "web", Port: 8080}, Check: CheckTCP, CheckAddress: "127.0.0.1:9090"},
+			check: func(t *testing.T, r *Registrar) {
+				if r.reg.Check.TCP != "127.0.0.1:9090" {
+					t.Fatalf("check %+v", r.reg.Check)
+				}
+			},
+		},
+		{
+			name: "connect proxy with alias check",
+			opts: RegistrarOptions{
+				Service: Instance{Name: "web-sidecar-proxy", ID: "web-1-sidecar-proxy", Address: "127.0.0.1", Port: 21000, Proxy: &ProxyConfig{
+					DestinationServiceName: "web", DestinationServiceID: "web-1", LocalServiceAddress: "127.0.0.1", LocalServicePort: 8080,
+					Upstreams: []ProxyUpstream{{DestinationName: "api", LocalBindAddress: "127.0.0.1", LocalBindPort: 10001}, {DestinationName: "db", LocalBindPort: 10002}},
+				}},
+				CheckURL:       "http://127.0.0.1:19001/ready",
+				AliasServiceID: "web-1",
+			},
+			check: func(t *testing.T, r *Registrar) {
+				p := r.reg.Proxy
+				want := []api.Upstream{
+					{DestinationName: "api", LocalBindAddress: "127.0.0.1", LocalBindPort: 10001},
+					{DestinationName: "db", LocalBindPort: 10002},
+				}
+				if r.reg.Kind != api.ServiceKindConnectProxy || p == nil || p.DestinationServiceName != "web" || p.DestinationServiceID != "web-1" ||
+					p.LocalServiceAddress != "127.0.0.1" || p.LocalServicePort != 8080 || !reflect.DeepEqual(p.Upstreams, want) {
+					t.Fatalf("registration %+v proxy %+v", r.reg, p)
+				}
+				if r.reg.Check.HTTP == "" || len(r.reg.Checks) != 1 {
+					t.Fatalf("checks: %+v %+v", r.reg.Check, r.reg.Checks)
+				}
+				a := r.reg.Checks[0]
+				if a.CheckID != "service:web-1-sidecar-proxy:alias" || a.AliasService != "web-1" || a.DeregisterCriticalServiceAfter != "" {
+					t.Fatalf("alias check %+v", a)
 				}
 			},
 		},
@@ -523,4 +589,197 @@ func TestRegistrarReregistersAfterAgentRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// listenTCP is a local app: it accepts (and closes) connections until the listener is closed.
+func listenTCP(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	t.Cleanup(func() { _ = ln.Close() })
+	return ln
+}
+
+func portOf(ln net.Listener) int { return ln.Addr().(*net.TCPAddr).Port }
+
+// connectIDs lists the passing Connect endpoints of service as "id@address:port".
+func connectIDs(c *api.Client, service string) ([]string, error) {
+	entries, _, err := c.Health().Connect(service, "", true, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		out = append(out, fmt.Sprintf("%s@%s:%d", e.Service.ID, e.Service.Address, e.Service.Port))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func waitConnectIDs(t *testing.T, c *api.Client, service string, want ...string) {
+	t.Helper()
+	eventually(t, regBound, func() error {
+		got, err := connectIDs(c, service)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("passing connect endpoints of %s = %v, want %v", service, got, want)
+		}
+		return nil
+	})
+}
+
+// TestRegistrarSidecar registers what meshgate's sidecar registers — the app with a TCP check
+// on its port and the sidecar as its connect-proxy with an HTTP check on /ready and an alias of
+// the app — and takes both out in shutdown order (proxy first).
+func TestRegistrarSidecar(t *testing.T) {
+	t.Parallel()
+	agent, client := startAgent(t)
+	appLn := listenTCP(t, "127.0.0.1:0")
+	appPort := portOf(appLn)
+	inPort := portOf(listenTCP(t, "127.0.0.1:0")) // the sidecar's mTLS inbound listener
+	upPort := portOf(listenTCP(t, "127.0.0.1:0")) // an upstream's local bind: never dialled by Consul
+	readyURL, ready := readyServer(t)
+
+	app := newRegTest(t, agent.HTTPAddr, client, RegistrarOptions{
+		Service: Instance{Name: "web", ID: "web-1", Address: "127.0.0.1", Port: appPort,
+			Tags: []string{"v1"}, Meta: map[string]string{"version": "1"}},
+		Check:         CheckTCP,
+		CheckInterval: time.Second,
+	})
+	proxy := newRegTest(t, agent.HTTPAddr, client, RegistrarOptions{
+		Service: Instance{Name: "web-sidecar-proxy", ID: "web-1-sidecar-proxy", Address: "127.0.0.1", Port: inPort,
+			Tags: []string{"v1"}, Meta: map[string]string{"version": "1"},
+			Proxy: &ProxyConfig{
+				DestinationServiceName: "web", DestinationServiceID: "web-1",
+				LocalServiceAddress: "127.0.0.1", LocalServicePort: appPort,
+				Upstreams: []ProxyUpstream{{DestinationName: "api", LocalBindAddress: "127.0.0.1", LocalBindPort: upPort}},
+			}},
+		CheckURL:       readyURL,
+		CheckInterval:  time.Second,
+		AliasServiceID: "web-1",
+	})
+	// What a caller of web sees: its plain instances and its Connect endpoints.
+	src := newSource(t, Options{Address: agent.HTTPAddr})
+	plain, conn := newRecorder(), newRecorder()
+	if err := src.Watch(t.Context(), "web", plain.fn); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.WatchSubset(t.Context(), "web", Subset{Connect: true}, conn.fn); err != nil {
+		t.Fatal(err)
+	}
+
+	stopApp, stopProxy := app.run(), proxy.run()
+	proxyID := fmt.Sprintf("web-1-sidecar-proxy@127.0.0.1:%d", inPort)
+	waitConnectIDs(t, client, "web", proxyID)
+	conn.waitLast(t, regBound, "the proxy", hasAddrs(SourceConsul, ep(inPort)))
+	plain.waitLast(t, regBound, "the app", hasAddrs(SourceConsul, ep(appPort)))
+
+	if svc, _, err := client.Agent().Service("web-1-sidecar-proxy", nil); err != nil || svc.Kind != api.ServiceKindConnectProxy {
+		t.Fatalf("agent's proxy registration = %+v, %v; want kind connect-proxy", svc, err)
+	}
+	// Consul records the proxy's destination and upstreams (what Consul's own proxies and
+	// its UI read); the catalog gets them through the agent's sync.
+	eventually(t, regBound, func() error {
+		// Catalog().Connect lists what Consul takes for web's proxies (and native instances).
+		cs, _, err := client.Catalog().Connect("web", "", nil)
+		if err != nil {
+			return err
+		}
+		if len(cs) != 1 || cs[0].ServiceProxy == nil {
+			return fmt.Errorf("catalog = %+v", cs)
+		}
+		c, p := cs[0], cs[0].ServiceProxy
+		if c.ServiceName != "web-sidecar-proxy" || c.ServiceID != "web-1-sidecar-proxy" || c.ServicePort != inPort ||
+			p.DestinationServiceName != "web" || p.DestinationServiceID != "web-1" ||
+			p.LocalServiceAddress != "127.0.0.1" || p.LocalServicePort != appPort || len(p.Upstreams) != 1 ||
+			p.Upstreams[0].DestinationName != "api" || p.Upstreams[0].LocalBindAddress != "127.0.0.1" || p.Upstreams[0].LocalBindPort != upPort {
+			return fmt.Errorf("catalog proxy = %+v / %+v", c, p)
+		}
+		return nil
+	})
+
+	// The proxy's own /ready gates it.
+	ready.Store(http.StatusServiceUnavailable)
+	conn.waitLast(t, regBound, "no proxy while /ready fails", hasAddrs(SourceConsul))
+	ready.Store(http.StatusOK)
+	conn.waitLast(t, regBound, "the proxy again", hasAddrs(SourceConsul, ep(inPort)))
+
+	// The app stops listening: its TCP check goes critical, and through the alias check the
+	// proxy leaves the Connect set too. Listening again brings both back.
+	if err := appLn.Close(); err != nil {
+		t.Fatal(err)
+	}
+	app.waitStatus(api.HealthCritical)
+	_, checks, err := app.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := checks["service:web-1"]; !strings.HasPrefix(got, api.HealthCritical) {
+		t.Fatalf("app tcp check = %q, want critical", got)
+	}
+	conn.waitLast(t, regBound, "no proxy while the app is down", hasAddrs(SourceConsul))
+	plain.waitLast(t, regBound, "no app while it is down", hasAddrs(SourceConsul))
+	_, checks, err = proxy.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := checks["service:web-1-sidecar-proxy"]; !strings.HasPrefix(got, api.HealthPassing) {
+		t.Fatalf("proxy ready check = %q, want passing (only the alias fails)", got)
+	}
+	listenTCP(t, fmt.Sprintf("127.0.0.1:%d", appPort))
+	app.waitStatus(api.HealthPassing)
+	conn.waitLast(t, regBound, "the proxy once the app listens", hasAddrs(SourceConsul, ep(inPort)))
+
+	// Shutdown: the proxy leaves the Connect set first, while the app stays registered and
+	// passing (its in-flight requests still reach it through the sidecar).
+	if err := proxy.r.WaitNotPassing(t.Context(), 300*time.Millisecond); !errors.Is(err, ErrStillPassing) {
+		t.Fatalf("proxy WaitNotPassing while passing = %v, want ErrStillPassing", err)
+	}
+	if err := proxy.r.Maintenance(t.Context(), true, "sidecar draining"); err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.r.WaitNotPassing(t.Context(), regBound); err != nil {
+		t.Fatalf("proxy WaitNotPassing after maintenance = %v", err)
+	}
+	if got, err := connectIDs(client, "web"); err != nil || len(got) != 0 {
+		t.Fatalf("connect endpoints after WaitNotPassing = %v, %v", got, err)
+	}
+	if ok, err := app.passing(); err != nil || !ok {
+		t.Fatalf("app passing = %v, %v while only the proxy is in maintenance", ok, err)
+	}
+	if err := app.r.Maintenance(t.Context(), true, "sidecar draining"); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.r.WaitNotPassing(t.Context(), regBound); err != nil {
+		t.Fatalf("app WaitNotPassing after maintenance = %v", err)
+	}
+	stopProxy()
+	stopApp()
+	for _, rt := range []*regTest{proxy, app} {
+		if err := rt.r.Deregister(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		rt.waitAgentHas(false)
+		rt.waitStatus("")
+	}
+	eventually(t, regBound, func() error {
+		entries, _, err := client.Health().Connect("web", "", false, nil)
+		if err != nil || len(entries) != 0 {
+			return fmt.Errorf("connect entries (any health) after deregistration = %d, %v", len(entries), err)
+		}
+		return nil
+	})
 }

@@ -15,12 +15,14 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/discovery/snapshot"
 )
 
 // watch is one blocking-query loop and its subscribers.
 type watch struct {
 	key      string
-	service  string // routed name: the Set's Service and the metrics label
+	service  string // routed name: the Set's Service
+	label    string // metrics label, log and Health name: service, or "connect:<service>"
 	selector string
 	sub      Subset
 	stop     context.CancelFunc
@@ -35,6 +37,15 @@ type watch struct {
 	answered   bool // a query finished, successfully or not
 	lastErr    error
 	failSince  time.Time // first failure of the current failure streak
+}
+
+// snapshotKind is where the watch's sets are saved: the Connect set of a service must not
+// replace its plain set on disk.
+func (w *watch) snapshotKind() string {
+	if w.sub.Connect {
+		return SnapshotKindConnect
+	}
+	return snapshot.KindServices
 }
 
 // run is the query loop: one goroutine per watch, ended by ctx.
@@ -104,7 +115,15 @@ func (s *Source) query(ctx context.Context, w *watch, index uint64) ([]*api.Serv
 	qctx, cancel := context.WithTimeout(ctx, s.wait+s.wait/16+queryGrace)
 	defer cancel()
 	q := (&api.QueryOptions{Datacenter: s.dc, WaitIndex: index, WaitTime: s.wait, Token: s.token}).WithContext(qctx)
-	entries, meta, err := s.client.Health().ServiceMultipleTags(w.sub.Name, w.sub.Tags, true, q)
+	var entries []*api.ServiceEntry
+	var meta *api.QueryMeta
+	var err error
+	if w.sub.Connect {
+		// No tags: the connect endpoint ignores them (Consul 1.16); endpoints matches them.
+		entries, meta, err = s.client.Health().Connect(w.sub.Name, "", true, q)
+	} else {
+		entries, meta, err = s.client.Health().ServiceMultipleTags(w.sub.Name, w.sub.Tags, true, q)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -114,8 +133,12 @@ func (s *Source) query(ctx context.Context, w *watch, index uint64) ([]*api.Serv
 // apply turns a successful answer into a set and delivers it if it differs from what
 // subscribers have (or they have only the snapshot's copy). Applied sets are saved.
 func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
-	s.m.queries.WithLabelValues(w.service, resultSuccess).Inc()
-	set := discovery.Set{Service: w.service, Endpoints: endpoints(entries, w.sub.Meta), Source: SourceConsul}
+	s.m.queries.WithLabelValues(w.label, resultSuccess).Inc()
+	var tags []string
+	if w.sub.Connect {
+		tags = w.sub.Tags // Consul filtered the plain query's tags already
+	}
+	set := discovery.Set{Service: w.service, Endpoints: endpoints(entries, tags, w.sub.Meta), Source: SourceConsul}
 	now := s.now()
 	w.mu.Lock()
 	recovered := w.lastErr != nil
@@ -125,8 +148,8 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	if changed {
 		w.cur, w.have, w.snapshotAt = set, true, time.Time{}
 		// Metrics first: whoever observes a delivery must also see it counted.
-		s.m.updates.WithLabelValues(w.service).Inc()
-		s.m.endpoints.WithLabelValues(w.service).Set(float64(len(set.Endpoints)))
+		s.m.updates.WithLabelValues(w.label).Inc()
+		s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
 		for _, fn := range w.subs {
 			fn(set)
 		}
@@ -134,15 +157,15 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	w.mu.Unlock()
 
 	if recovered {
-		s.log.Info().Str(fieldService, w.service).Dur("down", down).Msg("consul answers again")
+		s.log.Info().Str(fieldService, w.label).Dur("down", down).Msg("consul answers again")
 	}
 	if !changed {
 		return
 	}
-	s.log.Debug().Str(fieldService, w.service).Int(fieldEndpoints, len(set.Endpoints)).Msg("endpoints updated")
+	s.log.Debug().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).Msg("endpoints updated")
 	if s.snap != nil {
-		if err := s.snap.SaveSelected(set, w.selector); err != nil {
-			s.log.Warn().Err(err).Str(fieldService, w.service).Msg("could not save the snapshot; serving continues")
+		if err := s.snap.SaveSelectedIn(w.snapshotKind(), set, w.selector); err != nil {
+			s.log.Warn().Err(err).Str(fieldService, w.label).Msg("could not save the snapshot; serving continues")
 		}
 	}
 }
@@ -150,7 +173,7 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 // failed records a failed query. The set is left alone: a registry outage must never look
 // like "zero instances".
 func (s *Source) failed(w *watch, err error, failures int) {
-	s.m.queries.WithLabelValues(w.service, resultError).Inc()
+	s.m.queries.WithLabelValues(w.label, resultError).Inc()
 	err = simplify(err)
 	w.mu.Lock()
 	w.lastErr, w.answered = err, true
@@ -168,7 +191,7 @@ func (s *Source) failed(w *watch, err error, failures int) {
 	if src == "" {
 		src = "none"
 	}
-	ev.Err(err).Str(fieldService, w.service).Str(fieldSource, src).Int("failures", failures).
+	ev.Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
 		Msg("consul query failed; keeping the last endpoint set")
 }
 
@@ -183,12 +206,13 @@ func simplify(err error) error {
 }
 
 // endpoints converts passing health entries to endpoints: the service address (the node's
-// when the service has none) and port, weight Weights.Passing (at least 1). meta must match
-// exactly. Duplicates keep the highest weight; the result is sorted for stable snapshots.
-func endpoints(entries []*api.ServiceEntry, meta map[string]string) []discovery.Endpoint {
+// when the service has none) and port, weight Weights.Passing (at least 1). Every tag in tags
+// must be present and meta must match exactly. Duplicates keep the highest weight; the result
+// is sorted for stable snapshots.
+func endpoints(entries []*api.ServiceEntry, tags []string, meta map[string]string) []discovery.Endpoint {
 	byAddr := make(map[string]int, len(entries))
 	for _, e := range entries {
-		if e == nil || e.Service == nil || e.Service.Port <= 0 || !hasMeta(e.Service.Meta, meta) {
+		if e == nil || e.Service == nil || e.Service.Port <= 0 || !hasTags(e.Service.Tags, tags) || !hasMeta(e.Service.Meta, meta) {
 			continue
 		}
 		host := e.Service.Address
@@ -207,6 +231,15 @@ func endpoints(entries []*api.ServiceEntry, meta map[string]string) []discovery.
 	}
 	slices.SortFunc(out, func(a, b discovery.Endpoint) int { return strings.Compare(a.Address, b.Address) })
 	return out
+}
+
+func hasTags(have, want []string) bool {
+	for _, t := range want {
+		if !slices.Contains(have, t) {
+			return false
+		}
+	}
+	return true
 }
 
 func hasMeta(have, want map[string]string) bool {

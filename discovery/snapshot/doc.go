@@ -14,7 +14,9 @@
 //
 // A set is stored with an optional selector (for Consul: the service name, tags and meta it was
 // selected by). Loading with a different selector reports no snapshot, so a config change that
-// narrows a subset never serves the old, wider subset from disk.
+// narrows a subset never serves the old, wider subset from disk. Sets that must coexist with
+// another set of the same service (Consul's Connect endpoints next to the plain instances) go
+// to a directory of their own with SaveSelectedIn / LoadSelectedIn.
 //
 // This package imports nothing internal but discovery.
 package snapshot

@@ -90,6 +90,14 @@ func (s *Store) Save(set discovery.Set) error { return s.SaveSelected(set, "") }
 // SaveSelected stores set under its service name, remembering selector (see LoadSelected). An
 // empty set is stored too: it is a real answer ("no instances"), not a failure.
 func (s *Store) SaveSelected(set discovery.Set, selector string) error {
+	return s.SaveSelectedIn(KindServices, set, selector)
+}
+
+// SaveSelectedIn is SaveSelected into directory kind instead of KindServices. A file holds one
+// set per service name, so two watches of one service that select different things and must
+// both survive a restart (discovery/consul's plain and Connect sets) keep them in two kinds;
+// the selector alone would only make them reject each other's file.
+func (s *Store) SaveSelectedIn(kind string, set discovery.Set, selector string) error {
 	eps := set.Endpoints
 	if eps == nil {
 		eps = []discovery.Endpoint{} // "endpoints": [] reads better than null, and decodes the same
@@ -100,7 +108,7 @@ func (s *Store) SaveSelected(set discovery.Set, selector string) error {
 	if err != nil {
 		return fmt.Errorf("snapshot: encode %q: %w", set.Service, err)
 	}
-	return s.SaveDoc(KindServices, set.Service+".json", data)
+	return s.SaveDoc(kind, set.Service+".json", data)
 }
 
 // Load returns the stored set of service (saved with no selector). The set's Source is
@@ -113,11 +121,16 @@ func (s *Store) Load(service string) (discovery.Set, bool) {
 // LoadSelected is Load for a set saved with SaveSelected: a snapshot saved for another
 // selector is not returned. savedAt tells how old the data is.
 func (s *Store) LoadSelected(service, selector string) (set discovery.Set, savedAt time.Time, ok bool) {
-	data, ok := s.LoadDoc(KindServices, service+".json")
+	return s.LoadSelectedIn(KindServices, service, selector)
+}
+
+// LoadSelectedIn is LoadSelected from directory kind (see SaveSelectedIn).
+func (s *Store) LoadSelectedIn(kind, service, selector string) (set discovery.Set, savedAt time.Time, ok bool) {
+	data, ok := s.LoadDoc(kind, service+".json")
 	if !ok {
 		return discovery.Set{}, time.Time{}, false
 	}
-	p := s.path(KindServices, service+".json")
+	p := s.path(kind, service+".json")
 	var rec record
 	if err := json.Unmarshal(data, &rec); err != nil {
 		s.log.Warn().Err(err).Str(fieldPath, p).Msg("ignoring corrupt snapshot")

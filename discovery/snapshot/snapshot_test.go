@@ -103,6 +103,35 @@ func TestSavedAtAndSelector(t *testing.T) {
 	}
 }
 
+// Two sets of one service saved in different kinds are two files: neither replaces the other.
+func TestSelectedKindsAreApart(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	plain := discovery.Set{Service: "api", Endpoints: []discovery.Endpoint{{Address: "a:1", Weight: 1}}}
+	proxies := discovery.Set{Service: "api", Endpoints: []discovery.Endpoint{{Address: "p:2", Weight: 1}}}
+	if err := s.SaveSelected(plain, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveSelectedIn("connect", proxies, "connect"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, ok := s.LoadSelected("api", "plain"); !ok || !got.Equal(plain) {
+		t.Fatalf("LoadSelected = %+v %v, want %+v", got, ok, plain)
+	}
+	if got, _, ok := s.LoadSelectedIn("connect", "api", "connect"); !ok || !got.Equal(proxies) || got.Source != "snapshot" {
+		t.Fatalf("LoadSelectedIn = %+v %v, want %+v from snapshot", got, ok, proxies)
+	}
+	if _, _, ok := s.LoadSelectedIn(KindServices, "api", "connect"); ok {
+		t.Fatal("the connect set was found among the services")
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir(), "connect", "api.json")); err != nil {
+		t.Fatalf("file not where expected: %v", err)
+	}
+	if err := s.SaveSelectedIn("../up", proxies, ""); err == nil {
+		t.Fatal("SaveSelectedIn with a bad kind succeeded")
+	}
+}
+
 func TestSaveReplaces(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)

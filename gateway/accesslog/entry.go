@@ -28,6 +28,7 @@ const (
 	FieldError      = "error"
 	FieldUserAgent  = "ua"
 	FieldListener   = "listener"
+	FieldIdentity   = "identity"
 )
 
 const (
@@ -79,6 +80,9 @@ type Entry struct {
 	Upstream string // endpoint address host:port
 	Listener string
 	Error    string // short reason code such as "upstream_timeout"; omitted when empty
+	// Identity is the authenticated caller: the peer's Connect service on a connect listener
+	// (later also API consumers); omitted when empty.
+	Identity []byte
 }
 
 // AppendJSON appends e as one JSON object followed by '\n' to dst. It is exported so that
@@ -121,6 +125,9 @@ func AppendJSON(dst []byte, e *Entry) []byte {
 	}
 	dst = appendField(dst, `,"`+FieldUserAgent+`":`, e.UserAgent, MaxUserAgentBytes)
 	dst = appendField(dst, `,"`+FieldListener+`":`, e.Listener, MaxShortBytes)
+	if len(e.Identity) > 0 {
+		dst = appendField(dst, `,"`+FieldIdentity+`":`, e.Identity, MaxShortBytes)
+	}
 	return append(dst, "}\n"...)
 }
 

@@ -12,8 +12,11 @@ type Request struct {
 	Ctx      *fasthttp.RequestCtx
 	Route    string     // matched route name
 	ClientIP netip.Addr // the trusted client address (X-Forwarded-For resolved)
-	Identity []byte     // authenticated consumer, empty until an auth filter sets it
-	Deadline time.Time  // the request's overall deadline; zero = none
+	// Identity is the authenticated caller, empty until an auth filter sets it. It arrives as
+	// an empty slice with pooled capacity: filters set it with append(r.Identity[:0], ...) so
+	// naming the caller costs no allocation. Never keep it past the call.
+	Identity []byte
+	Deadline time.Time // the request's overall deadline; zero = none
 }
 
 // Verdict is a filter's decision. The zero value means "continue".

@@ -90,6 +90,10 @@ type Options struct {
 	StreamThreshold int64 // bodies larger than this are streamed instead of buffered
 	AccessLog       *accesslog.Logger
 	Metrics         *Metrics
+	// Authorize runs before routing on every request of this listener (a connect listener's
+	// intentions check). Before routing so an unauthorised caller learns nothing about the
+	// routes; the Identity it sets stays on the request for route filters and the access log.
+	Authorize filter.Filter
 }
 
 // Handler is the request engine for one listener: route, forward, render, log.
@@ -113,7 +117,9 @@ func New(opts Options, gen *Generation) (*Handler, error) {
 		opts.StreamThreshold = 64 << 10
 	}
 	h := &Handler{opts: opts}
-	h.scratch.New = func() any { return &scratch{reqID: make([]byte, 0, 64), buf: make([]byte, 0, 256)} }
+	h.scratch.New = func() any {
+		return &scratch{reqID: make([]byte, 0, 64), buf: make([]byte, 0, 256), ident: make([]byte, 0, 128)}
+	}
 	h.limits.New = func() any { return new(limitReader) }
 	h.streams.New = func() any { return new(respStream) }
 	h.gen.Store(gen)
@@ -147,6 +153,7 @@ type scratch struct {
 	call   upstream.Call
 	key    int // matched route's key; valid when entry.Route != ""
 	filter filter.Request
+	ident  []byte     // backing store for filter.Request.Identity
 	chunk  [4096]byte // chunked request bodies are read through this
 }
 
@@ -223,6 +230,17 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		return fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
 	}
 
+	fr := &s.filter
+	*fr = filter.Request{Ctx: ctx, ClientIP: client, Identity: s.ident[:0]}
+	defer func() { *fr = filter.Request{} }() // drop the ctx reference before the scratch goes back to the pool
+	if h.opts.Authorize != nil {
+		v := h.opts.Authorize.Request(fr)
+		e.Identity = fr.Identity
+		if v.Status != 0 {
+			return v.Status, v.Reason
+		}
+	}
+
 	rt := gen.table.Match(req, host, req.URI().Path())
 	if rt == nil {
 		return fasthttp.StatusNotFound, ReasonNoRoute
@@ -248,10 +266,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		}
 	}
 	if len(rs.Filters) > 0 {
-		fr := &s.filter
-		*fr = filter.Request{Ctx: ctx, Route: rt.Name, ClientIP: client, Deadline: deadline}
+		fr.Route, fr.Deadline = rt.Name, deadline
 		v := rs.Filters.Request(fr)
-		*fr = filter.Request{} // drop the ctx reference before the scratch goes back to the pool
+		e.Identity = fr.Identity
 		if v.Status != 0 {
 			return v.Status, v.Reason
 		}

@@ -1,0 +1,199 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/consuldev"
+)
+
+// startEngine runs an Edge (edge or sidecar config) and waits for /ready; unlike startEdge it
+// does not assume a listener named "public".
+func startEngine(t *testing.T, yaml string) *edgeUnderTest {
+	t.Helper()
+	cfg, err := conf.Parse("test.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	e, err := NewEdge(cfg, EdgeOptions{Logger: zerolog.New(io.Discard)})
+	if err != nil {
+		t.Fatalf("NewEdge: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	eut := &edgeUnderTest{edge: e, cancel: cancel, done: make(chan error, 1), admin: e.AdminAddr().String()}
+	if a, ok := e.ListenerAddrs()["public"]; ok {
+		eut.addr = a.String()
+		eut.url = "http://" + eut.addr
+	}
+	go func() { eut.done <- e.Run(ctx) }()
+	t.Cleanup(func() { eut.stop(t) })
+	await.Until(t, 30*time.Second, "engine ready", func() bool {
+		code, _ := readyBody(t, eut.admin)
+		return code == http.StatusOK
+	})
+	return eut
+}
+
+func (e *edgeUnderTest) listener(name string) string { return e.edge.ListenerAddrs()[name].String() }
+
+// sidecarConfig is a Connect sidecar for the app at appAddr.
+func sidecarConfig(consulAddr, name, appAddr string, upstreams ...string) string {
+	host, port, _ := net.SplitHostPort(appAddr)
+	var ups strings.Builder
+	for _, u := range upstreams {
+		fmt.Fprintf(&ups, "    - { service: %s, bind: 127.0.0.1:0 }\n", u)
+	}
+	if ups.Len() == 0 {
+		ups.WriteString("    []\n")
+	}
+	return fmt.Sprintf(`
+admin: { address: 127.0.0.1:0 }
+access_log: { output: "off" }
+discovery: { consul: { address: %s, wait: 2s } }
+sidecar:
+  service: { name: %s, address: %s, port: %s }
+  inbound: { address: 127.0.0.1:0 }
+  upstreams:
+%s`, consulAddr, name, host, port, ups.String())
+}
+
+func connectEdgeConfig(consulAddr string) string {
+	return fmt.Sprintf(`
+admin: { address: 127.0.0.1:0 }
+access_log: { output: "off" }
+identity: { service: edge, connect: true }
+listeners: [ { name: public, address: 127.0.0.1:0 } ]
+routes:
+  - { name: api, match: { path_prefix: / }, to: [ { service: api } ] }
+discovery: { consul: { address: %s, wait: 2s } }
+`, consulAddr)
+}
+
+func agentClient(t *testing.T, addr string) *api.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := api.NewClient(&api.Config{Address: addr, Transport: tr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func setIntentions(t *testing.T, c *api.Client, dest string, sources ...*api.SourceIntention) {
+	t.Helper()
+	if _, _, err := c.ConfigEntries().Set(&api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: dest, Protocol: "http"}, nil); err != nil {
+		t.Fatalf("service-defaults %s: %v", dest, err)
+	}
+	if _, _, err := c.ConfigEntries().Set(&api.ServiceIntentionsConfigEntry{Kind: api.ServiceIntentions, Name: dest, Sources: sources}, nil); err != nil {
+		t.Fatalf("service-intentions %s: %v", dest, err)
+	}
+}
+
+func status(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestSidecarEndToEnd: edge (identity "edge") → api's meshgate sidecar over mTLS → api app, and
+// web's app → web's sidecar upstream listener → api's sidecar. Intentions: L7 on api (edge may
+// GET /public only), then a deny that must be enforced within 2 s. Plaintext to the inbound
+// port is refused and never reaches the app.
+func TestSidecarEndToEnd(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	client := agentClient(t, agent.HTTPAddr)
+	setIntentions(t, client, "api",
+		&api.SourceIntention{Name: "edge", Permissions: []*api.IntentionPermission{
+			{Action: api.IntentionActionAllow, HTTP: &api.IntentionHTTPPermission{PathPrefix: "/public"}},
+		}},
+		&api.SourceIntention{Name: "web", Action: api.IntentionActionAllow},
+	)
+
+	app, appSeen := startUpstream(t, "api-app", nil)
+	apiSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "api", hostport(app)))
+	webApp, _ := startUpstream(t, "web-app", nil)
+	webSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "web", hostport(webApp), "api"))
+	edge := startEngine(t, connectEdgeConfig(agent.HTTPAddr))
+
+	// Registration: api's proxy is in the Connect passing set, with its destination.
+	await.Until(t, 30*time.Second, "api's sidecar in /v1/health/connect/api", func() bool {
+		es, _, err := client.Health().Connect("api", "", true, nil)
+		return err == nil && len(es) == 1 && es[0].Service.Proxy != nil && es[0].Service.Proxy.DestinationServiceName == "api"
+	})
+
+	// Edge → sidecar → app over mTLS, allowed by the L7 permission.
+	var code int
+	var body string
+	await.Until(t, 20*time.Second, "edge reaches api through its sidecar", func() bool {
+		code, body = status(t, edge.url+"/public/hello")
+		return code == http.StatusOK
+	})
+	if body != "hello from api-app" {
+		t.Fatalf("body = %q", body)
+	}
+	req, _ := appSeen.last(t)
+	if req.URL.Path != "/public/hello" {
+		t.Fatalf("app saw %s", req.URL.Path)
+	}
+
+	// L7: a path outside the permission is denied by api's sidecar, and the app never sees it.
+	before := len(appSeen.reqs)
+	if code, body = status(t, edge.url+"/admin"); code != http.StatusForbidden || !strings.Contains(body, ReasonIntentionDenied) {
+		t.Fatalf("GET /admin = %d %s, want 403 %s", code, body, ReasonIntentionDenied)
+	}
+	if len(appSeen.reqs) != before {
+		t.Fatal("a denied request reached the app")
+	}
+
+	// The app's own sidecar: web's app calls api through its upstream listener.
+	upURL := "http://" + webSide.listener(conf.SidecarUpstreamName("api"))
+	if code, body = status(t, upURL+"/anything"); code != http.StatusOK || body != "hello from api-app" {
+		t.Fatalf("web → api through web's sidecar = %d %q", code, body)
+	}
+
+	// Plaintext to the mTLS inbound port: no HTTP answer, nothing reaches the app.
+	before = len(appSeen.reqs)
+	inbound := apiSide.listener(conf.SidecarInboundName)
+	if code, body = status(t, "http://"+inbound+"/public/x"); code == http.StatusOK {
+		t.Fatalf("plaintext request to the inbound port was served: %d %s", code, body)
+	}
+	if len(appSeen.reqs) != before {
+		t.Fatal("a plaintext request reached the app")
+	}
+
+	// Deny web; enforced within 2 s.
+	setIntentions(t, client, "api",
+		&api.SourceIntention{Name: "edge", Permissions: []*api.IntentionPermission{
+			{Action: api.IntentionActionAllow, HTTP: &api.IntentionHTTPPermission{PathPrefix: "/public"}},
+		}},
+		&api.SourceIntention{Name: "web", Action: api.IntentionActionDeny},
+	)
+	changed := time.Now()
+	await.Until(t, 5*time.Second, "web denied", func() bool {
+		code, _ := status(t, upURL+"/anything")
+		return code == http.StatusForbidden
+	})
+	took := time.Since(changed)
+	t.Logf("deny intention enforced after %s", took)
+	if took > 2*time.Second {
+		t.Errorf("deny enforced after %s, want within 2s", took)
+	}
+}
