@@ -49,6 +49,11 @@ func (e *edgeUnderTest) listener(name string) string { return e.edge.ListenerAdd
 
 // sidecarConfig is a Connect sidecar for the app at appAddr.
 func sidecarConfig(consulAddr, name, appAddr string, upstreams ...string) string {
+	return sidecarConfigWith(consulAddr, name, appAddr, "{ address: 127.0.0.1:0 }", upstreams...)
+}
+
+// sidecarConfigWith takes the inbound block as flow YAML.
+func sidecarConfigWith(consulAddr, name, appAddr, inbound string, upstreams ...string) string {
 	host, port, _ := net.SplitHostPort(appAddr)
 	var ups strings.Builder
 	for _, u := range upstreams {
@@ -63,9 +68,9 @@ access_log: { output: "off" }
 discovery: { consul: { address: %s, wait: 2s } }
 sidecar:
   service: { name: %s, address: %s, port: %s }
-  inbound: { address: 127.0.0.1:0 }
+  inbound: %s
   upstreams:
-%s`, consulAddr, name, host, port, ups.String())
+%s`, consulAddr, name, host, port, inbound, ups.String())
 }
 
 func connectEdgeConfig(consulAddr string) string {
@@ -195,5 +200,43 @@ func TestSidecarEndToEnd(t *testing.T) {
 	t.Logf("deny intention enforced after %s", took)
 	if took > 2*time.Second {
 		t.Errorf("deny enforced after %s, want within 2s", took)
+	}
+}
+
+// TestSidecarPlaintextMode: connect: false is discovery only. api's sidecar registers api at
+// its plain inbound listener; web's sidecar reaches it through /v1/health/service (no mTLS, no
+// intentions), and the inbound policies still apply.
+func TestSidecarPlaintextMode(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	client := agentClient(t, agent.HTTPAddr)
+	app, _ := startUpstream(t, "api-app", nil)
+	apiSide := startEngine(t, strings.Replace(sidecarConfigWith(agent.HTTPAddr, "api", hostport(app), "{ address: 127.0.0.1:0, policies: [ one ] }"),
+		"sidecar:\n", "policies: { one: { rate_limit: { requests: 1, per: 1h } } }\nsidecar:\n  connect: false\n", 1))
+	webApp, _ := startUpstream(t, "web-app", nil)
+	webSide := startEngine(t, strings.Replace(sidecarConfig(agent.HTTPAddr, "web", hostport(webApp), "api"),
+		"sidecar:\n", "sidecar:\n  connect: false\n", 1))
+
+	inbound := apiSide.listener(conf.SidecarInboundName)
+	await.Until(t, 30*time.Second, "api registered at the sidecar's inbound", func() bool {
+		es, _, err := client.Health().Service("api", "", true, nil)
+		return err == nil && len(es) == 1 && net.JoinHostPort(es[0].Service.Address, fmt.Sprint(es[0].Service.Port)) == inbound
+	})
+	if es, _, _ := client.Health().Connect("api", "", false, nil); len(es) != 0 {
+		t.Fatalf("plaintext mode registered a connect-proxy: %+v", es[0].Service)
+	}
+	upURL := "http://" + webSide.listener(conf.SidecarUpstreamName("api"))
+	var code int
+	var body string
+	await.Until(t, 20*time.Second, "web → api in plaintext", func() bool {
+		code, body = status(t, upURL+"/x")
+		return code != 0 && code != http.StatusServiceUnavailable
+	})
+	if code != http.StatusOK || body != "hello from api-app" {
+		t.Fatalf("first call = %d %q", code, body)
+	}
+	// The inbound rate limit (1 per hour) answers the second call.
+	if code, _ = status(t, upURL+"/x"); code != http.StatusTooManyRequests {
+		t.Fatalf("second call = %d, want 429 from api's inbound policy", code)
 	}
 }

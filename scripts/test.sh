@@ -42,3 +42,8 @@ export MESHGATE_CONSUL_BIN
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...
+
+echo "== allocation checks (without -race: the race detector changes allocation counts)"
+# The hot-path AllocsPerRun assertions skip themselves under -race, so they run here once more
+# without it; each is named *Alloc*.
+go test -count=1 -timeout 5m -run 'Alloc|DoesNotAllocate' "$@" ./...

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -17,6 +18,20 @@ import (
 // certificate, and a pool that trusts exactly it.
 func SelfSigned(t testing.TB, cn string) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
+	return WithURIs(t, cn)
+}
+
+// WithURIs is SelfSigned with URI SANs, e.g. a Connect SPIFFE ID for peer-identity tests.
+func WithURIs(t testing.TB, cn string, uris ...string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	var parsed []*url.URL
+	for _, u := range uris {
+		pu, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		parsed = append(parsed, pu)
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +42,7 @@ func SelfSigned(t testing.TB, cn string) (tls.Certificate, *x509.CertPool) {
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(time.Hour),
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		URIs:                  parsed,
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,

@@ -103,9 +103,13 @@ func New(o Options) (*Authorizer, error) {
 }
 
 // Authorize decides whether source (the caller's service name, from its verified SPIFFE ID)
-// may make this request. path is the request path (a query after '?' is ignored for path
-// matching); h reads request headers and may be nil. Before the first rules are in, every
-// request is denied. It does not allocate.
+// may make this request. h reads request headers and may be nil. Before the first rules are
+// in, every request is denied. It does not allocate.
+//
+// path should be the path that will be forwarded, normalised (fasthttp's URI().Path()), so
+// that "/public/../admin" cannot pass a "/public" prefix rule and then reach /admin. A raw
+// request URI also works (path rules ignore its query; ":path" header rules see it whole), but
+// then matching is on the raw bytes, as in Envoy without path normalisation.
 func (a *Authorizer) Authorize(source string, method, path []byte, h HeaderGetter) Decision {
 	rs := a.rules.Load()
 	if rs == nil {

@@ -22,7 +22,7 @@ type ConsulSourceOptions struct {
 }
 
 // ConsulSource reads intentions from GET /v1/connect/intentions/match?by=destination, a
-// blocking query on Consul 1.16 (verified by TestConsulSourceBlocks): it answers as soon as
+// blocking query on Consul 1.16 (TestConsulSource checks it): it answers as soon as
 // an intention that matches the destination changes, and ignores changes to other services.
 type ConsulSource struct {
 	client *api.Client

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+
+	"github.com/meshgate/meshgate/gateway/filter"
+	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/testcert"
+	"github.com/meshgate/meshgate/mesh/intentions"
+)
+
+// fixedIntentions answers once, then blocks like an idle blocking query.
+type fixedIntentions []intentions.Intention
+
+func (f fixedIntentions) Match(ctx context.Context, _ string, index uint64) ([]intentions.Intention, uint64, error) {
+	if index == 0 {
+		return f, 1, nil
+	}
+	<-ctx.Done()
+	return nil, 0, ctx.Err()
+}
+
+// tlsRequestCtx is a RequestCtx on the server side of a finished mTLS handshake whose client
+// presented a certificate with the given SPIFFE ID.
+func tlsRequestCtx(t *testing.T, spiffeID string) *fasthttp.RequestCtx {
+	t.Helper()
+	srvCert, _ := testcert.SelfSigned(t, "api")
+	cliCert, _ := testcert.WithURIs(t, "web", spiffeID)
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	srv := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAnyClientCert})
+	cli := tls.Client(b, &tls.Config{Certificates: []tls.Certificate{cliCert}, InsecureSkipVerify: true}) //nolint:gosec // test peer
+	errc := make(chan error, 1)
+	go func() { errc <- cli.Handshake() }()
+	if err := srv.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Init2(srv, nil, false)
+	return ctx
+}
+
+// TestIntentionsFilter: the caller's service comes from its certificate, the decision from
+// the intentions, the identity lands on the request; and the whole check allocates nothing.
+func TestIntentionsFilterAllocs(t *testing.T) {
+	authz, err := intentions.New(intentions.Options{
+		Destination: "api",
+		Source: fixedIntentions{
+			{SourceName: "web", DestinationName: "api", Permissions: []intentions.Permission{
+				{Action: intentions.ActionAllow, HTTP: &intentions.HTTPMatch{PathPrefix: "/public"}}}, Precedence: 9},
+			{SourceName: "*", DestinationName: "api", Action: intentions.ActionDeny, Precedence: 8},
+		},
+		Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = authz.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	await.Until(t, 5*time.Second, "intentions loaded", authz.Ready)
+
+	f := &intentionsFilter{authz: authz, dest: "api", log: zerolog.Nop()}
+	for _, tc := range []struct {
+		id, path string
+		status   int
+	}{
+		{"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web", "/public/x", 0},
+		{"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web", "/admin", 403},
+		{"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/db", "/public/x", 403},
+	} {
+		ctx := tlsRequestCtx(t, tc.id)
+		ctx.Request.SetRequestURI(tc.path)
+		ctx.Request.Header.SetMethod("GET")
+		r := &filter.Request{Ctx: ctx, Identity: make([]byte, 0, 64)}
+		if v := f.Request(r); v.Status != tc.status {
+			t.Errorf("%s %s: status %d, want %d", tc.id, tc.path, v.Status, tc.status)
+		}
+		want := tc.id[strings.LastIndex(tc.id, "/")+1:]
+		if string(r.Identity) != want {
+			t.Errorf("identity %q, want %q", r.Identity, want)
+		}
+		if tc.status == 0 && !raceEnabled {
+			if n := testing.AllocsPerRun(200, func() {
+				r.Identity = r.Identity[:0]
+				f.Request(r)
+			}); n != 0 {
+				t.Errorf("allowed request: %v allocs, want 0", n)
+			}
+		}
+	}
+}
