@@ -133,7 +133,7 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	e.watchCtx = context.Background()
 	e.fileCfg, e.kv = cfg, newEdgeKV(cfg, e.disc, e.log)
 	cfg, kvRes := e.withKV(cfg) // the snapshot's KV documents, if any, serve from the start
-	if e.mesh, err = newEdgeMesh(cfg, e.disc, e.log); err != nil {
+	if e.mesh, err = newEdgeMesh(cfg, e.disc, reg, e.log); err != nil {
 		e.close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}

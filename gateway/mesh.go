@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
@@ -38,6 +39,7 @@ type edgeMesh struct {
 	conf   conf.Identity
 	id     *identity.Manager
 	authz  *intentions.Authorizer // nil unless a listener serves Connect
+	denied *prometheus.CounterVec // by source service; nil with authz
 	log    zerolog.Logger
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -45,7 +47,7 @@ type edgeMesh struct {
 
 // newEdgeMesh builds the identity manager and, when a listener serves Connect, the intentions
 // authorizer; it does not contact Consul (start does, in the background).
-func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, log zerolog.Logger) (*edgeMesh, error) {
+func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registerer, log zerolog.Logger) (*edgeMesh, error) {
 	ic := cfg.Identity
 	if ic == nil || !ic.Connect {
 		return nil, nil
@@ -80,6 +82,13 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, log zerolog.Logger) (*ed
 			ao.Snapshot = disc.snap
 		}
 		if m.authz, err = intentions.New(ao); err != nil {
+			return nil, err
+		}
+		m.denied = prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshgate_intentions_denied_total",
+			Help: "Requests on connect listeners denied by intentions (or their default), by calling service.",
+		}, []string{"source"})
+		if err := reg.Register(m.denied); err != nil {
 			return nil, err
 		}
 	}
@@ -157,8 +166,9 @@ func (m *edgeMesh) clientTLS(consulName string) *tls.Config { return m.id.Client
 // authorizer is the pre-routing check of a connect listener.
 func (m *edgeMesh) authorizer() filter.Filter {
 	return &intentionsFilter{
-		authz: m.authz,
-		dest:  m.conf.Service,
+		authz:  m.authz,
+		dest:   m.conf.Service,
+		denied: m.denied,
 		// One line per denial would let a misbehaving caller flood the log; bursts of 20 a
 		// second are enough to see who is denied and why (metrics and the access log count all).
 		log: m.log.Sample(&zerolog.BurstSampler{Burst: 20, Period: time.Second}),
@@ -168,9 +178,10 @@ func (m *edgeMesh) authorizer() filter.Filter {
 // intentionsFilter authorises the caller of a connect listener: the peer's Connect service
 // (verified during the handshake) against the intentions for our service, L4 and L7.
 type intentionsFilter struct {
-	authz *intentions.Authorizer
-	dest  string
-	log   zerolog.Logger
+	authz  *intentions.Authorizer
+	dest   string
+	denied *prometheus.CounterVec // may be nil (tests)
+	log    zerolog.Logger
 }
 
 func (f *intentionsFilter) Request(r *filter.Request) filter.Verdict {
@@ -185,6 +196,9 @@ func (f *intentionsFilter) Request(r *filter.Request) filter.Verdict {
 	d := f.authz.Authorize(src, req.Header.Method(), req.URI().Path(), &req.Header)
 	if d.Allow {
 		return filter.Verdict{}
+	}
+	if f.denied != nil {
+		f.denied.WithLabelValues(src).Inc()
 	}
 	f.log.Warn().Str("source", src).Str("destination", f.dest).Str("intention", d.Intention).
 		Bytes("method", req.Header.Method()).Bytes("path", req.URI().Path()).Msg("request denied by intentions")

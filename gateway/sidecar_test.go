@@ -167,6 +167,9 @@ func TestSidecarEndToEnd(t *testing.T) {
 	if len(appSeen.reqs) != before {
 		t.Fatal("a denied request reached the app")
 	}
+	if got := edgeMetricValue(t, apiSide.admin, `meshgate_intentions_denied_total{source="edge"}`); got != "1" {
+		t.Fatalf("denied counter for edge = %q, want 1", got)
+	}
 
 	// The app's own sidecar: web's app calls api through its upstream listener.
 	upURL := "http://" + webSide.listener(conf.SidecarUpstreamName("api"))
