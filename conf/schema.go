@@ -2,8 +2,8 @@ package conf
 
 // The user-facing schema. Every field has a yaml tag in snake_case; zero values mean "use the
 // default" and Defaults() fills them so the effective config (admin /config) shows real values.
-// Other packages never import these types on the hot path: the assemblies (gateway/edge.go,
-// mesh/sidecar.go) translate them into each package's own Options.
+// Other packages never import these types on the hot path: the engine assembly (gateway/edge.go,
+// both modes) translates them into each package's own Options.
 
 // Config is one whole meshgate configuration file.
 type Config struct {
