@@ -557,10 +557,19 @@ func (e *Edge) readiness() (bool, string) {
 	if !e.ready.Load() {
 		return false, "not serving (starting or draining)"
 	}
-	if ok, why := e.mesh.ready(); !ok {
-		return false, why
+	ok, meshWhy := e.mesh.ready()
+	if !ok {
+		return false, meshWhy
 	}
-	return e.disc.ready()
+	ok, why := e.disc.ready()
+	switch {
+	case meshWhy == "":
+	case why == "":
+		why = meshWhy
+	default:
+		why += "; " + meshWhy
+	}
+	return ok, why
 }
 
 // configYAML is the effective config (file + KV documents) followed by a comment block on the

@@ -144,7 +144,15 @@ func (m *edgeMesh) ready() (bool, string) {
 	case m.authz != nil && !m.authz.Ready():
 		return false, "waiting for the intentions of " + m.conf.Service
 	}
-	return true, ""
+	var why []string
+	if m.id.FromSnapshot() {
+		why = append(why, "degraded: Connect certificate from the snapshot (consul has not answered), valid until "+
+			m.id.Leaf().NotAfter.UTC().Format(time.RFC3339))
+	}
+	if m.authz != nil && m.authz.Origin() == intentions.OriginSnapshot {
+		why = append(why, "degraded: intentions from the snapshot (consul has not answered)")
+	}
+	return true, strings.Join(why, "; ")
 }
 
 // sameIdentity refuses a reload that changes the identity: certificates, intentions and the

@@ -59,6 +59,7 @@ type Manager struct {
 	roots   atomic.Pointer[Roots]
 	leaf    atomic.Pointer[Leaf]
 	running atomic.Bool
+	fresh   atomic.Bool // a leaf came from the provider in this process (not only the snapshot)
 }
 
 // New validates options and, when a snapshot is configured, loads unexpired persisted material.
@@ -88,6 +89,10 @@ func (m *Manager) Ready() bool {
 	l := m.leaf.Load()
 	return m.roots.Load() != nil && l != nil && m.now().Before(l.NotAfter)
 }
+
+// FromSnapshot reports whether the leaf in use was loaded from the snapshot and Consul has not
+// answered since: serving, but degraded until the leaf expires.
+func (m *Manager) FromSnapshot() bool { return m.leaf.Load() != nil && !m.fresh.Load() }
 
 // Roots returns the current trust roots, nil before the first answer.
 func (m *Manager) Roots() *Roots { return m.roots.Load() }
@@ -126,6 +131,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				return 0, fmt.Errorf("provider returned a leaf that expired at %s", l.NotAfter)
 			}
 			m.leaf.Store(l)
+			m.fresh.Store(true)
 			m.saveLeaf(l)
 		}
 		return next, err

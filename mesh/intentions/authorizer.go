@@ -129,6 +129,14 @@ func (a *Authorizer) Version() uint64 {
 	return 0
 }
 
+// Origin is where the rules in use came from (OriginSource or OriginSnapshot), "" before any.
+func (a *Authorizer) Origin() string {
+	if rs := a.rules.Load(); rs != nil {
+		return rs.origin
+	}
+	return ""
+}
+
 // RulesView is the admin API's picture of the rules in use.
 type RulesView struct {
 	Destination  string `json:"destination"`
