@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway/route"
 	"github.com/meshgate/meshgate/internal/await"
 	"github.com/meshgate/meshgate/internal/consuldev"
 )
@@ -289,5 +290,48 @@ func TestConnectSurvivesConsulOutage(t *testing.T) {
 	}
 	if _, body := readyBody(t, side.admin); !strings.Contains(body, "degraded") {
 		t.Fatalf("sidecar /ready body %q does not say degraded", body)
+	}
+}
+
+// TestSidecarReload: inbound policies reload in place; adding an upstream needs a new listener
+// and is refused with the running config kept.
+func TestSidecarReload(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	app, _ := startUpstream(t, "web-app", nil)
+	base := sidecarConfigWith(agent.HTTPAddr, "web", hostport(app), "{ address: 127.0.0.1:0 }", "api")
+	side := startEngine(t, base)
+	parse := func(y string) *conf.Config {
+		t.Helper()
+		c, err := conf.Parse("reload.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	limited := strings.Replace(sidecarConfigWith(agent.HTTPAddr, "web", hostport(app), "{ address: 127.0.0.1:0, policies: [ one ] }", "api"),
+		"sidecar:\n", "policies: { one: { rate_limit: { requests: 1, per: 1h } } }\nsidecar:\n", 1)
+	if err := side.edge.Reload(parse(limited)); err != nil {
+		t.Fatalf("reload with inbound policies: %v", err)
+	}
+	routes := side.edge.routesView().(map[string][]route.Info)
+	if len(routes[conf.SidecarInboundName]) != 1 {
+		t.Fatalf("inbound routes after reload: %+v", routes)
+	}
+	var cfgOut strings.Builder
+	b, _ := side.edge.configYAML()
+	cfgOut.Write(b)
+	if !strings.Contains(cfgOut.String(), "- one") {
+		t.Fatalf("/config does not show the inbound policy:\n%s", cfgOut.String())
+	}
+
+	more := sidecarConfigWith(agent.HTTPAddr, "web", hostport(app), "{ address: 127.0.0.1:0 }", "api", "db")
+	err := side.edge.Reload(parse(more))
+	if err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("adding an upstream: err = %v, want a restart-needed error", err)
+	}
+	if _, ok := side.edge.ListenerAddrs()[conf.SidecarUpstreamName("db")]; ok {
+		t.Fatal("a refused reload added a listener")
 	}
 }
