@@ -218,14 +218,19 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 
 func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
 	var authz filter.Filter
+	trusted := parsePrefixes(lc.TrustedProxies)
 	if lc.Connect {
 		authz = e.mesh.authorizer()
+		// Every caller of a connect listener proved a Consul-issued identity and passed the
+		// intentions: it is a mesh proxy (an edge or a sidecar), so its X-Forwarded-* describe
+		// the real client and are extended rather than replaced.
+		trusted = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	return proxy.Options{
 		TLS:             lc.Connect,
 		Authorize:       authz,
 		Listener:        lc.Name,
-		TrustedProxies:  parsePrefixes(lc.TrustedProxies),
+		TrustedProxies:  trusted,
 		MaxBodyBytes:    int64(lc.MaxBodyBytes),
 		StreamThreshold: int64(lc.StreamThreshold),
 		AccessLog:       e.access,
@@ -618,7 +623,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.ready.Store(true)
 	e.self.start()
 	cfg := e.cfg.Load()
-	e.log.Info().Str("summary", conf.Summary(cfg)).Str("admin", e.admin.Addr().String()).Msg("meshgate edge serving")
+	e.log.Info().Str("summary", conf.Summary(cfg)).Str("admin", e.admin.Addr().String()).Msg("meshgate " + mode(cfg) + " serving")
 
 	var runErr error
 	select {
@@ -663,7 +668,7 @@ func (e *Edge) Run(ctx context.Context) error {
 	stopAdmin()
 	<-adminDone
 	e.close()
-	e.log.Info().Msg("meshgate edge stopped")
+	e.log.Info().Msg("meshgate " + mode(cfg) + " stopped")
 	return runErr
 }
 
@@ -705,6 +710,14 @@ func registerPprof(a *admin.Server) error {
 		}
 	}
 	return nil
+}
+
+// mode names what this engine runs as, for its log lines.
+func mode(cfg *conf.Config) string {
+	if cfg.Sidecar != nil {
+		return "sidecar"
+	}
+	return "edge"
 }
 
 // connectService reports whether a routed service is reached through Consul Connect, and its

@@ -240,15 +240,22 @@ func (s *edgeRegistration) drain(wait bool) {
 	}
 	// The instance callers find (regs[0]) goes first; the app's own registration follows so
 	// plain-discovery callers leave it too.
-	for _, r := range s.regs {
+	var firstErr error
+	for i, r := range s.regs {
 		ctx, cancel := context.WithTimeout(context.Background(), registrationOpTimeout)
 		err := r.Maintenance(ctx, true, "meshgate is shutting down")
 		cancel()
 		if err != nil {
 			s.log.Warn().Err(err).Str("service_id", r.ID()).Msg("draining: could not set consul maintenance mode; continuing the drain")
+			if i == 0 {
+				firstErr = err
+			}
 		}
 	}
-	if !wait {
+	// An agent that refused the maintenance call cannot tell us when callers stop seeing us
+	// either (typically it is gone, e.g. stopped with us): waiting drain_wait would only delay
+	// the exit. Consul's own failure detection takes the instance out in that case.
+	if !wait || firstErr != nil {
 		return
 	}
 	start := time.Now()

@@ -159,6 +159,11 @@ func TestSidecarEndToEnd(t *testing.T) {
 	if req.URL.Path != "/public/hello" {
 		t.Fatalf("app saw %s", req.URL.Path)
 	}
+	// The sidecar trusts its authenticated mesh caller's forwarding headers: the app sees the
+	// client's scheme and the whole chain, not the edge as the client.
+	if xff, proto := req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Proto"); strings.Count(xff, ",") != 1 || proto != "http" {
+		t.Fatalf("app saw X-Forwarded-For %q and X-Forwarded-Proto %q, want the client and the edge, and http", xff, proto)
+	}
 
 	// L7: a path outside the permission is denied by api's sidecar, and the app never sees it.
 	before := len(appSeen.reqs)

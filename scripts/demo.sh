@@ -1,132 +1,218 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2317  # functions run from traps look unreachable to shellcheck
-# The README's main command: see meshgate route, balance and annotate real requests.
+# The quick start: a small service mesh on loopback, in one command (`make demo` does the same).
 #
 # Usage: scripts/demo.sh
 #
-# Builds meshgate and scripts/demoorigin, builds (once, cached) Consul with
-# scripts/install-consul.sh and starts `consul agent -dev` on free loopback ports, starts three
-# demo origins (two instances of "api", one of "web"; each answers with JSON describing the
-# request it received, headers included), registers both api instances in Consul (each with an
-# HTTP check on the origin), writes a demo config to a temp dir and runs `meshgate edge` with it:
+# Builds meshgate and the demo app (scripts/demoorigin), builds Consul once (cached, by
+# scripts/install-consul.sh), then starts on free 127.0.0.1 ports:
 #
-#   /api/*  → api (resolved through Consul: its passing instances, round_robin,
-#                  /api/ rewritten to /)
-#   /*      → web (static)
+#   consul agent -dev            registry, Connect CA and intentions (in memory)
+#   web-1         demo app  +  `meshgate sidecar` (mTLS inbound; upstream api on a local port)
+#   api-1, api-2  demo apps +  `meshgate sidecar` each (mTLS inbound)
+#   edge          `meshgate edge`, Connect identity "edge": /api/* → api, /* → web, reaching
+#                 each service through its sidecars over mTLS (the merged hop)
 #
-# meshgate also registers itself in Consul as "meshgate-edge". The access log goes to stdout,
-# the process log to stderr. Ctrl-C stops everything, Consul included.
+#   curl ─▶ edge ══mTLS══▶ web-1's sidecar ─▶ web-1 ─▶ web-1's sidecar ══mTLS══▶ api-N's sidecar ─▶ api-N
+#
+# Intentions are written through Consul's HTTP API (config entries, with curl): edge → web,
+# edge → api (GET only: an L7 permission), web → api; anything else is denied (meshgate's
+# identity.intentions_default). Every app answers with JSON describing the request it got (its
+# service and instance, the path, the headers: X-Forwarded-For, X-Request-Id, ...); web's
+# /calls-api makes web call api through its sidecar. Once a request has gone all the way through,
+# the script prints curl commands, the admin URLs and the Consul UI address, then follows the
+# access logs (one line per hop). Ctrl-C stops everything in order: edge, sidecars (which
+# deregister from Consul), apps, Consul.
 #
 # Environment:
-#   DEMO_SELFTEST=1   run the curl checks itself (both api instances and web answer, the
-#                     rewrite and X-Forwarded-*/X-Request-Id headers arrive, the admin API
-#                     answers, /clusters shows api from Consul with two hosts, meshgate-edge is
-#                     passing in Consul, deregistering an api instance in Consul moves all
-#                     traffic to the other), then stop and exit 0 (pass) or 1 (fail)
-#   DEMO_PORT=        listener port (default 8080 if free, else a free one)
-#   DEMO_ADMIN_PORT=  admin port (default 9901 if free, else a free one)
-#   DEMO_BIN=         where the binaries are built (default ./bin)
+#   DEMO_SELFTEST=1   instead of waiting for Ctrl-C, check the mesh with curl (edge → web through
+#                     web-1's sidecar, edge → api reaching both instances, the web → api chain,
+#                     the L7 permission, a deny intention answered 403 and lifted again, the
+#                     admin APIs, every meshgate exiting 0 on SIGTERM and deregistering), print
+#                     "selftest: PASS" and exit 0, or exit 1
+#   DEMO_PORT=        the edge's port (default 8080 if free, else a free one)
+#   DEMO_ADMIN_PORT=  the edge's admin port (default 9901 if free, else a free one)
+#   DEMO_BIN=         where the binaries are built (default ./bin, git-ignored)
+#   DEMO_READY_TIMEOUT= seconds each start-up step may take (default 30)
 #
-# Needs the Go toolchain and curl (python3 is used, when present, to find ports free for both
-# TCP and UDP for the agent). The first run builds Consul from source, which takes a few
-# minutes; later runs use the cached binary. Everything listens on 127.0.0.1.
+# Needs Go and curl; python3 is used when present to pick ports free for TCP and UDP (Consul's
+# DNS and serf ports). The first run builds Consul from source (several minutes); later runs
+# reach the first request in seconds. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=${DEMO_BIN:-$ROOT/bin}
 SELFTEST=${DEMO_SELFTEST:-0}
-# Seconds a process gets to come up, and to exit after SIGTERM before it is killed.
-READY_TIMEOUT=${READY_TIMEOUT:-20}
-STOP_TIMEOUT=5
+READY_TIMEOUT=${DEMO_READY_TIMEOUT:-30}
+STOP_TIMEOUT=5     # seconds an app or Consul gets to exit after SIGTERM before SIGKILL
+MG_STOP_TIMEOUT=20 # a meshgate drains and deregisters first (bounded by its own timeouts)
+# Requests the script makes while waiting carry this request id prefix; the access-log view
+# leaves them out.
+PROBE_ID=demo-probe
 
 TMP=""
-PIDS=()        # every process this script started
-MG_PID=""
-PORT=""
-ADMIN_PORT=""
 CONSUL_BIN=""
 CONSUL_PID=""
-CONSUL_HTTP="" # the agent's HTTP port
+CONSUL_HTTP=""
+EDGE_PID=""
+EDGE_PORT=""
+EDGE_ADMIN=""
+MG_PID=""
+READY_PIDS="" # meshgates that were ready once
+SIGNALED=0    # SIGINT or SIGTERM arrived
+JOB_CONTROL=0 # children run in their own process groups (set -m)
+
+# Every process the script started, with its kind (edge, sidecar, app, consul: the stop order)
+# and, for meshgate, its admin port.
+PIDS=()
+KINDS=()
+ADMINS=()
+
+# The instances: app + sidecar each. Index 0 is web-1, 1 and 2 are api-1 and api-2.
+INST_ID=(web-1 api-1 api-2)
+INST_SVC=(web api api)
+APP_PID=("" "" "")
+APP_ADDR=("" "" "")
+SC_PID=("" "" "")
+SC_ADMIN=("" "" "")
+SC_IN=("" "" "")
+WEB_UPSTREAM="" # web-1's sidecar's listener for api
 
 log() { echo "demo: $*" >&2; }
+die() { log "$*"; exit 1; }
 
-# forget drops an exited pid from PIDS.
-forget() {
-  local pid keep=()
-  for pid in ${PIDS[@]+"${PIDS[@]}"}; do [[ $pid == "$1" ]] || keep+=("$pid"); done
-  PIDS=(${keep[@]+"${keep[@]}"})
+# now_ms prints the wall clock in milliseconds (bash 5's EPOCHREALTIME, else python3, else
+# whole seconds).
+now_ms() {
+  if [[ -n ${EPOCHREALTIME:-} ]]; then
+    local s=${EPOCHREALTIME/[,.]/}
+    echo $((s / 1000))
+  elif command -v python3 >/dev/null; then
+    python3 -c 'import time; print(int(time.time()*1000))'
+  else
+    echo $(($(date +%s) * 1000))
+  fi
+}
+START_MS=$(now_ms)
+# secs_since MS prints the seconds since MS with one decimal.
+secs_since() {
+  local d=$(($(now_ms) - $1))
+  printf '%d.%d' $((d / 1000)) $((d % 1000 / 100))
 }
 
-# stop_pids sends SIGTERM to the given pids (meshgate drains, origins and consul shut down),
-# gives each STOP_TIMEOUT seconds, then SIGKILLs what is left.
-stop_pids() {
-  local pid i
-  for pid in "$@"; do
-    if [[ $pid == "$MG_PID" ]] && ! "$BIN/meshgate" health -addr "127.0.0.1:$ADMIN_PORT" -timeout 1s 2>/dev/null; then
-      # Not ready: meshgate is already draining, typically because the terminal's Ctrl-C
-      # reached it too. A second signal would make it exit at once instead of finishing
-      # in-flight requests, so only wait for it (and SIGKILL after STOP_TIMEOUT).
+# ---- processes ---------------------------------------------------------------------------
+
+track() { PIDS+=("$1"); KINDS+=("$2"); ADMINS+=("${3:-}"); }
+
+# forget drops pid $1 from the tracked processes.
+forget() {
+  local i p=() k=() a=()
+  for ((i = 0; i < ${#PIDS[@]}; i++)); do
+    [[ ${PIDS[i]} == "$1" ]] && continue
+    p+=("${PIDS[i]}"); k+=("${KINDS[i]}"); a+=("${ADMINS[i]}")
+  done
+  PIDS=(${p[@]+"${p[@]}"}); KINDS=(${k[@]+"${k[@]}"}); ADMINS=(${a[@]+"${a[@]}"})
+}
+
+# stop_kind KIND sends SIGTERM to every tracked process of that kind at once, waits (bounded)
+# for each, SIGKILLs what is left and forgets them.
+stop_kind() {
+  local i j pid timeout=$STOP_TIMEOUT pids=()
+  [[ $1 == edge || $1 == sidecar ]] && timeout=$MG_STOP_TIMEOUT
+  for ((i = 0; i < ${#PIDS[@]}; i++)); do
+    [[ ${KINDS[i]} == "$1" ]] || continue
+    pid=${PIDS[i]}
+    pids+=("$pid")
+    if [[ $SIGNALED == 1 && $JOB_CONTROL == 0 && " $READY_PIDS " == *" $pid "* ]] &&
+      ! "$BIN/meshgate" health -addr "127.0.0.1:${ADMINS[i]}" -timeout 1s 2>/dev/null; then
+      # Ready before, not now: the signal that stops us reached it too (no job control), and
+      # it is draining. A second signal would cut its drain and deregistration short; wait.
       continue
     fi
     kill -TERM "$pid" 2>/dev/null || true
   done
-  for pid in "$@"; do
-    for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+  for pid in ${pids[@]+"${pids[@]}"}; do
+    for ((j = 0; j < timeout * 10; j++)); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done
     if kill -0 "$pid" 2>/dev/null; then
-      log "pid $pid did not stop within ${STOP_TIMEOUT}s; killing it"
+      log "pid $pid ($1) did not stop within ${timeout}s; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
     wait "$pid" 2>/dev/null || true
+    forget "$pid"
   done
 }
 
-# stop_all stops everything we started. meshgate goes first and alone: its shutdown puts its
-# Consul registration in maintenance and deregisters it, which needs the agent still up, and
-# it keeps forwarding to the origins while it drains. Safe to call twice.
+# stop_all stops everything in dependency order: the edge stops taking requests, the sidecars
+# drain and deregister while the apps and the agent are still up, then the apps, then Consul.
+# Safe to call twice.
 stop_all() {
-  if [[ -n $MG_PID && " ${PIDS[*]-} " == *" $MG_PID "* ]]; then
-    stop_pids "$MG_PID"
-    forget "$MG_PID"
-  fi
-  if ((${#PIDS[@]} > 0)); then stop_pids "${PIDS[@]}"; fi
-  PIDS=()
+  local k
+  for k in edge sidecar app consul; do stop_kind "$k"; done
 }
 
 cleanup() {
   # A second Ctrl-C must not cut the clean-up short and leave processes behind; it is bounded.
   trap '' INT TERM
-  stop_all
+  # And a second Ctrl-C that kills a foreground sleep or curl (with job control they get the
+  # terminal's signals) must not abort it either.
+  set +e
+  if ((${#PIDS[@]} > 0)); then
+    [[ $SELFTEST == 1 ]] || log "stopping: edge, sidecars (deregistering from consul), apps, consul"
+    stop_all
+    [[ $SELFTEST == 1 ]] || log "stopped"
+  fi
   if [[ -n $TMP && -d $TMP ]]; then rm -rf "$TMP"; fi
 }
 trap cleanup EXIT
-# Ctrl-C (or a TERM from a supervisor) ends the demo; the EXIT trap stops everything.
 on_signal() {
+  SIGNALED=1
   echo >&2
-  log "stopping"
-  # A Ctrl-C reaches meshgate at the same moment; give it a moment to turn /ready 503 so that
-  # stop_all sees the drain already started.
-  sleep 0.2
+  # Without job control a terminal's Ctrl-C reached the children too: give the meshgates a
+  # moment to turn /ready 503 so stop_kind sees their drain started and does not signal twice.
+  [[ $JOB_CONTROL == 1 ]] || sleep 0.2
   if [[ $SELFTEST == 1 ]]; then exit 1; fi
   exit 0
 }
 trap on_signal INT TERM
 
+# With a terminal, run every child in its own process group (job control): Ctrl-C then reaches
+# only this script, which stops the children in order (sidecars deregister while Consul is still
+# up). Without one (CI, `go test`) children stay in our group, so whoever runs us can kill it.
+if [[ -t 0 && -t 1 && $SELFTEST != 1 ]]; then set -m; JOB_CONTROL=1; fi
+
+# ---- ports -------------------------------------------------------------------------------
+
 # port_free is true when nothing accepts connections on 127.0.0.1:$1.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# pick_port prints $1 if it is free, else a random free port (never one in $2...).
+PICKED=() # ports handed out by pick_port, never handed out twice
+# pick_port WANT sets PORT to WANT if it is free, else to a random free port.
+PORT=""
 pick_port() {
-  local want=$1 p i
-  shift
-  if port_free "$want" && [[ " $* " != *" $want "* ]]; then echo "$want"; return; fi
+  local want=$1 i
   for ((i = 0; i < 100; i++)); do
-    p=$((20000 + RANDOM % 40000))
-    if port_free "$p" && [[ " $* " != *" $p "* ]]; then echo "$p"; return; fi
+    if port_free "$want" && [[ " ${PICKED[*]-} " != *" $want "* ]]; then
+      PICKED+=("$want"); PORT=$want; return 0
+    fi
+    want=$((20000 + RANDOM % 12000))
   done
-  log "no free port found"; return 1
+  die "no free port found"
+}
+
+# free_ports N prints N distinct loopback ports. With python3 they are free for TCP and UDP
+# (the agent's DNS and serf ports use both); without it only a TCP probe is possible, and a
+# clash makes the agent exit, which start_consul retries.
+free_ports() {
+  if command -v python3 >/dev/null; then
+    python3 "$ROOT/scripts/freeports.py" "$1"
+    return
+  fi
+  local out=() i
+  for ((i = 0; i < $1; i++)); do pick_port $((20000 + RANDOM % 12000)); out+=("$PORT"); done
+  echo "${out[*]}"
 }
 
 # wait_file waits until file $1 exists and is non-empty, or process $2 exits.
@@ -140,56 +226,25 @@ wait_file() {
   return 1
 }
 
-# start_origin NAME LABEL sets ORIGIN to the host:port the origin bound. (Not a $(...)
-# function: the origin would inherit the substitution's pipe and the shell would wait on it.)
-ORIGIN=""
-start_origin() {
-  local name=$1 label=$2 pid
-  "$BIN/demoorigin" -name "$name" -addr 127.0.0.1:0 -addr-file "$TMP/$label.addr" \
-    </dev/null >"$TMP/$label.log" 2>&1 &
-  pid=$!
-  PIDS+=("$pid")
-  if ! wait_file "$TMP/$label.addr" "$pid"; then
-    log "origin $label did not start:"; cat "$TMP/$label.log" >&2; return 1
-  fi
-  ORIGIN=$(<"$TMP/$label.addr")
-}
-
 # ---- consul ------------------------------------------------------------------------------
 
-# free_ports N prints N distinct loopback ports. With python3 they are free for TCP and UDP
-# (the agent's DNS and serf ports use both); without it only a TCP probe is possible, and a
-# clash makes the agent exit, which start_consul retries.
-free_ports() {
-  if command -v python3 >/dev/null; then
-    python3 "$ROOT/scripts/freeports.py" "$1"
-    return
-  fi
-  local picked=() p
-  while ((${#picked[@]} < $1)); do
-    p=$(pick_port $((20000 + RANDOM % 40000)) ${picked[@]+"${picked[@]}"}) || return 1
-    picked+=("$p")
-  done
-  echo "${picked[*]}"
-}
-
-# consul_api METHOD PATH [BODY]: one call to the agent's HTTP API; prints the answer and fails
-# on a non-2xx status.
+# consul_api METHOD PATH [BODY|@FILE]: one call to the agent's HTTP API; prints the answer and
+# fails on a non-2xx status.
 consul_api() {
   local args=(-s -S --fail-with-body --max-time 5 -X "$1")
-  if (($# > 2)); then args+=(-H 'Content-Type: application/json' --data "$3"); fi
+  if (($# > 2)); then args+=(-H 'Content-Type: application/json' --data-binary "$3"); fi
   curl "${args[@]}" "http://127.0.0.1:$CONSUL_HTTP$2"
 }
 
-# start_consul starts `consul agent -dev` (in memory, one node) on free loopback ports and
-# waits, bounded, until it has elected itself leader. It retries with other ports when one was
-# taken between picking and binding.
+# start_consul starts `consul agent -dev` (in memory, one node, Connect CA built in) on free
+# loopback ports and waits, bounded, until it has elected itself leader. It retries with other
+# ports when one was taken between picking and binding.
 start_consul() {
   local attempt i http dns lan wan server grpc leader dir=$TMP/consul
   mkdir -p "$dir"
   for attempt in 1 2 3; do
     read -r http dns lan wan server grpc < <(free_ports 6)
-    # https and grpc_tls stay off: the dev agent has no certificates.
+    # https and grpc_tls stay off: the dev agent has no certificates of its own.
     cat >"$dir/agent.hcl" <<EOF
 ports {
   http     = $http
@@ -206,9 +261,9 @@ EOF
     rm -rf "$dir/data" && mkdir -p "$dir/data"
     "$CONSUL_BIN" agent -dev -bind 127.0.0.1 -client 127.0.0.1 -node meshgate-demo \
       -data-dir "$dir/data" -config-file "$dir/agent.hcl" -log-level warn \
-      </dev/null >"$TMP/consul.log" 2>&1 &
+      </dev/null >"$TMP/logs/consul.log" 2>&1 &
     CONSUL_PID=$!
-    PIDS+=("$CONSUL_PID")
+    track "$CONSUL_PID" consul
     CONSUL_HTTP=$http
     for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
       leader=$(consul_api GET /v1/status/leader 2>/dev/null) || leader=""
@@ -218,113 +273,253 @@ EOF
       sleep 0.1
     done
     if kill -0 "$CONSUL_PID" 2>/dev/null; then
-      log "consul agent has no leader after ${READY_TIMEOUT}s; its log:"; cat "$TMP/consul.log" >&2
+      log "consul agent has no leader after ${READY_TIMEOUT}s; its log:"; cat "$TMP/logs/consul.log" >&2
       return 1
     fi
     wait "$CONSUL_PID" 2>/dev/null || true
     forget "$CONSUL_PID"
     log "consul agent exited during start-up (port taken?); attempt $attempt of 3"
   done
-  log "consul agent would not start; its log:"; cat "$TMP/consul.log" >&2
+  log "consul agent would not start; its log:"; cat "$TMP/logs/consul.log" >&2
   return 1
 }
 
-# register_api ID ADDR registers one api instance in the agent, with an HTTP check on the
-# origin itself (it answers 200 on any path), so Consul reports it passing while it is up.
-register_api() {
-  local id=$1 host=${2%:*} port=${2##*:}
-  consul_api PUT /v1/agent/service/register "{\"ID\":\"$id\",\"Name\":\"api\",\"Address\":\"$host\",\
-\"Port\":$port,\"Tags\":[\"demo\"],\"Check\":{\"CheckID\":\"$id-http\",\"Name\":\"$id HTTP\",\
-\"HTTP\":\"http://$host:$port/health\",\"Interval\":\"1s\",\"Timeout\":\"1s\",\
-\"DeregisterCriticalServiceAfter\":\"1m\"}}" >/dev/null
-}
-
-# passing_count SERVICE prints how many instances of SERVICE Consul reports passing (-1 when
-# the agent does not answer).
-passing_count() {
-  local body
-  body=$(consul_api GET "/v1/health/service/$1?passing" 2>/dev/null) || { echo -1; return; }
-  # One "Service" object per instance (pretty-printed by the dev agent, compact otherwise).
-  grep -oE '"Service": ?\{' <<<"$body" | wc -l | tr -d ' '
-}
-
-# wait_passing SERVICE N waits, bounded, until Consul reports N passing instances of SERVICE.
-wait_passing() {
-  local i
-  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
-    [[ $(passing_count "$1") == "$2" ]] && return 0
-    sleep 0.1
+# write_intentions writes the config entries to $TMP/intentions/ and applies them. The protocol
+# must be http before an intention may have HTTP permissions (Consul refuses them otherwise).
+write_intentions() {
+  local d=$TMP/intentions f
+  mkdir -p "$d"
+  echo '{"Kind": "service-defaults", "Name": "web", "Protocol": "http"}' >"$d/web-defaults.json"
+  echo '{"Kind": "service-defaults", "Name": "api", "Protocol": "http"}' >"$d/api-defaults.json"
+  cat >"$d/web.json" <<'EOF'
+{"Kind": "service-intentions", "Name": "web",
+ "Sources": [{"Name": "edge", "Action": "allow"}]}
+EOF
+  cat >"$d/api.json" <<'EOF'
+{"Kind": "service-intentions", "Name": "api",
+ "Sources": [{"Name": "edge", "Permissions": [{"Action": "allow", "HTTP": {"PathPrefix": "/api/", "Methods": ["GET"]}}]},
+             {"Name": "web", "Action": "allow"}]}
+EOF
+  # For the user to try (and the self-test): the same, with web denied.
+  sed 's/"Name": "web", "Action": "allow"/"Name": "web", "Action": "deny"/' "$d/api.json" >"$d/api-deny-web.json"
+  for f in web-defaults api-defaults web api; do
+    consul_api PUT /v1/config "@$d/$f.json" >/dev/null || { log "writing $d/$f.json to consul failed"; return 1; }
   done
-  return 1
 }
 
-write_config() { # api1 api2 web
-  cat >"$TMP/meshgate.yaml" <<EOF
-# Written by scripts/demo.sh. Validate with: meshgate validate -config $TMP/meshgate.yaml
-admin:
-  address: 127.0.0.1:$ADMIN_PORT
-listeners:
-  - name: public
-    address: 127.0.0.1:$PORT
-routes:
-  - name: api                        # checked first: equal priorities keep file order
-    match: { path_prefix: /api/ }
-    rewrite: { path_prefix: / }      # the api service sees /hello for /api/hello
-    to: [ { service: api } ]
-  - name: web
-    match: { path_prefix: / }
-    to: [ { service: web } ]
-services:
-  api:
-    load_balancer: { policy: round_robin }
+# ---- apps and sidecars -------------------------------------------------------------------
+
+# access_view ID LABEL: reads meshgate's access log (JSON lines) on stdin, appends it to
+# $TMP/logs/ID.access.log and prints one short line per request (leaving out the script's own
+# probes):
+#   edge           200 GET /api/hello → api 127.0.0.1:21002  1.3ms  req 5c1f…
+#   api-2 sidecar  200 GET /api/hello from edge → local-api 127.0.0.1:40119  0.4ms  req 5c1f…
+# (Plain bash: mawk, a common awk, reads a pipe in blocks and would hold lines back.)
+access_view() {
+  local file=$TMP/logs/$1.access.log label=$2 line k v status method path from svc up err ms id
+  # A Ctrl-C must not end the view before meshgate's last lines (and its own exit).
+  trap '' INT
+  while IFS= read -r line; do
+    printf '%s\n' "$line" >>"$file"
+    for k in status method path identity service upstream error duration_ms request_id; do
+      v=""
+      if [[ $line =~ \"$k\":\"([^\"]*)\" || $line =~ \"$k\":([0-9.]+) ]]; then v=${BASH_REMATCH[1]}; fi
+      case $k in
+        status) status=$v ;; method) method=$v ;; path) path=$v ;; service) svc=$v ;;
+        upstream) up=$v ;; duration_ms) ms=$v ;; request_id) id=$v ;;
+        identity) from=${v:+ from $v} ;; error) err=${v:+ ($v)} ;;
+      esac
+    done
+    [[ $id == "$PROBE_ID"* ]] && continue
+    [[ -n $svc ]] && svc=" → $svc${up:+ $up}"
+    printf '%-14s %s %s %s%s%s%s  %sms  req %s\n' "$label" "$status" "$method" "$path" \
+      "$from" "$svc" "$err" "$ms" "${id:0:8}"
+  done
+}
+
+# access_log ID prints the access_log output of a config: in the interactive demo meshgate
+# writes to stdout, which access_view reads; the self-test only needs the file.
+access_log() {
+  if [[ $SELFTEST == 1 ]]; then echo "$TMP/logs/$1.access.log"; else echo stdout; fi
+}
+
+# run_mg ID LABEL MODE: starts `meshgate MODE -config $TMP/config/ID.yaml` in the background
+# and sets MG_PID.
+run_mg() {
+  : >"$TMP/logs/$1.log"
+  if [[ $SELFTEST == 1 ]]; then
+    "$BIN/meshgate" "$3" -config "$TMP/config/$1.yaml" </dev/null >/dev/null 2>"$TMP/logs/$1.log" &
+  else
+    "$BIN/meshgate" "$3" -config "$TMP/config/$1.yaml" </dev/null > >(access_view "$1" "$2") 2>"$TMP/logs/$1.log" &
+  fi
+  MG_PID=$!
+}
+
+# start_app I starts instance I's app on a free port and records its address.
+start_app() {
+  local i=$1 id=${INST_ID[$1]} args=()
+  rm -f "$TMP/logs/$id.addr"
+  [[ ${INST_SVC[i]} == web ]] && args+=(-call "api=http://127.0.0.1:$WEB_UPSTREAM")
+  "$BIN/demoorigin" -name "${INST_SVC[i]}" -instance "$id" -addr 127.0.0.1:0 \
+    -addr-file "$TMP/logs/$id.addr" ${args[@]+"${args[@]}"} </dev/null >"$TMP/logs/$id.app.log" 2>&1 &
+  APP_PID[i]=$!
+  track "${APP_PID[i]}" app
+  if ! wait_file "$TMP/logs/$id.addr" "${APP_PID[i]}"; then
+    log "app $id did not start:"; cat "$TMP/logs/$id.app.log" >&2; return 1
+  fi
+  APP_ADDR[i]=$(<"$TMP/logs/$id.addr")
+}
+
+write_sidecar_config() {
+  local i=$1 id=${INST_ID[$1]} svc=${INST_SVC[$1]} ups="[]"
+  if [[ $svc == web ]]; then
+    ups="
+    - { service: api, bind: 127.0.0.1:$WEB_UPSTREAM }  # web-1 calls api here; mTLS onward"
+  fi
+  cat >"$TMP/config/$id.yaml" <<EOF
+# $id's sidecar, written by scripts/demo.sh. Run: meshgate sidecar -config $TMP/config/$id.yaml
+admin: { address: 127.0.0.1:${SC_ADMIN[i]} }
 discovery:
-  static:
-    web: [ $3 ]                      # every other routed service comes from Consul
-  consul:                            # api: $1 and $2, registered in the agent by demo.sh
-    address: 127.0.0.1:$CONSUL_HTTP
-    snapshot_dir: $TMP/snapshot
-    register:                        # meshgate registers itself too: see Consul's catalog
-      name: meshgate-edge
-      check_interval: 1s
-      drain_wait: 2s                 # bounded shutdown even if Ctrl-C stopped the agent first
-access_log:
-  output: stdout
-log:
-  format: console
-shutdown:
-  drain_timeout: 5s
+  consul: { address: 127.0.0.1:$CONSUL_HTTP }
+sidecar:
+  service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:} }  # the app
+  inbound: { address: 127.0.0.1:${SC_IN[i]} }   # mTLS; callers find it in consul
+  upstreams: $ups
+access_log: { output: "$(access_log "$id")" }
+shutdown: { drain_timeout: 5s }
 EOF
 }
 
-# start_meshgate starts the edge and waits for /ready; it returns 2 on a port clash so the
-# caller can pick other ports.
-start_meshgate() {
-  local i out=/dev/stdout
-  : >"$TMP/meshgate.log"
-  if [[ $SELFTEST == 1 ]]; then out=$TMP/access.log; fi
-  # stderr goes to a file (to detect a port clash and for the self-test's diagnostics) and, in
-  # the interactive demo, to the terminal as well.
-  if [[ $SELFTEST == 1 ]]; then
-    "$BIN/meshgate" edge -config "$TMP/meshgate.yaml" >"$out" 2>"$TMP/meshgate.log" &
-  else
-    # tee ignores the terminal's Ctrl-C so that meshgate's drain log still reaches the screen.
-    "$BIN/meshgate" edge -config "$TMP/meshgate.yaml" 2> >(trap '' INT; exec tee -a "$TMP/meshgate.log" >&2) &
-  fi
-  MG_PID=$!
-  PIDS+=("$MG_PID")
+# start_sidecar I starts instance I's sidecar (not waiting for it).
+start_sidecar() {
+  local i=$1 id=${INST_ID[$1]}
+  write_sidecar_config "$i"
+  run_mg "$id" "$id sidecar" sidecar
+  SC_PID[i]=$MG_PID
+  track "${SC_PID[i]}" sidecar "${SC_ADMIN[i]}"
+}
+
+# start_instance I picks instance I's ports and starts its app and its sidecar.
+start_instance() {
+  local i=$1 n=$(($1 + 1))
+  pick_port $((19000 + n)); SC_ADMIN[i]=$PORT
+  pick_port $((21000 + n)); SC_IN[i]=$PORT
+  if [[ ${INST_SVC[i]} == web ]]; then pick_port 10001; WEB_UPSTREAM=$PORT; fi
+  start_app "$i" && start_sidecar "$i"
+}
+
+# await_mg PID ADMIN LABEL waits until the meshgate at PID answers /ready on ADMIN. It returns 2
+# when it exited because a port was taken meanwhile (the caller picks others), 1 otherwise.
+await_mg() {
+  local pid=$1 admin=$2 label=$3 logf=$TMP/logs/$4.log i
   for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
-    if "$BIN/meshgate" health -addr "127.0.0.1:$ADMIN_PORT" -timeout 1s 2>/dev/null; then
+    if "$BIN/meshgate" health -addr "127.0.0.1:$admin" -timeout 1s 2>/dev/null; then
+      READY_PIDS="$READY_PIDS $pid"
       return 0
     fi
-    if ! kill -0 "$MG_PID" 2>/dev/null; then
-      wait "$MG_PID" 2>/dev/null || true
-      if grep -q "address already in use" "$TMP/meshgate.log"; then return 2; fi
-      log "meshgate exited during start-up:"; cat "$TMP/meshgate.log" >&2
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null || true
+      forget "$pid"
+      if grep -q "address already in use" "$logf"; then return 2; fi
+      log "$label exited during start-up; its log:"; cat "$logf" >&2
       return 1
     fi
     sleep 0.1
   done
-  log "meshgate not ready within ${READY_TIMEOUT}s:"; cat "$TMP/meshgate.log" >&2
+  log "$label not ready within ${READY_TIMEOUT}s; /ready says: $(curl -s --max-time 2 "http://127.0.0.1:$admin/ready")"
+  log "its log:"; cat "$logf" >&2
+  return 1
+}
+
+# start_instances starts the three instances together and waits for their sidecars; an
+# instance whose sidecar lost a port race is restarted on other ports.
+start_instances() {
+  local i attempt rc
+  for i in 0 1 2; do start_instance "$i" || return 1; done
+  for i in 0 1 2; do
+    for attempt in 1 2 3; do
+      rc=0
+      await_mg "${SC_PID[i]}" "${SC_ADMIN[i]}" "${INST_ID[i]}'s sidecar" "${INST_ID[i]}" || rc=$?
+      [[ $rc == 0 ]] && break
+      [[ $rc == 2 && $attempt -lt 3 ]] || return 1
+      log "a port of ${INST_ID[i]}'s sidecar was taken meanwhile; restarting it on others"
+      kill -TERM "${APP_PID[i]}" 2>/dev/null || true
+      wait "${APP_PID[i]}" 2>/dev/null || true
+      forget "${APP_PID[i]}"
+      start_instance "$i" || return 1
+    done
+  done
+}
+
+write_edge_config() {
+  cat >"$TMP/config/edge.yaml" <<EOF
+# The edge, written by scripts/demo.sh. Run: meshgate edge -config $TMP/config/edge.yaml
+admin: { address: 127.0.0.1:$EDGE_ADMIN }
+identity: { service: edge, connect: true }   # a Connect peer: services are reached via their sidecars, mTLS
+listeners:
+  - { name: public, address: 127.0.0.1:$EDGE_PORT }
+routes:                                      # equal priorities keep file order: /api/ first
+  - { name: api, match: { path_prefix: /api/ }, to: [ { service: api } ] }
+  - { name: web, match: { path_prefix: / }, to: [ { service: web } ] }
+discovery:
+  consul: { address: 127.0.0.1:$CONSUL_HTTP }
+access_log: { output: "$(access_log edge)" }
+shutdown: { drain_timeout: 5s }
+EOF
+}
+
+start_edge() {
+  local attempt rc
+  for attempt in 1 2 3; do
+    if [[ -n ${DEMO_PORT:-} ]]; then EDGE_PORT=$DEMO_PORT; else pick_port 8080; EDGE_PORT=$PORT; fi
+    if [[ -n ${DEMO_ADMIN_PORT:-} ]]; then EDGE_ADMIN=$DEMO_ADMIN_PORT; else pick_port 9901; EDGE_ADMIN=$PORT; fi
+    write_edge_config
+    run_mg edge edge edge
+    EDGE_PID=$MG_PID
+    track "$EDGE_PID" edge "$EDGE_ADMIN"
+    rc=0
+    await_mg "$EDGE_PID" "$EDGE_ADMIN" edge edge || rc=$?
+    [[ $rc == 0 ]] && return 0
+    if [[ $rc == 2 && -z ${DEMO_PORT:-} && -z ${DEMO_ADMIN_PORT:-} && $attempt -lt 3 ]]; then
+      log "port $EDGE_PORT or $EDGE_ADMIN was taken meanwhile; picking others"
+      continue
+    fi
+    [[ $rc == 2 ]] && { log "a port is in use:"; cat "$TMP/logs/edge.log" >&2; }
+    return 1
+  done
+}
+
+# ---- requests ----------------------------------------------------------------------------
+
+# fetch [CURL ARGS...] URL: sets CODE and BODY.
+CODE=""
+BODY=""
+fetch() {
+  CODE=$(curl -s -S --max-time 5 -o "$TMP/body" -w '%{http_code}' "$@" 2>"$TMP/curl.err") ||
+    CODE="curl-error: $(cat "$TMP/curl.err")"
+  BODY=$(cat "$TMP/body" 2>/dev/null || true)
+  rm -f "$TMP/body"
+}
+
+# field KEY prints the first "KEY": "value" of BODY (the apps' indented JSON; the first is the
+# answering app's own, nested answers come after its headers).
+field() { sed -n "s/^  \"$1\": \"\\([^\"]*\\)\".*/\\1/p" <<<"$BODY" | head -n 1; }
+
+# await_request DESC URL WANT_INSTANCE: polls URL through the edge until an answer from
+# WANT_INSTANCE (a regex) arrives, bounded; the instances that answered collect in SEEN.
+SEEN=""
+await_request() {
+  local desc=$1 url=$2 want=$3 i inst
+  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+    fetch -H "X-Request-Id: $PROBE_ID-$i" "$url"
+    if [[ $CODE == 200 ]]; then
+      inst=$(field instance)
+      [[ " $SEEN " == *" $inst "* ]] || SEEN="$SEEN $inst"
+      [[ $inst =~ ^($want)$ ]] && return 0
+    fi
+    sleep 0.1
+  done
+  log "$desc: no answer from $want within ${READY_TIMEOUT}s; last: $CODE $BODY"
   return 1
 }
 
@@ -332,131 +527,147 @@ start_meshgate() {
 
 FAILURES=0
 fail() { log "selftest: FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+ok() { echo "selftest: ok: $*"; }
 
-# fetch URL: sets CODE and BODY.
-fetch() {
-  CODE=$(curl -s -S --max-time 5 -o "$TMP/body" -w '%{http_code}' "$1" 2>"$TMP/curl.err") || CODE="curl-error: $(cat "$TMP/curl.err")"
-  BODY=$(cat "$TMP/body" 2>/dev/null || true)
-}
-
-json_field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p" <<<"$BODY"; }
-
-# cluster_block NAME prints cluster NAME's part of /clusters' indented JSON (read on stdin): from
-# its "name" line to the next cluster's (hosts have no "name").
-cluster_block() { awk -v want="\"name\": \"$1\"" '/"name": /{ in_it = index($0, want) > 0 } in_it'; }
-
-# MOVE_TIMEOUT bounds how long a Consul change may take to reach meshgate's traffic.
-MOVE_TIMEOUT=10
-
-# answers_from ADDR N succeeds once N consecutive /api/ answers in a row came from instance
-# ADDR, within MOVE_TIMEOUT seconds; it sets TOOK_MS to the time that took.
-TOOK_MS=0
-answers_from() {
-  local want=$1 n=$2 run=0 start deadline=$((SECONDS + MOVE_TIMEOUT))
-  start=$(date +%s%N)
-  while ((SECONDS <= deadline)); do
-    fetch "http://127.0.0.1:$PORT/api/move"
-    if [[ $CODE == 200 && $(json_field instance) == "$want" ]]; then
-      run=$((run + 1))
-      if ((run >= n)); then TOOK_MS=$((($(date +%s%N) - start) / 1000000)); return 0; fi
-    else
-      run=0
-    fi
-    sleep 0.02
+# access_line INST ID PATTERN waits (bounded: the access log is written in batches) until
+# INST's access log has a line with request id ID that contains PATTERN.
+access_line() {
+  local f=$TMP/logs/$1.access.log i
+  for ((i = 0; i < 50; i++)); do
+    grep "\"request_id\":\"$2\"" "$f" 2>/dev/null | grep -q "$3" && return 0
+    sleep 0.1
   done
   return 1
 }
 
+# cluster_block NAME prints cluster NAME's part of /clusters' indented JSON (read on stdin).
+cluster_block() { awk -v want="\"name\": \"$1\"" '/"name": /{ in_it = index($0, want) > 0 } in_it'; }
+
+metric() { # metric ADMIN NAME_WITH_LABELS: prints the value (0 when absent)
+  local v
+  v=$(curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v m="$2" 'index($0, m " ") == 1 { print $2 }') || v=""
+  echo "${v:-0}"
+}
+
 selftest() {
-  local base=http://127.0.0.1:$PORT admin=http://127.0.0.1:$ADMIN_PORT
-  local api1=$1 api2=$2 web=$3 i seen="" inst h
-  command -v curl >/dev/null || { fail "curl is not installed"; return; }
+  local base=http://127.0.0.1:$EDGE_PORT i seen="" inst blk n t0 h pid rc
 
-  for ((i = 0; i < 4; i++)); do
-    fetch "$base/api/hello?n=$i"
-    if [[ $CODE != 200 ]]; then fail "GET /api/hello: $CODE $BODY"; continue; fi
-    [[ $(json_field service) == api ]] || fail "GET /api/hello answered by $(json_field service), want api: $BODY"
-    [[ $(json_field path) == /hello ]] || fail "GET /api/hello arrived as $(json_field path), want /hello (rewrite): $BODY"
-    for h in X-Forwarded-For X-Forwarded-Proto X-Forwarded-Host X-Request-Id; do
-      [[ $BODY == *"\"$h\":"* ]] || fail "GET /api/hello: header $h did not reach the origin: $BODY"
-    done
-    inst=$(json_field instance)
-    seen="$seen $inst"
-  done
-  [[ $seen == *" $api1"* ]] || fail "api instance $api1 never answered (saw:$seen)"
-  [[ $seen == *" $api2"* ]] || fail "api instance $api2 never answered (saw:$seen)"
-  log "api answered from:$seen"
-
-  fetch "$base/index.html"
+  # 1. edge → web, through web-1's sidecar over mTLS.
+  fetch -H 'X-Request-Id: selftest-web' "$base/hello"
   if [[ $CODE != 200 ]]; then
-    fail "GET /index.html: $CODE $BODY"
+    fail "GET /hello: $CODE $BODY"
   else
-    [[ $(json_field service) == web ]] || fail "GET /index.html answered by $(json_field service), want web"
-    [[ $(json_field instance) == "$web" ]] || fail "GET /index.html answered by $(json_field instance), want $web"
-    [[ $(json_field path) == /index.html ]] || fail "GET /index.html arrived as $(json_field path)"
+    [[ $(field service) == web && $(field instance) == web-1 && $(field path) == /hello ]] ||
+      fail "GET /hello: want web-1 to see /hello: $BODY"
+    for h in X-Forwarded-For X-Forwarded-Proto X-Request-Id; do
+      [[ $BODY == *"\"$h\":"* ]] || fail "GET /hello: header $h did not reach the app: $BODY"
+    done
+    [[ $BODY == *'"X-Request-Id": "selftest-web"'* ]] || fail "GET /hello: the request id did not reach the app: $BODY"
+    access_line web-1 selftest-web '"listener":"inbound".*"identity":"edge"' ||
+      fail "web-1's sidecar did not log selftest-web on its inbound listener from identity edge"
+    fetch "http://127.0.0.1:$EDGE_ADMIN/clusters"
+    blk=$(cluster_block web <<<"$BODY")
+    [[ $blk == *"\"127.0.0.1:${SC_IN[0]}\""* && $blk != *"\"${APP_ADDR[0]}\""* ]] ||
+      fail "edge /clusters: web should list web-1's sidecar 127.0.0.1:${SC_IN[0]}, not the app: $blk"
+    ((FAILURES == 0)) && ok "edge → web-1's sidecar (mTLS, identity edge) → web-1"
   fi
 
-  fetch "$admin/ready";    [[ $CODE == 200 ]] || fail "/ready: $CODE"
-  fetch "$admin/clusters"; [[ $CODE == 200 && $BODY == *"$api1"* && $BODY == *"$web"* ]] || fail "/clusters: $CODE $BODY"
-  fetch "$admin/routes";   [[ $CODE == 200 && $BODY == *'"api"'* && $BODY == *'"web"'* ]] || fail "/routes: $CODE $BODY"
-  fetch "$admin/metrics";  [[ $CODE == 200 && $BODY == *meshgate_* ]] || fail "/metrics: $CODE"
-
-  # api comes from Consul: both registered instances, and the cluster says where it came from.
-  local blk hosts
-  fetch "$admin/clusters"
-  blk=$(cluster_block api <<<"$BODY")
-  [[ $blk == *'"source": "consul"'* ]] || fail "/clusters: api's source is not \"consul\": $blk"
-  hosts=$(grep -c '"address":' <<<"$blk" || true)
-  [[ $hosts == 2 && $blk == *"\"$api1\""* && $blk == *"\"$api2\""* ]] ||
-    fail "/clusters: api has $hosts hosts, want $api1 and $api2: $blk"
-  blk=$(cluster_block web <<<"$BODY")
-  [[ $blk == *'"source": "static"'* ]] || fail "/clusters: web's source is not \"static\": $blk"
-
-  # meshgate registered itself; its HTTP check (the agent GETs /ready) passes.
-  wait_passing meshgate-edge 1 ||
-    fail "consul does not report meshgate-edge passing: $(consul_api GET /v1/health/service/meshgate-edge 2>&1)"
-
-  # Deregistering api-2 in Consul moves all traffic to api-1 (8 answers in a row: with
-  # round_robin over two hosts that cannot happen by chance)...
-  if ! consul_api PUT /v1/agent/service/deregister/api-2 >/dev/null; then
-    fail "deregistering api-2 in consul failed"
-  elif answers_from "$api1" 8; then
-    log "api-2 deregistered in consul: all traffic on api-1 after ${TOOK_MS} ms"
-    fetch "$admin/clusters"
-    blk=$(cluster_block api <<<"$BODY")
-    hosts=$(grep -c '"address":' <<<"$blk" || true)
-    [[ $hosts == 1 && $blk == *"\"$api1\""* ]] || fail "/clusters after deregistering api-2: $hosts hosts, want $api1: $blk"
-  else
-    fail "traffic still reaches $api2 (or fails) ${MOVE_TIMEOUT}s after deregistering api-2; last answer: $CODE $BODY"
-  fi
-  # ...and registering it again brings it back (once its check passed).
-  if ! register_api api-2 "$api2"; then
-    fail "re-registering api-2 in consul failed"
-  elif answers_from "$api2" 1; then
-    log "api-2 registered again: answering after ${TOOK_MS} ms"
-  else
-    fail "api-2 did not get traffic again within ${MOVE_TIMEOUT}s of re-registering it"
-  fi
-
-  # The access log is written off the request path, in batches: poll for it.
-  for ((i = 0; i < 50; i++)); do
-    grep -q '/api/hello' "$TMP/access.log" 2>/dev/null && break
-    sleep 0.1
+  # 2. edge → api: round robin over both instances, each through its own sidecar.
+  n=$FAILURES
+  for ((i = 0; i < 6; i++)); do
+    fetch -H "X-Request-Id: selftest-api-$i" "$base/api/hello"
+    if [[ $CODE != 200 ]]; then fail "GET /api/hello: $CODE $BODY"; continue; fi
+    [[ $(field service) == api && $(field path) == /api/hello ]] || fail "GET /api/hello: want api to see /api/hello: $BODY"
+    inst=$(field instance)
+    seen="$seen $inst"
+    access_line "$inst" "selftest-api-$i" '"identity":"edge"' || fail "$inst's sidecar did not log selftest-api-$i from edge"
   done
-  grep -q '/api/hello' "$TMP/access.log" 2>/dev/null || fail "no access-log line for /api/hello"
+  [[ $seen == *" api-1"* && $seen == *" api-2"* ]] || fail "edge → api: want both api-1 and api-2, saw:$seen"
+  ((FAILURES == n)) && ok "edge → api alternates over both instances:$seen"
 
-  # Drain: meshgate must exit 0 on SIGTERM.
-  kill -TERM "$MG_PID"
-  local rc=0
-  wait "$MG_PID" || rc=$?
-  [[ $rc == 0 ]] || fail "meshgate exited $rc after SIGTERM"
-  forget "$MG_PID"
-  # Its shutdown deregistered it from Consul.
-  fetch "http://127.0.0.1:$CONSUL_HTTP/v1/catalog/service/meshgate-edge"
-  [[ $CODE == 200 && $BODY != *'"ServiceID"'* ]] || fail "meshgate-edge still in consul's catalog after shutdown: $CODE $BODY"
+  # 3. web → api: the app calls its sidecar's upstream listener, which goes to an api sidecar.
+  n=$FAILURES
+  fetch -H 'X-Request-Id: selftest-chain' "$base/calls-api"
+  if [[ $CODE != 200 ]]; then
+    fail "GET /calls-api: $CODE $BODY"
+  else
+    [[ $(field instance) == web-1 ]] || fail "GET /calls-api answered by $(field instance): $BODY"
+    [[ $BODY == *'"status": 200'* && $BODY == *'"service": "api"'* && $BODY == *'"path": "/api/called-by-web"'* ]] ||
+      fail "GET /calls-api: api's answer is missing: $BODY"
+    [[ $(grep -c '"X-Request-Id": "selftest-chain"' <<<"$BODY") == 2 ]] ||
+      fail "GET /calls-api: the request id did not reach both apps: $BODY"
+    access_line web-1 selftest-chain '"listener":"upstream-api"' || fail "web-1's sidecar did not log selftest-chain on upstream-api"
+    inst=$(sed -n 's/^ *"instance": "\(api-[12]\)".*/\1/p' <<<"$BODY" | head -n 1)
+    access_line "$inst" selftest-chain '"identity":"web"' || fail "${inst:-api}'s sidecar did not log selftest-chain from identity web"
+  fi
+  ((FAILURES == n)) && ok "web-1 → its sidecar → ${inst:-api}'s sidecar (mTLS, identity web) → ${inst:-api}"
+
+  # 4. The L7 permission: edge may only GET api; a POST is refused by the api sidecar.
+  n=$FAILURES
+  fetch -X POST "$base/api/hello"
+  [[ $CODE == 403 && $BODY == *intention_denied* ]] || fail "POST /api/hello: $CODE $BODY, want 403 intention_denied"
+  h=$(metric "${SC_ADMIN[1]}" 'meshgate_intentions_denied_total{source="edge"}')
+  h=$((h + $(metric "${SC_ADMIN[2]}" 'meshgate_intentions_denied_total{source="edge"}')))
+  [[ $h == 1 ]] || fail "api sidecars count $h denials from edge, want 1"
+  ((FAILURES == n)) && ok "L7 intention: POST /api/hello from edge → 403 at the api sidecar"
+
+  # 5. A deny intention (web → api), enforced within seconds; then lifted again.
+  n=$FAILURES
+  if consul_api PUT /v1/config "@$TMP/intentions/api-deny-web.json" >/dev/null; then
+    t0=$(now_ms)
+    for ((i = 0; i < 100; i++)); do
+      fetch "$base/calls-api"
+      [[ $CODE == 403 ]] && break
+      sleep 0.1
+    done
+    if [[ $CODE == 403 && $BODY == *intention_denied* ]]; then
+      ok "deny intention web → api: /calls-api answers 403 after $(($(now_ms) - t0)) ms"
+    else
+      fail "deny intention web → api: /calls-api still $CODE after 10s: $BODY"
+    fi
+  else
+    fail "writing the deny intention failed"
+  fi
+  if consul_api PUT /v1/config "@$TMP/intentions/api.json" >/dev/null; then
+    for ((i = 0; i < 100; i++)); do
+      fetch "$base/calls-api"
+      [[ $CODE == 200 ]] && break
+      sleep 0.1
+    done
+    [[ $CODE == 200 ]] || fail "allow intention web → api again: /calls-api still $CODE after 10s: $BODY"
+  else
+    fail "restoring the intentions failed"
+  fi
+  ((FAILURES == n)) && ok "allow intention restored: /calls-api answers 200 again"
+
+  # 6. Admin APIs of the edge and every sidecar.
+  n=$FAILURES
+  for h in "$EDGE_ADMIN" "${SC_ADMIN[@]}"; do
+    for i in /ready /clusters /routes /identity /metrics; do
+      fetch "http://127.0.0.1:$h$i"
+      [[ $CODE == 200 ]] || fail "admin 127.0.0.1:$h$i: $CODE $BODY"
+      [[ $i != /identity || $BODY == *spiffe://* ]] || fail "admin 127.0.0.1:$h/identity shows no SPIFFE ID: $BODY"
+    done
+  done
+  ((FAILURES == n)) && ok "admin APIs answer (/ready /clusters /routes /identity /metrics) on the edge and 3 sidecars"
+
+  # 7. Shutdown: every meshgate exits 0 on SIGTERM and the sidecars deregister.
+  n=$FAILURES
+  for pid in "$EDGE_PID" "${SC_PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$EDGE_PID" "${SC_PID[@]}"; do
+    rc=0
+    wait "$pid" || rc=$?
+    [[ $rc == 0 ]] || fail "meshgate pid $pid exited $rc after SIGTERM"
+    forget "$pid"
+  done
+  for h in web api web-sidecar-proxy api-sidecar-proxy; do
+    fetch "http://127.0.0.1:$CONSUL_HTTP/v1/catalog/service/$h"
+    [[ $CODE == 200 && $BODY != *'"ServiceID"'* ]] || fail "$h still in consul's catalog after the sidecars stopped: $CODE $BODY"
+  done
+  ((FAILURES == n)) && ok "edge and sidecars exit 0 on SIGTERM; sidecars deregistered from consul"
 
   if ((FAILURES > 0)); then
-    log "meshgate log:"; cat "$TMP/meshgate.log" >&2
+    for h in edge "${INST_ID[@]}"; do log "$h log:"; cat "$TMP/logs/$h.log" >&2; done
     log "selftest: FAIL ($FAILURES problems)"
     exit 1
   fi
@@ -465,82 +676,106 @@ selftest() {
 
 # ---- main --------------------------------------------------------------------------------
 
-main() {
-  command -v curl >/dev/null || { log "curl is needed (to register the demo services in Consul)"; exit 1; }
-  mkdir -p "$BIN"
-  log "building meshgate and demoorigin into $BIN"
-  (cd "$ROOT" && go build -o "$BIN/meshgate" . && go build -o "$BIN/demoorigin" ./scripts/demoorigin)
-  log "installing consul (scripts/install-consul.sh; the first build takes several minutes, then it is cached)"
-  CONSUL_BIN=$("$ROOT/scripts/install-consul.sh" | tail -n 1) || { log "scripts/install-consul.sh failed"; exit 1; }
-  [[ -x $CONSUL_BIN ]] || { log "install-consul.sh printed '$CONSUL_BIN', not an executable"; exit 1; }
-
-  TMP=$(mktemp -d "${TMPDIR:-/tmp}/meshgate-demo.XXXXXX")
-  local api1 api2 web attempt rc
-  log "starting consul agent -dev"
-  start_consul || exit 1
-  start_origin api api-1; api1=$ORIGIN
-  start_origin api api-2; api2=$ORIGIN
-  start_origin web web; web=$ORIGIN
-  log "registering api-1 ($api1) and api-2 ($api2) in consul"
-  register_api api-1 "$api1" || { log "registering api-1 failed"; exit 1; }
-  register_api api-2 "$api2" || { log "registering api-2 failed"; exit 1; }
-  # So the first request already finds both: a new check is critical until its first run.
-  wait_passing api 2 || { log "consul does not report both api instances passing:"; cat "$TMP/consul.log" >&2; exit 1; }
-
-  for attempt in 1 2 3; do
-    PORT=${DEMO_PORT:-$(pick_port 8080)}
-    ADMIN_PORT=${DEMO_ADMIN_PORT:-$(pick_port 9901 "$PORT")}
-    write_config "$api1" "$api2" "$web"
-    rc=0
-    start_meshgate || rc=$?
-    [[ $rc == 0 ]] && break
-    if [[ $rc == 2 && -z ${DEMO_PORT:-} && -z ${DEMO_ADMIN_PORT:-} && $attempt -lt 3 ]]; then
-      log "port $PORT or $ADMIN_PORT was taken meanwhile; picking others"
-      forget "$MG_PID"
-      continue
-    fi
-    [[ $rc == 2 ]] && { log "a port is in use:"; cat "$TMP/meshgate.log" >&2; }
-    exit 1
-  done
-
+banner() {
+  local e=http://127.0.0.1:$EDGE_PORT c=http://127.0.0.1:$CONSUL_HTTP i
   cat <<EOF
 
-meshgate edge is running.
-  listener  http://127.0.0.1:$PORT
-  admin     http://127.0.0.1:$ADMIN_PORT
-  origins   api: $api1 (api-1), $api2 (api-2), from Consul (round_robin)   web: $web (static)
-  consul    http://127.0.0.1:$CONSUL_HTTP   (consul agent -dev, pid $CONSUL_PID; UI at /ui/)
-  config    $TMP/meshgate.yaml
+meshgate demo is up: $1
+  edge ══mTLS══▶ sidecars ─▶ apps;  web-1 ─▶ its sidecar ══mTLS══▶ api sidecars ─▶ api-1, api-2
 
-Try (each origin answers with the request it received, headers included):
-  curl -s http://127.0.0.1:$PORT/api/hello      # api, rewritten to /hello; run it twice: both instances answer
-  curl -s http://127.0.0.1:$PORT/               # web
-  curl -s -H 'X-Request-Id: my-id' http://127.0.0.1:$PORT/api/echo
-  curl -s http://127.0.0.1:$ADMIN_PORT/clusters   # endpoints, health, in-flight
-  curl -s http://127.0.0.1:$ADMIN_PORT/routes
-  curl -s http://127.0.0.1:$ADMIN_PORT/metrics | grep ^meshgate_
-  curl -s http://127.0.0.1:$ADMIN_PORT/config
-
-Consul (api comes from its passing instances; meshgate registered itself as meshgate-edge):
-  curl -s 'http://127.0.0.1:$CONSUL_HTTP/v1/health/service/api?passing'
-  curl -s http://127.0.0.1:$CONSUL_HTTP/v1/catalog/services
-  curl -s -X PUT http://127.0.0.1:$CONSUL_HTTP/v1/agent/service/deregister/api-2   # then /api/hello: only api-1
-  $CONSUL_BIN catalog services -http-addr=127.0.0.1:$CONSUL_HTTP
-
-Edit $TMP/meshgate.yaml to see a live reload (or send SIGHUP to pid $MG_PID).
 EOF
+  printf '  %-14s %-44s %s\n' process "listens on" admin edge "$e" "http://127.0.0.1:$EDGE_ADMIN"
+  for i in 0 1 2; do
+    printf '  %-14s %-44s http://127.0.0.1:%s\n' "${INST_ID[i]} sidecar" \
+      "mTLS 127.0.0.1:${SC_IN[i]}$([[ $i == 0 ]] && echo ", api: 127.0.0.1:$WEB_UPSTREAM")" "${SC_ADMIN[i]}"
+    printf '  %-14s %s\n' "${INST_ID[i]} app" "${APP_ADDR[i]} (plain HTTP on loopback; the mesh reaches it through its sidecar)"
+  done
+  cat <<EOF
+  consul         $c   (UI: $c/ui/)
 
+Intentions (Consul config entries; anything not listed is denied):
+  edge → web  allow
+  edge → api  allow GET under /api/ only (an L7 permission)
+  web  → api  allow
+
+Try (every app answers with what it received: service, instance, path, headers):
+  curl -s $e/hello                # edge → web-1's sidecar → web-1
+  curl -s $e/api/hello            # edge → api: run it twice, api-1 and api-2 alternate
+  curl -s $e/calls-api            # edge → web-1 → web-1's sidecar → an api sidecar → api-N
+  curl -s -H 'X-Request-Id: my-id' $e/calls-api | grep -i request-id   # one id, every hop
+  curl -i -X POST $e/api/hello    # 403: the L7 intention allows edge only GET on api
+
+Deny web → api, see 403, allow it again (Consul's HTTP API; no consul CLI needed):
+  curl -s -X PUT --data @$TMP/intentions/api-deny-web.json $c/v1/config
+  curl -i $e/calls-api            # 403 intention_denied, from an api sidecar, relayed by web-1
+  curl -s -X PUT --data @$TMP/intentions/api.json $c/v1/config
+
+Admin APIs (edge: $EDGE_ADMIN; sidecars web-1: ${SC_ADMIN[0]}, api-1: ${SC_ADMIN[1]}, api-2: ${SC_ADMIN[2]}):
+  curl -s http://127.0.0.1:$EDGE_ADMIN/ready
+  curl -s http://127.0.0.1:$EDGE_ADMIN/clusters     # web and api: their sidecars' mTLS addresses
+  curl -s http://127.0.0.1:$EDGE_ADMIN/routes
+  curl -s http://127.0.0.1:$EDGE_ADMIN/identity     # the edge's SPIFFE ID and certificate
+  curl -s http://127.0.0.1:$EDGE_ADMIN/metrics | grep ^meshgate_
+  curl -s http://127.0.0.1:${SC_ADMIN[1]}/metrics http://127.0.0.1:${SC_ADMIN[2]}/metrics | grep intentions_denied   # api sidecars: denials by source
+  (the same paths work on every sidecar's admin port)
+
+Consul:
+  $c/ui/
+  curl -s '$c/v1/health/connect/api?passing'     # what the edge balances over: api's sidecars
+  curl -s $c/v1/config/service-intentions
+
+Configs: $TMP/config/   logs: $TMP/logs/   (removed on exit)
+EOF
+}
+
+main() {
+  local t_build t_mesh
+  command -v curl >/dev/null || die "curl is needed (requests, and Consul's HTTP API)"
+  command -v go >/dev/null || die "the Go toolchain is needed to build meshgate"
+  mkdir -p "$BIN"
+  log "building meshgate and the demo app into $BIN"
+  (cd "$ROOT" && go build -o "$BIN/meshgate" . && go build -o "$BIN/demoorigin" ./scripts/demoorigin)
+  log "installing consul (scripts/install-consul.sh: the first build takes several minutes, then it is cached)"
+  CONSUL_BIN=$("$ROOT/scripts/install-consul.sh" | tail -n 1) || die "scripts/install-consul.sh failed"
+  [[ -x $CONSUL_BIN ]] || die "install-consul.sh printed '$CONSUL_BIN', not an executable"
+  t_build=$(secs_since "$START_MS")
+
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/meshgate-demo.XXXXXX")
+  mkdir -p "$TMP/config" "$TMP/logs"
+  t_mesh=$(now_ms)
+  log "starting consul agent -dev"
+  start_consul || exit 1
+  log "writing service-defaults and intentions to consul (edge → web, edge → api GET, web → api)"
+  write_intentions || exit 1
+  log "starting web-1, api-1, api-2, each with a meshgate sidecar; waiting for their /ready"
+  start_instances || exit 1
+  log "starting the edge; waiting for its /ready"
+  start_edge || exit 1
+  log "waiting for a request to go edge → web-1's sidecar → web-1"
+  await_request "edge → web" "http://127.0.0.1:$EDGE_PORT/" web-1 || exit 1
+  local first
+  first="first request edge → sidecar → app answered $(secs_since "$START_MS")s after start (build ${t_build}s, mesh $(secs_since "$t_mesh")s)"
+  log "$first"
+  log "waiting for both api instances to answer through the edge"
+  SEEN=""
+  await_request "edge → api" "http://127.0.0.1:$EDGE_PORT/api/warm-up" api-1 || exit 1
+  await_request "edge → api" "http://127.0.0.1:$EDGE_PORT/api/warm-up" api-2 || exit 1
+  await_request "web → api" "http://127.0.0.1:$EDGE_PORT/calls-api" web-1 || exit 1
+
+  banner "$first"
   if [[ $SELFTEST == 1 ]]; then
-    selftest "$api1" "$api2" "$web"
+    echo
+    selftest
     exit 0
   fi
-  echo "Access log below; Ctrl-C stops everything."
   echo
-  # Waiting (rather than running meshgate in the foreground) lets the INT/TERM trap run at once.
-  local mrc=0
-  wait "$MG_PID" || mrc=$?
-  log "meshgate exited ($mrc)"
-  exit "$mrc"
+  echo "Access logs follow, one line per hop (edge, then the sidecars). Ctrl-C stops everything."
+  echo
+  local rc=0
+  wait "$EDGE_PID" || rc=$?
+  log "the edge exited ($rc); its log:"
+  cat "$TMP/logs/edge.log" >&2
+  exit 1
 }
 
 main "$@"

@@ -1,25 +1,41 @@
-// Command demoorigin is the upstream used by scripts/demo.sh.
+// Command demoorigin is the demo application scripts/demo.sh runs behind meshgate sidecars.
 //
-// Every request is answered with a JSON description of what arrived, so a user running the
-// demo can SEE what the gateway did to the request: which service and which instance answered
-// (load balancing), the path after rewriting, and the headers the gateway added
+// Every request is answered with an indented JSON description of what arrived, so a user
+// running the demo can SEE what the mesh did to the request: which service and which instance
+// answered (load balancing), the path, and the headers the edge and the sidecars added
 // (X-Forwarded-*, X-Request-Id, traceparent):
 //
-//	{"service":"api","instance":"127.0.0.1:41234","method":"GET","path":"/hello",
-//	 "query":"","host":"localhost:8080","headers":{"X-Forwarded-For":"127.0.0.1",...}}
+//	{
+//	  "service": "api",
+//	  "instance": "api-1",
+//	  "address": "127.0.0.1:41234",
+//	  "method": "GET",
+//	  "path": "/api/hello",
+//	  ...
+//	  "headers": { "X-Forwarded-For": "127.0.0.1", "X-Request-Id": "...", ... }
+//	}
 //
-// It listens on 127.0.0.1:0 by default and writes the bound address to -addr-file, so the demo
-// never has to guess a free port for its origins. It uses net/http, not fasthttp: it is a
-// stand-in for an ordinary application, and speed does not matter here (benchorigin is the
-// benchmark's origin).
+// With -call NAME=URL the app also calls another service: a request to /calls-NAME (or any
+// path under it) makes the app GET URL/NAME/called-by-<service> (typically its own sidecar's
+// upstream listener, e.g. http://127.0.0.1:10001) and answer with the status that call got,
+// its own description and the callee's answer nested under "called". That is the demo's
+// app → sidecar → sidecar → app chain. X-Request-Id and traceparent are passed on, so one id
+// follows the request through every hop.
+//
+// /health answers 200 "ok" without logging (for checks). The app listens on 127.0.0.1:0 by
+// default and writes the bound address to -addr-file, so the demo never has to guess a free
+// port for it. It uses net/http, not fasthttp: it stands in for an ordinary application, and
+// speed does not matter here (benchorigin is the benchmark's origin).
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -42,30 +58,68 @@ func main() {
 type answer struct {
 	Service  string            `json:"service"`
 	Instance string            `json:"instance"`
+	Address  string            `json:"address"`
 	Method   string            `json:"method"`
 	Path     string            `json:"path"`
-	Query    string            `json:"query"`
+	Query    string            `json:"query,omitempty"`
 	Host     string            `json:"host"`
 	Headers  map[string]string `json:"headers"`
+	Called   *call             `json:"called,omitempty"`
+}
+
+// call is what a /calls-NAME request got from NAME.
+type call struct {
+	URL    string `json:"url"`
+	Status int    `json:"status"` // 0 when the call failed
+	Error  string `json:"error,omitempty"`
+	// Answer is the callee's body: its JSON as is, or a JSON string when it is not JSON (a
+	// meshgate error page, for instance).
+	Answer json.RawMessage `json:"answer,omitempty"`
+}
+
+// passOn are the request headers an app passes on to the services it calls, so tracing and
+// request ids follow the request.
+var passOn = []string{"X-Request-Id", "Traceparent", "Tracestate"}
+
+type calls map[string]string
+
+func (c calls) String() string { return fmt.Sprint(map[string]string(c)) }
+
+func (c calls) Set(v string) error {
+	name, url, ok := strings.Cut(v, "=")
+	if !ok || name == "" || !strings.HasPrefix(url, "http://") {
+		return fmt.Errorf("want NAME=http://HOST:PORT, got %q", v)
+	}
+	c[name] = strings.TrimSuffix(url, "/")
+	return nil
 }
 
 func run() error {
 	name := flag.String("name", "origin", "service name to report in every answer")
+	instance := flag.String("instance", "", "instance id to report (default: the bound address)")
 	addr := flag.String("addr", "127.0.0.1:0", "listen address (port 0 picks a free port)")
 	addrFile := flag.String("addr-file", "", "write the bound host:port to this file once listening")
+	upstreams := calls{}
+	flag.Var(upstreams, "call", "NAME=URL: /calls-NAME calls URL/NAME/called-by-<name> (repeatable)")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
-	instance := ln.Addr().String()
+	bound := ln.Addr().String()
+	if *instance == "" {
+		*instance = bound
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
 
 	mux := http.NewServeMux()
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		a := answer{
 			Service:  *name,
-			Instance: instance,
+			Instance: *instance,
+			Address:  bound,
 			Method:   r.Method,
 			Path:     r.URL.Path,
 			Query:    r.URL.RawQuery,
@@ -75,10 +129,27 @@ func run() error {
 		for k, v := range r.Header {
 			a.Headers[k] = strings.Join(v, ", ")
 		}
+		status := http.StatusOK
+		for callee, base := range upstreams {
+			p := "/calls-" + callee
+			if r.URL.Path == p || strings.HasPrefix(r.URL.Path, p+"/") {
+				a.Called = callOut(r, client, base+"/"+callee+"/called-by-"+*name)
+				status = a.Called.Status
+				if status == 0 {
+					status = http.StatusBadGateway
+				}
+				break
+			}
+		}
+		body, err := json.MarshalIndent(a, "", "  ")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("X-Demo-Instance", instance)
-		enc := json.NewEncoder(w)
-		_ = enc.Encode(a) // the client went away; nothing useful to do
+		w.Header().Set("X-Demo-Instance", *instance)
+		w.WriteHeader(status)
+		_, _ = w.Write(append(body, '\n')) // the client went away; nothing useful to do
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -88,14 +159,14 @@ func run() error {
 	if *addrFile != "" {
 		// Write then rename, so a reader polling for the file never sees half an address.
 		tmp := filepath.Join(filepath.Dir(*addrFile), "."+filepath.Base(*addrFile)+".tmp")
-		if err := os.WriteFile(tmp, []byte(instance+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(tmp, []byte(bound+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write addr file: %w", err)
 		}
 		if err := os.Rename(tmp, *addrFile); err != nil {
 			return fmt.Errorf("write addr file: %w", err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "demoorigin: %s listening on %s\n", *name, instance)
+	fmt.Fprintf(os.Stderr, "demoorigin: %s (%s) listening on %s\n", *name, *instance, bound)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -110,4 +181,38 @@ func run() error {
 		}
 		return nil
 	}
+}
+
+// callOut GETs url on behalf of the request r (its method is not passed on: the demo's chain is
+// a read) and describes the result.
+func callOut(r *http.Request, client *http.Client, url string) *call {
+	c := &call{URL: url}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	for _, h := range passOn {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	c.Status = resp.StatusCode
+	if err != nil {
+		c.Error = err.Error()
+	}
+	body = bytes.TrimSpace(body)
+	if json.Valid(body) && len(body) > 0 {
+		c.Answer = body
+	} else if len(body) > 0 {
+		c.Answer, _ = json.Marshal(string(body))
+	}
+	return c
 }
