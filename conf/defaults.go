@@ -124,6 +124,7 @@ func (c *Config) Defaults() {
 	policyDefaults(c)
 	consulDefaults(c)
 	sidecarDefaults(c)
+	pluginDefaults(c)
 }
 
 func (s *Service) defaults() {

@@ -57,6 +57,12 @@ func Redacted(c *Config) *Config {
 	if out.Discovery.Consul != nil && out.Discovery.Consul.Token != "" {
 		out.Discovery.Consul.Token = redactedValue
 	}
+	for name, p := range out.Plugins {
+		if p.Config != nil {
+			p.Config = redactedValue // plugin configs carry keys and secrets
+			out.Plugins[name] = p
+		}
+	}
 	return out
 }
 
@@ -116,6 +122,14 @@ func (c *Config) clone() *Config {
 	}
 	if c.Sidecar != nil {
 		out.Sidecar = c.Sidecar.clone()
+	}
+	if c.Plugins != nil {
+		out.Plugins = make(map[string]Plugin, len(c.Plugins))
+		for k, p := range c.Plugins {
+			p.Args = slices.Clone(p.Args)
+			p.Config = cloneAny(p.Config)
+			out.Plugins[k] = p
+		}
 	}
 	return &out
 }
@@ -224,4 +238,23 @@ func (c *Consul) clone() *Consul {
 		out.Register = &r
 	}
 	return &out
+}
+
+// cloneAny deep-copies a decoded YAML value (maps, lists, scalars).
+func cloneAny(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = cloneAny(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = cloneAny(e)
+		}
+		return out
+	}
+	return v
 }

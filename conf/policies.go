@@ -54,11 +54,22 @@ func (v *validator) policies(c *Config) {
 		if !validServiceName(name) {
 			v.add(p, "invalid policy name %q: use letters, digits, '-', '_' and '.'", name)
 		}
+		set := 0
+		for _, b := range []bool{pol.RateLimit != nil, pol.Fault != nil, pol.Plugin != ""} {
+			if b {
+				set++
+			}
+		}
 		switch {
-		case pol.RateLimit != nil && pol.Fault != nil:
-			v.add(p, "exactly one of rate_limit, fault must be set (got both: use two policies)")
-		case pol.RateLimit == nil && pol.Fault == nil:
-			v.add(p, "exactly one of rate_limit, fault must be set")
+		case set > 1:
+			v.add(p, "exactly one of rate_limit, fault, plugin must be set (got %d: use one policy each)", set)
+		case set == 0:
+			v.add(p, "exactly one of rate_limit, fault, plugin must be set")
+		}
+		if pol.Plugin != "" {
+			if _, ok := c.Plugins[pol.Plugin]; !ok {
+				v.add(p.key("plugin"), "no plugin named %q in plugins", pol.Plugin)
+			}
 		}
 		if pol.RateLimit != nil {
 			v.rateLimit(c, p.key("rate_limit"), pol.RateLimit)

@@ -24,6 +24,8 @@ type Config struct {
 	Identity *Identity `yaml:"identity"`
 	// Sidecar runs meshgate next to one local app (`meshgate sidecar`, sidecar.go).
 	Sidecar *Sidecar `yaml:"sidecar"`
+	// Plugins are out-of-process filters (plugins.go), declared once and used by policies.
+	Plugins map[string]Plugin `yaml:"plugins"`
 
 	// expanded marks the result of Expanded: its sidecar parts are already listeners, routes
 	// and a static service, so the name-collision checks do not apply to them.
@@ -34,6 +36,9 @@ type Config struct {
 type Policy struct {
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	Fault     *Fault     `yaml:"fault"`
+	// Plugin names an entry of the top-level plugins map (plugins.go): the request goes
+	// through that out-of-process plugin at this point of the chain.
+	Plugin string `yaml:"plugin"`
 }
 
 // RateLimit is a token bucket: Requests per Per, bursting to Burst.

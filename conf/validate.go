@@ -36,6 +36,7 @@ func validate(c *Config) []problem {
 	v.consul(c)
 	v.kvPrefix(c) // fragment.go
 	v.policies(c)
+	v.plugins(c) // plugins.go
 	v.sidecar(c) // sidecar.go, identity included
 	if c.AccessLog.Output == "" {
 		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")
