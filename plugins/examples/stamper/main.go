@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/meshgate/meshgate/plugins/sdk"
+)
+
+func main() {
+	sdk.Serve(newStamper(sdk.NewLogger()))
+}
+
+// config is the parsed configuration:
+//
+//	config:
+//	  request:  { X-Stamped-By: meshgate }   # headers set on the upstream request
+//	  response: { X-Served-Via: meshgate }   # headers set on the response
+type config struct {
+	Request  map[string]string `json:"request"`
+	Response map[string]string `json:"response"`
+
+	// Prebuilt once per Configure, so each call only returns them.
+	decision sdk.Decision
+	mutation sdk.ResponseMutation
+}
+
+type stamper struct {
+	log hclog.Logger
+	// cfg is swapped whole by Configure while requests read it.
+	cfg atomic.Pointer[config]
+}
+
+var (
+	_ sdk.Configurer      = (*stamper)(nil)
+	_ sdk.RequestHandler  = (*stamper)(nil)
+	_ sdk.ResponseHandler = (*stamper)(nil)
+)
+
+func newStamper(log hclog.Logger) *stamper {
+	s := &stamper{log: log}
+	s.cfg.Store(defaultConfig())
+	return s
+}
+
+// defaultConfig is what an unconfigured stamper does, so that dropping it on a route shows
+// that plugins run without writing any config.
+func defaultConfig() *config {
+	c := &config{Request: map[string]string{"X-Stamped-By": "stamper"}}
+	c.build()
+	return c
+}
+
+func (c *config) build() {
+	// Sorted so the headers come out in the same order on every request.
+	c.decision = sdk.Continue()
+	for _, name := range slices.Sorted(maps.Keys(c.Request)) {
+		c.decision = c.decision.SetHeader(name, c.Request[name])
+	}
+	c.mutation = sdk.ResponseMutation{}
+	for _, name := range slices.Sorted(maps.Keys(c.Response)) {
+		c.mutation = c.mutation.SetHeader(name, c.Response[name])
+	}
+}
+
+func (s *stamper) Describe() sdk.Capabilities {
+	return sdk.Capabilities{Name: "stamper", Version: "1.0.0"}
+}
+
+func (s *stamper) Configure(raw []byte) error {
+	if len(bytes.TrimSpace(raw)) == 0 {
+		s.cfg.Store(defaultConfig())
+		return nil
+	}
+	var c config
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return fmt.Errorf("stamper: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Request)) {
+		if !validName(name) {
+			return fmt.Errorf("stamper: request: %q is not a valid header name", name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Response)) {
+		if !validName(name) {
+			return fmt.Errorf("stamper: response: %q is not a valid header name", name)
+		}
+	}
+	c.build()
+	s.cfg.Store(&c)
+	s.log.Info("configured", "request_headers", len(c.Request), "response_headers", len(c.Response))
+	return nil
+}
+
+func (s *stamper) OnRequest(context.Context, *sdk.Request) (sdk.Decision, error) {
+	return s.cfg.Load().decision, nil
+}
+
+func (s *stamper) OnResponse(context.Context, *sdk.Response) (sdk.ResponseMutation, error) {
+	return s.cfg.Load().mutation, nil
+}
+
+// validName accepts RFC 9110 token characters; the host would refuse anything else anyway, but
+// saying so at configuration time names the culprit.
+func validName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
