@@ -23,12 +23,22 @@ type Request struct {
 type Verdict struct {
 	Status int    // non-zero: answer now with this status
 	Reason string // the reason code rendered in the JSON error body and the access log
+	// Written: the filter wrote the whole answer (status, headers and body) on r.Ctx.Response
+	// itself, e.g. a plugin's own 401 page; the engine sends it as is instead of rendering its
+	// JSON error. Status and Reason still go to metrics and the access log.
+	Written bool
 }
 
 // Filter runs on the request path before forwarding. Headers it sets on r.Ctx.Response are kept
 // when it rejects (e.g. Retry-After on a 429).
 type Filter interface {
 	Request(r *Request) Verdict
+}
+
+// ResponseFilter runs on the upstream's response before it is sent to the client (a plugin's
+// response phase). It may edit resp's headers; r is the same request the request filters saw.
+type ResponseFilter interface {
+	Response(r *Request, resp *fasthttp.Response)
 }
 
 // Chain runs filters in order and stops at the first rejection.

@@ -38,6 +38,8 @@ type RouteBackends struct {
 	Backends []Backend
 	Retry    *upstream.RetryPolicy // route override; nil = each cluster's own
 	Filters  filter.Chain          // run in order before forwarding
+	// ResponseFilters run in order on the upstream's response headers before they are sent.
+	ResponseFilters []filter.ResponseFilter
 }
 
 // Generation is one immutable config generation as the request path sees it. A reload builds
@@ -204,7 +206,9 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	rm.observe(status, took.Seconds())
 	e.Status = status
 	e.Duration = took
-	e.Error = reason
+	if reason != "" { // a filter that wrote its own answer set e.Error itself
+		e.Error = reason
+	}
 	e.BytesIn = int64(max(req.Header.ContentLength(), 0))
 	e.BytesOut = int64(ctx.Response.Header.ContentLength())
 	h.opts.AccessLog.Log(e)
@@ -269,6 +273,10 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		fr.Route, fr.Deadline = rt.Name, deadline
 		v := rs.Filters.Request(fr)
 		e.Identity = fr.Identity
+		if v.Written {
+			e.Error = v.Reason // the filter's own answer is sent as is (Serve renders nothing)
+			return 0, ""
+		}
 		if v.Status != 0 {
 			return v.Status, v.Reason
 		}
@@ -350,6 +358,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	cl := resp.Header.ContentLength()
 	if maxResp > 0 && int64(cl) > maxResp {
 		return fasthttp.StatusBadGateway, ReasonTooLarge
+	}
+	for _, rf := range rs.ResponseFilters {
+		rf.Response(&s.filter, resp)
 	}
 	// From here on an error must not leave upstream headers behind in our error response.
 	resp.Header.CopyTo(&ctx.Response.Header)
