@@ -3,7 +3,7 @@
 # with a rate-limit policy, and following a large Consul catalog. Everything
 # runs on this machine.
 #
-# Usage: scripts/bench.sh [proxy|fault|ratelimit|consul|help]   (default: proxy)
+# Usage: scripts/bench.sh [proxy|fault|ratelimit|consul|sidecar|help]   (default: proxy)
 #
 # Scenario "proxy": one in-tree origin (scripts/benchorigin, 1 KiB bodies) and,
 # in front of it, nginx (upstream keep-alive, access log to a file), HAProxy
@@ -41,11 +41,32 @@
 # every service at once. Targets: p99 <= 250 ms, idle RSS <= 60 MB. One run; no
 # ROUNDS. Needs neither nginx, HAProxy nor wrk.
 #
+# Scenario "sidecar": the merged hop against the classic chain, with a Consul
+# dev agent (Connect CA built in) and allow intentions edge -> app and
+# client -> app set through its HTTP API with curl. Four paths to one app
+# (benchorigin), all started once and loaded one at a time in a rotating order:
+#   A direct   wrk -> app (the baseline for "added latency")
+#   B edge     wrk -> meshgate edge, static plaintext route -> app
+#   C merged   wrk -> meshgate edge (identity edge, Connect) =mTLS=> app's
+#              meshgate sidecar inbound -> app
+#   D chain    wrk -> nginx (plain, upstream keep-alive) -> a "client"
+#              meshgate sidecar's upstream listener =mTLS=> app's sidecar -> app
+# Access logs are off on every hop. First the app's sidecar alone sits idle
+# for IDLE seconds (watches running, no traffic) and its VmRSS is read from
+# /proc (target <= 20 MB). Then wrk -c$CONNS (default 16 here) measures every
+# path at saturation for ROUNDS rounds, and the in-tree scripts/bench/rateload
+# sends a fixed RATE req/s (open loop) through every path for RATE_DURATION s
+# per round, reading utime+stime of each proxy process from /proc: latency at
+# a realistic rate, and vCPU per 1000 req/s (app sidecar through C: target
+# <= 0.1). Reports added p50/p99 versus direct and C's saving over D. Needs
+# wrk, nginx and curl (not HAProxy).
+#
 # Environment:
 #   ROUNDS=3          rounds per target (at least 3 for a meaningful median)
 #   DURATION=10       seconds per wrk run
 #   WARMUP=2          seconds of warm-up per target before round 1
-#   THREADS=2 CONNS=64  wrk threads and connections (fault: CONNS clients)
+#   THREADS=2 CONNS=64  wrk threads and connections (fault: CONNS clients;
+#                     sidecar: CONNS defaults to 16)
 #   MESHGATE_BIN=     prebuilt meshgate binary (otherwise built from the tree)
 #   SKIP_MESHGATE=1   proxy only: measure only direct/nginx/haproxy
 #   BENCH_OUT=        results file (default: <tmpdir>/bench-results.md)
@@ -54,12 +75,21 @@
 #   KEEP_LOGS=1       keep the (large) access logs in the temp dir
 #   SERVICES=1000 CHANGES=100 IDLE=10   consul: services (x 2 instances; the
 #                     burst changes all of them), sequential changes, idle seconds
+#                     (sidecar: IDLE=10 seconds before the idle RSS reading)
+#   RATE=1000 RATE_DURATION=20 RATE_WARMUP=2 RATE_CONNS=16   sidecar: the
+#                     fixed-rate load (req/s, recorded s, unrecorded s, workers)
+#   SIDECAR_GOGC= SIDECAR_GOMEMLIMIT=   sidecar: Go runtime settings for the two
+#                     meshgate sidecars only (default: Go's defaults)
+#   MESH_READY_TIMEOUT=60   sidecar: seconds a path through Consul gets to answer
+#   SIDECAR_PROFILE=1 sidecar: CPU-profile the app sidecar (admin pprof) during
+#                     C's first fixed-rate round into raw/app-sidecar-cpu.pprof
 #
 # Examples:
 #   scripts/bench.sh                          # proxy comparison, 3 x 10 s rounds
 #   scripts/bench.sh fault                    # 20 s of load, kill at 5 s
 #   ROUNDS=5 DURATION=10 scripts/bench.sh ratelimit
 #   scripts/bench.sh consul                   # 1000 services, a few minutes
+#   ROUNDS=3 DURATION=10 scripts/bench.sh sidecar   # about 8 minutes
 #
 # Missing tools (nginx, haproxy, wrk; only those the scenario uses) are
 # installed from Debian's packages with apt-get, so run it as root on a
@@ -75,7 +105,13 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 THREADS=${THREADS:-2}
-CONNS=${CONNS:-64}
+# CONNS's default depends on the scenario (configure_scenario).
+CONNS=${CONNS:-}
+RATE=${RATE:-1000}
+RATE_DURATION=${RATE_DURATION:-20}
+RATE_WARMUP=${RATE_WARMUP:-2}
+RATE_CONNS=${RATE_CONNS:-16}
+SIDECAR_PROFILE=${SIDECAR_PROFILE:-0}
 SKIP_MESHGATE=${SKIP_MESHGATE:-0}
 KEEP_LOGS=${KEEP_LOGS:-0}
 BENCH_CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench}
@@ -113,6 +149,7 @@ LOAD_PID=""                # wrk or faultload run in progress, if any
 ORIGIN_BIN=""
 MESHGATE=""
 FAULTLOAD_BIN=""
+RATELOAD_BIN=""
 LOAD_BEFORE=""              # /proc/loadavg when measuring started
 
 log() { printf '[bench] %s\n' "$*" >&2; }
@@ -279,6 +316,12 @@ build_binaries() {
 		log "building faultload"
 		(cd "$ROOT" && go build -o "$FAULTLOAD_BIN" ./scripts/bench/faultload) ||
 			die "building scripts/bench/faultload failed"
+	fi
+	if [[ $SCENARIO == sidecar ]]; then
+		RATELOAD_BIN=$BENCH_CACHE/rateload
+		log "building rateload"
+		(cd "$ROOT" && go build -o "$RATELOAD_BIN" ./scripts/bench/rateload) ||
+			die "building scripts/bench/rateload failed"
 	fi
 }
 
@@ -920,8 +963,433 @@ scenario_consul() {
 	} | tee "$BENCH_OUT"
 }
 
+# ------------------------------------------------------- scenario: sidecar --
+
+declare -A SIDECAR_PID=() SIDECAR_ADMIN=()   # sidecar service name -> pid, admin port
+declare -A RL=()            # fixed-rate results: "target:round:key" -> value
+declare -A PATH_PIDS=()     # target -> "label=pid ..." of its proxies, for CPU
+declare -A PATH_DESC=()     # target -> the chain, for the report
+SIDECAR_TARGETS=(direct edge merged chain)
+
+# consul_put_config JSON writes one config entry through the agent's HTTP API.
+consul_put_config() {
+	local out
+	out=$(curl -fsS --max-time 10 -X PUT --data-binary "$1" \
+		"http://127.0.0.1:$BENCH_CONSUL_PORT/v1/config") ||
+		die "PUT /v1/config failed for $1"
+	[[ $out == true ]] || die "PUT /v1/config answered '$out' for $1"
+}
+
+# sidecar_env prints the environment the sidecars run with (Go runtime knobs).
+sidecar_env() {
+	local e=()
+	[[ -z ${SIDECAR_GOGC:-} ]] || e+=("GOGC=$SIDECAR_GOGC")
+	[[ -z ${SIDECAR_GOMEMLIMIT:-} ]] || e+=("GOMEMLIMIT=$SIDECAR_GOMEMLIMIT")
+	echo "${e[*]}"
+}
+
+# start_sidecar NAME APP_PORT UPSTREAMS starts `meshgate sidecar` for service
+# NAME fronting 127.0.0.1:APP_PORT and waits for its admin /ready (leaf
+# certificate, roots, intentions and registration done).
+start_sidecar() {
+	local name=$1 app_port=$2 upstreams=$3 dir=$TMP/sidecar-$1 admin inbound pid
+	mkdir -p "$dir"
+	read -r admin inbound < <(free_ports 2)
+	render "$TEMPLATES/meshgate-sidecar.yaml.tmpl" "$dir/meshgate.yaml" \
+		ADMIN_PORT="$admin" CONSUL_PORT="$BENCH_CONSUL_PORT" NAME="$name" \
+		APP_PORT="$app_port" INBOUND_PORT="$inbound" UPSTREAMS="$upstreams" \
+		PPROF="$([[ $SIDECAR_PROFILE == 1 ]] && echo true || echo false)"
+	"$MESHGATE" validate -config "$dir/meshgate.yaml" >/dev/null ||
+		die "invalid meshgate config $dir/meshgate.yaml"
+	# env execs meshgate, so the recorded pid is meshgate's own.
+	# shellcheck disable=SC2046 # sidecar_env's words are separate assignments
+	spawn "sidecar-$name" "$dir/stderr.log" env $(sidecar_env) "$MESHGATE" sidecar -config "$dir/meshgate.yaml"
+	pid=$LAST_PID
+	consul_wait "sidecar-$name" "$pid" "http://127.0.0.1:$admin/ready" "$dir/stderr.log" "$MESH_READY_TIMEOUT" ||
+		die "sidecar $name not ready (logs: $dir)"
+	[[ $(cat "/proc/$pid/comm" 2>/dev/null) == meshgate ]] || die "pid $pid is not meshgate"
+	SIDECAR_PID[$name]=$pid
+	SIDECAR_ADMIN[$name]=$admin
+}
+
+# start_sidecar_chain starts path D: nginx -> the client's sidecar upstream
+# listener for app -> (mTLS) app's sidecar -> app.
+start_sidecar_chain() {
+	local dir=$TMP/nginx port up
+	mkdir -p "$dir"
+	read -r port up < <(free_ports 2)
+	# The client sidecar fronts nginx (registered as service "client" with a
+	# TCP check on nginx's port) and gives it a plaintext listener for app.
+	start_sidecar client "$port" "[ { service: app, bind: 127.0.0.1:$up } ]"
+	render "$TEMPLATES/nginx-sidecar.conf.tmpl" "$dir/nginx.conf" \
+		DIR="$dir" PORT="$port" UPSTREAM_PORT="$up"
+	spawn nginx "$dir/stderr.log" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+	# The first 200 through nginx proves the whole chain, mTLS and intention included.
+	wait_ready chain "$LAST_PID" "http://127.0.0.1:$port/" "$dir"
+	TARGET_PORT[chain]=$port
+	PATH_PIDS[chain]="nginx=$LAST_PID client-sidecar=${SIDECAR_PID[client]} app-sidecar=${SIDECAR_PID[app]}"
+	PATH_DESC[chain]="nginx (2 workers, upstream keepalive 64) → client's meshgate sidecar upstream listener ═mTLS═▶ app's sidecar → app"
+}
+
+# rl_get TARGET ROUND KEY prints one fixed-rate figure (0 when absent).
+rl_get() { echo "${RL[$1:$2:$3]:-0}"; }
+
+# rl_median TARGET KEY prints the median over rounds of one fixed-rate figure.
+rl_median() {
+	local round vals=()
+	for ((round = 1; round <= ROUNDS; round++)); do
+		vals+=("$(rl_get "$1" "$round" "$2")")
+	done
+	median "${vals[@]}"
+}
+
+# rl_labels TARGET prints the process labels of a path, one per line.
+rl_labels() {
+	local kv
+	for kv in ${PATH_PIDS[$1]:-}; do
+		echo "${kv%%=*}"
+	done
+}
+
+# run_rate TARGET ROUND runs one fixed-rate window through TARGET, sampling
+# the CPU of its proxies, and stores every "key value" line in RL. It also
+# derives "per1k.<label>" (vCPU per 1000 req/s) and their sum "per1k.total".
+run_rate() {
+	local t=$1 round=$2 out args=() kv k v label total=0 per prof=""
+	out=$TMP/raw/rate-$t-round$round.txt
+	for kv in ${PATH_PIDS[$t]:-}; do
+		args+=(-pid "$kv")
+	done
+	if [[ $SIDECAR_PROFILE == 1 && $t == merged && $round == 1 ]]; then
+		# A CPU profile of the app sidecar over the recorded window.
+		log "profiling the app sidecar for $((RATE_DURATION > 1 ? RATE_DURATION - 1 : 1))s"
+		# shellcheck disable=SC2016 # the inner sh expands its own arguments
+		spawn profile "$TMP/raw/app-sidecar-cpu.pprof.log" sh -c 'sleep "$1" && exec curl -fsS -o "$2" "$3"' sh \
+			"$RATE_WARMUP" "$TMP/raw/app-sidecar-cpu.pprof" \
+			"http://127.0.0.1:${SIDECAR_ADMIN[app]}/debug/pprof/profile?seconds=$((RATE_DURATION > 1 ? RATE_DURATION - 1 : 1))"
+		prof=$LAST_PID
+	fi
+	load_to "$out" "$out.stderr" "$RATELOAD_BIN" -url "http://127.0.0.1:${TARGET_PORT[$t]}/" \
+		-rate "$RATE" -duration "${RATE_DURATION}s" -warmup "${RATE_WARMUP}s" -conns "$RATE_CONNS" \
+		-clk-tck "$(getconf CLK_TCK)" "${args[@]}" || {
+		cat "$out.stderr" >&2
+		die "rateload through $t failed ($out.stderr)"
+	}
+	if [[ -n $prof ]]; then
+		wait "$prof" || log "warning: the CPU profile failed ($TMP/raw/app-sidecar-cpu.pprof.log)"
+		forget_pid "$prof"
+	fi
+	while read -r k v; do
+		[[ $k == failure ]] && continue
+		RL[$t:$round:$k]=$v
+	done <"$out"
+	if grep -q '^failure ' "$out"; then
+		log "$t fixed-rate round $round: failures:"
+		grep '^failure ' "$out" >&2
+	fi
+	for label in $(rl_labels "$t"); do
+		per=$(awk -v v="$(rl_get "$t" "$round" "vcpu.$label")" -v r="$(rl_get "$t" "$round" achieved_rps)" \
+			'BEGIN { x = 0; if (r > 0) x = v / (r / 1000); printf "%.4f", x }')
+		RL[$t:$round:per1k.$label]=$per
+		total=$(awk -v a="$total" -v b="$per" 'BEGIN { printf "%.4f", a + b }')
+	done
+	RL[$t:$round:per1k.total]=$total
+	log "$(printf '%-9s rate round %d: %7.1f req/s  p50 %7.3f ms  p99 %7.3f ms  proxies %.4f vCPU per 1000 req/s' \
+		"$t" "$round" "$(rl_get "$t" "$round" achieved_rps)" "$(rl_get "$t" "$round" p50_ms)" \
+		"$(rl_get "$t" "$round" p99_ms)" "$total")"
+}
+
+# measure_rate TARGET... runs ROUNDS fixed-rate rounds, rotating the order.
+measure_rate() {
+	local targets=("$@") n=$# round i
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for ((i = 0; i < n; i++)); do
+			run_rate "${targets[$(((i + round - 1) % n))]}" "$round"
+		done
+	done
+}
+
+# proc_kb PID FIELD prints a /proc/PID/status figure (VmRSS, VmHWM) in kB.
+proc_kb() {
+	awk -v f="$2:" '$1 == f { print $2; found = 1 } END { exit !found }' "/proc/$1/status" ||
+		die "no $2 for pid $1"
+}
+
+# proc_ticks PID prints utime+stime of PID in clock ticks.
+proc_ticks() {
+	# Fields after the command name's last ')': utime and stime are the 12th and 13th.
+	sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+}
+
+# mb KB prints decimal megabytes (10^6 bytes, as the consul scenario reports).
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k * 1024 / 1e6 }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# delta A B prints B - A with 3 decimals; pct_saving CHAIN MERGED prints how
+# much lower MERGED is than CHAIN, in percent of CHAIN.
+delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.3f", b - a }'; }
+# added TARGET BASE VALUE is the cell "added vs direct": VALUE - BASE, or a
+# dash for direct itself.
+added() {
+	if [[ $1 == direct ]]; then
+		echo "—"
+	else
+		delta "$2" "$3"
+	fi
+}
+pct_saving() { awk -v c="$1" -v m="$2" 'BEGIN { if (c > 0) printf "%.0f%%", 100 * (c - m) / c; else print "n/a" }'; }
+
+# stop_now NAME PID TIMEOUT sends SIGTERM to PID, waits up to TIMEOUT seconds
+# (then kills it) and forgets it.
+stop_now() {
+	local name=$1 pid=$2 deadline=$((SECONDS + $3))
+	kill -TERM "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name still running $3 s after SIGTERM; killing"
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	forget_pid "$pid"
+}
+
+# verdict VALUE LIMIT prints "meets" when VALUE <= LIMIT.
+verdict() {
+	if awk -v v="$1" -v l="$2" 'BEGIN { exit !(v <= l) }'; then echo "meets"; else echo "**MISSES**"; fi
+}
+
+scenario_sidecar() {
+	local cdir=$TMP/consul raw=$TMP/raw consul_bin t round idle=${IDLE:-10}
+	local app_pid idle_rss idle_hwm idle_t0 idle_t1 idle_s0 idle_cpu
+	local MESH_READY_TIMEOUT=${MESH_READY_TIMEOUT:-60}
+	# Registration -> passing check -> the caller's watch can take a few check
+	# intervals, so paths through Consul get longer than READY_TIMEOUT.
+	local READY_TIMEOUT=$MESH_READY_TIMEOUT
+	[[ $idle =~ ^[1-9][0-9]*$ ]] || die "IDLE must be a positive integer (seconds)"
+	mkdir -p "$cdir" "$raw"
+
+	log "installing consul (scripts/install-consul.sh; cached after the first build)"
+	consul_bin=$("$ROOT/scripts/install-consul.sh" | tail -n 1) || die "scripts/install-consul.sh failed"
+	[[ -x $consul_bin ]] || die "install-consul.sh printed '$consul_bin', not an executable"
+	log "starting consul agent -dev (Connect on, built-in CA)"
+	start_consul_agent "$cdir" "$consul_bin" 1000
+
+	# Intentions first: the sidecar denies callers no intention matches.
+	log "setting intentions edge -> app and client -> app (allow)"
+	consul_put_config '{"Kind":"service-defaults","Name":"app","Protocol":"http"}'
+	consul_put_config '{"Kind":"service-intentions","Name":"app","Sources":[{"Name":"edge","Action":"allow"},{"Name":"client","Action":"allow"}]}'
+
+	log "starting the app (benchorigin) and its sidecar"
+	start_origin app
+	start_sidecar app "$ORIGIN_PORT" "[ ]"
+	app_pid=${SIDECAR_PID[app]}
+
+	# Idle footprint before any request reaches it: watches (roots, leaf,
+	# intentions) and the agent's check of /ready are all that run.
+	log "app sidecar idle for ${idle}s (RSS and CPU from /proc/$app_pid)"
+	idle_t0=$(proc_ticks "$app_pid")
+	idle_s0=$(date +%s.%N)
+	sleep "$idle"
+	idle_t1=$(proc_ticks "$app_pid")
+	idle_rss=$(proc_kb "$app_pid" VmRSS)
+	idle_hwm=$(proc_kb "$app_pid" VmHWM)
+	idle_cpu=$(awk -v a="$idle_t0" -v b="$idle_t1" -v s0="$idle_s0" -v s1="$(date +%s.%N)" \
+		-v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", 100 * (b - a) / hz / (s1 - s0) }')
+	log "app sidecar idle: VmRSS $(mb "$idle_rss") MB, VmHWM $(mb "$idle_hwm") MB, CPU $idle_cpu% of a core"
+
+	TARGET_PORT[direct]=$ORIGIN_PORT
+	PATH_DESC[direct]="the app (benchorigin, fixed 1 KiB body) itself: the baseline"
+	log "starting B: meshgate edge, static plaintext route"
+	start_meshgate_from edge meshgate-edge-static.yaml.tmpl "" ORIGIN_PORT="$ORIGIN_PORT"
+	PATH_PIDS[edge]="edge=$LAST_PID"
+	PATH_DESC[edge]="meshgate edge (static route, plaintext) → app"
+	log "starting C: meshgate edge with identity edge (Connect) -> app's sidecar"
+	start_meshgate_from merged meshgate-edge-connect.yaml.tmpl "" CONSUL_PORT="$BENCH_CONSUL_PORT"
+	PATH_PIDS[merged]="edge=$LAST_PID app-sidecar=$app_pid"
+	PATH_DESC[merged]="meshgate edge (identity edge, Connect) ═mTLS═▶ app's meshgate sidecar → app"
+	log "starting D: nginx -> client sidecar -> app's sidecar"
+	start_sidecar_chain
+
+	measure "${SIDECAR_TARGETS[@]}"
+	log "fixed-rate phase: $RATE req/s for ${RATE_DURATION}s per path and round"
+	measure_rate "${SIDECAR_TARGETS[@]}"
+
+	local loaded_rss loaded_hwm
+	loaded_rss=$(proc_kb "$app_pid" VmRSS)
+	loaded_hwm=$(proc_kb "$app_pid" VmHWM)
+	# A sidecar drains on SIGTERM: it deregisters and waits (up to 10 s) for
+	# the agent to stop listing it, so stop both while the agent still runs.
+	log "stopping the sidecars (they deregister from Consul first)"
+	stop_now sidecar-client "${SIDECAR_PID[client]}" 15
+	stop_now sidecar-app "$app_pid" 15
+	local d_p50 d_p99 d_r50 d_r99
+	d_p50=$(median_of P50 direct)
+	d_p99=$(median_of P99 direct)
+	d_r50=$(rl_median direct p50_ms)
+	d_r99=$(rl_median direct p99_ms)
+	{
+		report_head "meshgate sidecar benchmark"
+		echo "## Paths"
+		echo
+		echo "| path | what wrk / rateload reach |"
+		echo "|---|---|"
+		echo "| A. direct | ${PATH_DESC[direct]} |"
+		echo "| B. edge | ${PATH_DESC[edge]} |"
+		echo "| C. merged | ${PATH_DESC[merged]} |"
+		echo "| D. chain | ${PATH_DESC[chain]} |"
+		echo
+		echo "- Consul: $("$consul_bin" version | head -n 1), agent -dev (built-in Connect CA), log level warn;" \
+			"intentions: app allows edge and client (service-intentions config entry), everything else denied"
+		echo "- Access logs off on every hop (nginx and meshgate); meshgate log level warn; metrics on (always)."
+		echo "- Sidecar Go runtime settings: $(sidecar_env | sed 's/^$/defaults (no GOGC or GOMEMLIMIT)/')"
+		if [[ $SIDECAR_PROFILE == 1 ]]; then
+			echo "- SIDECAR_PROFILE=1: the app sidecar was CPU-profiled during C's first fixed-rate round" \
+				"(that round's CPU includes the profiler's cost): $TMP/raw/app-sidecar-cpu.pprof"
+		fi
+		echo "- All four paths run side by side (started once); only one is loaded at a time, in a rotating order."
+		echo
+		echo "## Saturation: wrk -t$THREADS -c$CONNS, keep-alive (median of $ROUNDS rounds)"
+		echo
+		echo "| path | req/s | p50 ms | p99 ms | added p50 ms vs direct | added p99 ms vs direct | errors |"
+		echo "|---|---:|---:|---:|---:|---:|---|"
+		for t in "${SIDECAR_TARGETS[@]}"; do
+			printf '| %s | %.0f | %.3f | %.3f | %s | %s | %s |\n' "$t" \
+				"$(median_of RPS "$t")" "$(median_of P50 "$t")" "$(median_of P99 "$t")" \
+				"$(added "$t" "$d_p50" "$(median_of P50 "$t")")" \
+				"$(added "$t" "$d_p99" "$(median_of P99 "$t")")" \
+				"$(errors_cell "$t")"
+		done
+		echo
+		local m50 m99 c50 c99 mr cr
+		m50=$(median_of P50 merged) m99=$(median_of P99 merged) mr=$(median_of RPS merged)
+		c50=$(median_of P50 chain) c99=$(median_of P99 chain) cr=$(median_of RPS chain)
+		echo "Merged hop (C) vs classic chain (D), saturation: req/s ratio C/D $(ratio "$mr" "$cr");" \
+			"p50 saving $(delta "$m50" "$c50" | tr -d +) ms ($(pct_saving "$c50" "$m50"));" \
+			"p99 saving $(delta "$m99" "$c99" | tr -d +) ms ($(pct_saving "$c99" "$m99"))."
+		echo "Per round (C/D req/s):" "$(for ((round = 1; round <= ROUNDS; round++)); do
+			printf '%s ' "$(ratio "${RPS[merged:$round]}" "${RPS[chain:$round]}")"
+		done)"
+		echo
+		echo "Under wrk every path is saturated (closed loop): latency there is mostly queueing," \
+			"about connections / throughput, so the fixed-rate table below is the one for per-hop latency."
+		echo "A negative added figure means direct's own median was worse: at saturation wrk and the app" \
+			"fight for the $(nproc) CPUs and direct's p99 is scheduler noise (see the rounds below)."
+		echo
+		echo "## Fixed rate: $RATE req/s open loop for ${RATE_DURATION}s (after ${RATE_WARMUP}s warm-up), median of $ROUNDS rounds"
+		echo
+		echo "| path | achieved req/s | p50 ms | p99 ms | added p50 ms vs direct | added p99 ms vs direct | proxies' vCPU per 1000 req/s | failed |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+		for t in "${SIDECAR_TARGETS[@]}"; do
+			local failed=0
+			for ((round = 1; round <= ROUNDS; round++)); do
+				failed=$((failed + $(rl_get "$t" "$round" failed)))
+			done
+			printf '| %s | %.1f | %.3f | %.3f | %s | %s | %s | %s |\n' "$t" \
+				"$(rl_median "$t" achieved_rps)" "$(rl_median "$t" p50_ms)" "$(rl_median "$t" p99_ms)" \
+				"$(added "$t" "$d_r50" "$(rl_median "$t" p50_ms)")" \
+				"$(added "$t" "$d_r99" "$(rl_median "$t" p99_ms)")" \
+				"$([[ $t == direct ]] && echo "— (none)" || printf '%.4f' "$(rl_median "$t" per1k.total)")" \
+				"$failed"
+		done
+		echo
+		m50=$(rl_median merged p50_ms) m99=$(rl_median merged p99_ms)
+		c50=$(rl_median chain p50_ms) c99=$(rl_median chain p99_ms)
+		echo "Merged hop (C) vs classic chain (D), fixed rate: p50 saving $(delta "$m50" "$c50" | tr -d +) ms" \
+			"($(pct_saving "$c50" "$m50")); p99 saving $(delta "$m99" "$c99" | tr -d +) ms ($(pct_saving "$c99" "$m99"));" \
+			"proxies' CPU $(rl_median merged per1k.total) vs $(rl_median chain per1k.total) vCPU per 1000 req/s" \
+			"($(pct_saving "$(rl_median chain per1k.total)" "$(rl_median merged per1k.total)") less)."
+		echo
+		echo "Latency is from when rateload issued each request (a request waiting for a free worker counts);" \
+			"rateload's own service-time percentiles (svc_*) are in the raw files."
+		echo
+		echo "### CPU by process at $RATE req/s (median of $ROUNDS rounds; utime+stime from /proc over the window)"
+		echo
+		echo "| path | process | vCPU | vCPU per 1000 req/s |"
+		echo "|---|---|---:|---:|"
+		local label
+		for t in edge merged chain; do
+			for label in $(rl_labels "$t"); do
+				printf '| %s | %s | %.4f | %.4f |\n' "$t" "$label" \
+					"$(rl_median "$t" "vcpu.$label")" "$(rl_median "$t" "per1k.$label")"
+			done
+		done
+		echo
+		echo "## Targets"
+		echo
+		local cpu_c cpu_d
+		cpu_c=$(rl_median merged per1k.app-sidecar)
+		cpu_d=$(rl_median chain per1k.app-sidecar)
+		echo "| figure | measured | target | verdict |"
+		echo "|---|---:|---|---|"
+		echo "| app sidecar idle VmRSS (after start-up + ${idle}s idle, watches running) | $(mb "$idle_rss") MB ($(mib "$idle_rss") MiB) | ≤ 20 MB | $(verdict "$(mb "$idle_rss")" 20) |"
+		echo "| app sidecar CPU per 1000 req/s through C (median of $ROUNDS) | $cpu_c vCPU | ≤ 0.1 vCPU | $(verdict "$cpu_c" 0.1) |"
+		echo
+		echo "- app sidecar idle: VmHWM $(mb "$idle_hwm") MB, CPU $idle_cpu% of one core over the ${idle}s" \
+			"(no request had reached it yet)"
+		echo "- app sidecar after all the load: VmRSS $(mb "$loaded_rss") MB, VmHWM $(mb "$loaded_hwm") MB"
+		echo "- app sidecar CPU per 1000 req/s through D (same role, callers via client sidecar): $cpu_d vCPU"
+		echo "- CPU per round (C, app sidecar):" "$(for ((round = 1; round <= ROUNDS; round++)); do
+			printf '%s ' "$(rl_get merged "$round" per1k.app-sidecar)"
+		done)"
+		echo "- MB = 10^6 bytes; MiB = 2^20. Clock-tick resolution: 1/$(getconf CLK_TCK) s per sample."
+		echo "- note: wrk/rateload, consul, nginx, every meshgate and the app share the same $(nproc) CPUs;" \
+			"vCPU figures include the sidecar's Consul watches and the agent's /ready checks."
+		echo
+		echo "## Rounds (wrk)"
+		echo
+		echo "| round | path | req/s | p50 ms | p99 ms | non-2xx/socket errors |"
+		echo "|---:|---|---:|---:|---:|---|"
+		for ((round = 1; round <= ROUNDS; round++)); do
+			for t in "${SIDECAR_TARGETS[@]}"; do
+				printf '| %d | %s | %s | %s | %s | %s |\n' "$round" "$t" \
+					"${RPS[$t:$round]}" "${P50[$t:$round]}" "${P99[$t:$round]}" "${ERRS[$t:$round]}"
+			done
+		done
+		echo
+		echo "## Rounds (fixed rate)"
+		echo
+		echo "| round | path | achieved req/s | p50 ms | p99 ms | p99.9 ms | proxies' vCPU per 1000 req/s | failed |"
+		echo "|---:|---|---:|---:|---:|---:|---:|---:|"
+		for ((round = 1; round <= ROUNDS; round++)); do
+			for t in "${SIDECAR_TARGETS[@]}"; do
+				printf '| %d | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$t" \
+					"$(rl_get "$t" "$round" achieved_rps)" "$(rl_get "$t" "$round" p50_ms)" \
+					"$(rl_get "$t" "$round" p99_ms)" "$(rl_get "$t" "$round" p99.9_ms)" \
+					"$(rl_get "$t" "$round" per1k.total)" "$(rl_get "$t" "$round" failed)"
+			done
+		done
+		echo
+		echo "## meshgate warnings"
+		echo
+		echo '```text'
+		for t in edge merged sidecar-app sidecar-client; do
+			if [[ -s $TMP/$t/stderr.log ]]; then
+				echo "== $t"
+				tail -n 10 "$TMP/$t/stderr.log"
+			fi
+		done
+		echo '```'
+		echo
+		echo "Raw output: $raw/ (configs: $TMP/*/meshgate.yaml, $TMP/nginx/nginx.conf; agent log: $cdir/consul.log)"
+	} | tee "$BENCH_OUT"
+}
+
 # configure_scenario sets what the scenario needs before anything starts.
 configure_scenario() {
+	if [[ $SCENARIO == sidecar ]]; then
+		# A sidecar's drain waits up to 10 s for Consul to drop it; when the
+		# script fails early, cleanup stops the agent at the same time, so give
+		# the drain its full length before killing.
+		STOP_TIMEOUT=15
+		# Moderate: enough to load every path, few enough that the latency
+		# under wrk is not all queueing.
+		CONNS=${CONNS:-16}
+	else
+		CONNS=${CONNS:-64}
+	fi
+	[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 	case $SCENARIO in
 	proxy)
 		TOOLS=(nginx haproxy wrk)
@@ -940,6 +1408,16 @@ configure_scenario() {
 		TOOLS=()
 		LOAD_DESC="scripts/bench/consulbench: ${SERVICES:-1000} services x 2 instances; ${CHANGES:-100} sequential changes,"
 		LOAD_DESC+=" then a burst changing every service; probes through meshgate (fasthttp, no client retries)"
+		;;
+	sidecar)
+		TOOLS=(wrk nginx curl)
+		[[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (req/s)"
+		[[ $RATE_DURATION =~ ^[1-9][0-9]*$ ]] || die "RATE_DURATION must be a positive integer (seconds)"
+		[[ $RATE_WARMUP =~ ^[0-9]+$ ]] || die "RATE_WARMUP must be a non-negative integer (seconds)"
+		[[ $RATE_CONNS =~ ^[1-9][0-9]*$ ]] || die "RATE_CONNS must be a positive integer"
+		LOAD_DESC="wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (rotating order), ${WARMUP}s warm-up;"
+		LOAD_DESC+=" then scripts/bench/rateload: $RATE req/s open loop, ${RATE_DURATION}s (+${RATE_WARMUP}s warm-up),"
+		LOAD_DESC+=" $RATE_CONNS workers, $ROUNDS rounds (rotating order)"
 		;;
 	esac
 	if [[ $SCENARIO != proxy && $SKIP_MESHGATE == 1 ]]; then
@@ -965,7 +1443,6 @@ main() {
 	[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
 	[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a positive integer (seconds)"
 	[[ $WARMUP =~ ^[1-9][0-9]*$ ]] || die "WARMUP must be a positive integer (seconds)"
-	[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer"
 	configure_scenario
 
 	trap cleanup EXIT
