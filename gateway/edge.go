@@ -193,6 +193,9 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	if err == nil {
 		err = e.admin.Handle("/identity", jsonHandler(e.mesh.view))
 	}
+	if err == nil {
+		err = e.admin.Handle("/plugins", jsonHandler(e.policies.plugins.Statuses))
+	}
 	if err == nil && cfg.Admin.Pprof {
 		err = registerPprof(e.admin)
 	}
@@ -293,10 +296,6 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 			retries[i] = &p
 		}
 	}
-	plan, err := e.policies.plan(cfg)
-	if err != nil {
-		return nil, err
-	}
 	tables := make(map[string]*route.Table, len(cfg.Listeners))
 	for _, lc := range cfg.Listeners {
 		var ls []route.Spec
@@ -309,6 +308,11 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 			return nil, err
 		}
 	}
+	// Last of the fallible steps: it may start or reconfigure plugins (policies.go).
+	plan, err := e.policies.plan(cfg)
+	if err != nil {
+		return nil, err
+	}
 
 	// From here on only programming errors can fail.
 	clusters := make(map[string]*upstream.Cluster, len(services))
@@ -319,13 +323,13 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 		}
 		clusters[name] = c
 	}
-	chains, err := e.policies.apply(plan)
+	chains, respChains, err := e.policies.apply(plan)
 	if err != nil {
 		return nil, err
 	}
 	backends := make([]proxy.RouteBackends, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i], Filters: chains[i]}
+		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i], Filters: chains[i], ResponseFilters: respChains[i]}
 		for _, t := range r.To {
 			rb.Backends = append(rb.Backends, proxy.Backend{Cluster: clusters[t.Service], Hash: hashOn(cfg.Services[t.Service])})
 		}

@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -12,13 +14,15 @@ import (
 	"github.com/meshgate/meshgate/gateway/fault"
 	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/gateway/ratelimit"
+	"github.com/meshgate/meshgate/plugins/host"
 )
 
 // policyBuilder turns cfg.Policies into each route's filter chain. It lives as long as the
 // Edge: the rate-limit manager holds bucket state and the Redis client across reloads.
 type policyBuilder struct {
-	limits *ratelimit.Manager
-	faults *fault.Metrics
+	limits  *ratelimit.Manager
+	faults  *fault.Metrics
+	plugins *host.Manager // plugin processes outlive reloads (plugins/host)
 }
 
 func newPolicyBuilder(reg prometheus.Registerer, log zerolog.Logger) (*policyBuilder, error) {
@@ -31,7 +35,12 @@ func newPolicyBuilder(reg prometheus.Registerer, log zerolog.Logger) (*policyBui
 		limits.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	return &policyBuilder{limits: limits, faults: faults}, nil
+	plugins, err := host.NewManager(host.ManagerOptions{Logger: log, Registerer: reg})
+	if err != nil {
+		limits.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	return &policyBuilder{limits: limits, faults: faults, plugins: plugins}, nil
 }
 
 // policyPlan is a config's policies translated into package options, before anything live is
@@ -40,11 +49,21 @@ type policyPlan struct {
 	redis  *ratelimit.RedisOptions
 	limits map[string]ratelimit.Policy
 	faults map[string]filter.Filter // stateless: safe to build before the swap
-	routes [][]string               // policy names per route index
+	// plugins are the started (or reconfigured) plugins by policy name. Ensuring them is the
+	// one step of plan that touches live state: it runs last, so nothing after it can fail.
+	plugins map[string]pluginFilter
+	routes  [][]string // policy names per route index
+}
+
+// pluginFilter is a plugin as the request path uses it: request phase and response phase.
+type pluginFilter interface {
+	filter.Filter
+	filter.ResponseFilter
 }
 
 func (b *policyBuilder) plan(cfg *conf.Config) (*policyPlan, error) {
-	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes))}
+	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{},
+		plugins: map[string]pluginFilter{}, routes: make([][]string, len(cfg.Routes))}
 	if r := cfg.Redis; r != nil {
 		p.redis = &ratelimit.RedisOptions{Address: r.Address, DB: r.DB, Timeout: r.Timeout.D()}
 		if r.PasswordFile != "" {
@@ -75,7 +94,38 @@ func (b *policyBuilder) plan(cfg *conf.Config) (*policyPlan, error) {
 			}
 		}
 	}
-	return p, nil
+	return p, b.ensurePlugins(cfg, p)
+}
+
+// ensurePlugins starts the plugins the routes use (or hands a running one its new config) and
+// stops those no route uses any more. A plugin that cannot start or rejects its config fails
+// the whole load or reload, naming the plugin.
+func (b *policyBuilder) ensurePlugins(cfg *conf.Config, p *policyPlan) error {
+	var keep []string
+	for _, names := range p.routes {
+		for _, name := range names {
+			pol := cfg.Policies[name]
+			if pol.Plugin == "" || p.plugins[name] != nil {
+				continue
+			}
+			pc := cfg.Plugins[pol.Plugin]
+			js, err := json.Marshal(pc.Config)
+			if err != nil {
+				return fmt.Errorf("plugins.%s.config: %w", pol.Plugin, err)
+			}
+			pl, err := b.plugins.Ensure(host.Options{Name: pol.Plugin, Path: pc.Path, SHA256: pc.SHA256, Args: pc.Args,
+				Config: js, Timeout: pc.Timeout.D(), FailurePolicy: pc.FailurePolicy})
+			if err != nil {
+				return fmt.Errorf("plugin %s: %w", pol.Plugin, err)
+			}
+			p.plugins[name] = pl.Filter()
+			if !slices.Contains(keep, pol.Plugin) {
+				keep = append(keep, pol.Plugin)
+			}
+		}
+	}
+	b.plugins.Retain(keep)
+	return nil
 }
 
 func faultOptions(name string, f *conf.Fault, m *fault.Metrics) fault.Options {
@@ -89,16 +139,17 @@ func faultOptions(name string, f *conf.Fault, m *fault.Metrics) fault.Options {
 	return o
 }
 
-// apply makes plan live in the rate-limit manager and returns the chain of each route. Only
-// invalid options (which conf rejects) can make it fail.
-func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, error) {
+// apply makes plan live in the rate-limit manager and returns the chain of each route and the
+// response filters (plugins' response phase) of each route. Only invalid options (which conf
+// rejects) can make it fail.
+func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.ResponseFilter, error) {
 	b.limits.SetRedis(p.redis)
 	built := make(map[string]filter.Filter, len(p.limits)+len(p.faults))
 	names := make([]string, 0, len(p.limits))
 	for name, pol := range p.limits {
 		f, err := b.limits.Filter(pol)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		built[name] = f
 		names = append(names, name)
@@ -106,14 +157,24 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, error) {
 	for name, f := range p.faults {
 		built[name] = f
 	}
+	for name, f := range p.plugins {
+		built[name] = f
+	}
 	b.limits.Retain(names)
 	chains := make([]filter.Chain, len(p.routes))
+	resp := make([][]filter.ResponseFilter, len(p.routes))
 	for i, rp := range p.routes {
 		for _, name := range rp {
 			chains[i] = append(chains[i], built[name])
+			if pf := p.plugins[name]; pf != nil {
+				resp[i] = append(resp[i], pf)
+			}
 		}
 	}
-	return chains, nil
+	return chains, resp, nil
 }
 
-func (b *policyBuilder) close() { b.limits.Close() }
+func (b *policyBuilder) close() {
+	b.limits.Close()
+	b.plugins.Close()
+}

@@ -1,0 +1,94 @@
+package host
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meshgate/meshgate/gateway/filter"
+	pb "github.com/meshgate/meshgate/plugins/proto"
+)
+
+// BenchmarkFilterRequest is one request through the stamper as a filter: state load,
+// breaker, pooled message, the gRPC stream call with its deadline, and the decision applied
+// (one header set). It reports the p50 and p99 of single calls besides the mean.
+func BenchmarkFilterRequest(b *testing.B) {
+	h := newHarness(b)
+	p := h.ensure(b, pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`))
+	r := request("GET", "/api/orders?id=7", "Authorization", "Bearer t")
+	for range 100 { // warm the stream pool and the message pool
+		if v := p.Request(r); v != (filter.Verdict{}) {
+			b.Fatalf("verdict %+v", v)
+		}
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		v := p.Request(r)
+		lat = append(lat, time.Since(start))
+		if v.Status != 0 {
+			b.Fatalf("verdict %+v", v)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, lat)
+}
+
+// BenchmarkClientOnRequest is the same call made on the sdk.Client directly, with the same
+// deadline: what gRPC and the SDK cost, for comparing the adapter against.
+func BenchmarkClientOnRequest(b *testing.B) {
+	h := newHarness(b)
+	p := h.ensure(b, pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`))
+	rpc := p.cur.Load().inst.rpc
+	in := &pb.RequestPhase{RequestId: []byte("0af7651916cd43dd8448eb211c80319c"), Route: "api",
+		Method: []byte("GET"), Path: []byte("/api/orders")}
+	var out pb.RequestDecision
+	call := func() error {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(DefaultTimeout))
+		defer cancel()
+		return rpc.OnRequest(ctx, in, &out)
+	}
+	for range 100 {
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFilterRequestParallel is the filter called from many goroutines, as a busy proxy
+// calls it.
+func BenchmarkFilterRequestParallel(b *testing.B) {
+	h := newHarness(b)
+	o := pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`)
+	o.Timeout = time.Second // measure throughput, not how often a loaded machine misses 50ms
+	p := h.ensure(b, o)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := request("GET", "/api/orders?id=7")
+		for pb.Next() {
+			if v := p.Request(r); v.Status != 0 {
+				b.Errorf("verdict %+v", v)
+				return
+			}
+		}
+	})
+}
+
+func reportPercentiles(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds()), "p50-ns")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+}

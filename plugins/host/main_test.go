@@ -1,0 +1,162 @@
+package host
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
+
+	"github.com/meshgate/meshgate/gateway/filter"
+)
+
+// The tests run the example plugins as real processes. They are built once, here: a link of
+// gRPC per test would cost seconds each on a 2-core machine.
+var binDir string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "meshgate-host-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+		"github.com/meshgate/meshgate/plugins/examples/stamper",
+		"github.com/meshgate/meshgate/plugins/examples/apikey",
+		"github.com/meshgate/meshgate/plugins/examples/misbehave")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the example plugins: %v\n", err)
+		return 1
+	}
+	binDir = dir
+	code := m.Run()
+	// Every test closes its Manager, which waits for its goroutines and go-plugin's.
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
+			return 1
+		}
+	}
+	return code
+}
+
+func binary(name string) string { return filepath.Join(binDir, name) }
+
+func sha256Hex(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// syncBuffer collects the log, which go-plugin and the watchers write from their goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type harness struct {
+	m   *Manager
+	reg *prometheus.Registry
+	log *syncBuffer
+}
+
+// newHarness returns a Manager that is closed (and its processes gone) when t ends; on
+// failure the log is printed.
+func newHarness(t testing.TB) *harness {
+	t.Helper()
+	h := &harness{reg: prometheus.NewRegistry(), log: &syncBuffer{}}
+	m, err := NewManager(ManagerOptions{Logger: zerolog.New(h.log).Level(zerolog.DebugLevel), Registerer: h.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.m = m
+	t.Cleanup(func() {
+		m.Close()
+		if t.Failed() {
+			t.Logf("log:\n%s", h.log)
+		}
+	})
+	return h
+}
+
+func (h *harness) ensure(t testing.TB, o Options) *Plugin {
+	t.Helper()
+	p, err := h.m.Ensure(o)
+	if err != nil {
+		t.Fatalf("Ensure(%s): %v", o.Name, err)
+	}
+	return p
+}
+
+func pluginOptions(t testing.TB, name, bin, config string) Options {
+	t.Helper()
+	return Options{Name: name, Path: binary(bin), SHA256: sha256Hex(t, binary(bin)), Config: []byte(config)}
+}
+
+func (h *harness) calls(name, ph, res string) float64 {
+	return testutil.ToFloat64(h.m.metrics.calls.WithLabelValues(name, ph, res))
+}
+
+func (h *harness) restarts(name string) float64 {
+	return testutil.ToFloat64(h.m.metrics.restarts.WithLabelValues(name))
+}
+
+// request builds a filter.Request on a real fasthttp.RequestCtx (no connection: the adapter
+// needs none). headers are name, value pairs.
+func request(method, uri string, headers ...string) *filter.Request {
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.Header.SetMethod(method)
+	ctx.Request.SetRequestURI(uri)
+	ctx.Request.Header.Set("X-Request-Id", "0af7651916cd43dd8448eb211c80319c")
+	for i := 0; i+1 < len(headers); i += 2 {
+		ctx.Request.Header.Add(headers[i], headers[i+1])
+	}
+	return &filter.Request{Ctx: ctx, Route: "api", Identity: make([]byte, 0, 64)}
+}
+
+// processGone reports whether pid no longer exists (go-plugin reaps what it starts).
+func processGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// timed runs f and returns how long it took.
+func timed(f func()) time.Duration {
+	start := time.Now()
+	f()
+	return time.Since(start)
+}
