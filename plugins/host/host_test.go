@@ -711,3 +711,14 @@ func TestPolicyAndTimeoutChangeInPlace(t *testing.T) {
 		t.Errorf("status = %+v (pid was %d)", st, pid)
 	}
 }
+
+// TestPluginEnvIsMinimal: secrets in meshgate's environment never reach a plugin.
+func TestPluginEnvIsMinimal(t *testing.T) {
+	env := pluginEnv(func(k string) string {
+		return map[string]string{"PATH": "/usr/bin", "CONSUL_HTTP_TOKEN": "secret", "TMPDIR": "/tmp/x"}[k]
+	})
+	got := strings.Join(env, " ")
+	if got != "PATH=/usr/bin TMPDIR=/tmp/x" {
+		t.Fatalf("plugin env = %q", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -63,12 +64,28 @@ type instance struct {
 // restart logic's business, and counting it would keep the breaker open after the restart.
 var errNotPluginFault = errors.New("not the plugin's fault")
 
+// pluginEnv is the only environment a plugin inherits from meshgate: what a program needs to
+// run (temp dir for go-plugin's socket, locale, time zone), never credentials.
+func pluginEnv(getenv func(string) string) []string {
+	var env []string
+	for _, k := range [...]string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL"} {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
 // startInstance starts sp's executable through go-plugin (gRPC only, AutoMTLS, checksum
 // verified before exec), then calls Describe and Configure. Its log lines go to log.
 func startInstance(log zerolog.Logger, sp *spec, breakerGauge prometheus.Gauge) (*instance, sdk.Capabilities, error) {
 	cmd := exec.Command(sp.path, sp.args...)
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.Env = pluginEnv(os.Getenv)
 	proc := plugin.NewClient(&plugin.ClientConfig{
+		// The proxy's environment holds secrets (CONSUL_HTTP_TOKEN, Redis passwords via
+		// ${ENV}); a plugin gets only pluginEnv's few variables and its own config.
+		SkipHostEnv:      true,
 		HandshakeConfig:  sdk.Handshake(),
 		Plugins:          sdk.PluginSet(),
 		Cmd:              cmd,
