@@ -62,6 +62,9 @@ func (c *Config) Defaults() {
 		if l.MaxConnections == 0 {
 			l.MaxConnections = defaultMaxConnections
 		}
+		if l.IdentityHeader == "" {
+			l.IdentityHeader = defaultIdentityHeader
+		}
 	}
 
 	for _, r := range c.Routes {
@@ -152,6 +155,9 @@ func (r *Retry) defaults() {
 		r.On = defaultRetryOn()
 	}
 }
+
+// defaultIdentityHeader carries the authenticated caller to upstreams (Listener.IdentityHeader).
+const defaultIdentityHeader = "X-Meshgate-Identity"
 
 func setDur(d *Duration, def time.Duration) {
 	if *d == 0 {

@@ -111,6 +111,10 @@ type Listener struct {
 	// callers must present a certificate from the Consul CA and are authorised by Consul
 	// intentions for identity.service. A sidecar's inbound listener is one of these.
 	Connect bool `yaml:"connect"`
+	// IdentityHeader names the request header that tells the upstream who the authenticated
+	// caller is (a mesh peer's service, later a JWT subject or API-key consumer). Any value the
+	// client sent under that name is removed. Default X-Meshgate-Identity; "-" disables it.
+	IdentityHeader string `yaml:"identity_header"`
 }
 
 // Route sends matching requests to one or more services.

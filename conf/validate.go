@@ -124,6 +124,9 @@ func (v *validator) listeners(c *Config) {
 		v.nonNeg(p.key("max_body_bytes"), int64(l.MaxBodyBytes))
 		v.nonNeg(p.key("max_connections"), int64(l.MaxConnections))
 		v.nonNeg(p.key("stream_threshold"), int64(l.StreamThreshold))
+		if l.IdentityHeader != "-" && !isToken(l.IdentityHeader) {
+			v.add(p.key("identity_header"), "invalid header name %q (or \"-\" to send none)", l.IdentityHeader)
+		}
 		for j, tp := range l.TrustedProxies {
 			if _, err := netip.ParsePrefix(tp); err == nil {
 				continue

@@ -232,6 +232,7 @@ func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
 	return proxy.Options{
 		TLS:             lc.Connect,
 		Authorize:       authz,
+		IdentityHeader:  strings.TrimPrefix(lc.IdentityHeader, "-"),
 		Listener:        lc.Name,
 		TrustedProxies:  trusted,
 		MaxBodyBytes:    int64(lc.MaxBodyBytes),
@@ -555,7 +556,7 @@ func sameListeners(a, b *conf.Config) error {
 		if x.Name != y.Name || x.Address != y.Address || x.ReadHeaderTimeout != y.ReadHeaderTimeout ||
 			x.ReadTimeout != y.ReadTimeout || x.WriteTimeout != y.WriteTimeout || x.IdleTimeout != y.IdleTimeout ||
 			x.MaxHeaderBytes != y.MaxHeaderBytes || x.MaxBodyBytes != y.MaxBodyBytes || x.MaxConnections != y.MaxConnections ||
-			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
+			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || x.IdentityHeader != y.IdentityHeader || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
 			return fmt.Errorf("listener %q changed: restart meshgate to change listener settings", x.Name)
 		}
 	}

@@ -159,6 +159,13 @@ func TestSidecarEndToEnd(t *testing.T) {
 	if req.URL.Path != "/public/hello" {
 		t.Fatalf("app saw %s", req.URL.Path)
 	}
+	// The caller's identity reaches the app, and a client cannot forge it.
+	if resp, _ := get(t, edge.url+"/public/hello", map[string]string{"X-Meshgate-Identity": "admin"}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with a forged identity header: %d", resp.StatusCode)
+	}
+	if req, _ = appSeen.last(t); req.Header.Get("X-Meshgate-Identity") != "edge" {
+		t.Fatalf("app saw X-Meshgate-Identity %q, want edge", req.Header.Get("X-Meshgate-Identity"))
+	}
 	// The sidecar trusts its authenticated mesh caller's forwarding headers: the app sees the
 	// client's scheme and the whole chain, not the edge as the client.
 	if xff, proto := req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Proto"); strings.Count(xff, ",") != 1 || proto != "http" {

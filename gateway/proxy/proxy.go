@@ -92,6 +92,10 @@ type Options struct {
 	StreamThreshold int64 // bodies larger than this are streamed instead of buffered
 	AccessLog       *accesslog.Logger
 	Metrics         *Metrics
+	// IdentityHeader carries the authenticated caller (filter.Request.Identity: a mesh peer's
+	// service, a JWT subject, an API-key consumer) to the upstream. Whatever the client sent
+	// under this name is always removed first, so it cannot be forged. Empty: not sent.
+	IdentityHeader string
 	// Authorize runs before routing on every request of this listener (a connect listener's
 	// intentions check). Before routing so an unauthorised caller learns nothing about the
 	// routes; the Identity it sets stays on the request for route filters and the access log.
@@ -450,6 +454,12 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 	req.Header.CopyTo(&out.Header)
 	out.UseHostHeader = true
 	stripRequestHopByHop(&out.Header)
+	if h.opts.IdentityHeader != "" {
+		out.Header.Del(h.opts.IdentityHeader)
+		if id := s.filter.Identity; len(id) > 0 {
+			out.Header.SetBytesV(h.opts.IdentityHeader, id)
+		}
+	}
 
 	// The request-target is re-encoded from the normalized path, so what the upstream parses is
 	// exactly what we routed on (no "/public/../admin" or %2e%2e games).
