@@ -25,7 +25,9 @@ var (
 // Redis command timeout. Fault percentages have no default: 0 means "never", so a fault block
 // does nothing until a percentage is given.
 func policyDefaults(c *Config) {
-	for _, p := range c.Policies {
+	for name, p := range c.Policies {
+		edgePolicyDefaults(&p)
+		c.Policies[name] = p
 		rl := p.RateLimit
 		if rl == nil {
 			continue
@@ -55,17 +57,19 @@ func (v *validator) policies(c *Config) {
 			v.add(p, "invalid policy name %q: use letters, digits, '-', '_' and '.'", name)
 		}
 		set := 0
-		for _, b := range []bool{pol.RateLimit != nil, pol.Fault != nil, pol.Plugin != ""} {
+		for _, b := range []bool{pol.RateLimit != nil, pol.Fault != nil, pol.Plugin != "", pol.JWT != nil, pol.APIKey != nil,
+			pol.HMAC != nil, pol.IP != nil, pol.CORS != nil, pol.Headers != nil} {
 			if b {
 				set++
 			}
 		}
 		switch {
 		case set > 1:
-			v.add(p, "exactly one of rate_limit, fault, plugin must be set (got %d: use one policy each)", set)
+			v.add(p, "exactly one of rate_limit, fault, plugin, jwt, api_key, hmac, ip, cors, headers must be set (got %d: use one policy each)", set)
 		case set == 0:
-			v.add(p, "exactly one of rate_limit, fault, plugin must be set")
+			v.add(p, "exactly one of rate_limit, fault, plugin, jwt, api_key, hmac, ip, cors, headers must be set")
 		}
+		v.edgePolicy(p, pol)
 		if pol.Plugin != "" {
 			if _, ok := c.Plugins[pol.Plugin]; !ok {
 				v.add(p.key("plugin"), "no plugin named %q in plugins", pol.Plugin)

@@ -77,8 +77,8 @@ func TestPolicyErrors(t *testing.T) {
   chaos: {}
 `,
 			want: []wantErr{
-				{11, "policies.limit", "exactly one of rate_limit, fault, plugin must be set (got 2"},
-				{14, "policies.chaos", "exactly one of rate_limit, fault, plugin must be set"},
+				{11, "policies.limit", "must be set (got 2"},
+				{14, "policies.chaos", "headers must be set"},
 			},
 		},
 		{

@@ -39,6 +39,13 @@ type Policy struct {
 	// Plugin names an entry of the top-level plugins map (plugins.go): the request goes
 	// through that out-of-process plugin at this point of the chain.
 	Plugin string `yaml:"plugin"`
+	// API-management policies (edgepolicies.go).
+	JWT     *JWTPolicy     `yaml:"jwt"`
+	APIKey  *APIKeyPolicy  `yaml:"api_key"`
+	HMAC    *HMACPolicy    `yaml:"hmac"`
+	IP      *IPPolicy      `yaml:"ip"`
+	CORS    *CORSPolicy    `yaml:"cors"`
+	Headers *HeadersPolicy `yaml:"headers"`
 }
 
 // RateLimit is a token bucket: Requests per Per, bursting to Burst.

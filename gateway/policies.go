@@ -85,6 +85,10 @@ func (b *policyBuilder) plan(cfg *conf.Config) (*policyPlan, error) {
 				rl := pol.RateLimit
 				p.limits[name] = ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
 					Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError}
+			case pol.JWT != nil || pol.APIKey != nil || pol.HMAC != nil || pol.IP != nil || pol.CORS != nil || pol.Headers != nil:
+				if err := b.planEdge(name, pol, p); err != nil {
+					return nil, err
+				}
 			case pol.Fault != nil && p.faults[name] == nil:
 				f, err := fault.New(faultOptions(name, pol.Fault, b.faults))
 				if err != nil {
@@ -177,4 +181,10 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 func (b *policyBuilder) close() {
 	b.limits.Close()
 	b.plugins.Close()
+}
+
+// planEdge builds the API-management filters (jwt, api_key, hmac, ip, cors, headers).
+func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) error {
+	// Refuse rather than ignore: a config asking for authentication must never run without it.
+	return fmt.Errorf("policies.%s: this policy kind is not available in this build yet", name)
 }
