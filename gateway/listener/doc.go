@@ -15,4 +15,17 @@
 // TLS (Options.TLSConfig) sits above the backoff so resource exhaustion is still survived.
 // tls.Conn handshakes lazily on the first read, which happens in fasthttp's per-connection
 // goroutine: a plaintext client or a rejected client certificate only closes that connection.
+//
+// # TLS termination
+//
+// Certificates (certs.go) serves certificate files by SNI: an exact DNS SAN, then a wildcard SAN
+// one label up, then the first file as the default. Its TLSConfig sets TLS 1.2 as the minimum
+// and is what the edge assembly passes as Options.TLSConfig; Connect listeners keep passing
+// their own mTLS config. Watch stats the files on a ticker and, when they change, loads the
+// whole set and swaps one atomic pointer that GetCertificate reads: handshakes never block on a
+// reload, established connections keep their certificate, and a bad, mismatched, expired or
+// missing file is logged and leaves the previous set in use (validate, then swap).
+//
+// RedirectHandler is the handler for a plain listener beside a TLS one: 308 to https://host
+// with the path and query kept, so methods and bodies survive the redirect.
 package listener
