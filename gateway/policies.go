@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -11,8 +12,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway/cors"
 	"github.com/meshgate/meshgate/gateway/fault"
 	"github.com/meshgate/meshgate/gateway/filter"
+	"github.com/meshgate/meshgate/gateway/headers"
+	"github.com/meshgate/meshgate/gateway/ipfilter"
 	"github.com/meshgate/meshgate/gateway/ratelimit"
 	"github.com/meshgate/meshgate/plugins/host"
 )
@@ -52,7 +56,9 @@ type policyPlan struct {
 	// plugins are the started (or reconfigured) plugins by policy name. Ensuring them is the
 	// one step of plan that touches live state: it runs last, so nothing after it can fail.
 	plugins map[string]pluginFilter
-	routes  [][]string // policy names per route index
+	// edge are the API-management filters by policy name (planEdge).
+	edge   map[string]filter.Filter
+	routes [][]string // policy names per route index
 }
 
 // pluginFilter is a plugin as the request path uses it: request phase and response phase.
@@ -63,7 +69,7 @@ type pluginFilter interface {
 
 func (b *policyBuilder) plan(cfg *conf.Config) (*policyPlan, error) {
 	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{},
-		plugins: map[string]pluginFilter{}, routes: make([][]string, len(cfg.Routes))}
+		plugins: map[string]pluginFilter{}, edge: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes))}
 	if r := cfg.Redis; r != nil {
 		p.redis = &ratelimit.RedisOptions{Address: r.Address, DB: r.DB, Timeout: r.Timeout.D()}
 		if r.PasswordFile != "" {
@@ -164,6 +170,9 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 	for name, f := range p.plugins {
 		built[name] = f
 	}
+	for name, f := range p.edge {
+		built[name] = f
+	}
 	b.limits.Retain(names)
 	chains := make([]filter.Chain, len(p.routes))
 	resp := make([][]filter.ResponseFilter, len(p.routes))
@@ -172,6 +181,9 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 			chains[i] = append(chains[i], built[name])
 			if pf := p.plugins[name]; pf != nil {
 				resp[i] = append(resp[i], pf)
+			}
+			if rf, ok := p.edge[name].(filter.ResponseFilter); ok {
+				resp[i] = append(resp[i], rf)
 			}
 		}
 	}
@@ -183,8 +195,45 @@ func (b *policyBuilder) close() {
 	b.plugins.Close()
 }
 
-// planEdge builds the API-management filters (jwt, api_key, hmac, ip, cors, headers).
+// planEdge builds the API-management filters (jwt, api_key, hmac, ip, cors, headers). They are
+// stateless (or keep their own state), so building them before the swap is safe.
 func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) error {
-	// Refuse rather than ignore: a config asking for authentication must never run without it.
-	return fmt.Errorf("policies.%s: this policy kind is not available in this build yet", name)
+	if p.edge[name] != nil {
+		return nil
+	}
+	var f filter.Filter
+	var err error
+	switch {
+	case pol.IP != nil:
+		f, err = ipfilter.New(ipfilter.Options{Name: name, Allow: parsePrefixes(pol.IP.Allow), Deny: parsePrefixes(pol.IP.Deny)})
+	case pol.CORS != nil:
+		c := pol.CORS
+		f, err = cors.New(cors.Options{Name: name, AllowOrigins: c.Origins, AllowMethods: c.Methods, AllowHeaders: c.Headers,
+			ExposeHeaders: c.Expose, AllowCredentials: c.Credentials, MaxAge: c.MaxAge.D()})
+	case pol.Headers != nil:
+		h := pol.Headers
+		f, err = headers.New(headers.Options{Name: name, Request: headerOps(h.Request), Response: headerOps(h.Response),
+			Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}})
+	default:
+		// Refuse rather than ignore: a config asking for authentication must never run without it.
+		return fmt.Errorf("policies.%s: this policy kind is not available in this build yet", name)
+	}
+	if err != nil {
+		return fmt.Errorf("policies.%s: %w", name, err)
+	}
+	p.edge[name] = f
+	return nil
+}
+
+// headerOps turns a YAML map into ordered header edits (sorted by name, so a config always
+// applies the same way).
+func headerOps(o conf.HeaderOps) headers.Transform {
+	t := headers.Transform{Remove: o.Remove}
+	for _, k := range slices.Sorted(maps.Keys(o.Set)) {
+		t.Set = append(t.Set, headers.Header{Name: k, Value: o.Set[k]})
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Add)) {
+		t.Add = append(t.Add, headers.Header{Name: k, Value: o.Add[k]})
+	}
+	return t
 }

@@ -1,0 +1,25 @@
+// Package jwt owns bearer-token authentication: a filter that verifies a JWT (RFC 7519) from the
+// Authorization header (or a configured header or cookie), checks its issuer, audience, time
+// claims and required claims, names the consumer from one claim and forwards selected claims to
+// the upstream as request headers.
+//
+//	token ─▶ parse (golang-jwt/v5, WithValidMethods: only the configured algorithms)
+//	           │ key by kid
+//	           ▼
+//	   static PEM keys ──miss──▶ JWKS cache (keyfunc/v3, background refresh every RefreshInterval)
+//	                                 │ unknown kid
+//	                                 ▼
+//	                      one synchronous refresh, at most once per UnknownKIDInterval (non-blocking
+//	                      gate: other unknown-kid requests fail fast instead of queueing)
+//	         ─▶ exp / nbf (with Leeway) ─▶ iss ─▶ aud (any of) ─▶ required claims
+//	         ─▶ r.Identity = IdentityClaim; forwarded claims ─▶ upstream headers
+//
+// Algorithm confusion is impossible by construction: with a shared secret only HS* is accepted
+// and no public key is loaded; without one only asymmetric algorithms are accepted, so an HS256
+// token "signed" with a public key's bytes is rejected before any key is looked up. "none" is
+// never accepted.
+//
+// Status codes follow RFC 6750 §3.1: no token → 401 with a bare Bearer challenge; a token that is
+// malformed, expired, mis-signed or for another issuer/audience → 401 error="invalid_token"; a
+// valid token lacking a required claim → 403 error="insufficient_scope".
+package jwt
