@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"slices"
@@ -12,6 +13,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway/auth/apikey"
+	"github.com/meshgate/meshgate/gateway/auth/hmac"
+	"github.com/meshgate/meshgate/gateway/auth/jwt"
 	"github.com/meshgate/meshgate/gateway/cors"
 	"github.com/meshgate/meshgate/gateway/fault"
 	"github.com/meshgate/meshgate/gateway/filter"
@@ -24,6 +28,8 @@ import (
 // policyBuilder turns cfg.Policies into each route's filter chain. It lives as long as the
 // Edge: the rate-limit manager holds bucket state and the Redis client across reloads.
 type policyBuilder struct {
+	log     zerolog.Logger
+	running []io.Closer // background work of the plan in use
 	limits  *ratelimit.Manager
 	faults  *fault.Metrics
 	plugins *host.Manager // plugin processes outlive reloads (plugins/host)
@@ -44,7 +50,7 @@ func newPolicyBuilder(reg prometheus.Registerer, log zerolog.Logger) (*policyBui
 		limits.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	return &policyBuilder{limits: limits, faults: faults, plugins: plugins}, nil
+	return &policyBuilder{log: log, limits: limits, faults: faults, plugins: plugins}, nil
 }
 
 // policyPlan is a config's policies translated into package options, before anything live is
@@ -57,8 +63,11 @@ type policyPlan struct {
 	// one step of plan that touches live state: it runs last, so nothing after it can fail.
 	plugins map[string]pluginFilter
 	// edge are the API-management filters by policy name (planEdge).
-	edge   map[string]filter.Filter
-	routes [][]string // policy names per route index
+	edge map[string]filter.Filter
+	// closers end the background work of this plan's filters (JWKS refresh) when the plan is
+	// replaced or abandoned.
+	closers []io.Closer
+	routes  [][]string // policy names per route index
 }
 
 // pluginFilter is a plugin as the request path uses it: request phase and response phase.
@@ -67,9 +76,14 @@ type pluginFilter interface {
 	filter.ResponseFilter
 }
 
-func (b *policyBuilder) plan(cfg *conf.Config) (*policyPlan, error) {
+func (b *policyBuilder) plan(cfg *conf.Config) (_ *policyPlan, err error) {
 	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{},
 		plugins: map[string]pluginFilter{}, edge: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes))}
+	defer func() {
+		if err != nil { // an abandoned plan must not leave JWKS refreshers running
+			closeAll(p.closers)
+		}
+	}()
 	if r := cfg.Redis; r != nil {
 		p.redis = &ratelimit.RedisOptions{Address: r.Address, DB: r.DB, Timeout: r.Timeout.D()}
 		if r.PasswordFile != "" {
@@ -174,6 +188,10 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 		built[name] = f
 	}
 	b.limits.Retain(names)
+	// The previous plan's JWKS refreshers stop; filters of the old generation still in flight
+	// keep verifying with the keys they already hold.
+	closeAll(b.running)
+	b.running = p.closers
 	chains := make([]filter.Chain, len(p.routes))
 	resp := make([][]filter.ResponseFilter, len(p.routes))
 	for i, rp := range p.routes {
@@ -190,7 +208,14 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 	return chains, resp, nil
 }
 
+func closeAll(cs []io.Closer) {
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
 func (b *policyBuilder) close() {
+	closeAll(b.running)
 	b.limits.Close()
 	b.plugins.Close()
 }
@@ -214,6 +239,21 @@ func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) er
 		h := pol.Headers
 		f, err = headers.New(headers.Options{Name: name, Request: headerOps(h.Request), Response: headerOps(h.Response),
 			Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}})
+	case pol.JWT != nil:
+		var jf *jwt.Filter
+		jf, err = jwtFilter(name, pol.JWT, b.log)
+		if err == nil {
+			p.closers = append(p.closers, jf)
+			f = jf
+		}
+	case pol.APIKey != nil:
+		k := pol.APIKey
+		f, err = apikey.New(apikey.Options{Name: name, File: k.File, Header: k.Header, Query: k.Query, KeepCredential: k.KeepHeader})
+	case pol.HMAC != nil:
+		var secrets map[string][]byte
+		if secrets, err = readSecrets(pol.HMAC.SecretsFile); err == nil {
+			f, err = hmac.New(hmac.Options{Name: name, Secrets: secrets, SignedHeaders: pol.HMAC.Headers, Skew: pol.HMAC.Window.D()})
+		}
 	default:
 		// Refuse rather than ignore: a config asking for authentication must never run without it.
 		return fmt.Errorf("policies.%s: this policy kind is not available in this build yet", name)
@@ -236,4 +276,59 @@ func headerOps(o conf.HeaderOps) headers.Transform {
 		t.Add = append(t.Add, headers.Header{Name: k, Value: o.Add[k]})
 	}
 	return t
+}
+
+func jwtFilter(name string, j *conf.JWTPolicy, log zerolog.Logger) (*jwt.Filter, error) {
+	o := jwt.Options{Name: name, Algorithms: j.Algorithms, Issuer: j.Issuer, Audiences: j.Audiences,
+		Leeway: j.Leeway.D(), IdentityClaim: j.IdentityClaim, TokenHeader: j.Header, TokenCookie: j.Cookie,
+		StripToken: false, RefreshInterval: j.RefreshInterval.D(), Logger: log}
+	if j.JWKSURL != "" {
+		o.JWKSURLs = []string{j.JWKSURL}
+	}
+	for _, file := range j.PublicKeyFiles {
+		pem, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		o.PublicKeys = append(o.PublicKeys, jwt.PublicKey{PEM: pem})
+	}
+	if j.HMACSecretFile != "" {
+		b, err := os.ReadFile(j.HMACSecretFile)
+		if err != nil {
+			return nil, err
+		}
+		o.Secret = []byte(strings.TrimSpace(string(b)))
+	}
+	for _, c := range slices.Sorted(maps.Keys(j.RequiredClaims)) {
+		rc := jwt.RequiredClaim{Name: c}
+		if v := j.RequiredClaims[c]; v != "" {
+			rc.Values = []string{v}
+		}
+		o.Claims = append(o.Claims, rc)
+	}
+	for _, c := range slices.Sorted(maps.Keys(j.ForwardClaims)) {
+		o.Forward = append(o.Forward, jwt.ForwardClaim{Claim: c, Header: j.ForwardClaims[c]})
+	}
+	return jwt.New(o)
+}
+
+// readSecrets reads "keyid:secret" lines (blank lines and # comments ignored).
+func readSecrets(path string) (map[string][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]byte{}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, secret, ok := strings.Cut(line, ":")
+		if !ok || id == "" || secret == "" {
+			return nil, fmt.Errorf("%s:%d: want keyid:secret", path, i+1)
+		}
+		out[id] = []byte(secret)
+	}
+	return out, nil
 }
