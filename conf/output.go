@@ -86,6 +86,11 @@ func (c *Config) clone() *Config {
 	out.Listeners = slices.Clone(c.Listeners)
 	for i := range out.Listeners {
 		out.Listeners[i].TrustedProxies = slices.Clone(c.Listeners[i].TrustedProxies)
+		if t := c.Listeners[i].TLS; t != nil {
+			tt := *t
+			tt.Certificates = slices.Clone(t.Certificates)
+			out.Listeners[i].TLS = &tt
+		}
 	}
 	out.Routes = slices.Clone(c.Routes)
 	for i := range out.Routes {

@@ -122,6 +122,24 @@ type Listener struct {
 	// caller is (a mesh peer's service, later a JWT subject or API-key consumer). Any value the
 	// client sent under that name is removed. Default X-Meshgate-Identity; "-" disables it.
 	IdentityHeader string `yaml:"identity_header"`
+	// TLS terminates TLS on this listener with certificate files (not with connect: true).
+	TLS *ListenerTLS `yaml:"tls"`
+}
+
+// ListenerTLS is TLS termination with certificate files: TLS 1.2 minimum, SNI picks among the
+// certificates (the first is the default), and files replaced on disk are picked up without a
+// restart (a bad new file keeps the old certificate).
+type ListenerTLS struct {
+	Certificates []CertificateFiles `yaml:"certificates"`
+	// RedirectFrom: also listen on this address with plain HTTP and answer every request with a
+	// 308 to the same URL on https.
+	RedirectFrom string `yaml:"redirect_from"`
+}
+
+// CertificateFiles is one PEM certificate (chain) and its key.
+type CertificateFiles struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Route sends matching requests to one or more services.

@@ -124,6 +124,22 @@ func (v *validator) listeners(c *Config) {
 		v.nonNeg(p.key("max_body_bytes"), int64(l.MaxBodyBytes))
 		v.nonNeg(p.key("max_connections"), int64(l.MaxConnections))
 		v.nonNeg(p.key("stream_threshold"), int64(l.StreamThreshold))
+		if t := l.TLS; t != nil {
+			if l.Connect {
+				v.add(p.key("tls"), "a connect listener uses the Connect identity; remove tls or connect")
+			}
+			if len(t.Certificates) == 0 {
+				v.add(p.key("tls").key("certificates"), "at least one {cert_file, key_file} is required")
+			}
+			for j, c := range t.Certificates {
+				if c.CertFile == "" || c.KeyFile == "" {
+					v.add(p.key("tls").key("certificates").idx(j), "cert_file and key_file are required")
+				}
+			}
+			if t.RedirectFrom != "" {
+				v.hostPort(p.key("tls").key("redirect_from"), t.RedirectFrom, true)
+			}
+		}
 		if l.IdentityHeader != "-" && !isToken(l.IdentityHeader) {
 			v.add(p.key("identity_header"), "invalid header name %q (or \"-\" to send none)", l.IdentityHeader)
 		}

@@ -48,9 +48,11 @@ type Edge struct {
 	reg *prometheus.Registry
 
 	upstreams *upstream.Manager
-	policies  *policyBuilder // rate limits and faults; state survives reloads (policies.go)
-	disc      *edgeDiscovery // Consul discovery, survives reloads; nil without it (discovery.go)
-	mesh      *edgeMesh      // Connect identity and intentions; nil without identity.connect (mesh.go)
+	policies  *policyBuilder     // rate limits and faults; state survives reloads (policies.go)
+	disc      *edgeDiscovery     // Consul discovery, survives reloads; nil without it (discovery.go)
+	mesh      *edgeMesh          // Connect identity and intentions; nil without identity.connect (mesh.go)
+	stopCerts context.CancelFunc // ends the certificate-file watchers of TLS listeners
+	certsCtx  context.Context
 	metrics   *proxy.Metrics
 	access    *accesslog.Logger
 	admin     *admin.Server
@@ -150,8 +152,14 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		}
 		e.handlers[lc.Name] = h
 		var tlsConf *tls.Config
-		if lc.Connect {
+		switch {
+		case lc.Connect:
 			tlsConf = e.mesh.serverTLS()
+		case lc.TLS != nil:
+			if tlsConf, err = e.listenerCerts(lc); err != nil {
+				e.close()
+				return nil, err
+			}
 		}
 		ln, err := listener.New(listener.Options{
 			TLSConfig:         tlsConf,
@@ -176,6 +184,22 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 			return nil, err
 		}
 		e.listeners = append(e.listeners, ln)
+		if lc.TLS != nil && lc.TLS.RedirectFrom != "" {
+			rd, err := listener.New(listener.Options{
+				Name: lc.Name + "-redirect", Address: lc.TLS.RedirectFrom,
+				ReadHeaderTimeout: lc.ReadHeaderTimeout.D(), ReadTimeout: lc.ReadTimeout.D(), WriteTimeout: lc.WriteTimeout.D(),
+				IdleTimeout: lc.IdleTimeout.D(), MaxHeaderBytes: int(lc.MaxHeaderBytes), MaxConnections: lc.MaxConnections,
+				Handler:     listener.RedirectHandler(listener.RedirectOptions{HTTPSPort: addrPort(ln.Addr())}),
+				Logger:      e.log.With().Str("listener", lc.Name+"-redirect").Logger(),
+				Connections: e.connGa.WithLabelValues(lc.Name + "-redirect"), Accepted: e.accepted.WithLabelValues(lc.Name + "-redirect"),
+				AcceptErrors: e.acceptEr.WithLabelValues(lc.Name + "-redirect"),
+			})
+			if err != nil {
+				e.close()
+				return nil, err
+			}
+			e.listeners = append(e.listeners, rd)
+		}
 	}
 	e.cfg.Store(cfg)
 	e.kv.commit(kvRes)
@@ -230,7 +254,7 @@ func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
 		trusted = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	return proxy.Options{
-		TLS:             lc.Connect,
+		TLS:             lc.Connect || lc.TLS != nil,
 		Authorize:       authz,
 		IdentityHeader:  strings.TrimPrefix(lc.IdentityHeader, "-"),
 		Listener:        lc.Name,
@@ -556,7 +580,8 @@ func sameListeners(a, b *conf.Config) error {
 		if x.Name != y.Name || x.Address != y.Address || x.ReadHeaderTimeout != y.ReadHeaderTimeout ||
 			x.ReadTimeout != y.ReadTimeout || x.WriteTimeout != y.WriteTimeout || x.IdleTimeout != y.IdleTimeout ||
 			x.MaxHeaderBytes != y.MaxHeaderBytes || x.MaxBodyBytes != y.MaxBodyBytes || x.MaxConnections != y.MaxConnections ||
-			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || x.IdentityHeader != y.IdentityHeader || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
+			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || x.IdentityHeader != y.IdentityHeader ||
+			(x.TLS == nil) != (y.TLS == nil) || (x.TLS != nil && (!slices.Equal(x.TLS.Certificates, y.TLS.Certificates) || x.TLS.RedirectFrom != y.TLS.RedirectFrom)) || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
 			return fmt.Errorf("listener %q changed: restart meshgate to change listener settings", x.Name)
 		}
 	}
@@ -680,6 +705,9 @@ func (e *Edge) Run(ctx context.Context) error {
 // close releases what NewEdge acquired; safe after a partial construction.
 func (e *Edge) close() {
 	e.stopKV()
+	if e.stopCerts != nil {
+		e.stopCerts()
+	}
 	e.mesh.close()
 	if e.stopGen != nil {
 		e.stopGen()
@@ -748,4 +776,24 @@ func jsonHandler(view func() any) http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(view())
 	})
+}
+
+// listenerCerts loads a TLS listener's certificate files and watches them for replacement for
+// the process's lifetime (certificate changes need no reload; a bad file keeps the old one).
+func (e *Edge) listenerCerts(lc conf.Listener) (*tls.Config, error) {
+	files := make([]listener.CertFile, len(lc.TLS.Certificates))
+	for i, c := range lc.TLS.Certificates {
+		files[i] = listener.CertFile{Cert: c.CertFile, Key: c.KeyFile}
+	}
+	certs, err := listener.NewCertificates(listener.CertOptions{Files: files, Logger: e.log.With().Str("listener", lc.Name).Logger()})
+	if err != nil {
+		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
+	}
+	if e.stopCerts == nil {
+		var ctx context.Context
+		ctx, e.stopCerts = context.WithCancel(context.Background())
+		e.certsCtx = ctx
+	}
+	go certs.Watch(e.certsCtx)
+	return certs.TLSConfig(), nil
 }
