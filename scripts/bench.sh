@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of meshgate: against nginx and HAProxy, under an instance failure,
-# with a rate-limit policy, and following a large Consul catalog. Everything
-# runs on this machine.
+# with a rate-limit policy, following a large Consul catalog, as a sidecar,
+# and with out-of-process plugins. Everything runs on this machine.
 #
-# Usage: scripts/bench.sh [proxy|fault|ratelimit|consul|sidecar|help]   (default: proxy)
+# Usage: scripts/bench.sh [proxy|fault|ratelimit|consul|sidecar|plugins|help]   (default: proxy)
 #
 # Scenario "proxy": one in-tree origin (scripts/benchorigin, 1 KiB bodies) and,
 # in front of it, nginx (upstream keep-alive, access log to a file), HAProxy
@@ -61,12 +61,30 @@
 # <= 0.1). Reports added p50/p99 versus direct and C's saving over D. Needs
 # wrk, nginx and curl (not HAProxy).
 #
+# Scenario "plugins": what an out-of-process plugin costs. plugins/examples/
+# stamper (it asks for no request part and sets one request header) is built
+# into BENCH_CACHE and its sha256 computed; three meshgate edges in front of one
+# origin differ only in their route's policies: p0 none, p1 one stamper, p3
+# three separately declared stampers (three processes, each setting its own
+# X-Stamp-<i> header). Before and after the load, a request through each edge
+# to a header-echo server (same policies) must show exactly its stamps at the
+# upstream, and /plugins must list its processes running. wrk -c$CONNS (default
+# 16 here) then alternates between the three for ROUNDS rounds (req/s, p50,
+# p99, ratio to p0; target: 1 plugin keeps >= 75%), and rateload sends RATE
+# req/s through each for RATE_DURATION s per round: added p50/p99 of 1 plugin
+# (p1 - p0) and per plugin with 3 ((p3 - p0) / 3); target <= 30 us p50 per
+# plugin call. Around every window the admin /metrics is read twice: the
+# difference gives meshgate's non-2xx count and, from
+# meshgate_plugin_call_duration_seconds, the host-measured calls per request,
+# mean and approximate p50/p99 of each plugin and phase; any plugin call that
+# was not "ok" is flagged. Access log off. Needs wrk and curl.
+#
 # Environment:
 #   ROUNDS=3          rounds per target (at least 3 for a meaningful median)
 #   DURATION=10       seconds per wrk run
 #   WARMUP=2          seconds of warm-up per target before round 1
 #   THREADS=2 CONNS=64  wrk threads and connections (fault: CONNS clients;
-#                     sidecar: CONNS defaults to 16)
+#                     sidecar and plugins: CONNS defaults to 16)
 #   MESHGATE_BIN=     prebuilt meshgate binary (otherwise built from the tree)
 #   SKIP_MESHGATE=1   proxy only: measure only direct/nginx/haproxy
 #   BENCH_OUT=        results file (default: <tmpdir>/bench-results.md)
@@ -76,10 +94,11 @@
 #   SERVICES=1000 CHANGES=100 IDLE=10   consul: services (x 2 instances; the
 #                     burst changes all of them), sequential changes, idle seconds
 #                     (sidecar: IDLE=10 seconds before the idle RSS reading)
-#   RATE=1000 RATE_DURATION=20 RATE_WARMUP=2 RATE_CONNS=16   sidecar: the
+#   RATE=1000 RATE_DURATION=20 RATE_WARMUP=2 RATE_CONNS=16   sidecar, plugins: the
 #                     fixed-rate load (req/s, recorded s, unrecorded s, workers)
 #   SIDECAR_GOGC= SIDECAR_GOMEMLIMIT=   sidecar: Go runtime settings for the two
 #                     meshgate sidecars only (default: Go's defaults)
+#   PLUGIN_TIMEOUT=   plugins: each stamper's call timeout (default: meshgate's, 50ms)
 #   MESH_READY_TIMEOUT=60   sidecar: seconds a path through Consul gets to answer
 #   SIDECAR_PROFILE=1 sidecar: CPU-profile the app sidecar (admin pprof) during
 #                     C's first fixed-rate round into raw/app-sidecar-cpu.pprof
@@ -90,6 +109,7 @@
 #   ROUNDS=5 DURATION=10 scripts/bench.sh ratelimit
 #   scripts/bench.sh consul                   # 1000 services, a few minutes
 #   ROUNDS=3 DURATION=10 scripts/bench.sh sidecar   # about 8 minutes
+#   ROUNDS=3 DURATION=10 scripts/bench.sh plugins   # about 5 minutes
 #
 # Missing tools (nginx, haproxy, wrk; only those the scenario uses) are
 # installed from Debian's packages with apt-get, so run it as root on a
@@ -317,11 +337,18 @@ build_binaries() {
 		(cd "$ROOT" && go build -o "$FAULTLOAD_BIN" ./scripts/bench/faultload) ||
 			die "building scripts/bench/faultload failed"
 	fi
-	if [[ $SCENARIO == sidecar ]]; then
+	if [[ $SCENARIO == sidecar || $SCENARIO == plugins ]]; then
 		RATELOAD_BIN=$BENCH_CACHE/rateload
 		log "building rateload"
 		(cd "$ROOT" && go build -o "$RATELOAD_BIN" ./scripts/bench/rateload) ||
 			die "building scripts/bench/rateload failed"
+	fi
+	if [[ $SCENARIO == plugins ]]; then
+		STAMPER_BIN=$BENCH_CACHE/stamper
+		log "building the stamper plugin"
+		(cd "$ROOT" && go build -o "$STAMPER_BIN" ./plugins/examples/stamper) ||
+			die "building plugins/examples/stamper failed"
+		STAMPER_SHA=$(sha256sum "$STAMPER_BIN" | cut -d' ' -f1)
 	fi
 }
 
@@ -1376,6 +1403,528 @@ scenario_sidecar() {
 	} | tee "$BENCH_OUT"
 }
 
+# ------------------------------------------------------- scenario: plugins --
+
+PLUGIN_TARGETS=(p0 p1 p3)   # meshgate edges with 0, 1 and 3 stamper policies on the route
+declare -A PLUGIN_N=([p0]=0 [p1]=1 [p3]=3)
+declare -A PM=()            # plugin metrics of one load window: "target:kind:round:key" -> value
+declare -A PLUGIN_PROCS=()  # target -> "name pid state phases" lines from /plugins
+declare -A STAMPS=()        # target -> the X-Stamp-* headers the upstream saw
+STAMPER_BIN=""
+STAMPER_SHA=""
+ECHO_PORT=""
+
+# start_echo starts the upstream of the stamp check: it answers every GET with
+# the request headers it received, one "Name: value" a line.
+start_echo() {
+	local dir=$TMP/echo port deadline
+	mkdir -p "$dir"
+	read -r port < <(free_ports 1)
+	spawn echo "$dir/stderr.log" python3 -c '
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        body = "".join(f"{k}: {v}\n" for k, v in self.headers.items()).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
+' "$port"
+	deadline=$((SECONDS + READY_TIMEOUT))
+	until curl -fs -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; do
+		if ! kill -0 "$LAST_PID" 2>/dev/null; then
+			cat "$dir/stderr.log" >&2
+			die "the echo server exited before becoming ready"
+		fi
+		((SECONDS < deadline)) || die "the echo server is not ready after ${READY_TIMEOUT}s"
+		sleep 0.1
+	done
+	ECHO_PORT=$port
+}
+
+# start_plugin_edge TARGET N starts a meshgate edge whose routes carry N
+# policies, each running its own stamper process (s1..sN) that sets the
+# request header X-Stamp-<i>: stamp-<i>.
+start_plugin_edge() {
+	local t=$1 n=$2 i plugins="" policies="" route="" note
+	for ((i = 1; i <= n; i++)); do
+		plugins+="${plugins:+, }s$i: { path: $STAMPER_BIN, sha256: $STAMPER_SHA,"
+		plugins+=" config: { request: { X-Stamp-$i: stamp-$i } }${PLUGIN_TIMEOUT:+, timeout: $PLUGIN_TIMEOUT} }"
+		policies+="${policies:+, }s$i: { plugin: s$i }"
+		route+="${route:+, }s$i"
+	done
+	case $n in
+	0) note="meshgate edge, route without policies" ;;
+	1) note="meshgate edge, route with 1 plugin policy (stamper s1: one process)" ;;
+	*) note="meshgate edge, route with $n plugin policies (stampers s1..s$n: $n processes)" ;;
+	esac
+	start_meshgate_from "$t" meshgate-plugins.yaml.tmpl "$note, access log off" \
+		ORIGIN_PORT="$ORIGIN_PORT" ECHO_PORT="$ECHO_PORT" \
+		PLUGINS="{ $plugins }" POLICIES="{ $policies }" ROUTE_POLICIES="[ $route ]"
+	# rateload adds the CPU of a pid's direct children: the plugin processes.
+	PATH_PIDS[$t]="meshgate+plugins=$LAST_PID"
+}
+
+# plugin_status TARGET prints "name pid state phases" for each plugin of
+# TARGET, from its admin /plugins.
+plugin_status() {
+	curl -fsS --max-time 5 "http://127.0.0.1:${TARGET_ADMIN[$1]}/plugins" | python3 -c '
+import json, sys
+for p in json.load(sys.stdin) or []:
+    phases = ",".join((p.get("capabilities") or {}).get("phases") or []) or "-"
+    print(p["name"], p.get("pid", 0), p["state"], phases)
+'
+}
+
+# check_plugins TARGET N requires N running plugins on TARGET and that the
+# upstream of its echo route sees exactly the N stamps, each with its value.
+check_plugins() {
+	local t=$1 n=$2 out=$TMP/raw/stamps-$1.txt i got procs
+	procs=$(plugin_status "$t") || die "$t: cannot read /plugins"
+	got=$(grep -c ' running ' <<<"$procs" || true)
+	((got == n)) || die "$t: $got plugins running, want $n: $procs"
+	PLUGIN_PROCS[$t]=$procs
+	curl -fsS --max-time 5 -o "$out" "http://127.0.0.1:${TARGET_PORT[$t]}/__echo" ||
+		die "$t: the stamp check request failed"
+	for ((i = 1; i <= n; i++)); do
+		grep -qix "X-Stamp-$i: stamp-$i" "$out" || {
+			cat "$out" >&2
+			die "$t: the upstream did not see X-Stamp-$i: stamp-$i"
+		}
+	done
+	got=$(grep -ci '^X-Stamp-' "$out" || true)
+	((got == n)) || {
+		cat "$out" >&2
+		die "$t: the upstream saw $got X-Stamp-* headers, want $n"
+	}
+	STAMPS[$t]=$({ grep -i '^X-Stamp-' "$out" || true; } | paste -sd ';' - | sed 's/;/; /g')
+	log "$t: upstream saw ${STAMPS[$t]:-no stamp} ($n plugin processes running)"
+}
+
+# metrics_snap TARGET FILE saves TARGET's admin /metrics into FILE.
+metrics_snap() {
+	curl -fsS --max-time 5 -o "$2" "http://127.0.0.1:${TARGET_ADMIN[$1]}/metrics" ||
+		die "$1: cannot read /metrics"
+}
+
+# plugin_window TARGET KIND ROUND BEFORE AFTER stores what happened between two
+# /metrics snapshots in PM (and raw/): requests on route "all" and how many were
+# not 2xx, and per plugin and phase (and summed over plugins as ALL) the calls,
+# calls per request, calls not "ok", mean and approximate p50/p99 from the
+# meshgate_plugin_call_duration_seconds buckets (linear inside a bucket, as
+# Prometheus' histogram_quantile does).
+plugin_window() {
+	local t=$1 kind=$2 round=$3 out=$TMP/raw/plugin-metrics-$1-$2-round$3.txt k v
+	python3 - "$4" "$5" >"$out" <<'PY' || die "cannot read the metrics of $t ($4, $5)"
+import math, re, sys
+
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)')
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+def load(path):
+    m = {}
+    with open(path) as f:
+        for ln in f:
+            if ln.startswith("#"):
+                continue
+            g = LINE.match(ln)
+            if g:
+                m[(g[1], tuple(sorted(LABEL.findall(g[2] or ""))))] = float(g[3])
+    return m
+
+a, b = load(sys.argv[1]), load(sys.argv[2])
+delta = [(k[0], dict(k[1]), v - a.get(k, 0.0)) for k, v in b.items()]
+req = sum(v for n, l, v in delta if n == "meshgate_requests_total" and l.get("route") == "all")
+ok = sum(v for n, l, v in delta
+         if n == "meshgate_requests_total" and l.get("route") == "all" and l.get("class") == "2xx")
+print("requests", round(req))
+print("requests_non2xx", round(req - ok))
+
+series = {}
+def add(key, name, l, v):
+    s = series.setdefault(key, {"buckets": {}, "count": 0.0, "sum": 0.0, "ok": 0.0, "notok": 0.0, "by": {}})
+    if name == "meshgate_plugin_call_duration_seconds_bucket":
+        le = float(l["le"])
+        s["buckets"][le] = s["buckets"].get(le, 0.0) + v
+    elif name == "meshgate_plugin_call_duration_seconds_count":
+        s["count"] += v
+    elif name == "meshgate_plugin_call_duration_seconds_sum":
+        s["sum"] += v
+    elif name == "meshgate_plugin_calls_total":
+        r = l.get("result", "")
+        s["ok" if r == "ok" else "notok"] += v
+        if r != "ok":
+            s["by"][r] = s["by"].get(r, 0.0) + v
+
+for n, l, v in delta:
+    if "plugin" in l and "phase" in l:
+        add((l["plugin"], l["phase"]), n, l, v)
+        add(("ALL", l["phase"]), n, l, v)
+
+def quantile(buckets, q):
+    bs = sorted(buckets.items())
+    total = bs[-1][1] if bs else 0
+    if total <= 0:
+        return "n/a"
+    rank, lo, prev = q * total, 0.0, 0.0
+    for le, c in bs:
+        if c >= rank:
+            if math.isinf(le):
+                return ">%.1f" % (lo * 1e6)
+            x = le if c == prev else lo + (le - lo) * (rank - prev) / (c - prev)
+            return "%.1f" % (x * 1e6)
+        lo, prev = le, c
+    return "n/a"
+
+for (plugin, phase), s in sorted(series.items()):
+    p = "plugin.%s.%s." % (plugin, phase)
+    print(p + "calls", round(s["count"]))
+    print(p + "notok", round(s["notok"]))
+    for r, v in sorted(s["by"].items()):
+        if round(v):
+            print(p + "notok." + r, round(v))
+    print(p + "per_req", "%.3f" % (s["count"] / req) if req > 0 else "n/a")
+    print(p + "mean_us", "%.1f" % (s["sum"] / s["count"] * 1e6) if s["count"] > 0 else "n/a")
+    print(p + "p50_us", quantile(s["buckets"], 0.5))
+    print(p + "p99_us", quantile(s["buckets"], 0.99))
+PY
+	while read -r k v; do
+		PM[$t:$kind:$round:$k]=$v
+	done <"$out"
+}
+
+# pm_get TARGET KIND ROUND KEY prints one window figure ("n/a" when absent).
+pm_get() { echo "${PM[$1:$2:$3:$4]:-n/a}"; }
+
+# pm_median TARGET KIND KEY prints the median over rounds of a window figure.
+pm_median() {
+	local round v vals=()
+	for ((round = 1; round <= ROUNDS; round++)); do
+		v=$(pm_get "$1" "$2" "$round" "$3")
+		[[ $v =~ ^[0-9.]+$ ]] && vals+=("$v")
+	done
+	if ((${#vals[@]} == 0)); then echo "n/a"; else median "${vals[@]}"; fi
+}
+
+# pm_sum TARGET KIND KEY sums a window figure over the rounds.
+pm_sum() {
+	local round s=0 v
+	for ((round = 1; round <= ROUNDS; round++)); do
+		v=$(pm_get "$1" "$2" "$round" "$3")
+		[[ $v =~ ^[0-9]+$ ]] && s=$((s + v))
+	done
+	echo "$s"
+}
+
+# plugin_run KIND TARGET ROUND runs one wrk or rateload window through TARGET
+# between two /metrics snapshots.
+plugin_run() {
+	local kind=$1 t=$2 round=$3 snap=$TMP/raw/metrics-$2
+	metrics_snap "$t" "$snap.before"
+	if [[ $kind == wrk ]]; then run_wrk "$t" "$round"; else run_rate "$t" "$round"; fi
+	metrics_snap "$t" "$snap.after"
+	plugin_window "$t" "$kind" "$round" "$snap.before" "$snap.after"
+	local bad=$(($(pm_get "$t" "$kind" "$round" requests_non2xx) + $(pm_sum_round "$t" "$kind" "$round")))
+	if ((bad != 0)); then
+		log "$t $kind round $round: meshgate counted $(pm_get "$t" "$kind" "$round" requests_non2xx) non-2xx" \
+			"answers and $(pm_sum_round "$t" "$kind" "$round") plugin calls that were not ok"
+	fi
+}
+
+# pm_sum_round TARGET KIND ROUND sums the not-ok plugin calls of one window
+# over plugins and phases.
+pm_sum_round() {
+	local k s=0
+	for k in "${!PM[@]}"; do
+		[[ $k == "$1:$2:$3:plugin."*".notok" && $k != *".ALL."* ]] && s=$((s + PM[$k]))
+	done
+	echo "$s"
+}
+
+# plugin_bad TARGET KIND sums, over all rounds of KIND, meshgate's non-2xx
+# answers and the plugin calls that were not "ok" (by result): "none", or a
+# flag. A not-ok call under the open failure policy is a request that skipped
+# the plugin, so that window understates what the plugins cost.
+plugin_bad() {
+	local round n=0 c=0 k r cell
+	declare -A by=()
+	for ((round = 1; round <= ROUNDS; round++)); do
+		n=$((n + $(pm_get "$1" "$2" "$round" requests_non2xx)))
+		c=$((c + $(pm_sum_round "$1" "$2" "$round")))
+	done
+	for k in "${!PM[@]}"; do
+		if [[ $k == "$1:$2:"*":plugin."*".notok."* && $k != *".ALL."* ]]; then
+			r=${k##*.notok.}
+			by[$r]=$((${by[$r]:-0} + PM[$k]))
+		fi
+	done
+	if ((n + c == 0)); then
+		echo "none"
+		return
+	fi
+	cell="**FLAGGED**: $n non-2xx, $c plugin calls not ok"
+	if ((${#by[@]} > 0)); then
+		cell+=" ($(for r in "${!by[@]}"; do printf '%s %s, ' "${by[$r]}" "$r"; done | sed 's/, $//'))"
+	fi
+	echo "$cell"
+}
+
+# us_delta A_MS B_MS DIV prints (B - A) / DIV in microseconds.
+us_delta() { awk -v a="$1" -v b="$2" -v d="$3" 'BEGIN { printf "%+.1f", (b - a) * 1000 / d }'; }
+
+# added_vs_p0 TARGET BASE_MS VALUE_MS is the cell "added µs vs 0 plugins".
+added_vs_p0() {
+	if [[ $1 == p0 ]]; then echo "—"; else us_delta "$2" "$3" 1; fi
+}
+
+# procs_cell TARGET joins TARGET's /plugins lines with "; " (a dash if none).
+procs_cell() {
+	local cell
+	cell=$(paste -sd ';' - <<<"${PLUGIN_PROCS[$1]}")
+	cell=${cell//;/; }
+	echo "${cell:-—}"
+}
+
+# steal_pct STAT0 STAT1 prints the steal share of all CPU time between two
+# "cpu" lines of /proc/stat.
+steal_pct() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		n = split(a, x); split(b, y)
+		for (i = 2; i <= n; i++) t += y[i] - x[i]
+		if (t > 0) printf "%.1f%%", 100 * (y[9] - x[9]) / t; else print "n/a"
+	}'
+}
+
+# at_least VALUE LIMIT prints "meets" when VALUE >= LIMIT.
+at_least() {
+	if awk -v v="$1" -v l="$2" 'BEGIN { exit !(v >= l) }'; then echo "meets"; else echo "**MISSES**"; fi
+}
+
+# plugin_label TARGET prints "N plugin(s)" for the report.
+plugin_label() {
+	local n=${PLUGIN_N[$1]}
+	if ((n == 1)); then echo "1 plugin"; else echo "$n plugins"; fi
+}
+
+scenario_plugins() {
+	local t round i raw=$TMP/raw nt=${#PLUGIN_TARGETS[@]} load_mid stat0 stat1
+	mkdir -p "$raw"
+	log "stamper: $STAMPER_BIN (sha256 $STAMPER_SHA)"
+	start_origin
+	start_echo
+	for t in "${PLUGIN_TARGETS[@]}"; do
+		log "starting $t ($(plugin_label "$t") on the route)"
+		start_plugin_edge "$t" "${PLUGIN_N[$t]}"
+	done
+	for t in "${PLUGIN_TARGETS[@]}"; do
+		check_plugins "$t" "${PLUGIN_N[$t]}"
+	done
+
+	stat0=$(head -n 1 /proc/stat)
+	for t in "${PLUGIN_TARGETS[@]}"; do
+		log "warming up $t (${WARMUP}s)"
+		wrk_to "$raw/$t-warmup.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" \
+			"http://127.0.0.1:${TARGET_PORT[$t]}/" || die "warm-up of $t failed ($raw/$t-warmup.txt)"
+	done
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for ((i = 0; i < nt; i++)); do
+			plugin_run wrk "${PLUGIN_TARGETS[$(((i + round - 1) % nt))]}" "$round"
+		done
+	done
+	load_mid=$(cut -d' ' -f1-3 /proc/loadavg)
+	log "fixed-rate phase: $RATE req/s for ${RATE_DURATION}s per instance and round (load average $load_mid)"
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for ((i = 0; i < nt; i++)); do
+			plugin_run rate "${PLUGIN_TARGETS[$(((i + round - 1) % nt))]}" "$round"
+		done
+	done
+	stat1=$(head -n 1 /proc/stat)
+	# The stamps must still arrive after all the load (no silent fail-open).
+	for t in "${PLUGIN_TARGETS[@]}"; do
+		check_plugins "$t" "${PLUGIN_N[$t]}"
+	done
+
+	local r0 f50_0 f99_0 f50 f99 phases a50_1 a99_1 a50_3 a99_3 ratio1
+	r0=$(median_of RPS p0)
+	f50_0=$(rl_median p0 p50_ms) f99_0=$(rl_median p0 p99_ms)
+	ratio1=$(ratio "$(median_of RPS p1)" "$r0")
+	# Each stamper takes part in the request and the response phase: two gRPC
+	# calls per request and plugin.
+	phases=$(awk '{ print $4 }' <<<"${PLUGIN_PROCS[p1]}" | tr ',' '\n' | grep -c . || true)
+	((phases > 0)) || phases=1
+	a50_1=$(us_delta "$f50_0" "$(rl_median p1 p50_ms)" 1)
+	a99_1=$(us_delta "$f99_0" "$(rl_median p1 p99_ms)" 1)
+	a50_3=$(us_delta "$f50_0" "$(rl_median p3 p50_ms)" 3)
+	a99_3=$(us_delta "$f99_0" "$(rl_median p3 p99_ms)" 3)
+	{
+		report_head "meshgate plugin overhead"
+		echo "## Setup"
+		echo
+		echo "| instance | route policies | plugin processes (name pid state phases) | upstream saw (checked before and after the load) |"
+		echo "|---|---|---|---|"
+		for t in "${PLUGIN_TARGETS[@]}"; do
+			printf '| %s | %s | %s | %s |\n' "$t" "$(plugin_label "$t")" \
+				"$(procs_cell "$t")" \
+				"${STAMPS[$t]:-no X-Stamp-* header}"
+		done
+		echo
+		echo "- plugin: plugins/examples/stamper (go build into $STAMPER_BIN, sha256 $STAMPER_SHA);" \
+			"it asks for no request part and sets one request header; it implements both phases, so" \
+			"every plugin on the route costs $phases gRPC calls per request (request + response phase)"
+		echo "- plugin settings: timeout ${PLUGIN_TIMEOUT:-50ms (the default)}; default failure policy" \
+			"(open: the stamper cannot deny) and breaker (opens after 5 consecutive failures, for 2 s)." \
+			"Any call that is not \"ok\" is flagged below: under the open policy that request skipped" \
+			"the plugin, so its window understates what the plugins cost"
+		echo "- origin: benchorigin (1 KiB body); the stamp check goes to a header-echo server" \
+			"through the same instances (route \"echo\", same policies); the load goes to route \"all\""
+		echo "- all three instances run side by side (started once); only one is loaded at a time, in a rotating order"
+		echo "- access log off; meshgate log level warn; metrics on (always)"
+		echo "- load average when the fixed-rate phase started: $load_mid (the saturation phase's own" \
+			"processes make most of it: wrk's threads, meshgate, the plugins, the origin)"
+		echo "- CPU steal (time the hypervisor gave this VM's CPUs to others) over the measurement:" \
+			"$(steal_pct "$stat0" "$stat1")"
+		echo
+		echo "## Throughput: wrk -t$THREADS -c$CONNS, keep-alive (median of $ROUNDS rounds)"
+		echo
+		echo "| plugins on the route | req/s | vs 0 plugins | p50 ms | p99 ms | wrk non-2xx/socket errors | meshgate non-2xx, plugin calls not ok |"
+		echo "|---|---:|---:|---:|---:|---|---|"
+		for t in "${PLUGIN_TARGETS[@]}"; do
+			printf '| %s | %.0f | %s | %.3f | %.3f | %s | %s |\n' "$(plugin_label "$t")" \
+				"$(median_of RPS "$t")" "$(ratio "$(median_of RPS "$t")" "$r0")" \
+				"$(median_of P50 "$t")" "$(median_of P99 "$t")" "$(errors_cell "$t")" "$(plugin_bad "$t" wrk)"
+		done
+		echo
+		echo "1 plugin keeps $ratio1 of plugin-less throughput (target ≥ 0.75): $(at_least "$ratio1" 0.75)."
+		echo "Per round (vs 0 plugins, same round):" "$(for ((round = 1; round <= ROUNDS; round++)); do
+			printf 'round %d: 1 plugin %s, 3 plugins %s; ' "$round" \
+				"$(ratio "${RPS[p1:$round]}" "${RPS[p0:$round]}")" "$(ratio "${RPS[p3:$round]}" "${RPS[p0:$round]}")"
+		done | sed 's/; $//')"
+		echo
+		echo "## Added latency at a fixed rate: $RATE req/s open loop for ${RATE_DURATION}s (after ${RATE_WARMUP}s warm-up), median of $ROUNDS rounds"
+		echo
+		echo "| plugins on the route | achieved req/s | p50 ms | p99 ms | added p50 µs vs 0 | added p99 µs vs 0 | meshgate+plugins vCPU per 1000 req/s | rateload failed | meshgate non-2xx, plugin calls not ok |"
+		echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+		for t in "${PLUGIN_TARGETS[@]}"; do
+			local failed=0
+			for ((round = 1; round <= ROUNDS; round++)); do
+				failed=$((failed + $(rl_get "$t" "$round" failed)))
+			done
+			f50=$(rl_median "$t" p50_ms) f99=$(rl_median "$t" p99_ms)
+			printf '| %s | %.1f | %.3f | %.3f | %s | %s | %.4f | %s | %s |\n' "$(plugin_label "$t")" \
+				"$(rl_median "$t" achieved_rps)" "$f50" "$f99" \
+				"$(added_vs_p0 "$t" "$f50_0" "$f50")" "$(added_vs_p0 "$t" "$f99_0" "$f99")" \
+				"$(rl_median "$t" per1k.total)" "$failed" "$(plugin_bad "$t" rate)"
+		done
+		echo
+		echo "### Per plugin and per call"
+		echo
+		echo "| figure | added p50 µs | added p99 µs | target (p50) | verdict |"
+		echo "|---|---:|---:|---|---|"
+		echo "| per plugin, 1 plugin − 0 ($phases calls) | $a50_1 | $a99_1 | ≤ 30 µs | $(verdict "$a50_1" 30) |"
+		echo "| per plugin, (3 plugins − 0) / 3 | $a50_3 | $a99_3 | ≤ 30 µs | $(verdict "$a50_3" 30) |"
+		echo "| per gRPC call, 1 plugin: the above / $phases | $(awk -v a="$a50_1" -v p="$phases" 'BEGIN { printf "%+.1f", a / p }') |" \
+			"$(awk -v a="$a99_1" -v p="$phases" 'BEGIN { printf "%+.1f", a / p }') | | |"
+		echo "| per gRPC call, 3 plugins: the above / $phases | $(awk -v a="$a50_3" -v p="$phases" 'BEGIN { printf "%+.1f", a / p }') |" \
+			"$(awk -v a="$a99_3" -v p="$phases" 'BEGIN { printf "%+.1f", a / p }') | | |"
+		echo
+		echo "Per round (added p50 µs per plugin, paired within the round):" "$(for ((round = 1; round <= ROUNDS; round++)); do
+			printf 'round %d: 1 plugin %s, 3 plugins %s; ' "$round" \
+				"$(us_delta "$(rl_get p0 "$round" p50_ms)" "$(rl_get p1 "$round" p50_ms)" 1)" \
+				"$(us_delta "$(rl_get p0 "$round" p50_ms)" "$(rl_get p3 "$round" p50_ms)" 3)"
+		done | sed 's/; $//')"
+		echo
+		echo "Latency is rateload's, from when it issued each request (1 µs resolution). Medians of" \
+			"differences this small move by several µs between runs on a shared 2-CPU machine: read the" \
+			"per-round figures, not one number."
+		echo
+		echo "## Host-measured call latency: meshgate_plugin_call_duration_seconds (admin /metrics)"
+		echo
+		echo "Per load window (snapshot before and after, difference of the counters), median of $ROUNDS rounds." \
+			"p50/p99 are interpolated inside the histogram's buckets (50, 100, 250, 500 µs, 1 ms, ...)," \
+			"so they are approximate; the mean is exact (sum / count)."
+		echo
+		echo "| load | instance | plugin | phase | calls per request | mean µs | ≈ p50 µs | ≈ p99 µs | calls not ok |"
+		echo "|---|---|---|---|---:|---:|---:|---:|---:|"
+		local kind plugin phase
+		for kind in rate wrk; do
+			for t in p1 p3; do
+				for plugin in $(awk '{ print $1 }' <<<"${PLUGIN_PROCS[$t]}") $([[ $t == p3 ]] && echo ALL); do
+					for phase in request response; do
+						[[ -n ${PM[$t:$kind:1:plugin.$plugin.$phase.calls]:-} ]] || continue
+						printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+							"$([[ $kind == rate ]] && echo "$RATE req/s" || echo "wrk -c$CONNS")" "$t" "$plugin" "$phase" \
+							"$(pm_median "$t" "$kind" "plugin.$plugin.$phase.per_req")" \
+							"$(pm_median "$t" "$kind" "plugin.$plugin.$phase.mean_us")" \
+							"$(pm_median "$t" "$kind" "plugin.$plugin.$phase.p50_us")" \
+							"$(pm_median "$t" "$kind" "plugin.$plugin.$phase.p99_us")" \
+							"$(pm_sum "$t" "$kind" "plugin.$plugin.$phase.notok")"
+					done
+				done
+			done
+		done
+		echo
+		echo "Host-measured per-call p50 with 1 plugin at $RATE req/s: request phase" \
+			"≈ $(pm_median p1 rate plugin.s1.request.p50_us) µs, response phase" \
+			"≈ $(pm_median p1 rate plugin.s1.response.p50_us) µs. This is the whole call as meshgate" \
+			"times it (message fill, gRPC over the plugin's socket, the plugin's work, the decision" \
+			"checked); the end-to-end added latency above also includes applying the decision and" \
+			"the scheduling of one more process."
+		echo
+		echo "- note: wrk/rateload, meshgate, the plugin processes and the origin share the same $(nproc) CPUs;" \
+			"with 3 plugins, 3 more processes compete for them."
+		echo
+		echo "## Rounds (wrk)"
+		echo
+		echo "| round | instance | req/s | p50 ms | p99 ms | wrk non-2xx/socket errors | requests (meshgate) | plugin calls not ok |"
+		echo "|---:|---|---:|---:|---:|---|---:|---:|"
+		for ((round = 1; round <= ROUNDS; round++)); do
+			for t in "${PLUGIN_TARGETS[@]}"; do
+				printf '| %d | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$t" \
+					"${RPS[$t:$round]}" "${P50[$t:$round]}" "${P99[$t:$round]}" "${ERRS[$t:$round]}" \
+					"$(pm_get "$t" wrk "$round" requests)" "$(pm_sum_round "$t" wrk "$round")"
+			done
+		done
+		echo
+		echo "## Rounds (fixed rate)"
+		echo
+		echo "| round | instance | achieved req/s | p50 ms | p99 ms | p99.9 ms | meshgate+plugins vCPU per 1000 req/s | failed | plugin calls not ok | s1 request ≈ p50 µs |"
+		echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+		for ((round = 1; round <= ROUNDS; round++)); do
+			for t in "${PLUGIN_TARGETS[@]}"; do
+				printf '| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$round" "$t" \
+					"$(rl_get "$t" "$round" achieved_rps)" "$(rl_get "$t" "$round" p50_ms)" \
+					"$(rl_get "$t" "$round" p99_ms)" "$(rl_get "$t" "$round" p99.9_ms)" \
+					"$(rl_get "$t" "$round" per1k.total)" "$(rl_get "$t" "$round" failed)" \
+					"$(pm_sum_round "$t" rate "$round")" \
+					"$(pm_get "$t" rate "$round" plugin.s1.request.p50_us | sed 's|^n/a$|—|')"
+			done
+		done
+		echo
+		echo "## meshgate warnings"
+		echo
+		echo '```text'
+		for t in "${PLUGIN_TARGETS[@]}"; do
+			if [[ -s $TMP/$t/stderr.log ]]; then
+				echo "== $t"
+				tail -n 10 "$TMP/$t/stderr.log"
+			fi
+		done
+		echo '```'
+		echo
+		echo "Raw output: $raw/ (wrk, rateload, /metrics differences per window; configs: $TMP/p*/meshgate.yaml)"
+	} | tee "$BENCH_OUT"
+}
+
 # configure_scenario sets what the scenario needs before anything starts.
 configure_scenario() {
 	if [[ $SCENARIO == sidecar ]]; then
@@ -1383,6 +1932,8 @@ configure_scenario() {
 		# script fails early, cleanup stops the agent at the same time, so give
 		# the drain its full length before killing.
 		STOP_TIMEOUT=15
+	fi
+	if [[ $SCENARIO == sidecar || $SCENARIO == plugins ]]; then
 		# Moderate: enough to load every path, few enough that the latency
 		# under wrk is not all queueing.
 		CONNS=${CONNS:-16}
@@ -1409,8 +1960,8 @@ configure_scenario() {
 		LOAD_DESC="scripts/bench/consulbench: ${SERVICES:-1000} services x 2 instances; ${CHANGES:-100} sequential changes,"
 		LOAD_DESC+=" then a burst changing every service; probes through meshgate (fasthttp, no client retries)"
 		;;
-	sidecar)
-		TOOLS=(wrk nginx curl)
+	sidecar | plugins)
+		if [[ $SCENARIO == sidecar ]]; then TOOLS=(wrk nginx curl); else TOOLS=(wrk curl); fi
 		[[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE must be a positive integer (req/s)"
 		[[ $RATE_DURATION =~ ^[1-9][0-9]*$ ]] || die "RATE_DURATION must be a positive integer (seconds)"
 		[[ $RATE_WARMUP =~ ^[0-9]+$ ]] || die "RATE_WARMUP must be a non-negative integer (seconds)"
