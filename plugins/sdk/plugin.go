@@ -58,8 +58,10 @@ type Capabilities struct {
 	// Name identifies the plugin in the host's logs and metrics; it must not be empty.
 	Name    string
 	Version string
-	// Phases is set by Serve from the handler interfaces the plugin implements; a value set
-	// here is overwritten. On the host side (Client.Describe) it is what the plugin serves.
+	// Phases defaults (zero) to every phase whose handler interface the plugin implements; a
+	// non-zero value narrows that set (e.g. only the phases the current configuration uses:
+	// each phase costs one call per request). On the host side (Client.Describe) it is what
+	// the plugin serves.
 	Phases   Phase
 	Request  RequestParts
 	Response ResponseParts

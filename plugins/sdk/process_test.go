@@ -160,13 +160,18 @@ func TestStamper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if caps.Name != "stamper" || caps.Phases != sdk.PhaseRequest|sdk.PhaseResponse || caps.CanDeny ||
+	// The default configuration stamps requests only, so the plugin narrows itself to that phase.
+	if caps.Name != "stamper" || caps.Phases != sdk.PhaseRequest || caps.CanDeny ||
 		caps.Request.Headers.All || len(caps.Request.Headers.Names) != 0 || caps.Request.Body {
 		t.Errorf("capabilities = %+v", caps)
 	}
 
-	if _, err := p.client.Configure(ctx, []byte(`{"request":{"X-Stamp":"meshgate","X-A":"1"},"response":{"X-Served-Via":"meshgate"}}`)); err != nil {
+	caps, err = p.client.Configure(ctx, []byte(`{"request":{"X-Stamp":"meshgate","X-A":"1"},"response":{"X-Served-Via":"meshgate"}}`))
+	if err != nil {
 		t.Fatal(err)
+	}
+	if caps.Phases != sdk.PhaseRequest|sdk.PhaseResponse {
+		t.Errorf("configured with response headers: phases %v, want request and response", caps.Phases)
 	}
 	var d pb.RequestDecision
 	if err := p.client.OnRequest(ctx, &pb.RequestPhase{Route: "all", Method: []byte("GET"), Path: []byte("/")}, &d); err != nil {

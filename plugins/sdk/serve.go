@@ -85,7 +85,14 @@ func (s *server) describe() (*pb.Capabilities, error) {
 	if caps.Name == "" {
 		return nil, status.Error(codes.FailedPrecondition, "plugin describes itself without a name")
 	}
-	caps.Phases = s.phases
+	// A plugin may narrow its phases to what its configuration uses (a stamper with no
+	// response headers has no response phase), saving the host a call per request; it can
+	// never claim a phase it has no handler for.
+	if caps.Phases != 0 {
+		caps.Phases &= s.phases
+	} else {
+		caps.Phases = s.phases
+	}
 	return capabilitiesToProto(caps), nil
 }
 

@@ -72,7 +72,17 @@ func (c *config) build() {
 }
 
 func (s *stamper) Describe() sdk.Capabilities {
-	return sdk.Capabilities{Name: "stamper", Version: "1.0.0"}
+	caps := sdk.Capabilities{Name: "stamper", Version: "1.0.0"}
+	// Only the phases this configuration uses: each is one call per request.
+	if c := s.cfg.Load(); c != nil {
+		if len(c.Request) > 0 {
+			caps.Phases |= sdk.PhaseRequest
+		}
+		if len(c.Response) > 0 {
+			caps.Phases |= sdk.PhaseResponse
+		}
+	}
+	return caps
 }
 
 func (s *stamper) Configure(raw []byte) error {
