@@ -31,7 +31,7 @@ type JWTPolicy struct {
 
 // APIKeyPolicy authenticates by a key; keys are stored hashed.
 type APIKeyPolicy struct {
-	File   string `yaml:"file"`   // lines "consumer:sha256hex"; reloaded when it changes
+	File   string `yaml:"file"`   // lines "consumer:sha256hex"; read at start and on every reload (SIGHUP)
 	Header string `yaml:"header"` // default X-Api-Key
 	Query  string `yaml:"query"`  // optional query parameter
 	// KeepHeader forwards the key upstream; by default it is removed.
