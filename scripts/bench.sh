@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks of meshgate: against nginx and HAProxy, under an instance failure,
-# with a rate-limit policy, following a large Consul catalog, as a sidecar,
+# with a rate-limit policy, with JWT verification, following a large Consul catalog, as a sidecar,
 # and with out-of-process plugins. Everything runs on this machine.
 #
-# Usage: scripts/bench.sh [proxy|fault|ratelimit|consul|sidecar|plugins|help]   (default: proxy)
+# Usage: scripts/bench.sh [proxy|fault|ratelimit|jwt|consul|sidecar|plugins|help]   (default: proxy)
 #
 # Scenario "proxy": one in-tree origin (scripts/benchorigin, 1 KiB bodies) and,
 # in front of it, nginx (upstream keep-alive, access log to a file), HAProxy
@@ -28,6 +28,20 @@
 # rounds; the report gives median req/s of both and their ratio (target: the
 # policy keeps >= 95%), and checks from the metrics that the policy admitted
 # every request and limited none. Needs wrk, not nginx or HAProxy.
+#
+# Scenario "jwt": like "ratelimit", two meshgate edges in front of one origin,
+# identical but for the route's policies: none, or a jwt policy (RS256, issuer
+# and audience checked) whose key comes from a JWKS served on loopback by
+# python3 -m http.server, i.e. fetched once and cached. The in-tree
+# scripts/bench/jwtgen makes a fresh RSA-2048 key pair, the JWKS and one valid
+# token (kid, iss, aud, sub, exp in 1 h) per run. curl first checks that the
+# protected edge answers 200 with the token, 401 without it and 401 with a
+# tampered signature, and that the other edge answers 200 without a token.
+# wrk -c$CONNS (default 16 here) then sends the same "Authorization: Bearer"
+# header to both, alternating for ROUNDS rounds; the report gives median req/s,
+# p50 and p99 of both and their req/s ratio (target: >= 85%), any non-2xx
+# answer (a rejected token) is flagged, and the JWKS server's log shows how
+# often the key set was fetched. Needs wrk and curl.
 #
 # Scenario "consul": a `consul agent -dev` (scripts/install-consul.sh, built once
 # and cached) on free loopback ports with http_max_conns_per_client raised, and
@@ -84,7 +98,7 @@
 #   DURATION=10       seconds per wrk run
 #   WARMUP=2          seconds of warm-up per target before round 1
 #   THREADS=2 CONNS=64  wrk threads and connections (fault: CONNS clients;
-#                     sidecar and plugins: CONNS defaults to 16)
+#                     jwt, sidecar and plugins: CONNS defaults to 16)
 #   MESHGATE_BIN=     prebuilt meshgate binary (otherwise built from the tree)
 #   SKIP_MESHGATE=1   proxy only: measure only direct/nginx/haproxy
 #   BENCH_OUT=        results file (default: <tmpdir>/bench-results.md)
@@ -107,6 +121,7 @@
 #   scripts/bench.sh                          # proxy comparison, 3 x 10 s rounds
 #   scripts/bench.sh fault                    # 20 s of load, kill at 5 s
 #   ROUNDS=5 DURATION=10 scripts/bench.sh ratelimit
+#   ROUNDS=3 DURATION=8 scripts/bench.sh jwt  # about 1.5 minutes
 #   scripts/bench.sh consul                   # 1000 services, a few minutes
 #   ROUNDS=3 DURATION=10 scripts/bench.sh sidecar   # about 8 minutes
 #   ROUNDS=3 DURATION=10 scripts/bench.sh plugins   # about 5 minutes
@@ -171,6 +186,13 @@ MESHGATE=""
 FAULTLOAD_BIN=""
 RATELOAD_BIN=""
 LOAD_BEFORE=""              # /proc/loadavg when measuring started
+READY_HEADER=""             # header wait_ready sends (jwt: the bearer token)
+WRK_EXTRA=()                # extra wrk arguments for every run (jwt: -H ...)
+JWTGEN_BIN=""
+JWT_TOKEN=""                # jwt: the valid RS256 token of this run
+JWKS_PORT=""                # jwt: the loopback JWKS server
+JWT_ISSUER=meshgate-bench-issuer
+JWT_AUDIENCE=bench-api
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -238,22 +260,28 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-# http_ok URL succeeds when URL answers 200 with a 1024-byte body: that proves
-# the whole chain (proxy -> origin) works, not just that a port is open.
+# http_ok URL [HEADER] succeeds when URL answers 200 with a 1024-byte body:
+# that proves the whole chain (proxy -> origin) works, not just that a port is
+# open. HEADER ("Name: value") is sent with the request when not empty.
 http_ok() {
-	python3 - "$1" <<'PY' 2>/dev/null
+	python3 - "$1" "${2:-}" <<'PY' 2>/dev/null
 import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=1) as r:
+req = urllib.request.Request(sys.argv[1])
+if sys.argv[2]:
+    name, _, value = sys.argv[2].partition(":")
+    req.add_header(name.strip(), value.strip())
+with urllib.request.urlopen(req, timeout=1) as r:
     sys.exit(0 if r.status == 200 and len(r.read()) == 1024 else 1)
 PY
 }
 
-# wait_ready NAME PID URL LOGDIR polls URL until it is healthy, the process
-# dies, or READY_TIMEOUT passes; on failure it shows the logs in LOGDIR.
+# wait_ready NAME PID URL LOGDIR polls URL (with READY_HEADER, if set) until it
+# is healthy, the process dies, or READY_TIMEOUT passes; on failure it shows
+# the logs in LOGDIR.
 wait_ready() {
 	local name=$1 pid=$2 url=$3 logdir=$4
 	local deadline=$((SECONDS + READY_TIMEOUT))
-	while ! http_ok "$url"; do
+	while ! http_ok "$url" "$READY_HEADER"; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 20 "$logdir"/*.log >&2 || true
 			die "$name exited before becoming ready (logs: $logdir)"
@@ -342,6 +370,12 @@ build_binaries() {
 		log "building rateload"
 		(cd "$ROOT" && go build -o "$RATELOAD_BIN" ./scripts/bench/rateload) ||
 			die "building scripts/bench/rateload failed"
+	fi
+	if [[ $SCENARIO == jwt ]]; then
+		JWTGEN_BIN=$BENCH_CACHE/jwtgen
+		log "building jwtgen"
+		(cd "$ROOT" && go build -o "$JWTGEN_BIN" ./scripts/bench/jwtgen) ||
+			die "building scripts/bench/jwtgen failed"
 	fi
 	if [[ $SCENARIO == plugins ]]; then
 		STAMPER_BIN=$BENCH_CACHE/stamper
@@ -475,6 +509,40 @@ start_ratelimit() {
 		ORIGIN_PORT="$ORIGIN_PORT" ROUTE_POLICIES="[ never ]"
 }
 
+# start_jwks makes this run's key pair and token (jwtgen) and serves the JWKS
+# from a loopback python3 http.server; sets JWT_TOKEN and JWKS_PORT.
+start_jwks() {
+	local dir=$TMP/jwks deadline
+	mkdir -p "$dir"
+	JWT_TOKEN=$("$JWTGEN_BIN" -dir "$dir" -issuer "$JWT_ISSUER" -audience "$JWT_AUDIENCE" \
+		-subject bench-user -kid bench-1 -ttl 1h) || die "jwtgen failed"
+	[[ -n $JWT_TOKEN ]] || die "jwtgen printed no token"
+	read -r JWKS_PORT < <(free_ports 1)
+	# -u: unbuffered, so the request log (one line per JWKS fetch) is complete.
+	spawn jwks "$dir/stderr.log" python3 -u -m http.server --bind 127.0.0.1 \
+		--directory "$dir" "$JWKS_PORT"
+	deadline=$((SECONDS + READY_TIMEOUT))
+	until curl -fsS -o /dev/null "http://127.0.0.1:$JWKS_PORT/jwks.json" 2>/dev/null; do
+		kill -0 "$LAST_PID" 2>/dev/null || die "JWKS server exited (logs: $dir)"
+		((SECONDS < deadline)) || die "JWKS server not ready after ${READY_TIMEOUT}s (logs: $dir)"
+		sleep 0.1
+	done
+}
+
+start_nojwt() {
+	start_meshgate_from nojwt meshgate-jwt.yaml.tmpl \
+		"meshgate edge, route without policies (the token header is sent but ignored), access log off" \
+		ORIGIN_PORT="$ORIGIN_PORT" ROUTE_POLICIES="[ ]" \
+		JWKS_URL="http://127.0.0.1:$JWKS_PORT/jwks.json" ISSUER="$JWT_ISSUER" AUDIENCE="$JWT_AUDIENCE"
+}
+
+start_jwt() {
+	start_meshgate_from jwt meshgate-jwt.yaml.tmpl \
+		"meshgate edge, route with a jwt policy (RS256, RSA-2048, key from a loopback JWKS, issuer and audience checked), access log off" \
+		ORIGIN_PORT="$ORIGIN_PORT" ROUTE_POLICIES="[ token ]" \
+		JWKS_URL="http://127.0.0.1:$JWKS_PORT/jwks.json" ISSUER="$JWT_ISSUER" AUDIENCE="$JWT_AUDIENCE"
+}
+
 # -------------------------------------------------------------- measurement --
 
 # load_to OUT ERR CMD... runs a load generator with stdout into OUT and stderr
@@ -518,7 +586,7 @@ to_ms() {
 run_wrk() {
 	local target=$1 round=$2 out rps p50 p99 sock non2xx
 	out=$TMP/raw/$target-round$round.txt
-	wrk_to "$out" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency \
+	wrk_to "$out" -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "${WRK_EXTRA[@]}" \
 		"http://127.0.0.1:${TARGET_PORT[$target]}/" || true
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
 	p50=$(awk '$1 == "50%" {print $2; exit}' "$out")
@@ -554,7 +622,7 @@ measure() {
 	mkdir -p "$TMP/raw"
 	for t in "${targets[@]}"; do
 		log "warming up $t (${WARMUP}s)"
-		wrk_to "$TMP/raw/$t-warmup.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" \
+		wrk_to "$TMP/raw/$t-warmup.txt" -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "${WRK_EXTRA[@]}" \
 			"http://127.0.0.1:${TARGET_PORT[$t]}/" ||
 			die "warm-up of $t failed ($TMP/raw/$t-warmup.txt)"
 	done
@@ -835,6 +903,112 @@ scenario_ratelimit() {
 		done
 		echo "- both instances run side by side (started once) and wrk alternates between them;" \
 			"only one is loaded at a time."
+		echo "- note: wrk, meshgate and the origin share the same $(nproc) CPUs."
+		echo
+		rounds_table "${targets[@]}"
+	} | tee "$BENCH_OUT"
+}
+
+# http_status URL [HEADER] prints the status code curl gets from URL.
+http_status() {
+	local args=(-s -o /dev/null -w '%{http_code}' --max-time 5)
+	[[ -z ${2:-} ]] || args+=(-H "$2")
+	curl "${args[@]}" "$1" || true
+}
+
+# jwt_checks prints one markdown line per check of the two edges' answers and
+# fails when any is not the expected status.
+jwt_checks() {
+	local jwt_url="http://127.0.0.1:${TARGET_PORT[jwt]}/" nojwt_url="http://127.0.0.1:${TARGET_PORT[nojwt]}/"
+	local bad_token got want what ok=0 sig
+	# Flip the signature's first character: same header and claims, bad signature.
+	sig=${JWT_TOKEN##*.}
+	if [[ ${sig:0:1} == A ]]; then bad_token=${JWT_TOKEN%.*}.B${sig:1}; else bad_token=${JWT_TOKEN%.*}.A${sig:1}; fi
+	while IFS='|' read -r what want url header; do
+		got=$(http_status "$url" "$header")
+		if [[ $got == "$want" ]]; then
+			echo "- $what: $got (expected $want)"
+		else
+			echo "- **FLAGGED** $what: $got (expected $want)"
+			ok=1
+		fi
+	done <<-EOF
+		jwt edge, valid token|200|$jwt_url|Authorization: Bearer $JWT_TOKEN
+		jwt edge, no token|401|$jwt_url|
+		jwt edge, tampered signature|401|$jwt_url|Authorization: Bearer $bad_token
+		nojwt edge, no token|200|$nojwt_url|
+	EOF
+	return "$ok"
+}
+
+# jwks_fetches counts the GETs of jwks.json in the JWKS server's log.
+jwks_fetches() {
+	grep -c '"GET /jwks.json' "$TMP/jwks/stderr.log" || true
+}
+
+scenario_jwt() {
+	local targets=(nojwt jwt) t round base_rps jwt_rps r verdict checks_before checks_after
+	local fetches_before fetches_after
+	start_origin
+	log "generating the key pair and token; starting the JWKS server"
+	start_jwks
+	READY_HEADER="Authorization: Bearer $JWT_TOKEN"
+	for t in "${targets[@]}"; do
+		log "starting $t"
+		"start_$t"
+	done
+	checks_before=$(jwt_checks) || {
+		echo "$checks_before" >&2
+		die "the jwt policy does not behave as expected; not measuring"
+	}
+	log "status checks passed"
+	fetches_before=$(jwks_fetches)
+	WRK_EXTRA=(-H "Authorization: Bearer $JWT_TOKEN")
+	measure "${targets[@]}"
+	fetches_after=$(jwks_fetches)
+	checks_after=$(jwt_checks) || true
+	base_rps=$(median_of RPS nojwt)
+	jwt_rps=$(median_of RPS jwt)
+	r=$(ratio "$jwt_rps" "$base_rps")
+	if awk -v r="$r" 'BEGIN { exit !(r >= 0.85) }'; then
+		verdict="meets the >= 0.85 target"
+	else
+		verdict="**BELOW the 0.85 target**"
+	fi
+	{
+		report_head "meshgate JWT verification overhead"
+		results_table "${targets[@]}"
+		echo "jwt/nojwt req/s ratio (of medians): $r — $verdict"
+		echo "jwt/nojwt p50 ratio: $(ratio "$(median_of P50 jwt)" "$(median_of P50 nojwt)")," \
+			"p99 ratio: $(ratio "$(median_of P99 jwt)" "$(median_of P99 nojwt)") (lower is better)"
+		echo
+		echo "Per round (jwt/nojwt req/s):"
+		for ((round = 1; round <= ROUNDS; round++)); do
+			echo "- round $round: $(ratio "${RPS[jwt:$round]}" "${RPS[nojwt:$round]}")"
+		done
+		echo
+		echo "## Policy check"
+		echo
+		echo "Before the load (curl):"
+		echo
+		echo "$checks_before"
+		echo
+		echo "After the load (curl):"
+		echo
+		echo "$checks_after"
+		echo
+		echo "- wrk errors column: any non-2xx from the jwt edge is a token it rejected under load."
+		echo "- JWKS fetches (both edges, GET /jwks.json): $fetches_before at start," \
+			"$((fetches_after - fetches_before)) during the load (0 = keys served from cache)"
+		echo
+		echo "## Targets"
+		echo
+		for t in "${targets[@]}"; do
+			echo "- $t: ${TARGET_NOTE[$t]}"
+		done
+		echo "- token: RS256, RSA-2048, ${#JWT_TOKEN} bytes, kid/iss/aud/sub/iat/exp (1 h), fresh per run (scripts/bench/jwtgen)"
+		echo "- both instances run side by side (started once) and wrk alternates between them;" \
+			"only one is loaded at a time. wrk sends the same Authorization header to both."
 		echo "- note: wrk, meshgate and the origin share the same $(nproc) CPUs."
 		echo
 		rounds_table "${targets[@]}"
@@ -1933,7 +2107,7 @@ configure_scenario() {
 		# the drain its full length before killing.
 		STOP_TIMEOUT=15
 	fi
-	if [[ $SCENARIO == sidecar || $SCENARIO == plugins ]]; then
+	if [[ $SCENARIO == sidecar || $SCENARIO == plugins || $SCENARIO == jwt ]]; then
 		# Moderate: enough to load every path, few enough that the latency
 		# under wrk is not all queueing.
 		CONNS=${CONNS:-16}
@@ -1949,6 +2123,10 @@ configure_scenario() {
 	ratelimit)
 		TOOLS=(wrk)
 		LOAD_DESC="wrk -t$THREADS -c$CONNS -d${DURATION}s, $ROUNDS rounds (alternating), ${WARMUP}s warm-up"
+		;;
+	jwt)
+		TOOLS=(wrk curl)
+		LOAD_DESC="wrk -t$THREADS -c$CONNS -d${DURATION}s -H 'Authorization: Bearer <token>', $ROUNDS rounds (alternating), ${WARMUP}s warm-up"
 		;;
 	fault)
 		TOOLS=()
