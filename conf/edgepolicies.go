@@ -27,6 +27,9 @@ type JWTPolicy struct {
 	Header          string            `yaml:"header"`           // default Authorization (Bearer)
 	Cookie          string            `yaml:"cookie"`           // optional: token from this cookie
 	RefreshInterval Duration          `yaml:"refresh_interval"` // JWKS refresh; default 1h
+	// CacheTTL: a verified token is trusted without re-verifying its signature for at most this
+	// long (and never past its exp); default 1m; a negative value verifies every request.
+	CacheTTL Duration `yaml:"cache_ttl"`
 }
 
 // APIKeyPolicy authenticates by a key; keys are stored hashed.

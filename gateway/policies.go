@@ -281,7 +281,7 @@ func headerOps(o conf.HeaderOps) headers.Transform {
 func jwtFilter(name string, j *conf.JWTPolicy, log zerolog.Logger) (*jwt.Filter, error) {
 	o := jwt.Options{Name: name, Algorithms: j.Algorithms, Issuer: j.Issuer, Audiences: j.Audiences,
 		Leeway: j.Leeway.D(), IdentityClaim: j.IdentityClaim, TokenHeader: j.Header, TokenCookie: j.Cookie,
-		StripToken: false, RefreshInterval: j.RefreshInterval.D(), Logger: log}
+		StripToken: false, RefreshInterval: j.RefreshInterval.D(), CacheTTL: j.CacheTTL.D(), Logger: log}
 	if j.JWKSURL != "" {
 		o.JWKSURLs = []string{j.JWKSURL}
 	}

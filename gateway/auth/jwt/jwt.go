@@ -124,6 +124,10 @@ type Options struct {
 
 	Logger zerolog.Logger // JWKS refresh failures
 	Now    func() time.Time
+	// CacheTTL bounds how long a verified token is trusted without re-verifying it (cache.go):
+	// 0 = DefaultCacheTTL (1m), < 0 = verify every request. CacheSize bounds the entries.
+	CacheTTL  time.Duration
+	CacheSize int
 }
 
 // Filter verifies bearer tokens. Safe for concurrent use; Close stops the JWKS refresh.
@@ -136,6 +140,7 @@ type Filter struct {
 	challenge struct{ missing, invalid, scope string }
 	cancel    context.CancelFunc
 	transport *http.Transport // ours to close; nil when the caller gave a client
+	cache     *tokenCache     // nil when disabled (cache.go)
 }
 
 var _ filter.Filter = (*Filter)(nil)
@@ -198,7 +203,7 @@ func New(opts Options) (*Filter, error) {
 		}
 	}
 
-	f := &Filter{algs: algs, opts: opts, forward: opts.Forward}
+	f := &Filter{algs: algs, opts: opts, forward: opts.Forward, cache: newTokenCache(opts.CacheTTL, opts.CacheSize)}
 	f.challenge.missing = `Bearer realm="` + opts.Realm + `"`
 	f.challenge.invalid = f.challenge.missing + `, error="invalid_token"`
 	f.challenge.scope = f.challenge.missing + `, error="insufficient_scope"`
@@ -275,16 +280,20 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 	if len(raw) == 0 {
 		return f.reject(r, 401, ReasonMissing, f.challenge.missing)
 	}
-	tokenString := string(raw) // copy: the header is rewritten below when StripToken is set
-	if f.opts.StripToken {
-		h.Del("Authorization")
-		if f.opts.TokenHeader != "" {
-			h.Del(f.opts.TokenHeader)
-		}
-		if f.opts.TokenCookie != "" {
-			h.DelCookie(f.opts.TokenCookie)
+	var key [32]byte
+	if f.cache != nil {
+		key = tokenKey(raw)
+		if v := f.cache.get(&key, f.opts.Now()); v != nil {
+			f.stripToken(h)
+			r.Identity = append(r.Identity[:0], v.identity...)
+			for i := range v.forward {
+				h.Set(v.forward[i].name, v.forward[i].value)
+			}
+			return filter.Verdict{}
 		}
 	}
+	tokenString := string(raw) // copy: the header is rewritten below when StripToken is set
+	f.stripToken(h)
 	claims := gojwt.MapClaims{}
 	tok, err := f.parser.ParseWithClaims(tokenString, claims, f.keys.key)
 	if err != nil {
@@ -315,7 +324,34 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 			return f.reject(r, 401, ReasonForwardRejected, f.challenge.invalid)
 		}
 	}
+	if f.cache != nil {
+		v := &verifiedToken{identity: id}
+		if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+			v.until = exp.Time
+		}
+		if nbf, err := claims.GetNotBefore(); err == nil && nbf != nil {
+			v.notBefore = nbf.Time.Add(-f.opts.Leeway)
+		}
+		for i := range f.forward {
+			if val := h.Peek(f.forward[i].Header); len(val) > 0 {
+				v.forward = append(v.forward, headerValue{f.forward[i].Header, string(val)})
+			}
+		}
+		f.cache.put(&key, v, f.opts.Now())
+	}
 	return filter.Verdict{}
+}
+
+func (f *Filter) stripToken(h *fasthttp.RequestHeader) {
+	if f.opts.StripToken {
+		h.Del("Authorization")
+		if f.opts.TokenHeader != "" {
+			h.Del(f.opts.TokenHeader)
+		}
+		if f.opts.TokenCookie != "" {
+			h.DelCookie(f.opts.TokenCookie)
+		}
+	}
 }
 
 func (f *Filter) reject(r *filter.Request, status int, reason, challenge string) filter.Verdict {

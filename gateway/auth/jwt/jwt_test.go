@@ -397,7 +397,9 @@ func TestJWTAllocBudget(t *testing.T) {
 		t.Skip("allocation counts are meaningless under -race")
 	}
 	fx := newFixture(t)
-	f := newFilter(t, baseOptions(fx))
+	o := baseOptions(fx)
+	o.CacheTTL = -1 // the full verification's cost; the cached path is TestCachedTokenAllocs
+	f := newFilter(t, o)
 	var ctx fasthttp.RequestCtx
 	ctx.Request.Header.Set("Authorization", "Bearer "+sign(t, gojwt.SigningMethodRS256, fx.rsa, "rs1", goodClaims()))
 	r := &filter.Request{Ctx: &ctx, Identity: make([]byte, 0, 64)}
@@ -426,7 +428,8 @@ func BenchmarkJWT(b *testing.B) {
 	}))
 	defer srv.Close()
 	f, err := New(Options{JWKSURLs: []string{srv.URL}, Issuer: "https://idp.test", Audiences: []string{"orders"},
-		Forward: []ForwardClaim{{Claim: "email", Header: "X-User-Email"}}, Now: func() time.Time { return testNow }})
+		Forward: []ForwardClaim{{Claim: "email", Header: "X-User-Email"}}, Now: func() time.Time { return testNow },
+		CacheTTL: -1}) // every request verified: the cache's hit path is BenchmarkJWTCached
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -438,6 +441,88 @@ func BenchmarkJWT(b *testing.B) {
 		r := &filter.Request{Ctx: &ctx, Identity: make([]byte, 0, 64)}
 		for pb.Next() {
 			ctx.Request.Header.Set("Authorization", "Bearer "+tok)
+			r.Identity = r.Identity[:0]
+			if v := f.Request(r); v.Status != 0 {
+				b.Fatalf("verdict %+v", v)
+			}
+		}
+	})
+}
+
+// TestVerifiedTokenCache: a verified token is served from the cache with the same identity and
+// forwarded claims (client copies still stripped), never beyond its exp, and failures are
+// never cached.
+func TestVerifiedTokenCache(t *testing.T) {
+	t.Parallel()
+	fx := newFixture(t)
+	o := baseOptions(fx)
+	now := testNow
+	o.Now = func() time.Time { return now }
+	f := newFilter(t, o)
+	tok := "Bearer " + sign(t, gojwt.SigningMethodRS256, fx.rsa, "rs1", goodClaims())
+	for i := range 2 {
+		v, ctx, r := request(f, map[string]string{"Authorization": tok, "X-User-Email": "forged@evil.test"})
+		if v.Status != 0 || string(r.Identity) != "alice" || string(ctx.Request.Header.Peek("X-User-Email")) != "alice@example.test" {
+			t.Fatalf("request %d: %+v identity %q email %q", i, v, r.Identity, ctx.Request.Header.Peek("X-User-Email"))
+		}
+	}
+	hits := fx.jwks.hits.Load()
+	// Past exp (and the leeway) the cached entry is gone and the full check says expired.
+	now = testNow.Add(time.Hour + time.Minute)
+	if v, _, _ := request(f, map[string]string{"Authorization": tok}); v.Status != 401 || v.Reason != ReasonExpired {
+		t.Fatalf("after exp: %+v", v)
+	}
+	if fx.jwks.hits.Load() != hits {
+		t.Fatal("the JWKS was fetched again")
+	}
+	bad := "Bearer " + sign(t, gojwt.SigningMethodRS256, fx.rsaOther, "rs1", goodClaims())
+	now = testNow
+	for range 2 {
+		if v, _, _ := request(f, map[string]string{"Authorization": bad}); v.Status != 401 {
+			t.Fatalf("bad signature: %+v", v)
+		}
+	}
+}
+
+func TestCachedTokenAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under -race")
+	}
+	fx := newFixture(t)
+	f := newFilter(t, baseOptions(fx))
+	var ctx fasthttp.RequestCtx
+	ctx.Request.Header.Set("Authorization", "Bearer "+sign(t, gojwt.SigningMethodRS256, fx.rsa, "rs1", goodClaims()))
+	r := &filter.Request{Ctx: &ctx, Identity: make([]byte, 0, 64)}
+	f.Request(r) // verify once; later calls hit the cache
+	n := testing.AllocsPerRun(200, func() {
+		r.Identity = r.Identity[:0]
+		if v := f.Request(r); v.Status != 0 {
+			t.Fatalf("verdict %+v", v)
+		}
+	})
+	if n != 0 {
+		t.Errorf("a cached token costs %.0f allocations, want 0", n)
+	}
+}
+
+// BenchmarkJWTCached is the hit path of the verified-token cache (a repeated token).
+func BenchmarkJWTCached(b *testing.B) {
+	k := rsaKey(b)
+	f, err := New(Options{PublicKeys: []PublicKey{{KID: "rs1", PEM: pubPEM(b, &k.PublicKey)}}, Issuer: "https://idp.test",
+		Audiences: []string{"orders"}, Forward: []ForwardClaim{{Claim: "email", Header: "X-User-Email"}},
+		Now: func() time.Time { return testNow }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	auth := "Bearer " + sign(b, gojwt.SigningMethodRS256, k, "rs1", goodClaims())
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var ctx fasthttp.RequestCtx
+		r := &filter.Request{Ctx: &ctx, Identity: make([]byte, 0, 64)}
+		for pb.Next() {
+			ctx.Request.Header.Set("Authorization", auth)
 			r.Identity = r.Identity[:0]
 			if v := f.Request(r); v.Status != 0 {
 				b.Fatalf("verdict %+v", v)
