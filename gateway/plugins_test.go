@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,24 +15,12 @@ import (
 
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/plugintest"
 )
 
 // examplePlugins builds the example plugins once per test binary: linking gRPC three times per
 // test would dominate the run on two cores.
-var examplePlugins = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "meshgate-gateway-plugins-")
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/meshgate/meshgate/plugins/examples/stamper",
-		"github.com/meshgate/meshgate/plugins/examples/apikey",
-		"github.com/meshgate/meshgate/plugins/examples/misbehave")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the example plugins: %v\n%s", err, out)
-	}
-	return dir, nil
-})
+var examplePlugins = sync.OnceValues(plugintest.BuildExamples)
 
 // pluginYAML is a plugins: entry for an example binary, with its real checksum.
 func pluginYAML(t *testing.T, name, binary, extra string) string {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/gateway/filter"
+	"github.com/meshgate/meshgate/internal/plugintest"
 )
 
 // The tests run the example plugins as real processes. They are built once, here: a link of
@@ -32,21 +32,12 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "meshgate-host-")
+	dir, err := plugintest.BuildExamples()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/meshgate/meshgate/plugins/examples/stamper",
-		"github.com/meshgate/meshgate/plugins/examples/apikey",
-		"github.com/meshgate/meshgate/plugins/examples/misbehave")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the example plugins: %v\n", err)
-		return 1
-	}
 	binDir = dir
 	code := m.Run()
 	// Every test closes its Manager, which waits for its goroutines and go-plugin's.

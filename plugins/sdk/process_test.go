@@ -24,6 +24,8 @@ import (
 	"github.com/meshgate/meshgate/internal/await"
 	pb "github.com/meshgate/meshgate/plugins/proto"
 	"github.com/meshgate/meshgate/plugins/sdk"
+
+	"github.com/meshgate/meshgate/internal/plugintest"
 )
 
 // These tests run the example plugins as real processes through go-plugin's client, configured
@@ -38,22 +40,12 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "meshgate-plugins-")
+	dir, err := plugintest.BuildExamples()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	// -o DIR with several main packages writes one binary per package, in one go command.
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/meshgate/meshgate/plugins/examples/stamper",
-		"github.com/meshgate/meshgate/plugins/examples/apikey",
-		"github.com/meshgate/meshgate/plugins/examples/misbehave")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the example plugins: %v\n", err)
-		return 1
-	}
 	binDir = dir
 	code := m.Run()
 	// Every test kills its plugins; what go-plugin and gRPC started for them must be gone.
