@@ -190,22 +190,30 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 	// The watcher is created (nothing is opened yet) before the edge binds its ports, so that
 	// failing here cannot leave listeners bound; OnChange runs only once watcher.Run starts,
 	// after edge is set.
+	notify := &sdNotifier{log: log}
 	var edge *gateway.Edge
 	watcher, err := conf.NewWatcher(conf.WatchOptions{
 		Path:     path,
 		Baseline: data,
 		OnChange: func(c *conf.Config) {
+			// A file change reaches here without a SIGHUP, so RELOADING=1 is sent here too;
+			// after a SIGHUP it repeats the one already sent, which systemd accepts.
+			notify.reloading()
 			_ = edge.Reload(c) // Reload logs and counts failures itself
+			notify.reloaded()
 		},
 		OnError: func(err error) {
 			log.Error().Err(err).Msg("config file invalid; keeping the running config")
+			// After a SIGHUP systemd waits for READY=1 to end the reload, also when the file
+			// was rejected and the running config stays.
+			notify.reloaded()
 		},
 	})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot watch config")
 		return 1
 	}
-	edge, err = gateway.NewEdge(cfg, gateway.EdgeOptions{Logger: log})
+	edge, err = gateway.NewEdge(cfg, gateway.EdgeOptions{Logger: log, OnServing: notify.ready})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1
@@ -219,6 +227,7 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 	// operator's reload must not become a silent no-op.
 	var watchFailed atomic.Bool
 	reloadFile := func() {
+		defer notify.reloaded()
 		c, err := conf.Load(path)
 		if err != nil {
 			log.Error().Err(err).Msg("config file invalid; keeping the running config")
@@ -241,6 +250,9 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 			switch {
 			case s == syscall.SIGHUP:
 				log.Info().Msg("SIGHUP: reloading config")
+				// Sent before the reload is even queued, so that `systemctl reload` always sees
+				// RELOADING=1 and then READY=1, whether the file turns out changed, unchanged or invalid.
+				notify.reloading()
 				if watchFailed.Load() {
 					reloadFile()
 				} else {
@@ -250,6 +262,7 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 				// Nomad stops tasks with SIGINT, Docker and systemd with SIGTERM: both drain.
 				log.Info().Str("signal", s.String()).Msg("draining")
 				draining = true
+				notify.drain()
 				stop()
 			default:
 				log.Warn().Str("signal", s.String()).Msg("second signal: exiting now")

@@ -599,8 +599,17 @@ type proc struct {
 
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, nil, args...)
+}
+
+// startProcEnv is startProc with extra environment variables on top of the test's own.
+func startProcEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{cmd: exec.Command(meshgateBin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start meshgate %v: %v", args, err)
 	}
@@ -893,4 +902,226 @@ func lineOf(t *testing.T, text, s string) int {
 	}
 	t.Fatalf("%q not in config", s)
 	return 0
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd notification (Type=notify), against the real binary.
+
+// notifySocket is a unixgram socket standing in for systemd's NOTIFY_SOCKET; every datagram
+// the process sends arrives on msgs in order.
+type notifySocket struct {
+	path string
+	msgs chan string
+}
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	// A short directory of its own: a unix socket path must fit in 108 bytes, which a
+	// t.TempDir() under a long test name can exceed.
+	dir, err := os.MkdirTemp("", "sdn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	n := &notifySocket{path: filepath.Join(dir, "notify"), msgs: make(chan string, 64)}
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 4096)
+		for {
+			m, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return // closed by the cleanup below
+			}
+			n.msgs <- string(buf[:m])
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return n
+}
+
+// next returns the next datagram, failing the test after timeout.
+func (n *notifySocket) next(t *testing.T, p *proc, what string, timeout time.Duration) string {
+	t.Helper()
+	select {
+	case m := <-n.msgs:
+		return m
+	case <-time.After(timeout):
+		t.Fatalf("no sd_notify message %s within %s\nstderr:\n%s", what, timeout, p.stderr)
+		return ""
+	}
+}
+
+// untilReady reads the messages of one reload: one or more RELOADING=1 (the first with
+// MONOTONIC_USEC, which Type=notify-reload needs), then READY=1.
+func (n *notifySocket) untilReady(t *testing.T, p *proc, what string) {
+	t.Helper()
+	first := n.next(t, p, what+": RELOADING=1", 10*time.Second)
+	if !hasLine(first, "RELOADING=1") || !regexp.MustCompile(`(?m)^MONOTONIC_USEC=[1-9][0-9]*$`).MatchString(first) {
+		t.Fatalf("%s: first message = %q, want RELOADING=1 with MONOTONIC_USEC", what, first)
+	}
+	for {
+		m := n.next(t, p, what+": READY=1", 10*time.Second)
+		if hasLine(m, "READY=1") {
+			return
+		}
+		if !hasLine(m, "RELOADING=1") {
+			t.Fatalf("%s: got %q between RELOADING=1 and READY=1", what, m)
+		}
+	}
+}
+
+func hasLine(msg, line string) bool {
+	for _, l := range strings.Split(msg, "\n") {
+		if l == line {
+			return true
+		}
+	}
+	return false
+}
+
+func TestEdgeNotifiesSystemd(t *testing.T) {
+	t.Parallel()
+	n := listenNotify(t)
+	a := startOrigin(t, "a", nil)
+	b := startOrigin(t, "b", nil)
+	e := &edge{cfgPath: filepath.Join(t.TempDir(), "meshgate.yaml"), listen: closedAddr(t), admin: closedAddr(t)}
+	e.writeConfig(t, routesTo(a), false)
+	e.proc = startProcEnv(t, []string{"NOTIFY_SOCKET=" + n.path}, "edge", "-config", e.cfgPath)
+
+	// READY=1 must be the first message, and at the moment it arrives the listener must already
+	// accept and /ready must already answer 200: systemd starts dependent units on READY=1.
+	var first string
+	select {
+	case first = <-n.msgs:
+	case <-e.proc.done:
+		t.Fatalf("exited with %d before READY=1\nstderr:\n%s", e.proc.code, e.proc.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no READY=1 within 20s\nstderr:\n%s", e.proc.stderr)
+	}
+	conn, dialErr := net.DialTimeout("tcp", e.listen, 2*time.Second)
+	readyCode, _, readyErr := get("http://" + e.admin + "/ready")
+	if first != "READY=1" {
+		t.Fatalf("first sd_notify message = %q, want READY=1", first)
+	}
+	if dialErr != nil {
+		t.Fatalf("READY=1 arrived but the listener does not accept: %v", dialErr)
+	}
+	conn.Close()
+	if readyErr != nil || readyCode != http.StatusOK {
+		t.Fatalf("READY=1 arrived but /ready = %d, %v", readyCode, readyErr)
+	}
+	e.expectBody(t, "/x", "a")
+
+	// SIGHUP of an unchanged file: what `systemctl reload` sends.
+	e.proc.signal(t, syscall.SIGHUP)
+	n.untilReady(t, e.proc, "SIGHUP")
+
+	// A file change with no signal is a reload too.
+	e.writeConfig(t, routesWithV2(a, b), true)
+	n.untilReady(t, e.proc, "file change")
+	e.expectBody(t, "/v2/x", "b")
+
+	// An invalid file on SIGHUP is rejected, and systemd still must hear READY=1 or
+	// `systemctl reload` hangs until its timeout.
+	if err := os.WriteFile(e.cfgPath, []byte("listeners: [ {"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.proc.signal(t, syscall.SIGHUP)
+	// The invalid write itself may be seen by the watcher first (OnError sends a bare READY=1);
+	// what matters is that the SIGHUP's RELOADING=1 is followed by READY=1.
+	for {
+		m := n.next(t, e.proc, "invalid file: RELOADING=1", 10*time.Second)
+		if hasLine(m, "RELOADING=1") {
+			break
+		}
+		if m != "READY=1" {
+			t.Fatalf("invalid file: got %q, want RELOADING=1", m)
+		}
+	}
+	for m := ""; !hasLine(m, "READY=1"); {
+		m = n.next(t, e.proc, "invalid file: READY=1", 10*time.Second)
+		if !hasLine(m, "READY=1") && !hasLine(m, "RELOADING=1") {
+			t.Fatalf("invalid file: got %q, want READY=1", m)
+		}
+	}
+	e.expectBody(t, "/v2/x", "b") // the running config stayed
+
+	e.proc.signal(t, syscall.SIGTERM)
+	if m := n.next(t, e.proc, "after SIGTERM", 10*time.Second); m != "STOPPING=1" {
+		t.Fatalf("after SIGTERM: message = %q, want STOPPING=1", m)
+	}
+	if code := e.proc.wait(t, 15*time.Second); code != 0 {
+		t.Fatalf("exit code = %d, want 0\n%s", code, e.proc.stderr)
+	}
+	// Nothing may follow STOPPING=1: a late READY=1 would tell systemd a stopping unit is up.
+	select {
+	case m := <-n.msgs:
+		t.Fatalf("message after STOPPING=1: %q", m)
+	default:
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd units (deploy/systemd).
+
+// TestSystemdUnitsVerify runs `systemd-analyze verify` on the shipped units. verify only warns
+// (exit 0) about unknown keys and unparsable values, so any output at all fails the test. It
+// checks that ExecStart's binary exists, so the units are verified from a copy pointing at the
+// binary TestMain built; the template is verified through an instance, which is what loads it.
+func TestSystemdUnitsVerify(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("systemd-analyze not found (%v): CI must install Debian's systemd package", err)
+		}
+		t.Skipf("systemd-analyze not found (%v); install the systemd package to verify the units", err)
+	}
+	dir := t.TempDir()
+	for _, name := range []string{"meshgate.service", "meshgate@.service"} {
+		data, err := os.ReadFile(filepath.Join("deploy", "systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := string(data)
+		for _, want := range []string{
+			"Type=notify\n", "ExecReload=/bin/kill -HUP $MAINPID\n", "KillSignal=SIGTERM\n",
+			"DynamicUser=yes\n", "NoNewPrivileges=yes\n", "ProtectSystem=strict\n",
+			"CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n", "LimitNOFILE=1048576\n", "Restart=on-failure\n",
+		} {
+			if !strings.Contains(unit, "\n"+want) {
+				t.Errorf("%s: missing %q", name, strings.TrimSpace(want))
+			}
+		}
+		// The stop timeout must outlast the default drain, or systemd kills requests the drain
+		// would have finished.
+		m := regexp.MustCompile(`(?m)^TimeoutStopSec=(\d+)s$`).FindStringSubmatch(unit)
+		if m == nil {
+			t.Errorf("%s: no TimeoutStopSec=<n>s", name)
+		} else if n, _ := strconv.Atoi(m[1]); time.Duration(n)*time.Second <= 30*time.Second {
+			t.Errorf("%s: TimeoutStopSec=%ss does not exceed the 30s default drain_timeout", name, m[1])
+		}
+		// validate must check the very file the service then runs.
+		pre := regexp.MustCompile(`(?m)^ExecStartPre=/usr/local/bin/meshgate validate -config (\S+)$`).FindStringSubmatch(unit)
+		start := regexp.MustCompile(`(?m)^ExecStart=/usr/local/bin/meshgate edge -config (\S+)$`).FindStringSubmatch(unit)
+		if pre == nil || start == nil || pre[1] != start[1] {
+			t.Errorf("%s: ExecStartPre validate and ExecStart edge must name the same -config; got %q and %q", name, pre, start)
+		}
+		unit = strings.ReplaceAll(unit, "/usr/local/bin/meshgate", meshgateBin)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, analyze, "verify",
+		filepath.Join(dir, "meshgate.service"), filepath.Join(dir, "meshgate@edge1.service"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
 }

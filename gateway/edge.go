@@ -39,13 +39,17 @@ type EdgeOptions struct {
 	Logger zerolog.Logger
 	// Registry receives every metric; a fresh one per Edge keeps tests independent.
 	Registry *prometheus.Registry
+	// OnServing, when set, is called once from Run after the listeners serve and /ready turns
+	// 200, so main can tell systemd READY=1 no earlier than connections are accepted.
+	OnServing func()
 }
 
 // Edge is the edge gateway: listeners, the route engine, clusters and the admin API, built from
 // one conf.Config and rebuilt on Reload.
 type Edge struct {
-	log zerolog.Logger
-	reg *prometheus.Registry
+	log       zerolog.Logger
+	reg       *prometheus.Registry
+	onServing func() // EdgeOptions.OnServing; may be nil
 
 	upstreams *upstream.Manager
 	policies  *policyBuilder     // rate limits and faults; state survives reloads (policies.go)
@@ -88,7 +92,7 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	e := &Edge{log: opts.Logger, reg: reg, handlers: make(map[string]*proxy.Handler)}
+	e := &Edge{log: opts.Logger, reg: reg, onServing: opts.OnServing, handlers: make(map[string]*proxy.Handler)}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshgate_config_reloads_total", Help: "Config reloads by result (success, failure).",
@@ -654,6 +658,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	e.self.start()
 	cfg := e.cfg.Load()
 	e.log.Info().Str("summary", conf.Summary(cfg)).Str("admin", e.admin.Addr().String()).Msg("meshgate " + mode(cfg) + " serving")
+	if e.onServing != nil {
+		e.onServing()
+	}
 
 	var runErr error
 	select {
