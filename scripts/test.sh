@@ -34,6 +34,14 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$sudo" = none ] || $sudo service redis-server stop 2>/dev/null || true
 fi
 
+echo "== systemd-analyze (the unit-file test runs systemd-analyze verify)"
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
+  if [ "$sudo" = none ] || ! $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y systemd; then
+    echo "warning: systemd-analyze is missing; the unit-file test will skip (and fail when CI is set)" >&2
+  fi
+fi
+
 echo "== consul (tests that need a real agent start their own on free loopback ports)"
 # The first build takes several minutes; later runs reuse the cached binary. A failed build
 # fails the run: without the binary, Consul tests skip locally but fail when CI is set.
