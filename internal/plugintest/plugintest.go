@@ -8,6 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // BuildExamples builds every example plugin into a new temporary directory and returns it;
@@ -26,4 +29,26 @@ func BuildExamples() (string, error) {
 		return "", fmt.Errorf("building the example plugins: %v\n%s", err, out)
 	}
 	return dir, nil
+}
+
+// Main is a TestMain body for packages whose tests run the example plugins: it builds them,
+// stores their directory in *dir, runs the tests and, when they pass, fails the run if any
+// goroutine is left (every test must stop the plugins it started, and with them go-plugin's
+// and gRPC's goroutines). Use it as os.Exit(plugintest.Main(m, &binDir)).
+func Main(m *testing.M, dir *string) int {
+	d, err := BuildExamples()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(d)
+	*dir = d
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
+			return 1
+		}
+	}
+	return code
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
-	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/internal/plugintest"
@@ -28,26 +26,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := plugintest.BuildExamples()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	code := m.Run()
-	// Every test closes its Manager, which waits for its goroutines and go-plugin's.
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(plugintest.Main(m, &binDir))
 }
 
 func binary(name string) string { return filepath.Join(binDir, name) }

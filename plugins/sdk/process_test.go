@@ -19,7 +19,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/internal/await"
 	pb "github.com/meshgate/meshgate/plugins/proto"
@@ -36,26 +35,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := plugintest.BuildExamples()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binDir = dir
-	code := m.Run()
-	// Every test kills its plugins; what go-plugin and gRPC started for them must be gone.
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutines leaked: %v\n", err)
-			return 1
-		}
-	}
-	return code
+	os.Exit(plugintest.Main(m, &binDir))
 }
 
 func binary(name string) string { return filepath.Join(binDir, name) }
