@@ -17,6 +17,37 @@ type Request struct {
 	// naming the caller costs no allocation. Never keep it past the call.
 	Identity []byte
 	Deadline time.Time // the request's overall deadline; zero = none
+
+	// body is the engine's reader of the whole request body (SetBody); nil outside the engine.
+	body BodySource
+}
+
+// BodySource reads a request's whole body for a filter that must see it. The engine's
+// implementation reads through the listener's max_body_bytes and keeps what it read for
+// forwarding, so the upstream receives the body unchanged.
+type BodySource interface {
+	ReadBody() ([]byte, Verdict)
+}
+
+// SetBody installs the engine's body reader for this request.
+func (r *Request) SetBody(b BodySource) { r.body = b }
+
+// Body returns the whole request body. A non-zero Verdict (413 past the listener's body limit,
+// 400 for a body the client broke off or mis-framed) is the answer the filter must give. The
+// bytes are valid only during the call. Never read r.Ctx.Request.Body() instead: on a streamed
+// body that reads without a limit and leaves nothing to forward.
+func (r *Request) Body() ([]byte, Verdict) {
+	if r.body != nil {
+		return r.body.ReadBody()
+	}
+	// Outside the engine (unit tests): only a body already in memory is safe to hand out.
+	if r.Ctx == nil {
+		return nil, Verdict{}
+	}
+	if r.Ctx.Request.IsBodyStream() {
+		return nil, Verdict{Status: fasthttp.StatusRequestEntityTooLarge, Reason: "body_too_large"}
+	}
+	return r.Ctx.Request.Body(), Verdict{}
 }
 
 // Verdict is a filter's decision. The zero value means "continue".

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -160,6 +161,7 @@ type scratch struct {
 	key    int // matched route's key; valid when entry.Route != ""
 	filter filter.Request
 	ident  []byte     // backing store for filter.Request.Identity
+	body   bodyBuffer // the whole body, when a filter asked for it
 	chunk  [4096]byte // chunked request bodies are read through this
 }
 
@@ -240,7 +242,12 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 
 	fr := &s.filter
 	*fr = filter.Request{Ctx: ctx, ClientIP: client, Identity: s.ident[:0]}
-	defer func() { *fr = filter.Request{} }() // drop the ctx reference before the scratch goes back to the pool
+	s.body.reset(req, h.opts.MaxBodyBytes)
+	fr.SetBody(&s.body)
+	defer func() { // drop the ctx references before the scratch goes back to the pool
+		*fr = filter.Request{}
+		s.body.release()
+	}()
 	if h.opts.Authorize != nil {
 		v := h.opts.Authorize.Request(fr)
 		e.Identity = fr.Identity
@@ -312,7 +319,11 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	}
 	call.Deadline = deadline
 	var limited *limitReader
-	if req.IsBodyStream() {
+	if s.body.done {
+		// A filter read the body (a signature check): forward exactly those bytes, which are
+		// now in memory and so replayable.
+		out.SetBodyRaw(s.body.buf)
+	} else if req.IsBodyStream() {
 		cl := req.Header.ContentLength()
 		switch {
 		case cl >= 0 && int64(cl) <= h.opts.StreamThreshold:
@@ -528,6 +539,72 @@ func (h *Handler) bufferChunked(req, out *fasthttp.Request, s *scratch) (done bo
 			return false, fasthttp.StatusBadRequest, ReasonBadRequest
 		case total > h.opts.StreamThreshold:
 			return false, 0, ""
+		}
+	}
+}
+
+// bodyMaxBuffered caps the body a filter may make the engine hold when the listener sets no
+// max_body_bytes: buffering needs a bound even where streaming does not.
+const bodyMaxBuffered = 10 << 20
+
+// bodyBuffer is the engine's filter.BodySource: it reads the request body once, through the
+// listener's limit, and keeps it for forwarding.
+type bodyBuffer struct {
+	req  *fasthttp.Request
+	max  int64
+	buf  []byte
+	done bool
+	v    filter.Verdict
+}
+
+func (b *bodyBuffer) reset(req *fasthttp.Request, limit int64) {
+	if limit <= 0 {
+		limit = bodyMaxBuffered
+	}
+	*b = bodyBuffer{req: req, max: limit, buf: b.buf[:0]}
+}
+
+// release forgets the request; a large buffer is dropped so the pool does not pin it.
+func (b *bodyBuffer) release() {
+	buf := b.buf[:0]
+	if cap(buf) > 1<<20 {
+		buf = nil
+	}
+	*b = bodyBuffer{buf: buf}
+}
+
+// ReadBody implements filter.BodySource.
+func (b *bodyBuffer) ReadBody() ([]byte, filter.Verdict) {
+	if b.done || b.v.Status != 0 {
+		return b.buf, b.v
+	}
+	req := b.req
+	if !req.IsBodyStream() {
+		b.buf, b.done = req.Body(), true // already in memory, bounded by fasthttp
+		return b.buf, b.v
+	}
+	if cl := req.Header.ContentLength(); cl > 0 && int64(cl) > b.max {
+		b.v = filter.Verdict{Status: fasthttp.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge}
+		return nil, b.v
+	}
+	stream := req.BodyStream()
+	for {
+		if len(b.buf) == cap(b.buf) {
+			b.buf = slices.Grow(b.buf, 4096)
+		}
+		n, err := stream.Read(b.buf[len(b.buf):cap(b.buf)])
+		b.buf = b.buf[:len(b.buf)+n]
+		if int64(len(b.buf)) > b.max {
+			b.v = filter.Verdict{Status: fasthttp.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge}
+			return nil, b.v
+		}
+		if errors.Is(err, io.EOF) {
+			b.done = true
+			return b.buf, b.v
+		}
+		if err != nil {
+			b.v = filter.Verdict{Status: fasthttp.StatusBadRequest, Reason: ReasonBadRequest}
+			return nil, b.v
 		}
 	}
 }
