@@ -16,6 +16,7 @@ const (
 	defaultMaxHeaderBytes    = 16 << 10
 	defaultMaxBodyBytes      = 10 << 20
 	defaultMaxConnections    = 10000
+	defaultMaxConnsPerIP     = 1000
 	defaultStreamThreshold   = 64 << 10
 	defaultRouteTimeout      = 15 * time.Second
 	defaultPolicy            = "round_robin"
@@ -62,6 +63,9 @@ func (c *Config) Defaults() {
 		if l.MaxConnections == 0 {
 			l.MaxConnections = defaultMaxConnections
 		}
+		if l.MaxConnectionsPerIP == 0 {
+			l.MaxConnectionsPerIP = defaultMaxConnsPerIP
+		}
 		if l.IdentityHeader == "" {
 			l.IdentityHeader = defaultIdentityHeader
 		}
@@ -87,9 +91,6 @@ func (c *Config) Defaults() {
 
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		for j, m := range r.Match.Methods {
-			r.Match.Methods[j] = strings.ToUpper(m)
-		}
 		for j, h := range r.Match.Hosts {
 			r.Match.Hosts[j] = strings.ToLower(h)
 		}

@@ -23,7 +23,7 @@ func TestDefaults(t *testing.T) {
     read_timeout: 5s
 routes:
   - name: a
-    match: { methods: [ get, Post ], hosts: [ API.Example.com ] }
+    match: { methods: [ GET, POST ], hosts: [ API.Example.com ] }
     to: [ { service: origin } ]
   - name: b
     to: [ { service: slow } ]

@@ -307,7 +307,7 @@ func TestMergeContent(t *testing.T) {
 	got, errs := Merge(base, []NamedFragment{{"kv/api", []byte(`
 routes:
   - name: api
-    match: { path_prefix: /api/, methods: [ get ] }
+    match: { path_prefix: /api/, methods: [ GET ] }
     to: [ { service: api } ]
     policies: [ slow, api-limit ]
 policies:

@@ -86,6 +86,7 @@ func (c *Config) clone() *Config {
 	out.Listeners = slices.Clone(c.Listeners)
 	for i := range out.Listeners {
 		out.Listeners[i].TrustedProxies = slices.Clone(c.Listeners[i].TrustedProxies)
+		out.Listeners[i].TrustedPeers = slices.Clone(c.Listeners[i].TrustedPeers)
 		if t := c.Listeners[i].TLS; t != nil {
 			tt := *t
 			tt.Certificates = slices.Clone(t.Certificates)

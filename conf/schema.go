@@ -112,8 +112,17 @@ type Listener struct {
 	MaxConnections    int      `yaml:"max_connections"`     // default 10000
 	// StreamThreshold: request and response bodies larger than this are streamed, not buffered.
 	StreamThreshold ByteSize `yaml:"stream_threshold"` // default 64KiB
-	// TrustedProxies are CIDRs whose X-Forwarded-For we extend rather than replace. Default: none.
+	// MaxConnectionsPerIP caps one client address's open connections (trusted_proxies are
+	// exempt: every client behind them shares their address). Default 1000; -1: no cap.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// TrustedProxies are the proxy hops (CIDRs or IPs) in front of this listener: their
+	// X-Forwarded-For/-Proto/-Host, X-Request-Id and budget header are believed, counted from
+	// the right. Everyone else's are dropped. Default: none. Not with connect: true.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustedPeers are the Connect services (e.g. the edge) that may tell a connect listener the
+	// client's address, scheme and host and pass a budget; any other peer is the client itself.
+	// Default: none. Only with connect: true.
+	TrustedPeers []string `yaml:"trusted_peers"`
 	// Connect serves Connect mTLS with this process's identity (identity.connect required):
 	// callers must present a certificate from the Consul CA and are authorised by Consul
 	// intentions for identity.service. A sidecar's inbound listener is one of these.

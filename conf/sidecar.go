@@ -61,6 +61,9 @@ type SidecarInbound struct {
 	Address  string   `yaml:"address"`  // required; registered in Consul as the proxy's address
 	Policies []string `yaml:"policies"` // named policies applied after intentions
 	Timeout  Duration `yaml:"timeout"`  // default: the route default (15s)
+	// TrustedPeers: Connect services whose X-Forwarded-* and budget this inbound believes
+	// (listeners[].trusted_peers), typically the edge. Default: none.
+	TrustedPeers []string `yaml:"trusted_peers"`
 }
 
 // SidecarUpstream is a service the app calls through the sidecar.
@@ -175,6 +178,9 @@ func (v *validator) sidecar(c *Config) {
 	}
 	v.policyRefs(c, ip.key("policies"), sc.Inbound.Policies)
 	v.nonNegDur(ip.key("timeout"), sc.Inbound.Timeout)
+	if len(sc.Inbound.TrustedPeers) > 0 && !sc.ConnectEnabled() {
+		v.add(ip.key("trusted_peers"), "peers are named by their Connect identity: needs connect (the default)")
+	}
 	if inStatic(c, SidecarLocalService(svc.Name)) && !c.expanded {
 		v.add(path{"discovery", "static", SidecarLocalService(svc.Name)}, "this name is taken by the sidecar's local app")
 	}
@@ -284,7 +290,8 @@ func (c *Config) Expanded() *Config {
 		out.Discovery.Static = map[string][]string{}
 	}
 	out.Discovery.Static[local] = []string{net.JoinHostPort(svc.Address, strconv.Itoa(svc.Port))}
-	out.Listeners = append(out.Listeners, Listener{Name: SidecarInboundName, Address: sc.Inbound.Address, Connect: sc.ConnectEnabled()})
+	out.Listeners = append(out.Listeners, Listener{Name: SidecarInboundName, Address: sc.Inbound.Address, Connect: sc.ConnectEnabled(),
+		TrustedPeers: slices.Clone(sc.Inbound.TrustedPeers)})
 	out.Routes = append(out.Routes, Route{
 		Name:      SidecarInboundName,
 		Listeners: []string{SidecarInboundName},

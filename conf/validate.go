@@ -152,6 +152,26 @@ func (v *validator) listeners(c *Config) {
 			}
 			v.add(p.key("trusted_proxies").idx(j), "%q is not a CIDR (10.0.0.0/8) or an IP address", tp)
 		}
+		for j, tp := range l.TrustedProxies {
+			if pf, err := netip.ParsePrefix(tp); err == nil && pf.Bits() == 0 {
+				// Trusting every address lets any client choose the address policies see.
+				v.add(p.key("trusted_proxies").idx(j), "%q trusts every address; list the proxies' own ranges", tp)
+			}
+		}
+		if l.Connect && len(l.TrustedProxies) > 0 {
+			v.add(p.key("trusted_proxies"), "a connect listener's callers are named by identity: use trusted_peers")
+		}
+		if !l.Connect && len(l.TrustedPeers) > 0 {
+			v.add(p.key("trusted_peers"), "only a connect listener has mesh peers (connect: true)")
+		}
+		for j, tp := range l.TrustedPeers {
+			if tp == "" || strings.ContainsAny(tp, "*/ ") {
+				v.add(p.key("trusted_peers").idx(j), "%q: want a Consul service name", tp)
+			}
+		}
+		if l.MaxConnectionsPerIP < -1 {
+			v.add(p.key("max_connections_per_ip"), "want a positive number, or -1 for no cap")
+		}
 	}
 }
 
@@ -217,8 +237,12 @@ func (v *validator) match(p path, m Match) {
 		}
 	}
 	for i, meth := range m.Methods {
-		if !isToken(meth) {
+		switch up := strings.ToUpper(meth); {
+		case !isToken(meth):
 			v.add(p.key("methods").idx(i), "%q is not a valid HTTP method", meth)
+		case up != meth && slices.Contains(standardMethods, up):
+			// Methods are case-sensitive: "get" would never match a GET request.
+			v.add(p.key("methods").idx(i), "%q: methods are case-sensitive; write %s", meth, up)
 		}
 	}
 	for i, h := range m.Headers {
@@ -426,6 +450,9 @@ func checkHostPattern(h string) error {
 }
 
 // isToken reports whether s is an RFC 9110 token (method and header-name syntax).
+// standardMethods are RFC 9110's methods plus PATCH.
+var standardMethods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+
 func isToken(s string) bool {
 	if s == "" {
 		return false

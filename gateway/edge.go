@@ -80,6 +80,7 @@ type Edge struct {
 	connGa   *prometheus.GaugeVec
 	accepted *prometheus.CounterVec
 	acceptEr *prometheus.CounterVec
+	perIPRef *prometheus.CounterVec
 }
 
 // NewEdge validates nothing itself (conf did) but binds every listener and the admin address, so
@@ -106,10 +107,13 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	e.acceptEr = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshgate_accept_errors_total", Help: "Accept failures the listener backed off from (EMFILE and the like).",
 	}, []string{"listener"})
+	e.perIPRef = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshgate_downstream_connections_refused_total", Help: "Connections closed at accept because their client address held listeners[].max_connections_per_ip.",
+	}, []string{"listener"})
 	dropped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "meshgate_access_log_dropped_total", Help: "Access-log lines dropped because the writer fell behind.",
 	})
-	for _, c := range []prometheus.Collector{e.reloads, e.connGa, e.accepted, e.acceptEr, dropped} {
+	for _, c := range []prometheus.Collector{e.reloads, e.connGa, e.accepted, e.acceptEr, e.perIPRef, dropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)
 		}
@@ -176,12 +180,16 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 			MaxHeaderBytes:    int(lc.MaxHeaderBytes),
 			StreamThreshold:   int(lc.StreamThreshold),
 			MaxConnections:    lc.MaxConnections,
-			Handler:           h.Serve,
-			ErrorHandler:      proxy.ParseErrorHandler,
-			Logger:            e.log.With().Str("listener", lc.Name).Logger(),
-			Connections:       e.connGa.WithLabelValues(lc.Name),
-			Accepted:          e.accepted.WithLabelValues(lc.Name),
-			AcceptErrors:      e.acceptEr.WithLabelValues(lc.Name),
+			// -1 (no cap) becomes 0 here; trusted proxies carry many clients on one address.
+			MaxConnectionsPerIP: max(lc.MaxConnectionsPerIP, 0),
+			PerIPExempt:         parsePrefixes(lc.TrustedProxies),
+			PerIPRefused:        e.perIPRef.WithLabelValues(lc.Name),
+			Handler:             h.Serve,
+			ErrorHandler:        proxy.ParseErrorHandler,
+			Logger:              e.log.With().Str("listener", lc.Name).Logger(),
+			Connections:         e.connGa.WithLabelValues(lc.Name),
+			Accepted:            e.accepted.WithLabelValues(lc.Name),
+			AcceptErrors:        e.acceptEr.WithLabelValues(lc.Name),
 		})
 		if err != nil {
 			e.close()
@@ -249,20 +257,20 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 
 func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
 	var authz filter.Filter
-	trusted := parsePrefixes(lc.TrustedProxies)
 	if lc.Connect {
+		// Every caller proved a Consul-issued identity; only the peers named in trusted_peers
+		// (the edge, typically) may speak for a client behind them (docs/security.md).
 		authz = e.mesh.authorizer()
-		// Every caller of a connect listener proved a Consul-issued identity and passed the
-		// intentions: it is a mesh proxy (an edge or a sidecar), so its X-Forwarded-* describe
-		// the real client and are extended rather than replaced.
-		trusted = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
 	}
 	return proxy.Options{
 		TLS:             lc.Connect || lc.TLS != nil,
+		Connect:         lc.Connect,
+		TrustedPeers:    lc.TrustedPeers,
+		Linger:          listener.Linger,
 		Authorize:       authz,
 		IdentityHeader:  strings.TrimPrefix(lc.IdentityHeader, "-"),
 		Listener:        lc.Name,
-		TrustedProxies:  trusted,
+		TrustedProxies:  parsePrefixes(lc.TrustedProxies),
 		MaxBodyBytes:    int64(lc.MaxBodyBytes),
 		StreamThreshold: int64(lc.StreamThreshold),
 		AccessLog:       e.access,
@@ -585,7 +593,8 @@ func sameListeners(a, b *conf.Config) error {
 			x.ReadTimeout != y.ReadTimeout || x.WriteTimeout != y.WriteTimeout || x.IdleTimeout != y.IdleTimeout ||
 			x.MaxHeaderBytes != y.MaxHeaderBytes || x.MaxBodyBytes != y.MaxBodyBytes || x.MaxConnections != y.MaxConnections ||
 			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || x.IdentityHeader != y.IdentityHeader ||
-			(x.TLS == nil) != (y.TLS == nil) || (x.TLS != nil && (!slices.Equal(x.TLS.Certificates, y.TLS.Certificates) || x.TLS.RedirectFrom != y.TLS.RedirectFrom)) || !slices.Equal(x.TrustedProxies, y.TrustedProxies) {
+			(x.TLS == nil) != (y.TLS == nil) || (x.TLS != nil && (!slices.Equal(x.TLS.Certificates, y.TLS.Certificates) || x.TLS.RedirectFrom != y.TLS.RedirectFrom)) || !slices.Equal(x.TrustedProxies, y.TrustedProxies) ||
+			!slices.Equal(x.TrustedPeers, y.TrustedPeers) || x.MaxConnectionsPerIP != y.MaxConnectionsPerIP {
 			return fmt.Errorf("listener %q changed: restart meshgate to change listener settings", x.Name)
 		}
 	}

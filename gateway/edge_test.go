@@ -168,6 +168,29 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byt
 	return resp, b
 }
 
+// getLines is get with header lines in order, a name possibly repeated (Go's client sends each
+// value as its own line).
+func getLines(t *testing.T, url string, lines [][2]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range lines {
+		req.Header.Add(kv[0], kv[1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body: %v", err)
+	}
+	return resp, b
+}
+
 // raw sends bytes on a new connection and returns everything read until the server closes or
 // 5 s pass.
 func raw(t *testing.T, addr, request string) string {
@@ -224,12 +247,26 @@ func TestMinimalConfigProxies(t *testing.T) {
 	}
 }
 
+// trustLoopback makes the test client a trusted proxy hop of minimal()'s listener.
+func trustLoopback(cfg string) string {
+	return strings.Replace(cfg, "    address: 127.0.0.1:0\n", "    address: 127.0.0.1:0\n    trusted_proxies: [ 127.0.0.1 ]\n", 1)
+}
+
 func TestRequestIDKeptWhenValid(t *testing.T) {
 	t.Parallel()
 	up, saw := startUpstream(t, "a", nil)
-	e := startEdge(t, minimal(hostport(up)))
-	get(t, e.url+"/", map[string]string{"X-Request-Id": "abc-123"})
+	// From an untrusted client the id is the gateway's: a client must not pick the id that
+	// correlates logs (and later traces) across the mesh.
+	plain := startEdge(t, minimal(hostport(up)))
+	get(t, plain.url+"/", map[string]string{"X-Request-Id": "abc-123"})
 	r, _ := saw.last(t)
+	if got := r.Header.Get("X-Request-Id"); got == "abc-123" || len(got) != 32 {
+		t.Errorf("an untrusted client's id reached the upstream: %q", got)
+	}
+
+	e := startEdge(t, trustLoopback(minimal(hostport(up))))
+	get(t, e.url+"/", map[string]string{"X-Request-Id": "abc-123"})
+	r, _ = saw.last(t)
 	if got := r.Header.Get("X-Request-Id"); got != "abc-123" {
 		t.Errorf("kept id = %q", got)
 	}
@@ -732,7 +769,7 @@ func TestAdminViewsMetricsAndAccessLog(t *testing.T) {
 	t.Parallel()
 	up, _ := startUpstream(t, "a", nil)
 	logPath := filepath.Join(t.TempDir(), "access.log")
-	cfg := strings.Replace(minimal(hostport(up)), `access_log: { output: "off" }`, "access_log: { output: "+logPath+" }", 1)
+	cfg := strings.Replace(trustLoopback(minimal(hostport(up))), `access_log: { output: "off" }`, "access_log: { output: "+logPath+" }", 1)
 	e := startEdge(t, cfg)
 	get(t, e.url+"/x", map[string]string{"X-Request-Id": "trace-me"})
 	get(t, e.url+"/y", nil)

@@ -178,27 +178,32 @@ func TestInstanceAnswering503IsEjected(t *testing.T) {
 	}
 }
 
-// The upstream is told how long it has; a caller's budget caps ours, and an expired one is
-// answered 504 without contacting the upstream.
+// The upstream is told how long it has; a trusted hop's budget caps ours, and an expired one
+// is answered 504 without contacting the upstream. An untrusted client's budget is dropped.
 func TestDeadlineBudgetHeader(t *testing.T) {
 	t.Parallel()
 	up, saw := startUpstream(t, "up", nil)
 	cfg := strings.Replace(minimal(hostport(up)), "to: [ { service: origin } ]", "to: [ { service: origin } ]\n    timeout: 3s", 1)
-	e := startEdge(t, cfg)
+	trustedEdge := startEdge(t, trustLoopback(cfg))
+	clientEdge := startEdge(t, cfg)
 	tests := []struct {
 		name   string
+		e      *edgeUnderTest
 		budget string // incoming header; "" for none
 		lo, hi int    // what the upstream must see, ms
 		expire bool
 	}{
-		{"route timeout", "", 2000, 3000, false},
-		{"caller's budget caps it", "500", 1, 500, false},
-		{"a larger budget cannot extend it", "60000", 2000, 3000, false},
-		{"malformed is ignored", "soon", 2000, 3000, false},
-		{"expired", "0", 0, 0, true},
-		{"overdue", "-25", 0, 0, true},
+		{"route timeout", trustedEdge, "", 2000, 3000, false},
+		{"caller's budget caps it", trustedEdge, "500", 1, 500, false},
+		{"a larger budget cannot extend it", trustedEdge, "60000", 2000, 3000, false},
+		{"malformed is ignored", trustedEdge, "soon", 2000, 3000, false},
+		{"expired", trustedEdge, "0", 0, 0, true},
+		{"overdue", trustedEdge, "-25", 0, 0, true},
+		{"an untrusted client's budget is dropped", clientEdge, "1", 2000, 3000, false},
+		{"an untrusted client cannot expire it", clientEdge, "0", 2000, 3000, false},
 	}
 	for _, tt := range tests {
+		e := tt.e
 		saw.mu.Lock()
 		before := len(saw.reqs)
 		saw.mu.Unlock()
@@ -249,7 +254,7 @@ func TestBudgetPropagatesThroughTwoHops(t *testing.T) {
 		ended <- time.Now()
 	})
 	t.Cleanup(func() { close(release) })
-	inner := startEdge(t, strings.Replace(minimal(hostport(slow)), "to: [ { service: origin } ]",
+	inner := startEdge(t, strings.Replace(trustLoopback(minimal(hostport(slow))), "to: [ { service: origin } ]",
 		"to: [ { service: origin } ]\n    timeout: 10s", 1))
 	outer := startEdge(t, strings.Replace(minimal(inner.addr), "to: [ { service: origin } ]",
 		"to: [ { service: origin } ]\n    timeout: 400ms", 1))

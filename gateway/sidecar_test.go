@@ -134,7 +134,8 @@ func TestSidecarEndToEnd(t *testing.T) {
 	)
 
 	app, appSeen := startUpstream(t, "api-app", nil)
-	apiSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "api", hostport(app)))
+	// The edge may speak for its clients (trusted_peers); web's sidecar may not.
+	apiSide := startEngine(t, sidecarConfigWith(agent.HTTPAddr, "api", hostport(app), "{ address: 127.0.0.1:0, trusted_peers: [ edge ] }"))
 	webApp, _ := startUpstream(t, "web-app", nil)
 	webSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "web", hostport(webApp), "api"))
 	edge := startEngine(t, connectEdgeConfig(agent.HTTPAddr))
@@ -166,10 +167,18 @@ func TestSidecarEndToEnd(t *testing.T) {
 	if req, _ = appSeen.last(t); req.Header.Get("X-Meshgate-Identity") != "edge" {
 		t.Fatalf("app saw X-Meshgate-Identity %q, want edge", req.Header.Get("X-Meshgate-Identity"))
 	}
-	// The sidecar trusts its authenticated mesh caller's forwarding headers: the app sees the
-	// client's scheme and the whole chain, not the edge as the client.
-	if xff, proto := req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Proto"); strings.Count(xff, ",") != 1 || proto != "http" {
-		t.Fatalf("app saw X-Forwarded-For %q and X-Forwarded-Proto %q, want the client and the edge, and http", xff, proto)
+	// The sidecar trusts the edge, a trusted peer: the app sees the client's scheme and the
+	// chain (client, edge), not the edge as the client; and what the internet client wrote
+	// itself never gets through, however many lines it sends.
+	if resp, _ := getLines(t, edge.url+"/public/hello", [][2]string{
+		{"X-Forwarded-For", "6.6.6.6"}, {"X-Forwarded-For", "7.7.7.7"}, {"X-Forwarded-Proto", "https"},
+	}); resp.StatusCode != http.StatusOK {
+		t.Fatalf("with forged forwarding headers: %d", resp.StatusCode)
+	}
+	req, _ = appSeen.last(t)
+	if xff, proto := req.Header.Values("X-Forwarded-For"), req.Header.Values("X-Forwarded-Proto"); len(xff) != 1 || len(proto) != 1 ||
+		strings.Count(xff[0], ",") != 1 || strings.Contains(xff[0], "6.6.6.6") || strings.Contains(xff[0], "7.7.7.7") || proto[0] != "http" {
+		t.Fatalf("app saw X-Forwarded-For %q and X-Forwarded-Proto %q, want one line each: the client and the edge, and http", xff, proto)
 	}
 
 	// L7: a path outside the permission is denied by api's sidecar, and the app never sees it.
@@ -188,6 +197,12 @@ func TestSidecarEndToEnd(t *testing.T) {
 	upURL := "http://" + webSide.listener(conf.SidecarUpstreamName("api"))
 	if code, body = status(t, upURL+"/anything"); code != http.StatusOK || body != "hello from api-app" {
 		t.Fatalf("web → api through web's sidecar = %d %q", code, body)
+	}
+	// web is an authenticated peer but not a trusted one: api's sidecar judges it by its own
+	// socket address and scheme, whatever web's sidecar forwarded.
+	req, _ = appSeen.last(t)
+	if xff, proto := req.Header.Get("X-Forwarded-For"), req.Header.Get("X-Forwarded-Proto"); strings.Contains(xff, ",") || proto != "https" {
+		t.Fatalf("from web, app saw X-Forwarded-For %q and X-Forwarded-Proto %q, want web's sidecar only, and https", xff, proto)
 	}
 
 	// Plaintext to the mTLS inbound port: no HTTP answer, nothing reaches the app.

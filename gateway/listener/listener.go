@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -26,12 +27,18 @@ type Options struct {
 	MaxHeaderBytes    int // larger heads get 431
 	StreamThreshold   int // bodies larger than this are streamed to the handler
 	MaxConnections    int
-	Handler           fasthttp.RequestHandler
-	ErrorHandler      func(*fasthttp.RequestCtx, error) // renders parse errors (400/408/413/431)
-	Logger            zerolog.Logger
-	Connections       prometheus.Gauge // active downstream connections; optional
-	Accepted          prometheus.Counter
-	AcceptErrors      prometheus.Counter // accept failures we backed off from; optional
+	// MaxConnectionsPerIP caps one client address's open connections (IPv6 per /64); beyond
+	// it a new connection is closed at once. Addresses in PerIPExempt (the trusted proxies,
+	// whose clients all share their address) are not counted. 0: no cap.
+	MaxConnectionsPerIP int
+	PerIPExempt         []netip.Prefix
+	PerIPRefused        prometheus.Counter // connections closed by the cap; optional
+	Handler             fasthttp.RequestHandler
+	ErrorHandler        func(*fasthttp.RequestCtx, error) // renders parse errors (400/408/413/431)
+	Logger              zerolog.Logger
+	Connections         prometheus.Gauge // active downstream connections; optional
+	Accepted            prometheus.Counter
+	AcceptErrors        prometheus.Counter // accept failures we backed off from; optional
 	// TLSConfig, when set, makes the listener serve TLS (it must carry a certificate or
 	// GetCertificate/GetConfigForClient). The handshake runs lazily on the connection's first
 	// read inside fasthttp's per-connection goroutine, so a failed handshake (plaintext client,
@@ -56,7 +63,8 @@ func New(opts Options) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", opts.Name, err)
 	}
-	bl := &backoffListener{Listener: ln, done: make(chan struct{}), log: opts.Logger, errs: opts.AcceptErrors}
+	bl := &backoffListener{Listener: ln, done: make(chan struct{}), log: opts.Logger, errs: opts.AcceptErrors,
+		limits: newIPLimits(opts.MaxConnectionsPerIP, opts.PerIPExempt, opts.PerIPRefused)}
 	// TLS wraps the backoff listener rather than the socket, so EMFILE backoff still applies
 	// and tls.listener.Close reaches the idempotent backoffListener.Close.
 	var serve net.Listener = bl
@@ -64,11 +72,20 @@ func New(opts Options) (*Listener, error) {
 		serve = tls.NewListener(bl, opts.TLSConfig)
 	}
 	readTimeout := opts.ReadTimeout
+	errorHandler := opts.ErrorHandler
+	if errorHandler != nil {
+		// fasthttp closes the connection after a parse error, often with the body unread:
+		// close gently so the client reads the 4xx first.
+		errorHandler = func(ctx *fasthttp.RequestCtx, err error) {
+			opts.ErrorHandler(ctx, err)
+			Linger(ctx.Conn())
+		}
+	}
 	srv := &fasthttp.Server{
 		Name:    "",
 		Handler: opts.Handler,
 		// ErrorHandler answers what fasthttp itself rejects; it then closes the connection.
-		ErrorHandler: opts.ErrorHandler,
+		ErrorHandler: errorHandler,
 		// ReadTimeout covers the head only; HeaderReceived extends it for the body, so a slow
 		// client cannot hold a connection by trickling header bytes.
 		ReadTimeout: opts.ReadHeaderTimeout,
@@ -134,8 +151,9 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 // backoffListener retries Accept on resource exhaustion instead of failing.
 type backoffListener struct {
 	net.Listener
-	log  zerolog.Logger
-	errs prometheus.Counter
+	log    zerolog.Logger
+	errs   prometheus.Counter
+	limits *ipLimits // nil: no per-address cap
 
 	once      sync.Once
 	done      chan struct{}
@@ -172,7 +190,12 @@ func (b *backoffListener) Accept() (net.Conn, error) {
 	for {
 		c, err := b.Listener.Accept()
 		if err == nil {
-			return c, nil
+			lc, ok := b.limits.admit(c)
+			if !ok {
+				_ = c.Close() // over this address's cap: refused before any byte is read
+				continue
+			}
+			return lc, nil
 		}
 		if b.closed() || !retryableAccept(err) {
 			return nil, err

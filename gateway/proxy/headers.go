@@ -24,34 +24,9 @@ var hopByHop = [...]string{
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// hasUnderscoreName reports whether any request header name contains '_'. Envoy and nginx drop
-// or reject these because "X_User" and "X-User" are the same variable to CGI-style backends,
-// which lets a client smuggle a header the gateway thinks it controls.
-func hasUnderscoreName(h *fasthttp.RequestHeader) bool {
-	for k := range h.All() {
-		if bytes.IndexByte(k, '_') >= 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// stripRequestHopByHop removes hop-by-hop fields and every field named in Connection. One pass
-// over the headers decides whether any deletion is needed at all: most requests carry none, and
-// each Del normalizes its key and rescans every header.
-func stripRequestHopByHop(h *fasthttp.RequestHeader) {
-	if !anyHopByHop(h.All()) {
-		return
-	}
-	if conn := h.Peek(hdrConnection); len(conn) > 0 {
-		forEachToken(conn, func(tok []byte) { h.DelBytes(tok) })
-	}
-	for _, k := range hopByHop {
-		h.Del(k)
-	}
-}
-
-// stripResponseHopByHop is stripRequestHopByHop for responses.
+// stripResponseHopByHop removes hop-by-hop fields and every field named in Connection from an
+// upstream response. One pass over the headers decides whether any deletion is needed at all:
+// most responses carry none, and each Del normalizes its key and rescans every header.
 func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
 	if !anyHopByHop(h.All()) {
 		return
@@ -105,32 +80,37 @@ func trusted(addr netip.Addr, nets []netip.Prefix) bool {
 	return false
 }
 
-// clientAddr finds the real client: the rightmost X-Forwarded-For entry that is not a trusted
-// hop, walking left only while every hop so far is trusted. Entries a client wrote itself sit to
-// the left of the first untrusted hop and are never believed.
-func clientAddr(remote netip.Addr, xff []byte, nets []netip.Prefix) netip.Addr {
+// clientAddr finds the real client behind trusted proxy hops: the rightmost X-Forwarded-For
+// entry that is not itself a trusted hop, walking left only while every hop so far is trusted
+// (each trusted hop appended the address it saw). Entries left of the first untrusted one were
+// written by the client and are never believed. from is the offset in xff where the entries
+// worth forwarding begin (the client's own entry), -1 when none is (the client is remote).
+func clientAddr(remote netip.Addr, xff []byte, nets []netip.Prefix) (client netip.Addr, from int) {
 	if !trusted(remote, nets) || len(xff) == 0 {
-		return remote
+		return remote, -1
 	}
-	client := remote
-	for len(xff) > 0 {
-		i := bytes.LastIndexByte(xff, ',')
-		entry := bytes.TrimSpace(xff[i+1:])
+	client, from = remote, -1
+	rest := xff
+	for len(rest) > 0 {
+		i := bytes.LastIndexByte(rest, ',')
+		entry := bytes.TrimSpace(rest[i+1:])
+		a, ok := parseAddr(entry)
+		if !ok {
+			return client, from // garbage from a client: the last hop we trust saw the client
+		}
+		client, from = a.Unmap(), i+1
 		if i < 0 {
-			xff = nil
-		} else {
-			xff = xff[:i]
+			from = 0
 		}
-		a, err := netip.ParseAddr(string(entry)) // does not allocate: the conversion is not kept
-		if err != nil {
-			return client
-		}
-		client = a.Unmap()
 		if !trusted(client, nets) {
-			return client
+			return client, from
 		}
+		if i < 0 {
+			break
+		}
+		rest = rest[:i]
 	}
-	return client
+	return client, from
 }
 
 // validRequestID accepts ids a client or an upstream proxy sent if they are short and plain, so

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -87,8 +88,20 @@ type Options struct {
 	// X-Forwarded-Proto this hop adds ("https" or "http") unless a trusted proxy already set
 	// one. It is a setting rather than read from the connection so the hot path stays a
 	// field load.
-	TLS             bool
-	TrustedProxies  []netip.Prefix
+	TLS bool
+	// TrustedProxies are the proxy hops (by socket address) whose X-Forwarded-*, request id
+	// and budget header are believed on a plain listener; everyone else's are dropped.
+	TrustedProxies []netip.Prefix
+	// Connect says the listener serves Connect mTLS (every caller authenticated, Authorize set).
+	// Its callers' request ids are kept; trusted_proxies do not apply to it.
+	Connect bool
+	// TrustedPeers are the Connect services (e.g. the edge) that may tell a connect listener the
+	// client's address, scheme and host and pass a budget. Any other peer is the client.
+	TrustedPeers []string
+	// Linger, when set, is told the connection of a request rejected early (400, 413, 505):
+	// the listener then closes it gently, so a client still sending its body reads the answer
+	// instead of a reset.
+	Linger          func(c net.Conn)
 	MaxBodyBytes    int64 // requests larger than this get 413
 	StreamThreshold int64 // bodies larger than this are streamed instead of buffered
 	AccessLog       *accesslog.Logger
@@ -105,9 +118,10 @@ type Options struct {
 
 // Handler is the request engine for one listener: route, forward, render, log.
 type Handler struct {
-	opts     Options
-	gen      atomic.Pointer[Generation]
-	draining atomic.Bool
+	opts         Options
+	identityName []byte // IdentityHeader in fasthttp's canonical form
+	gen          atomic.Pointer[Generation]
+	draining     atomic.Bool
 
 	// Pools are per handler, not package globals, so handlers (and tests) share nothing.
 	scratch sync.Pool
@@ -124,6 +138,9 @@ func New(opts Options, gen *Generation) (*Handler, error) {
 		opts.StreamThreshold = 64 << 10
 	}
 	h := &Handler{opts: opts}
+	if opts.IdentityHeader != "" {
+		h.identityName = canonicalName(opts.IdentityHeader)
+	}
 	h.scratch.New = func() any {
 		return &scratch{reqID: make([]byte, 0, 64), buf: make([]byte, 0, 256), ident: make([]byte, 0, 128)}
 	}
@@ -162,6 +179,7 @@ type scratch struct {
 	filter filter.Request
 	ident  []byte     // backing store for filter.Request.Identity
 	body   bodyBuffer // the whole body, when a filter asked for it
+	fwd    forwarded  // what a trusted sender told us (trust.go)
 	chunk  [4096]byte // chunked request bodies are read through this
 }
 
@@ -174,27 +192,27 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	defer h.scratch.Put(s)
 
 	req := &ctx.Request
-	s.reqID = s.reqID[:0]
-	if id := req.Header.Peek(hdrXRequestID); validRequestID(id) {
-		s.reqID = append(s.reqID, id...)
-	} else {
-		s.reqID = appendRequestID(s.reqID)
-	}
-
 	remote := remoteAddr(ctx)
-	client := clientAddr(remote, req.Header.Peek(hdrXForwardedFor), h.opts.TrustedProxies)
 	e := &s.entry
 	*e = accesslog.Entry{
-		Time: start, RequestID: s.reqID, Method: req.Header.Method(), Path: req.URI().Path(),
-		UserAgent: req.Header.UserAgent(), ClientIP: client, Listener: h.opts.Listener,
+		Time: start, Method: req.Header.Method(), Path: req.URI().Path(),
+		UserAgent: req.Header.UserAgent(), ClientIP: remote, Listener: h.opts.Listener,
 	}
+	s.reqID = s.reqID[:0]
 
-	status, reason := h.forward(ctx, gen, s, remote, client)
+	status, reason := h.forward(ctx, gen, s, remote)
+	if len(s.reqID) == 0 { // rejected before the id was decided
+		s.reqID = appendRequestID(s.reqID)
+	}
+	e.RequestID = s.reqID
 	if reason != "" {
 		RenderError(ctx, status, reason, s.reqID)
-		if status == fasthttp.StatusBadRequest || status == fasthttp.StatusRequestEntityTooLarge {
-			// The rest of the request may still be on the wire; do not parse it as a new one.
+		if status == fasthttp.StatusBadRequest || status == fasthttp.StatusRequestEntityTooLarge ||
+			status == fasthttp.StatusHTTPVersionNotSupported {
+			// The rest of the request may still be on the wire; do not parse it as a new one,
+			// and close gently so the client reads this answer before it sees the close.
 			ctx.SetConnectionClose()
+			h.linger(ctx)
 		}
 	} else {
 		ctx.Response.Header.SetBytesV(hdrXRequestID, s.reqID)
@@ -220,18 +238,44 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 	h.opts.AccessLog.Log(e)
 }
 
+// linger asks the listener to close this connection gently (see Options.Linger).
+func (h *Handler) linger(ctx *fasthttp.RequestCtx) {
+	if h.opts.Linger != nil {
+		h.opts.Linger(ctx.Conn())
+	}
+}
+
 // forward does the proxying. It returns a status and reason only when it did not produce a
 // response itself.
-func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch, remote, client netip.Addr) (int, string) {
+func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch, remote netip.Addr) (int, string) {
 	req := &ctx.Request
 	e := &s.entry
-	if hasUnderscoreName(&req.Header) {
+
+	// Request hygiene, before anything reads a header: what fasthttp accepts but an edge
+	// should not, and one view of every field for policies, routing and the upstream.
+	if !supportedVersion(req.Header.Protocol()) {
+		return fasthttp.StatusHTTPVersionNotSupported, ReasonHTTPVersion
+	}
+	if !methodOK(req.Header.Method(), gen.table) {
+		return fasthttp.StatusBadRequest, ReasonBadMethod
+	}
+	scan := h.scanHeaders(&req.Header)
+	if scan&scanBadName != 0 {
 		return fasthttp.StatusBadRequest, ReasonUnderscoreHeader
+	}
+	if scan&scanRepeated != 0 {
+		joinRepeated(&req.Header)
+	}
+	if scan&scanHopByHop != 0 {
+		s.buf = h.stripHopByHop(&req.Header, s.buf)
 	}
 	host := canonicalHost(req.URI().Host())
 	e.Host = host
 	if len(host) == 0 && req.Header.IsHTTP11() {
 		return fasthttp.StatusBadRequest, ReasonMissingHost
+	}
+	if !hostOK(host) {
+		return fasthttp.StatusBadRequest, ReasonBadRequest
 	}
 	if bad, reason := badFraming(&req.Header); bad {
 		return fasthttp.StatusBadRequest, reason
@@ -241,7 +285,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	}
 
 	fr := &s.filter
-	*fr = filter.Request{Ctx: ctx, ClientIP: client, Identity: s.ident[:0]}
+	*fr = filter.Request{Ctx: ctx, ClientIP: remote, Identity: s.ident[:0]}
 	s.body.reset(req, h.opts.MaxBodyBytes)
 	fr.SetBody(&s.body)
 	defer func() { // drop the ctx references before the scratch goes back to the pool
@@ -256,6 +300,27 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		}
 	}
 
+	// The owned fields: decide who may set them, keep what they may, drop every line the
+	// sender wrote. A request id is kept from trusted hops and from any authenticated mesh
+	// peer; everyone else gets a fresh one.
+	level := h.trustLevel(remote, fr.Identity)
+	if level != trustNone || h.opts.Connect {
+		if id := req.Header.Peek(hdrXRequestID); validRequestID(id) {
+			s.reqID = append(s.reqID, id...)
+		}
+	}
+	if len(s.reqID) == 0 {
+		s.reqID = appendRequestID(s.reqID)
+	}
+	client := remote
+	if scan&scanOwned != 0 {
+		client = h.takeOwned(&req.Header, level, remote, &s.fwd)
+	} else {
+		s.fwd.chain, s.fwd.proto, s.fwd.host, s.fwd.budget = s.fwd.chain[:0], s.fwd.proto[:0], s.fwd.host[:0], s.fwd.budget[:0]
+	}
+	fr.ClientIP = client
+	e.ClientIP = client
+
 	rt := gen.table.Match(req, host, req.URI().Path())
 	if rt == nil {
 		return fasthttp.StatusNotFound, ReasonNoRoute
@@ -263,21 +328,22 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	e.Route = rt.Name
 	s.key = rt.Key
 	rs := &gen.routes[rt.Key]
-	var deadline time.Time
+	var deadline, callerDeadline time.Time
 	now := time.Now()
 	if rt.Timeout > 0 {
 		deadline = now.Add(rt.Timeout)
 	}
-	// A meshgate calling us sends what is left of its own deadline. Honouring it lets a chain
-	// of services fail fast instead of working on answers nobody waits for; it can only
-	// shorten our deadline, never extend it. upstream.Cluster.Do replaces the header with our
-	// own remaining budget on every try, so the caller's value never travels further.
-	if ms, ok := parseBudget(req.Header.Peek(upstream.BudgetHeader)); ok {
+	// A trusted meshgate calling us sends what is left of its own deadline. Honouring it lets a
+	// chain of services fail fast instead of working on answers nobody waits for; it can only
+	// shorten our deadline, never extend it, and a try it cuts short is never held against the
+	// host. upstream.Cluster.Do sets our own remaining budget on every try, so the caller's
+	// value never travels further. From anyone else it was dropped above.
+	if ms, ok := parseBudget(s.fwd.budget); ok {
 		if ms <= 0 {
 			return fasthttp.StatusGatewayTimeout, ReasonDeadline
 		}
 		if d := now.Add(time.Duration(ms) * time.Millisecond); deadline.IsZero() || d.Before(deadline) {
-			deadline = d
+			deadline, callerDeadline = d, d
 		}
 	}
 	if len(rs.Filters) > 0 {
@@ -309,7 +375,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		}
 	}()
 
-	h.buildRequest(ctx, out, rt, s, remote)
+	if !h.buildRequest(ctx, out, rt, s, remote) {
+		return fasthttp.StatusBadRequest, ReasonBadPath
+	}
 	call := &s.call
 	*call = upstream.Call{
 		Hash:       h.hashKey(req, be.Hash, client),
@@ -317,7 +385,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		Idempotent: idempotent(req.Header.Method()),
 		Replayable: true,
 	}
-	call.Deadline = deadline
+	call.Deadline, call.CallerDeadline = deadline, callerDeadline
 	var limited *limitReader
 	if s.body.done {
 		// A filter read the body (a signature check): forward exactly those bytes, which are
@@ -340,15 +408,17 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 				return status, reason
 			}
 			if !done {
-				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes-int64(len(out.Body())))
+				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes-int64(len(out.Body())), -1)
 				defer h.releaseLimitReader(limited)
+				call.Body = limited
 				prefix := append([]byte(nil), out.Body()...) // large bodies only: one copy of the head
 				out.SetBodyStream(io.MultiReader(bytes.NewReader(prefix), limited), -1)
 				call.Replayable = false
 			}
 		default:
-			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes)
+			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, int64(cl))
 			defer h.releaseLimitReader(limited)
+			call.Body = limited
 			out.SetBodyStream(limited, cl)
 			call.Replayable = false
 		}
@@ -459,16 +529,21 @@ func (h *Handler) hashKey(req *fasthttp.Request, on HashOn, client netip.Addr) u
 }
 
 // buildRequest turns the downstream request into the upstream one: same method, headers and
-// authority; origin-form target; hop-by-hop fields removed; forwarding headers set.
-func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, rt *route.Route, s *scratch, remote netip.Addr) {
+// authority; origin-form target; the owned fields set to the gateway's values, once. Hop-by-hop
+// fields and every owned line the sender wrote were removed from the request before filters
+// ran. It reports false when a rewrite would produce a path the upstream could read as
+// another one.
+func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, rt *route.Route, s *scratch, remote netip.Addr) bool {
 	req := &ctx.Request
 	req.Header.CopyTo(&out.Header)
 	out.UseHostHeader = true
-	stripRequestHopByHop(&out.Header)
+	// The client's Connection: close is about its own connection, not the pooled upstream one.
+	out.Header.ResetConnectionClose()
 	if h.opts.IdentityHeader != "" {
-		out.Header.Del(h.opts.IdentityHeader)
+		// A filter may have set it: the gateway's value (the authenticated caller) is the one.
+		out.Header.DelBytes(h.identityName)
 		if id := s.filter.Identity; len(id) > 0 {
-			out.Header.SetBytesV(h.opts.IdentityHeader, id)
+			out.Header.SetCanonical(h.identityName, id)
 		}
 	}
 
@@ -479,6 +554,9 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 	if rt.Rewrites() {
 		s.buf = rt.RewritePath(s.buf, path)
 		path = s.buf
+		if hasDotSegment(path) {
+			return false
+		}
 	}
 	n := len(s.buf)
 	s.buf = appendQuotedPath(s.buf, path)
@@ -494,25 +572,29 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 		out.Header.Set(fasthttp.HeaderHost, ctx.LocalAddr().String())
 	}
 
-	trustedHop := trusted(remote, h.opts.TrustedProxies)
+	f := &s.fwd
 	s.buf = s.buf[:0]
-	if prior := req.Header.Peek(hdrXForwardedFor); trustedHop && len(prior) > 0 {
-		s.buf = append(s.buf, prior...)
+	if len(f.chain) > 0 {
+		s.buf = append(s.buf, f.chain...)
 		s.buf = append(s.buf, ", "...)
 	}
 	s.buf = remote.AppendTo(s.buf)
 	out.Header.SetBytesV(hdrXForwardedFor, s.buf)
-	if !trustedHop || len(req.Header.Peek(hdrXForwardedProto)) == 0 {
-		if h.opts.TLS {
-			out.Header.Set(hdrXForwardedProto, "https")
-		} else {
-			out.Header.Set(hdrXForwardedProto, "http")
-		}
+	switch {
+	case len(f.proto) > 0:
+		out.Header.SetBytesV(hdrXForwardedProto, f.proto)
+	case h.opts.TLS:
+		out.Header.Set(hdrXForwardedProto, "https")
+	default:
+		out.Header.Set(hdrXForwardedProto, "http")
 	}
-	if !trustedHop || len(req.Header.Peek(hdrXForwardedHost)) == 0 {
+	if len(f.host) > 0 {
+		out.Header.SetBytesV(hdrXForwardedHost, f.host)
+	} else {
 		out.Header.SetBytesV(hdrXForwardedHost, req.Header.Host())
 	}
 	out.Header.SetBytesV(hdrXRequestID, s.reqID)
+	return true
 }
 
 func remoteAddr(ctx *fasthttp.RequestCtx) netip.Addr {
@@ -614,6 +696,8 @@ func (b *bodyBuffer) ReadBody() ([]byte, filter.Verdict) {
 type limitReader struct {
 	r         io.Reader
 	left      int64
+	read      int64
+	want      int64 // the announced length; -1: chunked
 	exceeded  bool
 	readErr   bool
 	unlimited bool
@@ -636,15 +720,27 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.left -= int64(n)
-	if err != nil && !errors.Is(err, io.EOF) {
+	l.read += int64(n)
+	switch {
+	case err == nil:
+	case !errors.Is(err, io.EOF):
 		l.readErr = true
+	case l.want >= 0 && l.read < l.want:
+		// The client hung up before the length it announced: an aborted upload.
+		l.readErr = true
+		err = io.ErrUnexpectedEOF
 	}
 	return n, err
 }
 
-func (h *Handler) acquireLimitReader(r io.Reader, limit int64) *limitReader {
+// ClientFailed implements upstream.ClientBody: the client overran the limit or its body broke.
+func (l *limitReader) ClientFailed() bool { return l.exceeded || l.readErr }
+
+// acquireLimitReader reads r up to limit bytes (<= 0: no limit); want is the length the client
+// announced, -1 for chunked.
+func (h *Handler) acquireLimitReader(r io.Reader, limit, want int64) *limitReader {
 	l := h.limits.Get().(*limitReader)
-	*l = limitReader{r: r, left: limit, unlimited: limit <= 0}
+	*l = limitReader{r: r, left: limit, unlimited: limit <= 0, want: want}
 	return l
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"testing"
@@ -65,7 +66,18 @@ func testHandler(t testing.TB, addr string) *Handler {
 // TestServeAllocations proves the proxied GET path (route, forward to a real upstream, copy
 // the response, metrics, access log off) does not allocate per request in steady state.
 func TestServeAllocations(t *testing.T) {
-	h := testHandler(t, origin(t))
+	t.Run("client", func(t *testing.T) { serveAllocs(t, testHandler(t, origin(t)), nil) })
+	// Behind a trusted proxy with every owned field set: resolving the client, keeping the
+	// trusted values and dropping the lines costs no allocation either.
+	t.Run("trusted hop", func(t *testing.T) {
+		h := testHandler(t, origin(t))
+		h.opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+		serveAllocs(t, h, [][2]string{{"X-Forwarded-For", "6.6.6.6, 9.9.9.9"}, {"X-Forwarded-Proto", "https"},
+			{"X-Forwarded-Host", "app.example"}, {"X-Meshgate-Budget-Ms", "900"}, {"Connection", "X-Gone"}, {"X-Gone", "1"}})
+	})
+}
+
+func serveAllocs(t *testing.T, h *Handler, extra [][2]string) {
 	var ctx fasthttp.RequestCtx
 	var req fasthttp.Request
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}
@@ -76,6 +88,9 @@ func TestServeAllocations(t *testing.T) {
 		ctx.Request.SetRequestURI("/hello?x=1")
 		ctx.Request.Header.SetHost("example.com")
 		ctx.Request.Header.Set("X-Request-Id", "fixed-id")
+		for _, kv := range extra {
+			ctx.Request.Header.Set(kv[0], kv[1])
+		}
 		ctx.Response.Reset()
 		h.Serve(&ctx)
 		if ctx.Response.StatusCode() != 200 || len(ctx.Response.Body()) != 1024 {
@@ -119,19 +134,26 @@ func TestClientAddr(t *testing.T) {
 	t.Parallel()
 	nets := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 	cases := []struct {
-		remote, xff, want string
+		remote, xff, want, chain string // chain: the entries forwarded before the remote
 	}{
-		{"1.2.3.4", "9.9.9.9", "1.2.3.4"},                     // untrusted peer: its XFF is ignored
-		{"10.0.0.1", "9.9.9.9", "9.9.9.9"},                    // trusted peer: believe the last hop
-		{"10.0.0.1", "6.6.6.6, 9.9.9.9, 10.1.1.1", "9.9.9.9"}, // skip trusted hops right to left
-		{"10.0.0.1", "garbage", "10.0.0.1"},                   // unparsable: stop at what we know
-		{"10.0.0.1", "", "10.0.0.1"},                          // no header
-		{"10.0.0.1", "10.2.2.2, 10.3.3.3", "10.2.2.2"},        // all trusted: leftmost
+		{"1.2.3.4", "9.9.9.9", "1.2.3.4", ""},                                      // untrusted peer: its XFF is ignored
+		{"10.0.0.1", "9.9.9.9", "9.9.9.9", "9.9.9.9"},                              // trusted peer: believe the last hop
+		{"10.0.0.1", "6.6.6.6, 9.9.9.9, 10.1.1.1", "9.9.9.9", "9.9.9.9, 10.1.1.1"}, // skip trusted hops right to left; drop what the client wrote
+		{"10.0.0.1", "garbage", "10.0.0.1", ""},                                    // unparsable: stop at what we know
+		{"10.0.0.1", "6.6.6.6, garbage, 10.1.1.1", "10.1.1.1", "10.1.1.1"},         // garbage left of a hop: the hop saw the client
+		{"10.0.0.1", "", "10.0.0.1", ""},                                           // no header
+		{"10.0.0.1", "10.2.2.2, 10.3.3.3", "10.2.2.2", "10.2.2.2, 10.3.3.3"},       // all trusted: leftmost
+		{"10.0.0.1", "9.9.9.9,10.1.1.1", "9.9.9.9", "9.9.9.9,10.1.1.1"},            // no space after the comma
 	}
 	for _, tc := range cases {
-		got := clientAddr(netip.MustParseAddr(tc.remote), []byte(tc.xff), nets)
-		if got.String() != tc.want {
-			t.Errorf("clientAddr(%s, %q) = %s, want %s", tc.remote, tc.xff, got, tc.want)
+		xff := []byte(tc.xff)
+		got, from := clientAddr(netip.MustParseAddr(tc.remote), xff, nets)
+		chain := ""
+		if from >= 0 {
+			chain = string(bytes.TrimSpace(xff[from:]))
+		}
+		if got.String() != tc.want || chain != tc.chain {
+			t.Errorf("clientAddr(%s, %q) = %s, chain %q; want %s, chain %q", tc.remote, tc.xff, got, chain, tc.want, tc.chain)
 		}
 	}
 }

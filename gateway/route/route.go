@@ -1,6 +1,7 @@
 package route
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -29,7 +30,7 @@ type Spec struct {
 	Path       string   // exact
 	PathPrefix string   // segment-agnostic prefix ("/api" matches "/api" and "/apix" and "/api/x")
 	PathRegex  string   // RE2, anchored to the whole path
-	Methods    []string // upper-case; empty = any
+	Methods    []string // case-sensitive, as written; empty = any
 	Headers    []ValueMatch
 	Query      []ValueMatch
 
@@ -188,7 +189,8 @@ func compile(s Spec) (*Route, error) {
 
 	r.anyMethod = len(s.Methods) == 0
 	for i, m := range s.Methods {
-		m = strings.ToUpper(m)
+		// Kept as written: methods are case-sensitive (RFC 9110 §9.1), and the engine refuses
+		// one that is not all upper-case unless a route names it exactly.
 		if m == "" {
 			return fail(fmt.Sprintf("methods[%d]", i), errors.New("empty method"))
 		}
@@ -348,6 +350,22 @@ func (t *Table) Routes() []*Route {
 		return nil
 	}
 	return slices.Clone(t.routes)
+}
+
+// NamesMethod reports whether some route lists method exactly (methods are case-sensitive;
+// the engine refuses a method that is not all upper-case unless a route names it).
+func (t *Table) NamesMethod(method []byte) bool {
+	if t == nil {
+		return false
+	}
+	for _, r := range t.routes {
+		for _, m := range r.methods {
+			if bytes.Equal(m, method) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Len returns the number of routes.

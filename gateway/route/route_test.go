@@ -249,10 +249,16 @@ func TestMatchPrecedence(t *testing.T) {
 			want:   "",
 		},
 		{
-			name:   "methods are upper-cased",
-			routes: []Spec{{Name: "get", Methods: []string{"get"}}},
+			name:   "methods are case-sensitive",
+			routes: []Spec{{Name: "lower", Methods: []string{"get"}}},
 			req:    reqSpec{method: "GET", path: "/"},
-			want:   "get",
+			want:   "",
+		},
+		{
+			name:   "a lower-case method a route names exactly",
+			routes: []Spec{{Name: "upper", Methods: []string{"GET"}}, {Name: "lower", Methods: []string{"m-search"}}},
+			req:    reqSpec{method: "m-search", path: "/"},
+			want:   "lower",
 		},
 		{
 			name: "header exact",

@@ -173,12 +173,29 @@ type Call struct {
 	Retry      *RetryPolicy // nil: the cluster's policy
 	Replayable bool         // the body is fully buffered, so the request may be sent again
 	Idempotent bool         // the method is safe to repeat (GET, HEAD, OPTIONS, PUT, DELETE, TRACE)
+	// CallerDeadline is the part of Deadline the caller imposed (a trusted hop's budget header),
+	// zero when Deadline is only our own route timeout. A try cut short by the caller's clock
+	// says nothing about the host: it never counts as a host failure, so no caller can eject a
+	// healthy host by asking for 1 ms.
+	CallerDeadline time.Time
+	// Body, when set, is the client's streamed request body. If it failed (the client aborted,
+	// mis-framed or overran the body limit), the try's failure is the client's and never
+	// counts against the host.
+	Body ClientBody
 
 	// Outputs.
 	Address  string        // last host tried
 	Attempts int           // tries made
 	Elapsed  time.Duration // time spent waiting on upstreams
 }
+
+// ClientBody is a streamed request body that knows whether the client broke it.
+type ClientBody interface {
+	ClientFailed() bool
+}
+
+// ErrClientBody is returned when a try failed because the client's body did (see Call.Body).
+var ErrClientBody = errors.New("client request body failed")
 
 // Do sends req to a host chosen by the balancer and fills resp, retrying per policy. On success
 // resp may hold an open body stream: the caller must consume or close it (CloseBodyStream).
@@ -236,6 +253,9 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 				continue
 			}
 			return nil
+		}
+		if errors.Is(err, ErrClientBody) {
+			return err // the client's fault: nothing to count, nothing to retry
 		}
 		c.metrics.count(err)
 		if try+1 >= attempts || expired(call.Deadline) || !retryable(err, pol, call) || !c.mayRetry(opts, try+1, call.Deadline) {
@@ -298,22 +318,24 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (err error, ok bool) {
 	b := h.health.breaker.Load()
 	if b == nil {
-		err = c.send(h, req, resp, call, deadline)
-		c.observe(h, outcomeOf(err, resp), opts)
+		var o outcome
+		err, o = c.send(h, req, resp, call, deadline)
+		c.observe(h, o, opts)
 		return err, true
 	}
 	_, _ = b.cb.Execute(func() (any, error) {
 		ok = true
-		err = c.send(h, req, resp, call, deadline)
-		o := outcomeOf(err, resp)
+		var o outcome
+		err, o = c.send(h, req, resp, call, deadline)
 		c.observe(h, o, opts)
 		return nil, verdict(o)
 	})
 	return err, ok
 }
 
-// send is one HTTP exchange with h, with its error mapped onto the package's sentinels.
-func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) error {
+// send is one HTTP exchange with h, with its error mapped onto the package's sentinels, and
+// what the try says about the host.
+func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) (error, outcome) {
 	call.Address = h.Address
 	// The gateway builds origin-form requests, so the URI's scheme is http; fasthttp refuses a
 	// request whose scheme disagrees with the client's IsTLS. Setting it reuses the URI's
@@ -347,19 +369,31 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 			err = fmt.Errorf("%w: %w", ErrTimeout, raw)
 		}
 	}
-	h.End(took, err != nil || resp.StatusCode() >= 500)
-	return err
+	o := outcomeOf(err, resp, call, deadline)
+	if o == tryExcluded && err != nil && call.Body != nil && call.Body.ClientFailed() {
+		err = fmt.Errorf("%w: %w", ErrClientBody, err)
+	}
+	h.End(took, o == tryFailed)
+	return err, o
 }
 
-// outcomeOf says how a try reflects on its host. Our own connection limit and an oversized
-// response are not the host failing.
-func outcomeOf(err error, resp *fasthttp.Response) outcome {
+// outcomeOf says how a try reflects on its host. Only what the host did counts: our own
+// connection limit, an oversized response, a client whose body broke and a caller's deadline
+// are not the host failing. deadline is the try's own (the request's, or the per-try timeout
+// when earlier).
+func outcomeOf(err error, resp *fasthttp.Response, call *Call, deadline time.Time) outcome {
 	switch {
 	case err == nil && resp.StatusCode() >= 500:
 		return tryFailed
 	case err == nil:
 		return trySucceeded
 	case errors.Is(err, ErrOverflow), errors.Is(err, ErrResponseTooLarge):
+		return tryExcluded
+	case call.Body != nil && call.Body.ClientFailed():
+		return tryExcluded
+	case errors.Is(err, ErrTimeout) && !call.CallerDeadline.IsZero() && deadline.Equal(call.CallerDeadline):
+		// The caller's budget was the binding deadline (ours and the per-try timeout were
+		// later): the host may be perfectly healthy and merely slower than the caller allows.
 		return tryExcluded
 	}
 	return tryFailed

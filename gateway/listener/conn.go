@@ -1,0 +1,154 @@
+package listener
+
+import (
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Lingering close bounds: after an early rejection the connection's write side is shut down
+// (the client sees our answer, then end of stream) and its input is read and discarded until
+// the client closes, for at most lingerTime in all, lingerIdle between reads and lingerBytes.
+// nginx's lingering_time/lingering_timeout are 30s/5s; ours are shorter because a gateway
+// holds many more connections per worker.
+const (
+	lingerTime  = 5 * time.Second
+	lingerIdle  = time.Second
+	lingerBytes = 32 << 20
+)
+
+// conn is every accepted connection: it can close gently when asked (Linger) and gives back
+// its per-address slot when closed.
+type conn struct {
+	net.Conn
+	linger atomic.Bool
+	once   sync.Once
+	limits *ipLimits // nil: not counted
+	key    netip.Addr
+}
+
+// Linger asks that c, a connection this package accepted (plain or TLS), be closed gently:
+// closing it with unread input would make the kernel send a reset, and a client still sending
+// its body (Python's http.client, most SDKs) would get ECONNRESET instead of the 413 or 400
+// it was sent. Other connections are left alone.
+func Linger(c net.Conn) {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	if lc, ok := c.(*conn); ok {
+		lc.linger.Store(true)
+	}
+}
+
+func (c *conn) Close() error {
+	if c.linger.Load() {
+		c.drain()
+	}
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		if c.limits != nil {
+			c.limits.release(c.key)
+		}
+	})
+	return err
+}
+
+// drain shuts the write side (the answer is already written: fasthttp flushes before it
+// closes) and reads what the client still sends, within the bounds above.
+func (c *conn) drain() {
+	type closeWriter interface{ CloseWrite() error }
+	cw, ok := c.Conn.(closeWriter)
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	var buf [16 << 10]byte
+	end := time.Now().Add(lingerTime)
+	for total := 0; total < lingerBytes; {
+		d := time.Now().Add(lingerIdle)
+		if d.After(end) {
+			d = end
+		}
+		if c.Conn.SetReadDeadline(d) != nil {
+			return
+		}
+		n, err := c.Conn.Read(buf[:])
+		total += n
+		if err != nil {
+			return // EOF (the client read our answer and closed), timeout or reset
+		}
+	}
+}
+
+// ipLimits counts open connections per client address (IPv6 per /64: one host can hold a
+// whole /64). It is touched on accept and close only, never per request.
+type ipLimits struct {
+	max     int
+	exempt  []netip.Prefix
+	refused prometheus.Counter // optional
+	mu      sync.Mutex
+	open    map[netip.Addr]int
+}
+
+func newIPLimits(max int, exempt []netip.Prefix, refused prometheus.Counter) *ipLimits {
+	if max <= 0 {
+		return nil
+	}
+	return &ipLimits{max: max, exempt: exempt, refused: refused, open: make(map[netip.Addr]int)}
+}
+
+func ipKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
+
+// admit wraps an accepted connection, or reports false (and the caller closes it) when its
+// address already holds max connections.
+func (l *ipLimits) admit(nc net.Conn) (*conn, bool) {
+	c := &conn{Conn: nc}
+	if l == nil {
+		return c, true
+	}
+	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
+	if err != nil {
+		return c, true
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range l.exempt {
+		if p.Contains(a) {
+			return c, true
+		}
+	}
+	key := ipKey(a)
+	l.mu.Lock()
+	n := l.open[key]
+	if n >= l.max {
+		l.mu.Unlock()
+		if l.refused != nil {
+			l.refused.Inc()
+		}
+		return nil, false
+	}
+	l.open[key] = n + 1
+	l.mu.Unlock()
+	c.limits, c.key = l, key
+	return c, true
+}
+
+func (l *ipLimits) release(key netip.Addr) {
+	l.mu.Lock()
+	if n := l.open[key] - 1; n > 0 {
+		l.open[key] = n
+	} else {
+		delete(l.open, key)
+	}
+	l.mu.Unlock()
+}
