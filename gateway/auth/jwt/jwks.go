@@ -2,6 +2,8 @@ package jwt
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,10 +28,11 @@ type JWKSOptions struct {
 	// AllowHTTP accepts http:// URLs (a loopback IdP in a test or a benchmark).
 	AllowHTTP bool
 
-	HTTPClient         *http.Client  // default: a private client with FetchTimeout
-	FetchTimeout       time.Duration // default DefaultFetchTimeout
-	RefreshInterval    time.Duration // background refresh; default DefaultRefreshInterval
-	UnknownKIDInterval time.Duration // least time between unknown-kid refreshes; default 1m
+	HTTPClient         *http.Client   // default: a private client with FetchTimeout and RootCAs
+	RootCAs            *x509.CertPool // the private client's TLS roots; nil = the system's
+	FetchTimeout       time.Duration  // default DefaultFetchTimeout
+	RefreshInterval    time.Duration  // background refresh; default DefaultRefreshInterval
+	UnknownKIDInterval time.Duration  // least time between unknown-kid refreshes; default 1m
 	Logger             zerolog.Logger
 }
 
@@ -74,6 +77,9 @@ func NewJWKS(opts JWKSOptions) (*JWKS, error) {
 	client := opts.HTTPClient
 	if client == nil {
 		k.transport = http.DefaultTransport.(*http.Transport).Clone()
+		if opts.RootCAs != nil {
+			k.transport.TLSClientConfig = &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+		}
 		client = &http.Client{Timeout: opts.FetchTimeout, Transport: k.transport}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
