@@ -59,7 +59,18 @@ type HMACPolicy struct {
 	SecretsFile string   `yaml:"secrets_file"` // lines "keyid:secret"
 	Headers     []string `yaml:"headers"`      // signed headers beyond the defaults
 	Window      Duration `yaml:"window"`       // allowed clock skew and replay window; default 5m
+	// Replay is where accepted signatures are remembered: "memory" (default; this process,
+	// kept across reloads) or "redis" (shared by every instance on the top-level redis block,
+	// so a request accepted by one cannot be replayed to another; fails closed with 503 while
+	// Redis cannot answer).
+	Replay string `yaml:"replay"`
 }
+
+// HMAC replay stores.
+const (
+	HMACReplayMemory = "memory"
+	HMACReplayRedis  = "redis"
+)
 
 // IPPolicy allows or denies by the trusted client address (X-Forwarded-For only through
 // listeners[].trusted_proxies).
@@ -127,6 +138,9 @@ func edgePolicyDefaults(p *Policy) {
 	}
 	if h := p.HMAC; h != nil {
 		setDur(&h.Window, defaultHMACWindow)
+		if h.Replay == "" {
+			h.Replay = HMACReplayMemory
+		}
 	}
 	if c := p.CORS; c != nil {
 		setDur(&c.MaxAge, defaultCORSMaxAge)
@@ -138,7 +152,7 @@ func edgePolicyDefaults(p *Policy) {
 
 var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"}
 
-func (v *validator) edgePolicy(p path, pol Policy) {
+func (v *validator) edgePolicy(c *Config, p path, pol Policy) {
 	if j := pol.JWT; j != nil {
 		jp := p.key("jwt")
 		sources := 0
@@ -201,6 +215,15 @@ func (v *validator) edgePolicy(p path, pol Policy) {
 		}
 		if h.Window <= 0 {
 			v.add(p.key("hmac").key("window"), "must be positive")
+		}
+		switch h.Replay {
+		case HMACReplayMemory:
+		case HMACReplayRedis:
+			if c.Redis == nil {
+				v.add(p.key("hmac").key("replay"), "a shared replay store needs the top-level redis block")
+			}
+		default:
+			v.add(p.key("hmac").key("replay"), "%q is not one of memory, redis", h.Replay)
 		}
 	}
 	if ip := pol.IP; ip != nil {

@@ -80,3 +80,34 @@ func TestJWKSURLMustBeHTTPS(t *testing.T) {
 		}
 	}
 }
+
+// hmacBase is lines 1-10 of every HMAC test config; the policy under test starts on line 11.
+const hmacBase = `listeners:
+  - address: 127.0.0.1:8080
+routes:
+  - name: api
+    match: { path_prefix: / }
+    to: [ { service: origin } ]
+    policies: [ signed ]
+discovery:
+  static: { origin: [ 127.0.0.1:9000 ] }
+policies:
+`
+
+func TestHMACReplayStore(t *testing.T) {
+	t.Parallel()
+	c, err := parse("test.yaml", []byte(hmacBase+"  signed: { hmac: { secrets_file: /s } }\n"), testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Policies["signed"].HMAC.Replay; got != HMACReplayMemory {
+		t.Errorf("replay default = %q, want memory", got)
+	}
+	if _, err := parse("test.yaml", []byte(hmacBase+"  signed: { hmac: { secrets_file: /s, replay: redis } }\nredis: { address: 127.0.0.1:6379 }\n"), testEnv); err != nil {
+		t.Errorf("redis replay with a redis block: %v", err)
+	}
+	checkErrors(t, hmacBase+"  signed:\n    hmac:\n      secrets_file: /s\n      replay: redis\n",
+		[]wantErr{{14, "policies.signed.hmac.replay", "needs the top-level redis block"}})
+	checkErrors(t, hmacBase+"  signed:\n    hmac:\n      secrets_file: /s\n      replay: disk\n",
+		[]wantErr{{14, "policies.signed.hmac.replay", `"disk" is not one of memory, redis`}})
+}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway/ratelimit/redistest"
 )
 
 const hmacSecret = "client-one-secret-0123456789"
@@ -275,5 +276,49 @@ func TestHMACReplayRefusedAfterReload(t *testing.T) {
 	}
 	if code, b := send(); code != 401 || !strings.Contains(b, "hmac_replayed") {
 		t.Fatalf("replay after a reload: %d %s, want 401 hmac_replayed", code, b)
+	}
+}
+
+// TestHMACRedisReplayAcrossEdges: with replay: redis, two edges on one real Redis share the
+// replay check: a signed request accepted by one is refused as a replay by the other.
+func TestHMACRedisReplayAcrossEdges(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	up, _ := echoUpstream(t)
+	secrets := filepath.Join(t.TempDir(), "secrets")
+	if err := os.WriteFile(secrets, []byte("client-one:"+hmacSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := policyConfig(hostport(up), `
+  - { name: all, match: { path_prefix: / }, to: [ { service: origin } ], policies: [ signed ] }`, `
+  signed: { hmac: { secrets_file: `+secrets+`, replay: redis } }`, "redis: { address: "+srv.Addr+", timeout: 1s }\n")
+	a, b := startEdge(t, cfg), startEdge(t, cfg)
+	body := []byte(`{"qty":1}`)
+	// host is not signed here: the two edges listen on different addresses.
+	sum := sha256.Sum256(body)
+	h := map[string]string{"X-Date": time.Now().UTC().Format(http.TimeFormat), "Digest": "SHA-256=" + base64.StdEncoding.EncodeToString(sum[:])}
+	m := hmac.New(sha256.New, []byte(hmacSecret))
+	m.Write([]byte("(request-target): post /v1/orders\nx-date: " + h["X-Date"] + "\ndigest: " + h["Digest"]))
+	h["Authorization"] = `HMAC-SHA256 keyId="client-one",headers="(request-target) x-date digest",signature="` +
+		base64.StdEncoding.EncodeToString(m.Sum(nil)) + `"`
+	send := func(e *edgeUnderTest) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/orders", bytes.NewReader(body))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	if code, out := send(a); code != 200 || out != string(body) {
+		t.Fatalf("first, at a: %d %s", code, out)
+	}
+	if code, out := send(b); code != 401 || !strings.Contains(out, "hmac_replayed") {
+		t.Fatalf("replay at b: %d %s, want 401 hmac_replayed", code, out)
 	}
 }

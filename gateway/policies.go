@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -44,6 +45,10 @@ type policyBuilder struct {
 	// replay are the HMAC replay caches of the plan in use, by policy name: a reload must not
 	// forget the signatures already accepted, or each one could be replayed right after it.
 	replay map[string]*hmac.ReplayCache
+	// store is the shared (Redis) replay store of hmac policies with replay: redis, kept while
+	// the redis block is unchanged; storeOpts is what it was built from.
+	store     *hmac.RedisReplay
+	storeOpts hmac.RedisOptions
 }
 
 // jwksKey is what decides a key set's content and how it is fetched.
@@ -92,6 +97,10 @@ type policyPlan struct {
 	jwks   map[jwksKey]*jwt.JWKS
 	fresh  []*jwt.JWKS
 	replay map[string]*hmac.ReplayCache
+	// store is the Redis replay store when a policy uses one; freshStore when this plan made it.
+	store      *hmac.RedisReplay
+	storeOpts  hmac.RedisOptions
+	freshStore bool
 }
 
 // pluginFilter is a plugin as the request path uses it: request phase and response phase.
@@ -109,6 +118,9 @@ func (b *policyBuilder) plan(cfg *conf.Config) (_ *policyPlan, err error) {
 			closeAll(p.closers)
 			for _, k := range p.fresh {
 				_ = k.Close()
+			}
+			if p.freshStore {
+				_ = p.store.Close()
 			}
 		}
 	}()
@@ -226,6 +238,10 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 		}
 	}
 	b.jwks, b.replay = p.jwks, p.replay
+	if b.store != nil && b.store != p.store {
+		_ = b.store.Close()
+	}
+	b.store, b.storeOpts = p.store, p.storeOpts
 	chains := make([]filter.Chain, len(p.routes))
 	resp := make([][]filter.ResponseFilter, len(p.routes))
 	for i, rp := range p.routes {
@@ -254,6 +270,10 @@ func (b *policyBuilder) close() {
 		_ = ks.Close()
 	}
 	b.jwks = nil
+	if b.store != nil {
+		_ = b.store.Close()
+		b.store = nil
+	}
 	b.limits.Close()
 	b.plugins.Close()
 }
@@ -291,11 +311,17 @@ func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) er
 		var secrets map[string][]byte
 		if secrets, err = readSecrets(pol.HMAC.SecretsFile); err == nil {
 			h := pol.HMAC
-			// Same window: the same cache. A changed window gets a cache holding the same
-			// signatures, kept for the longer window.
+			// Same window: the same cache. A changed window gets a new cache that consults
+			// the old one until its entries expire (hmac.ReplayCache.Resized).
 			rc := b.replay[name].Resized(h.Window.D(), 0, time.Now())
 			p.replay[name] = rc
-			f, err = hmac.New(hmac.Options{Name: name, Secrets: secrets, SignedHeaders: h.Headers, Skew: h.Window.D(), Replay: rc})
+			o := hmac.Options{Name: name, Secrets: secrets, SignedHeaders: h.Headers, Skew: h.Window.D(), Replay: rc}
+			if h.Replay == conf.HMACReplayRedis {
+				o.Store, err = b.replayStore(p)
+			}
+			if err == nil {
+				f, err = hmac.New(o)
+			}
 		}
 	default:
 		// Refuse rather than ignore: a config asking for authentication must never run without it.
@@ -357,6 +383,24 @@ func (b *policyBuilder) jwtFilter(name string, j *conf.JWTPolicy, p *policyPlan)
 		o.Forward = append(o.Forward, jwt.ForwardClaim{Claim: c, Header: j.ForwardClaims[c]})
 	}
 	return jwt.New(o)
+}
+
+// replayStore returns the shared replay store on the plan's redis block (conf requires one):
+// the running one while the block is unchanged, so a reload keeps its connections.
+func (b *policyBuilder) replayStore(p *policyPlan) (hmac.ReplayStore, error) {
+	if p.store != nil {
+		return p.store, nil
+	}
+	if p.redis == nil {
+		return nil, errors.New("hmac replay: redis needs the top-level redis block")
+	}
+	o := hmac.RedisOptions{Address: p.redis.Address, Password: p.redis.Password, DB: p.redis.DB, Timeout: p.redis.Timeout}
+	if b.store != nil && b.storeOpts == o {
+		p.store, p.storeOpts = b.store, o
+		return p.store, nil
+	}
+	p.store, p.storeOpts, p.freshStore = hmac.NewRedisReplay(o), o, true
+	return p.store, nil
 }
 
 // keySet returns the JWKS for j's URL: the plan's own if another policy asked already, the

@@ -31,6 +31,7 @@ const (
 	ReasonBadSignature   = "hmac_bad_signature"
 	ReasonReplayed       = "hmac_replayed"
 	ReasonCacheFull      = "hmac_replay_cache_full"
+	ReasonStoreDown      = "hmac_replay_unavailable" // the shared replay store could not decide
 )
 
 // Defaults applied by New.
@@ -57,8 +58,11 @@ type Options struct {
 	// Replay is a cache the caller keeps across filters (the gateway: per policy name, across
 	// reloads); nil = a new one of Skew and MaxNonces. Its own window and bound apply.
 	Replay *ReplayCache
-	Realm  string
-	Now    func() time.Time
+	// Store, when set, shares accepted signatures with other instances (RedisReplay); an
+	// error from it refuses the request (503): a replay check that cannot run fails closed.
+	Store ReplayStore
+	Realm string
+	Now   func() time.Time
 }
 
 // Filter verifies signed requests. Safe for concurrent use.
@@ -230,7 +234,16 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 		return f.reject(r, 401, st)
 	}
 	// Recorded only now, once the whole request verified: a tampered body does not burn the
-	// signature of the genuine request. Two copies racing past seen meet here.
+	// signature of the genuine request. Two copies racing past seen meet here. The shared store
+	// goes first, so a signature it could not record is not burnt locally either.
+	if f.opts.Store != nil {
+		switch err := f.opts.Store.Add(f.opts.Name, &sig, exp, now); {
+		case errors.Is(err, ErrReplayed):
+			return f.reject(r, 401, ReasonReplayed)
+		case err != nil:
+			return filter.Verdict{Status: 503, Reason: ReasonStoreDown}
+		}
+	}
 	switch f.replay.add(sig, exp, now) {
 	case errReplayed:
 		return f.reject(r, 401, ReasonReplayed)
