@@ -237,7 +237,7 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 	// signature of the genuine request. Two copies racing past seen meet here. The shared store
 	// goes first, so a signature it could not record is not burnt locally either.
 	if f.opts.Store != nil {
-		switch err := f.opts.Store.Add(f.opts.Name, &sig, exp, now); {
+		switch err := f.opts.Store.Add(f.opts.Name, sig, exp, now); {
 		case errors.Is(err, ErrReplayed):
 			return f.reject(r, 401, ReasonReplayed)
 		case err != nil:

@@ -19,7 +19,7 @@ const DefaultRedisTimeout = 50 * time.Millisecond
 type ReplayStore interface {
 	// Add records sig for policy until exp. ErrReplayed when it is recorded already; any other
 	// error means the store could not decide (the filter then fails closed).
-	Add(policy string, sig *[32]byte, exp, now time.Time) error
+	Add(policy string, sig [32]byte, exp, now time.Time) error
 }
 
 // ErrReplayed is a ReplayStore's answer for a signature it holds already.
@@ -69,7 +69,7 @@ func NewRedisReplay(o RedisOptions) *RedisReplay {
 func (s *RedisReplay) Close() error { return s.client.Close() }
 
 // Add implements ReplayStore.
-func (s *RedisReplay) Add(policy string, sig *[32]byte, exp, now time.Time) error {
+func (s *RedisReplay) Add(policy string, sig [32]byte, exp, now time.Time) error {
 	ttl := max(exp.Sub(now), time.Millisecond)
 	var key [len("meshgate:hmac:") + 64]byte
 	k := append(key[:0], "meshgate:hmac:"...)
