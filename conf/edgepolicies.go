@@ -2,6 +2,7 @@ package conf
 
 import (
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,7 +15,7 @@ import (
 
 // JWTPolicy verifies a bearer token.
 type JWTPolicy struct {
-	JWKSURL         string            `yaml:"jwks_url"`         // keys fetched and refreshed from here
+	JWKSURL         string            `yaml:"jwks_url"`         // keys fetched and refreshed from here; https:// only
 	PublicKeyFiles  []string          `yaml:"public_key_files"` // or static PEM public keys
 	HMACSecretFile  string            `yaml:"hmac_secret_file"` // or a shared secret (then only HS algorithms)
 	Issuer          string            `yaml:"issuer"`           // required iss, when set
@@ -30,7 +31,19 @@ type JWTPolicy struct {
 	// CacheTTL: a verified token is trusted without re-verifying its signature for at most this
 	// long (and never past its exp); default 1m; a negative value verifies every request.
 	CacheTTL Duration `yaml:"cache_ttl"`
+	// StripToken removes the verified token (its header, or only its cookie) before the
+	// request goes upstream; default true, so a backend never sees a credential it could replay.
+	StripToken *bool `yaml:"strip_token"`
+	// InsecureHTTPJWKS allows an http:// jwks_url. Keys fetched in clear text can be replaced by
+	// anyone on the path, who then mints tokens the gateway accepts: only for a loopback IdP.
+	InsecureHTTPJWKS bool `yaml:"insecure_http_jwks"`
+	// JWKSCAFile: PEM CA certificates trusted for the jwks_url's TLS (a private IdP), instead
+	// of the system roots.
+	JWKSCAFile string `yaml:"jwks_ca_file"`
 }
+
+// Strips reports whether the verified token is removed before forwarding (strip_token).
+func (j *JWTPolicy) Strips() bool { return j.StripToken == nil || *j.StripToken }
 
 // APIKeyPolicy authenticates by a key; keys are stored hashed.
 type APIKeyPolicy struct {
@@ -46,7 +59,18 @@ type HMACPolicy struct {
 	SecretsFile string   `yaml:"secrets_file"` // lines "keyid:secret"
 	Headers     []string `yaml:"headers"`      // signed headers beyond the defaults
 	Window      Duration `yaml:"window"`       // allowed clock skew and replay window; default 5m
+	// Replay is where accepted signatures are remembered: "memory" (default; this process,
+	// kept across reloads) or "redis" (shared by every instance on the top-level redis block,
+	// so a request accepted by one cannot be replayed to another; fails closed with 503 while
+	// Redis cannot answer).
+	Replay string `yaml:"replay"`
 }
+
+// HMAC replay stores.
+const (
+	HMACReplayMemory = "memory"
+	HMACReplayRedis  = "redis"
+)
 
 // IPPolicy allows or denies by the trusted client address (X-Forwarded-For only through
 // listeners[].trusted_proxies).
@@ -97,6 +121,10 @@ func edgePolicyDefaults(p *Policy) {
 		if j.IdentityClaim == "" {
 			j.IdentityClaim = defaultJWTIdentity
 		}
+		if j.StripToken == nil {
+			t := true
+			j.StripToken = &t
+		}
 		if len(j.Algorithms) == 0 {
 			if j.HMACSecretFile != "" {
 				j.Algorithms = []string{"HS256"}
@@ -110,6 +138,9 @@ func edgePolicyDefaults(p *Policy) {
 	}
 	if h := p.HMAC; h != nil {
 		setDur(&h.Window, defaultHMACWindow)
+		if h.Replay == "" {
+			h.Replay = HMACReplayMemory
+		}
 	}
 	if c := p.CORS; c != nil {
 		setDur(&c.MaxAge, defaultCORSMaxAge)
@@ -121,7 +152,7 @@ func edgePolicyDefaults(p *Policy) {
 
 var jwtAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"}
 
-func (v *validator) edgePolicy(p path, pol Policy) {
+func (v *validator) edgePolicy(c *Config, p path, pol Policy) {
 	if j := pol.JWT; j != nil {
 		jp := p.key("jwt")
 		sources := 0
@@ -133,8 +164,24 @@ func (v *validator) edgePolicy(p path, pol Policy) {
 		if sources != 1 {
 			v.add(jp, "exactly one of jwks_url, public_key_files, hmac_secret_file must be set")
 		}
-		if j.JWKSURL != "" && !strings.HasPrefix(j.JWKSURL, "https://") && !strings.HasPrefix(j.JWKSURL, "http://") {
-			v.add(jp.key("jwks_url"), "want an http(s) URL")
+		if j.JWKSURL != "" {
+			u, err := url.Parse(j.JWKSURL)
+			switch {
+			case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+				v.add(jp.key("jwks_url"), "want an https:// URL")
+			case u.Scheme == "http" && !j.InsecureHTTPJWKS:
+				// Keys fetched in clear text can be swapped on the path: whoever does mints tokens.
+				v.add(jp.key("jwks_url"), "must be https:// (keys fetched over plain http can be replaced in transit; set insecure_http_jwks: true only for a loopback IdP)")
+			case u.Scheme == "http" && j.JWKSCAFile != "":
+				v.add(jp.key("jwks_ca_file"), "is for an https:// jwks_url")
+			}
+		} else {
+			if j.InsecureHTTPJWKS {
+				v.add(jp.key("insecure_http_jwks"), "is only for jwks_url")
+			}
+			if j.JWKSCAFile != "" {
+				v.add(jp.key("jwks_ca_file"), "is only for jwks_url")
+			}
 		}
 		for i, a := range j.Algorithms {
 			switch {
@@ -168,6 +215,15 @@ func (v *validator) edgePolicy(p path, pol Policy) {
 		}
 		if h.Window <= 0 {
 			v.add(p.key("hmac").key("window"), "must be positive")
+		}
+		switch h.Replay {
+		case HMACReplayMemory:
+		case HMACReplayRedis:
+			if c.Redis == nil {
+				v.add(p.key("hmac").key("replay"), "a shared replay store needs the top-level redis block")
+			}
+		default:
+			v.add(p.key("hmac").key("replay"), "%q is not one of memory, redis", h.Replay)
 		}
 	}
 	if ip := pol.IP; ip != nil {

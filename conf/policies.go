@@ -69,7 +69,7 @@ func (v *validator) policies(c *Config) {
 		case set == 0:
 			v.add(p, "exactly one of rate_limit, fault, plugin, jwt, api_key, hmac, ip, cors, headers must be set")
 		}
-		v.edgePolicy(p, pol)
+		v.edgePolicy(c, p, pol)
 		if pol.Plugin != "" {
 			if _, ok := c.Plugins[pol.Plugin]; !ok {
 				v.add(p.key("plugin"), "no plugin named %q in plugins", pol.Plugin)

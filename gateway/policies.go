@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -26,13 +30,33 @@ import (
 )
 
 // policyBuilder turns cfg.Policies into each route's filter chain. It lives as long as the
-// Edge: the rate-limit manager holds bucket state and the Redis client across reloads.
+// Edge: the rate-limit manager holds bucket state and the Redis client across reloads, and so
+// do the JWKS key sets (by what they fetch) and the HMAC replay caches (by policy name).
 type policyBuilder struct {
 	log     zerolog.Logger
 	running []io.Closer // background work of the plan in use
 	limits  *ratelimit.Manager
 	faults  *fault.Metrics
 	plugins *host.Manager // plugin processes outlive reloads (plugins/host)
+	// jwks are the key sets the plan in use verifies with. A reload that keeps a jwks_url
+	// reuses its set: no synchronous refetch (a slow IdP would stall the reload) and the keys
+	// stay. Sets no policy uses are closed after the swap.
+	jwks map[jwksKey]*jwt.JWKS
+	// replay are the HMAC replay caches of the plan in use, by policy name: a reload must not
+	// forget the signatures already accepted, or each one could be replayed right after it.
+	replay map[string]*hmac.ReplayCache
+	// store is the shared (Redis) replay store of hmac policies with replay: redis, kept while
+	// the redis block is unchanged; storeOpts is what it was built from.
+	store     *hmac.RedisReplay
+	storeOpts hmac.RedisOptions
+}
+
+// jwksKey is what decides a key set's content and how it is fetched.
+type jwksKey struct {
+	url      string
+	refresh  time.Duration
+	insecure bool
+	ca       [sha256.Size]byte // of jwks_ca_file's content; zero = system roots
 }
 
 func newPolicyBuilder(reg prometheus.Registerer, log zerolog.Logger) (*policyBuilder, error) {
@@ -68,6 +92,15 @@ type policyPlan struct {
 	// replaced or abandoned.
 	closers []io.Closer
 	routes  [][]string // policy names per route index
+	// jwks and replay become the builder's on apply; fresh are the key sets this plan
+	// created (closed if the plan is abandoned).
+	jwks   map[jwksKey]*jwt.JWKS
+	fresh  []*jwt.JWKS
+	replay map[string]*hmac.ReplayCache
+	// store is the Redis replay store when a policy uses one; freshStore when this plan made it.
+	store      *hmac.RedisReplay
+	storeOpts  hmac.RedisOptions
+	freshStore bool
 }
 
 // pluginFilter is a plugin as the request path uses it: request phase and response phase.
@@ -78,10 +111,17 @@ type pluginFilter interface {
 
 func (b *policyBuilder) plan(cfg *conf.Config) (_ *policyPlan, err error) {
 	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{},
-		plugins: map[string]pluginFilter{}, edge: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes))}
+		plugins: map[string]pluginFilter{}, edge: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes)),
+		jwks: map[jwksKey]*jwt.JWKS{}, replay: map[string]*hmac.ReplayCache{}}
 	defer func() {
 		if err != nil { // an abandoned plan must not leave JWKS refreshers running
 			closeAll(p.closers)
+			for _, k := range p.fresh {
+				_ = k.Close()
+			}
+			if p.freshStore {
+				_ = p.store.Close()
+			}
 		}
 	}()
 	if r := cfg.Redis; r != nil {
@@ -188,10 +228,20 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 		built[name] = f
 	}
 	b.limits.Retain(names)
-	// The previous plan's JWKS refreshers stop; filters of the old generation still in flight
-	// keep verifying with the keys they already hold.
+	// The previous plan's JWKS refreshers stop unless this plan reuses them; filters of the old
+	// generation still in flight keep verifying with the keys they already hold.
 	closeAll(b.running)
 	b.running = p.closers
+	for k, ks := range b.jwks {
+		if p.jwks[k] != ks {
+			_ = ks.Close()
+		}
+	}
+	b.jwks, b.replay = p.jwks, p.replay
+	if b.store != nil && b.store != p.store {
+		_ = b.store.Close()
+	}
+	b.store, b.storeOpts = p.store, p.storeOpts
 	chains := make([]filter.Chain, len(p.routes))
 	resp := make([][]filter.ResponseFilter, len(p.routes))
 	for i, rp := range p.routes {
@@ -216,6 +266,14 @@ func closeAll(cs []io.Closer) {
 
 func (b *policyBuilder) close() {
 	closeAll(b.running)
+	for _, ks := range b.jwks {
+		_ = ks.Close()
+	}
+	b.jwks = nil
+	if b.store != nil {
+		_ = b.store.Close()
+		b.store = nil
+	}
 	b.limits.Close()
 	b.plugins.Close()
 }
@@ -241,7 +299,7 @@ func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) er
 			Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}})
 	case pol.JWT != nil:
 		var jf *jwt.Filter
-		jf, err = jwtFilter(name, pol.JWT, b.log)
+		jf, err = b.jwtFilter(name, pol.JWT, p)
 		if err == nil {
 			p.closers = append(p.closers, jf)
 			f = jf
@@ -252,7 +310,18 @@ func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) er
 	case pol.HMAC != nil:
 		var secrets map[string][]byte
 		if secrets, err = readSecrets(pol.HMAC.SecretsFile); err == nil {
-			f, err = hmac.New(hmac.Options{Name: name, Secrets: secrets, SignedHeaders: pol.HMAC.Headers, Skew: pol.HMAC.Window.D()})
+			h := pol.HMAC
+			// Same window: the same cache. A changed window gets a new cache that consults
+			// the old one until its entries expire (hmac.ReplayCache.Resized).
+			rc := b.replay[name].Resized(h.Window.D(), 0, time.Now())
+			p.replay[name] = rc
+			o := hmac.Options{Name: name, Secrets: secrets, SignedHeaders: h.Headers, Skew: h.Window.D(), Replay: rc}
+			if h.Replay == conf.HMACReplayRedis {
+				o.Store, err = b.replayStore(p)
+			}
+			if err == nil {
+				f, err = hmac.New(o)
+			}
 		}
 	default:
 		// Refuse rather than ignore: a config asking for authentication must never run without it.
@@ -278,12 +347,16 @@ func headerOps(o conf.HeaderOps) headers.Transform {
 	return t
 }
 
-func jwtFilter(name string, j *conf.JWTPolicy, log zerolog.Logger) (*jwt.Filter, error) {
+func (b *policyBuilder) jwtFilter(name string, j *conf.JWTPolicy, p *policyPlan) (*jwt.Filter, error) {
 	o := jwt.Options{Name: name, Algorithms: j.Algorithms, Issuer: j.Issuer, Audiences: j.Audiences,
 		Leeway: j.Leeway.D(), IdentityClaim: j.IdentityClaim, TokenHeader: j.Header, TokenCookie: j.Cookie,
-		StripToken: false, RefreshInterval: j.RefreshInterval.D(), CacheTTL: j.CacheTTL.D(), Logger: log}
+		StripToken: j.Strips(), CacheTTL: j.CacheTTL.D(), Logger: b.log}
 	if j.JWKSURL != "" {
-		o.JWKSURLs = []string{j.JWKSURL}
+		ks, err := b.keySet(name, j, p)
+		if err != nil {
+			return nil, err
+		}
+		o.JWKS = ks
 	}
 	for _, file := range j.PublicKeyFiles {
 		pem, err := os.ReadFile(file)
@@ -310,6 +383,57 @@ func jwtFilter(name string, j *conf.JWTPolicy, log zerolog.Logger) (*jwt.Filter,
 		o.Forward = append(o.Forward, jwt.ForwardClaim{Claim: c, Header: j.ForwardClaims[c]})
 	}
 	return jwt.New(o)
+}
+
+// replayStore returns the shared replay store on the plan's redis block (conf requires one):
+// the running one while the block is unchanged, so a reload keeps its connections.
+func (b *policyBuilder) replayStore(p *policyPlan) (hmac.ReplayStore, error) {
+	if p.store != nil {
+		return p.store, nil
+	}
+	if p.redis == nil {
+		return nil, errors.New("hmac replay: redis needs the top-level redis block")
+	}
+	o := hmac.RedisOptions{Address: p.redis.Address, Password: p.redis.Password, DB: p.redis.DB, Timeout: p.redis.Timeout}
+	if b.store != nil && b.storeOpts == o {
+		p.store, p.storeOpts = b.store, o
+		return p.store, nil
+	}
+	p.store, p.storeOpts, p.freshStore = hmac.NewRedisReplay(o), o, true
+	return p.store, nil
+}
+
+// keySet returns the JWKS for j's URL: the plan's own if another policy asked already, the
+// running plan's if it fetches the same way, else a new one (which fetches synchronously).
+func (b *policyBuilder) keySet(name string, j *conf.JWTPolicy, p *policyPlan) (*jwt.JWKS, error) {
+	k := jwksKey{url: j.JWKSURL, refresh: j.RefreshInterval.D(), insecure: j.InsecureHTTPJWKS}
+	var roots *x509.CertPool
+	if j.JWKSCAFile != "" {
+		pemCA, err := os.ReadFile(j.JWKSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("jwks_ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemCA) {
+			return nil, fmt.Errorf("jwks_ca_file %s: no PEM certificates", j.JWKSCAFile)
+		}
+		k.ca, roots = sha256.Sum256(pemCA), pool
+	}
+	if ks := p.jwks[k]; ks != nil {
+		return ks, nil
+	}
+	if ks := b.jwks[k]; ks != nil {
+		p.jwks[k] = ks
+		return ks, nil
+	}
+	ks, err := jwt.NewJWKS(jwt.JWKSOptions{Name: name, URLs: []string{j.JWKSURL}, AllowHTTP: j.InsecureHTTPJWKS,
+		RootCAs: roots, RefreshInterval: k.refresh, Logger: b.log})
+	if err != nil {
+		return nil, err
+	}
+	p.jwks[k] = ks
+	p.fresh = append(p.fresh, ks)
+	return ks, nil
 }
 
 // readSecrets reads "keyid:secret" lines (blank lines and # comments ignored).

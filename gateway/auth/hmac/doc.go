@@ -12,8 +12,14 @@
 //	  digest: SHA-256=<base64 sha256 of the body>
 //
 //	parse ─▶ key id known? ─▶ listed headers include target, date, digest and the policy's own
-//	      ─▶ |now − date| ≤ Skew ─▶ body digest matches ─▶ HMAC equal (constant time)
-//	      ─▶ signature not seen before (replay cache) ─▶ r.Identity = key id
+//	      ─▶ |now − date| ≤ Skew ─▶ signature not seen before (replay cache, read only)
+//	      ─▶ HMAC over the signing string equal (constant time; covers the digest header)
+//	      ─▶ body, read through filter.Request.Body (max_body_bytes; 413/400 from the engine)
+//	      ─▶ body digest matches ─▶ signature recorded (replay cache) ─▶ r.Identity = key id
+//
+// Everything before the body costs microseconds and needs no body, so an unsigned or forged
+// request never makes the gateway read (or hold) its body; only holders of a secret can, and
+// then only up to the listener's limit. The engine forwards the bytes the filter read.
 //
 // The digest may be sent as "Digest: SHA-256=<b64>" (RFC 3230) or "Content-Digest:
 // sha-256=:<b64>:" (RFC 9530); the timestamp as X-Date (for clients that cannot set Date) or
@@ -22,5 +28,7 @@
 // The replay cache is recorded only after the signature verifies, so only holders of a secret can
 // fill it. It is sharded (16 locks) and each shard is a ring of time buckets keyed by expiry: a
 // bucket whose slot has passed is cleared wholesale when reused, so expiry costs no sweep. At
-// MaxNonces entries the filter fails closed (503) rather than forget a signature early.
+// MaxNonces entries the filter fails closed (503) rather than forget a signature early. A
+// ReplayCache passed in Options outlives the filter: the gateway keeps one per policy name, so
+// a reload does not forget the signatures accepted in the last window.
 package hmac

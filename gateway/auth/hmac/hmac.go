@@ -31,6 +31,7 @@ const (
 	ReasonBadSignature   = "hmac_bad_signature"
 	ReasonReplayed       = "hmac_replayed"
 	ReasonCacheFull      = "hmac_replay_cache_full"
+	ReasonStoreDown      = "hmac_replay_unavailable" // the shared replay store could not decide
 )
 
 // Defaults applied by New.
@@ -54,15 +55,21 @@ type Options struct {
 	SignedHeaders []string
 	Skew          time.Duration // accepted |now − timestamp|; default DefaultSkew
 	MaxNonces     int           // replay cache bound; default DefaultMaxNonces
-	Realm         string
-	Now           func() time.Time
+	// Replay is a cache the caller keeps across filters (the gateway: per policy name, across
+	// reloads); nil = a new one of Skew and MaxNonces. Its own window and bound apply.
+	Replay *ReplayCache
+	// Store, when set, shares accepted signatures with other instances (RedisReplay); an
+	// error from it refuses the request (503): a replay check that cannot run fails closed.
+	Store ReplayStore
+	Realm string
+	Now   func() time.Time
 }
 
 // Filter verifies signed requests. Safe for concurrent use.
 type Filter struct {
 	opts      Options
 	secrets   atomic.Pointer[map[string]*client]
-	replay    *replayCache
+	replay    *ReplayCache
 	challenge string
 	required  []string
 }
@@ -97,7 +104,10 @@ func New(opts Options) (*Filter, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	f := &Filter{opts: opts, replay: newReplayCache(opts.Skew, opts.MaxNonces)}
+	f := &Filter{opts: opts, replay: opts.Replay}
+	if f.replay == nil {
+		f.replay = NewReplayCache(opts.Skew, opts.MaxNonces)
+	}
 	for _, h := range opts.SignedHeaders {
 		h = strings.ToLower(strings.TrimSpace(h))
 		if h == "" {
@@ -138,9 +148,16 @@ type params struct {
 	keyID, headers, signature []byte
 }
 
-// Request verifies r's signature.
+// Request verifies r's signature. Everything that needs no body comes first (the parameters,
+// the key id, the timestamp, a replay, the HMAC over the signing string, which covers the
+// digest header but not the body): only a request signed with a known secret makes the engine
+// read and hash its body, and that read is bounded by the listener's max_body_bytes.
 func (f *Filter) Request(r *filter.Request) filter.Verdict {
 	req := &r.Ctx.Request
+	// Two Authorization lines: the upstream might read the one we did not verify.
+	if len(req.Header.PeekAll("Authorization")) > 1 {
+		return f.reject(r, 401, ReasonMalformed)
+	}
 	auth := req.Header.Peek("Authorization")
 	if len(auth) == 0 {
 		return f.reject(r, 401, ReasonMissing)
@@ -201,15 +218,50 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 	if d := now.Sub(ts); d > f.opts.Skew || d < -f.opts.Skew {
 		return f.reject(r, 401, ReasonSkewed)
 	}
-	if st := digestMatches(req.Header.Peek(digestHdr), digestHdr == "Digest", req.Body()); st != "" {
-		return f.reject(r, 401, st)
+	exp := ts.Add(f.opts.Skew)
+	if f.replay.seen(sig, exp, now) {
+		return f.reject(r, 401, ReasonReplayed)
+	}
+	if v := f.verify(c, req, p.headers, &sig); v != "" {
+		return f.reject(r, 401, v)
 	}
 
+	body, bv := r.Body()
+	if bv.Status != 0 {
+		return bv // 413 past the body limit, 400 for a broken body: the client's fault, not a bad signature
+	}
+	if st := digestMatches(req.Header.Peek(digestHdr), digestHdr == "Digest", body); st != "" {
+		return f.reject(r, 401, st)
+	}
+	// Recorded only now, once the whole request verified: a tampered body does not burn the
+	// signature of the genuine request. Two copies racing past seen meet here. The shared store
+	// goes first, so a signature it could not record is not burnt locally either.
+	if f.opts.Store != nil {
+		switch err := f.opts.Store.Add(f.opts.Name, sig, exp, now); {
+		case errors.Is(err, ErrReplayed):
+			return f.reject(r, 401, ReasonReplayed)
+		case err != nil:
+			return filter.Verdict{Status: 503, Reason: ReasonStoreDown}
+		}
+	}
+	switch f.replay.add(sig, exp, now) {
+	case errReplayed:
+		return f.reject(r, 401, ReasonReplayed)
+	case errFull:
+		return filter.Verdict{Status: 503, Reason: ReasonCacheFull}
+	}
+	r.Identity = append(r.Identity[:0], c.id...)
+	return filter.Verdict{}
+}
+
+// verify recomputes the HMAC over the signing string of the listed headers; "" when it equals
+// sig, else a reason code.
+func (f *Filter) verify(c *client, req *fasthttp.Request, headers []byte, sig *[sha256.Size]byte) string {
 	s := c.pool.Get().(*signer)
 	defer c.pool.Put(s)
 	s.mac.Reset()
 	first := true
-	for name, rest := nextField(p.headers); len(name) > 0; name, rest = nextField(rest) {
+	for name, rest := nextField(headers); len(name) > 0; name, rest = nextField(rest) {
 		if !first {
 			s.mac.Write(newline)
 		}
@@ -219,7 +271,7 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 		if string(name) == "(request-target)" {
 			method := req.Header.Method()
 			if len(method) > len(s.scratch) {
-				return f.reject(r, 401, ReasonMalformed)
+				return ReasonMalformed
 			}
 			s.mac.Write(lower(s.scratch[:0], method))
 			s.mac.Write(space)
@@ -232,21 +284,14 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 		}
 		v := req.Header.PeekBytes(name)
 		if len(v) == 0 {
-			return f.reject(r, 401, ReasonMissingHeader)
+			return ReasonMissingHeader
 		}
 		s.mac.Write(v)
 	}
 	if !hmac.Equal(s.mac.Sum(s.sum[:0]), sig[:]) {
-		return f.reject(r, 401, ReasonBadSignature)
+		return ReasonBadSignature
 	}
-	switch f.replay.add(sig, ts.Add(f.opts.Skew), now) {
-	case errReplayed:
-		return f.reject(r, 401, ReasonReplayed)
-	case errFull:
-		return filter.Verdict{Status: 503, Reason: ReasonCacheFull}
-	}
-	r.Identity = append(r.Identity[:0], c.id...)
-	return filter.Verdict{}
+	return ""
 }
 
 var (

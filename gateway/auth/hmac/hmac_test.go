@@ -180,7 +180,7 @@ func TestReplayRejectedWithinWindow(t *testing.T) {
 
 func TestReplayCacheBoundedFailsClosed(t *testing.T) {
 	t.Parallel()
-	c := newReplayCache(time.Minute, replayShards) // one entry per shard
+	c := NewReplayCache(time.Minute, replayShards) // one entry per shard
 	var a, b [32]byte
 	b[1] = 1 // same shard as a (sig[0] == 0)
 	if err := c.add(a, testNow.Add(time.Minute), testNow); err != nil {
@@ -246,14 +246,14 @@ func BenchmarkHMAC(b *testing.B) {
 		ctxs = append(ctxs, s.build())
 	}
 	f.opts.MaxNonces = 1 << 30
-	f.replay = newReplayCache(f.opts.Skew, 1<<30)
+	f.replay = NewReplayCache(f.opts.Skew, 1<<30)
 	r := &filter.Request{Identity: make([]byte, 0, 64)}
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
 		r.Ctx = ctxs[i%len(ctxs)]
 		if i%len(ctxs) == 0 {
-			f.replay = newReplayCache(f.opts.Skew, 1<<30)
+			f.replay = NewReplayCache(f.opts.Skew, 1<<30)
 		}
 		i++
 		if v := f.Request(r); v.Status != 0 {

@@ -19,6 +19,15 @@
 // token "signed" with a public key's bytes is rejected before any key is looked up. "none" is
 // never accepted.
 //
+// A request carries exactly one token: repeated Authorization (or token header) lines, a
+// comma-separated list in one value, two tokens in one value, the cookie twice, or a token in
+// two sources get 400 error="invalid_request" (ReasonMultipleTokens), because the upstream
+// might read the token we did not verify. StripToken removes the verified one (its header, or
+// only its cookie).
+//
+// JWKS URLs must be https unless AllowHTTP. A JWKS (NewJWKS) may be shared by filters and
+// outlive them; the gateway keeps one per URL across reloads, so a reload does not refetch.
+//
 // Status codes follow RFC 6750 §3.1: no token → 401 with a bare Bearer challenge; a token that is
 // malformed, expired, mis-signed or for another issuer/audience → 401 error="invalid_token"; a
 // valid token lacking a required claim → 403 error="insufficient_scope".

@@ -2,7 +2,6 @@ package jwt
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/rsa"
@@ -16,11 +15,9 @@ import (
 	"time"
 
 	"github.com/MicahParks/jwkset"
-	"github.com/MicahParks/keyfunc/v3"
 	gojwt "github.com/golang-jwt/jwt/v5"
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
-	"golang.org/x/time/rate"
 
 	"github.com/meshgate/meshgate/gateway/filter"
 )
@@ -42,6 +39,10 @@ const (
 	ReasonClaimMissing    = "jwt_claim_missing"
 	ReasonClaimMismatch   = "jwt_claim_mismatch"
 	ReasonForwardRejected = "jwt_forward_rejected"
+	// ReasonMultipleTokens: the request carries more than one token (two Authorization lines,
+	// a header and the cookie, or a list in one value). Which one would the upstream read? A
+	// forged second token would reach a backend that decodes without verifying, so refuse.
+	ReasonMultipleTokens = "jwt_multiple_tokens"
 )
 
 // Defaults applied by New.
@@ -59,6 +60,7 @@ var (
 	ErrNoKeys        = errors.New("jwt: no keys: set JWKS URLs, public keys or a shared secret")
 	ErrAlgorithm     = errors.New("jwt: algorithm not allowed")
 	ErrSecretAndKeys = errors.New("jwt: a shared secret cannot be combined with public keys or JWKS")
+	ErrJWKSAndURLs   = errors.New("jwt: set JWKS or JWKSURLs, not both")
 	errUnknownKey    = errors.New("jwt: no key for token")
 )
 
@@ -89,8 +91,13 @@ type ForwardClaim struct {
 type Options struct {
 	Name string // policy name, for error messages
 
-	// Keys: JWKSURLs and/or PublicKeys, or Secret (HS* only) alone.
-	JWKSURLs   []string
+	// Keys: JWKSURLs (or a shared JWKS) and/or PublicKeys, or Secret (HS* only) alone.
+	JWKSURLs []string
+	// JWKS is a key set the caller owns and may share between filters and across reloads;
+	// Close does not stop it. Not together with JWKSURLs.
+	JWKS *JWKS
+	// AllowHTTP accepts http:// JWKSURLs; by default only https:// (ErrInsecureJWKS).
+	AllowHTTP  bool
 	PublicKeys []PublicKey
 	Secret     []byte
 
@@ -105,11 +112,13 @@ type Options struct {
 	// AllowNoExpiry accepts tokens without exp. Off by default: such tokens never die.
 	AllowNoExpiry bool
 
-	// Token sources after "Authorization: Bearer": a header carrying the raw token (or
-	// "Bearer <token>") and a cookie.
+	// Token sources besides "Authorization: Bearer": a header carrying the raw token (or
+	// "Bearer <token>") and a cookie. A request must carry exactly one token in all of them
+	// (ReasonMultipleTokens otherwise).
 	TokenHeader string
 	TokenCookie string
-	// StripToken removes the credential from the upstream request.
+	// StripToken removes the verified token from the upstream request: the header it came in,
+	// or only that cookie (other cookies are kept).
 	StripToken bool
 
 	IdentityClaim string // the claim naming the consumer; default "sub"
@@ -137,10 +146,9 @@ type Filter struct {
 	algs      []string
 	opts      Options
 	forward   []ForwardClaim
-	challenge struct{ missing, invalid, scope string }
-	cancel    context.CancelFunc
-	transport *http.Transport // ours to close; nil when the caller gave a client
-	cache     *tokenCache     // nil when disabled (cache.go)
+	challenge struct{ missing, invalid, scope, request string }
+	owned     *JWKS       // built from JWKSURLs; ours to close
+	cache     *tokenCache // nil when disabled (cache.go)
 }
 
 var _ filter.Filter = (*Filter)(nil)
@@ -154,8 +162,10 @@ func New(opts Options) (*Filter, error) {
 	}
 	name := opts.Name
 	hasSecret := len(opts.Secret) > 0
-	hasPub := len(opts.JWKSURLs) > 0 || len(opts.PublicKeys) > 0
+	hasPub := len(opts.JWKSURLs) > 0 || opts.JWKS != nil || len(opts.PublicKeys) > 0
 	switch {
+	case len(opts.JWKSURLs) > 0 && opts.JWKS != nil:
+		return nil, fmt.Errorf("policy %q: %w", name, ErrJWKSAndURLs)
 	case !hasSecret && !hasPub:
 		return nil, fmt.Errorf("policy %q: %w", name, ErrNoKeys)
 	case hasSecret && hasPub:
@@ -180,15 +190,6 @@ func New(opts Options) (*Filter, error) {
 	case opts.Leeway < 0:
 		opts.Leeway = 0
 	}
-	if opts.FetchTimeout <= 0 {
-		opts.FetchTimeout = DefaultFetchTimeout
-	}
-	if opts.RefreshInterval <= 0 {
-		opts.RefreshInterval = DefaultRefreshInterval
-	}
-	if opts.UnknownKIDInterval <= 0 {
-		opts.UnknownKIDInterval = DefaultUnknownKIDInterval
-	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -207,6 +208,10 @@ func New(opts Options) (*Filter, error) {
 	f.challenge.missing = `Bearer realm="` + opts.Realm + `"`
 	f.challenge.invalid = f.challenge.missing + `, error="invalid_token"`
 	f.challenge.scope = f.challenge.missing + `, error="insufficient_scope"`
+	f.challenge.request = f.challenge.missing + `, error="invalid_request"`
+	if strings.EqualFold(f.opts.TokenHeader, "Authorization") {
+		f.opts.TokenHeader = "" // the default source already; counting it twice would refuse every token
+	}
 
 	po := []gojwt.ParserOption{
 		gojwt.WithValidMethods(algs),
@@ -238,32 +243,25 @@ func New(opts Options) (*Filter, error) {
 			ks.static[pk.KID] = key
 		}
 	}
+	ks.remote = opts.JWKS
 	if len(opts.JWKSURLs) > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		client := opts.HTTPClient
-		if client == nil {
-			f.transport = http.DefaultTransport.(*http.Transport).Clone()
-			client = &http.Client{Timeout: opts.FetchTimeout, Transport: f.transport}
-		}
-		remote, err := newRemote(ctx, opts, client)
+		remote, err := NewJWKS(JWKSOptions{Name: name, URLs: opts.JWKSURLs, AllowHTTP: opts.AllowHTTP,
+			HTTPClient: opts.HTTPClient, FetchTimeout: opts.FetchTimeout, RefreshInterval: opts.RefreshInterval,
+			UnknownKIDInterval: opts.UnknownKIDInterval, Logger: opts.Logger})
 		if err != nil {
-			cancel()
 			return nil, fmt.Errorf("jwt: policy %q: %w", name, err)
 		}
-		ks.remote = remote
-		f.cancel = cancel
+		ks.remote, f.owned = remote, remote
 	}
 	f.keys = ks
 	return f, nil
 }
 
-// Close stops the JWKS refresh goroutines. Requests still verify against the keys held.
+// Close stops the refresh of the JWKS built from JWKSURLs (a shared Options.JWKS is the
+// caller's). Requests still verify against the keys held.
 func (f *Filter) Close() error {
-	if f.cancel != nil {
-		f.cancel()
-	}
-	if f.transport != nil {
-		f.transport.CloseIdleConnections()
+	if f.owned != nil {
+		return f.owned.Close()
 	}
 	return nil
 }
@@ -276,15 +274,18 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 	for i := range f.forward {
 		h.Del(f.forward[i].Header)
 	}
-	raw := f.token(r.Ctx)
-	if len(raw) == 0 {
+	raw, src := f.token(h)
+	switch {
+	case src == srcMultiple:
+		return f.reject(r, 400, ReasonMultipleTokens, f.challenge.request)
+	case len(raw) == 0:
 		return f.reject(r, 401, ReasonMissing, f.challenge.missing)
 	}
 	var key [32]byte
 	if f.cache != nil {
 		key = tokenKey(raw)
 		if v := f.cache.get(&key, f.opts.Now()); v != nil {
-			f.stripToken(h)
+			f.stripToken(h, src)
 			r.Identity = append(r.Identity[:0], v.identity...)
 			for i := range v.forward {
 				h.Set(v.forward[i].name, v.forward[i].value)
@@ -292,8 +293,8 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 			return filter.Verdict{}
 		}
 	}
-	tokenString := string(raw) // copy: the header is rewritten below when StripToken is set
-	f.stripToken(h)
+	tokenString := string(raw) // copy: raw aliases the header, which stripToken rewrites
+	f.stripToken(h, src)
 	claims := gojwt.MapClaims{}
 	tok, err := f.parser.ParseWithClaims(tokenString, claims, f.keys.key)
 	if err != nil {
@@ -342,15 +343,30 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 	return filter.Verdict{}
 }
 
-func (f *Filter) stripToken(h *fasthttp.RequestHeader) {
-	if f.opts.StripToken {
+// tokenSource is where the request's one token was found.
+type tokenSource uint8
+
+const (
+	srcNone tokenSource = iota
+	srcAuthorization
+	srcHeader
+	srcCookie
+	srcMultiple // more than one token: refuse
+)
+
+// stripToken removes the token from where it came, and only that: another Authorization
+// scheme the upstream uses stays when the token came from a cookie, and other cookies stay.
+func (f *Filter) stripToken(h *fasthttp.RequestHeader, src tokenSource) {
+	if !f.opts.StripToken {
+		return
+	}
+	switch src {
+	case srcAuthorization:
 		h.Del("Authorization")
-		if f.opts.TokenHeader != "" {
-			h.Del(f.opts.TokenHeader)
-		}
-		if f.opts.TokenCookie != "" {
-			h.DelCookie(f.opts.TokenCookie)
-		}
+	case srcHeader:
+		h.Del(f.opts.TokenHeader)
+	case srcCookie:
+		h.DelCookie(f.opts.TokenCookie)
 	}
 }
 
@@ -359,26 +375,97 @@ func (f *Filter) reject(r *filter.Request, status int, reason, challenge string)
 	return filter.Verdict{Status: status, Reason: reason}
 }
 
-// token finds the credential: Authorization: Bearer, then the token header, then the cookie.
-// Another Authorization scheme (Basic) counts as no bearer token, per RFC 6750.
-func (f *Filter) token(ctx *fasthttp.RequestCtx) []byte {
-	h := &ctx.Request.Header
-	if t := bearer(h.Peek("Authorization")); len(t) > 0 {
-		return t
+// token finds the one credential in Authorization: Bearer, the token header and the cookie.
+// Another Authorization scheme (Basic) counts as no bearer token, per RFC 6750. More than one
+// token anywhere is srcMultiple: repeated lines of a header (fasthttp keeps them apart), a
+// comma-separated list in one value (the form repeated lines take once joined, RFC 9110 §5.3),
+// two tokens in one value, the same cookie twice, or two sources at once. The upstream may read
+// any of them, and the one it reads must be the one we verified.
+func (f *Filter) token(h *fasthttp.RequestHeader) ([]byte, tokenSource) {
+	var tok []byte
+	src := srcNone
+	found := func(t []byte, s tokenSource) bool {
+		if src != srcNone {
+			src = srcMultiple
+			return false
+		}
+		tok, src = t, s
+		return true
+	}
+	// PeekAll's result is overwritten by the next Peek*, so each header is judged at once.
+	if auth := h.PeekAll("Authorization"); len(auth) > 1 {
+		return nil, srcMultiple
+	} else if len(auth) == 1 {
+		t, n := bearerList(auth[0])
+		if n > 1 {
+			return nil, srcMultiple
+		}
+		if n == 1 {
+			found(t, srcAuthorization)
+		}
 	}
 	if f.opts.TokenHeader != "" {
-		v := h.Peek(f.opts.TokenHeader)
-		if t := bearer(v); len(t) > 0 {
-			return t
+		vals := h.PeekAll(f.opts.TokenHeader)
+		if len(vals) > 1 {
+			return nil, srcMultiple
 		}
-		if v = bytes.TrimSpace(v); len(v) > 0 && bytes.IndexByte(v, ' ') < 0 {
-			return v
+		if len(vals) == 1 {
+			v := bytes.TrimSpace(vals[0])
+			if t := bearer(v); len(t) > 0 {
+				v = t
+			}
+			if len(v) > 0 {
+				if bytes.IndexByte(v, ',') >= 0 || bytes.IndexByte(v, ' ') >= 0 || bytes.IndexByte(v, '\t') >= 0 {
+					return nil, srcMultiple
+				}
+				if !found(v, srcHeader) {
+					return nil, srcMultiple
+				}
+			}
 		}
 	}
 	if f.opts.TokenCookie != "" {
-		return h.Cookie(f.opts.TokenCookie)
+		var c []byte
+		n := 0
+		for k, v := range h.Cookies() {
+			if string(k) == f.opts.TokenCookie && len(v) > 0 {
+				c = v
+				n++
+			}
+		}
+		switch {
+		case n > 1:
+			return nil, srcMultiple
+		case n == 1 && !found(c, srcCookie):
+			return nil, srcMultiple
+		}
 	}
-	return nil
+	return tok, src
+}
+
+// bearerList reads an Authorization value as a comma-separated list of credentials and returns
+// the bearer token and how many there are: a value of "Bearer a, Bearer b" (two lines joined)
+// or "Bearer a b" names two, and a bearer credential listed with another scheme's counts as
+// more than one too (which would the upstream take?). Other schemes alone count zero.
+func bearerList(v []byte) ([]byte, int) {
+	t := bearer(v)
+	if len(t) == 0 {
+		// Not a bearer credential first; a joined "Basic x, Bearer y" still carries a token.
+		for rest := v; ; {
+			i := bytes.IndexByte(rest, ',')
+			if i < 0 {
+				return nil, 0
+			}
+			rest = rest[i+1:]
+			if len(bearer(bytes.TrimLeft(rest, " \t"))) > 0 {
+				return nil, 2
+			}
+		}
+	}
+	if bytes.IndexByte(t, ',') >= 0 || bytes.IndexByte(t, ' ') >= 0 || bytes.IndexByte(t, '\t') >= 0 {
+		return nil, 2
+	}
+	return t, 1
 }
 
 // bearer returns the token of a "Bearer <token>" value (scheme case-insensitive).
@@ -437,7 +524,7 @@ type keySource struct {
 	secret []byte
 	static map[string]any
 	anon   []gojwt.VerificationKey
-	remote keyfunc.Keyfunc
+	remote *JWKS
 }
 
 func (k *keySource) key(t *gojwt.Token) (any, error) {
@@ -449,14 +536,14 @@ func (k *keySource) key(t *gojwt.Token) (any, error) {
 			return key, nil
 		}
 		if k.remote != nil {
-			return k.remote.Keyfunc(t)
+			return k.remote.keyfunc(t)
 		}
 		return nil, errUnknownKey
 	}
 	// No kid: try every candidate key (golang-jwt accepts a VerificationKeySet).
 	set := gojwt.VerificationKeySet{Keys: k.anon}
 	if k.remote != nil {
-		rk, err := k.remote.Keyfunc(t)
+		rk, err := k.remote.keyfunc(t)
 		if err != nil {
 			return nil, err
 		}
@@ -468,67 +555,6 @@ func (k *keySource) key(t *gojwt.Token) (any, error) {
 		return nil, errUnknownKey
 	}
 	return set, nil
-}
-
-// newRemote builds the JWKS cache: one storage per URL refreshed in the background, read
-// through a storage that refreshes synchronously on an unknown kid at most once per
-// UnknownKIDInterval. keyfunc's own unknown-kid limiter blocks the caller until the next token
-// (up to a minute by default); ours fails fast instead, so a flood of random kids costs one fetch
-// per interval and no parked request goroutines.
-func newRemote(ctx context.Context, opts Options, client *http.Client) (keyfunc.Keyfunc, error) {
-	log := opts.Logger
-	urls := make(map[string]jwkset.Storage, len(opts.JWKSURLs))
-	for _, u := range opts.JWKSURLs {
-		s, err := jwkset.NewStorageFromHTTP(u, jwkset.HTTPClientStorageOptions{
-			Client:                    client,
-			Ctx:                       ctx,
-			HTTPTimeout:               opts.FetchTimeout,
-			NoErrorReturnFirstHTTPReq: true,
-			RefreshInterval:           opts.RefreshInterval,
-			RefreshErrorHandler: func(_ context.Context, err error) {
-				log.Warn().Str("policy", opts.Name).Str("jwks_url", u).Err(err).Msg("jwks refresh failed")
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("jwks url %q: %w", u, err)
-		}
-		urls[u] = s
-	}
-	plain, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{HTTPURLs: urls})
-	if err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
-	}
-	refreshing, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
-		HTTPURLs: urls,
-		// Our gate already decided; the library must not wait again. RateLimitWaitMax also
-		// bounds the refresh fetch itself.
-		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
-		RateLimitWaitMax:  opts.FetchTimeout,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jwks: %w", err)
-	}
-	gated := gatedStorage{
-		Storage:    plain,
-		refreshing: refreshing,
-		gate:       rate.NewLimiter(rate.Every(opts.UnknownKIDInterval), 1),
-	}
-	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: gated})
-}
-
-// gatedStorage reads from the cache and, on a miss the gate allows, refreshes every URL once.
-type gatedStorage struct {
-	jwkset.Storage
-	refreshing jwkset.Storage
-	gate       *rate.Limiter
-}
-
-func (g gatedStorage) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
-	jwk, err := g.Storage.KeyRead(ctx, kid)
-	if errors.Is(err, jwkset.ErrKeyNotFound) && g.gate.Allow() {
-		return g.refreshing.KeyRead(ctx, kid)
-	}
-	return jwk, err
 }
 
 func checkAlgorithms(in []string, secret bool) ([]string, error) {

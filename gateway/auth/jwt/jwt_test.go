@@ -25,8 +25,9 @@ import (
 
 var testNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// jwksServer serves a JWK Set on loopback and counts fetches, so tests can prove the cache is
-// used and unknown kids refresh exactly once.
+// jwksServer serves a JWK Set over TLS on loopback (as New requires https) and counts fetches,
+// so tests can prove the cache is used and unknown kids refresh exactly once. Its Client()
+// trusts the test CA.
 type jwksServer struct {
 	*httptest.Server
 	hits atomic.Int64
@@ -37,7 +38,7 @@ type jwksServer struct {
 func newJWKS(t *testing.T, keys map[string]any) *jwksServer {
 	t.Helper()
 	s := &jwksServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.hits.Add(1)
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -139,9 +140,10 @@ func with(c gojwt.MapClaims, k string, v any) gojwt.MapClaims {
 
 func baseOptions(fx *fixture) Options {
 	return Options{
-		Name:     "test",
-		JWKSURLs: []string{fx.jwks.URL},
-		Issuer:   "https://idp.test",
+		Name:       "test",
+		JWKSURLs:   []string{fx.jwks.URL},
+		HTTPClient: fx.jwks.Client(),
+		Issuer:     "https://idp.test",
 		// any-of: the token lists "other" and "orders"
 		Audiences: []string{"orders", "billing"},
 		Claims:    []RequiredClaim{{Name: "email"}, {Name: "tier", Values: []string{"gold", "silver"}}},
@@ -419,7 +421,7 @@ func TestJWTAllocBudget(t *testing.T) {
 // BenchmarkJWT is RS256 verification through the filter with the JWKS key cached.
 func BenchmarkJWT(b *testing.B) {
 	k := rsaKey(b)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		j, _ := jwkset.NewJWKFromKey(&k.PublicKey, jwkset.JWKOptions{Metadata: jwkset.JWKMetadataOptions{KID: "rs1"}})
 		st := jwkset.NewMemoryStorage()
 		_ = st.KeyWrite(r.Context(), j)
@@ -427,7 +429,7 @@ func BenchmarkJWT(b *testing.B) {
 		_, _ = w.Write(out)
 	}))
 	defer srv.Close()
-	f, err := New(Options{JWKSURLs: []string{srv.URL}, Issuer: "https://idp.test", Audiences: []string{"orders"},
+	f, err := New(Options{JWKSURLs: []string{srv.URL}, HTTPClient: srv.Client(), Issuer: "https://idp.test", Audiences: []string{"orders"},
 		Forward: []ForwardClaim{{Claim: "email", Header: "X-User-Email"}}, Now: func() time.Time { return testNow },
 		CacheTTL: -1}) // every request verified: the cache's hit path is BenchmarkJWTCached
 	if err != nil {
