@@ -2,6 +2,7 @@ package conf
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -302,7 +303,16 @@ func (c *Config) Expanded() *Config {
 	})
 	for _, u := range sc.Upstreams {
 		name := SidecarUpstreamName(u.Service)
-		out.Listeners = append(out.Listeners, Listener{Name: name, Address: u.Bind})
+		l := Listener{Name: name, Address: u.Bind}
+		if host, _, err := net.SplitHostPort(u.Bind); err == nil {
+			if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() {
+				// Only the local app can reach a loopback bind, and the sidecar speaks for it:
+				// its request id (and budget) are the ones to pass on, so a chain of calls
+				// keeps one id (docs/security.md).
+				l.TrustedProxies = []string{"127.0.0.0/8", "::1"}
+			}
+		}
+		out.Listeners = append(out.Listeners, l)
 		out.Routes = append(out.Routes, Route{
 			Name:      name,
 			Listeners: []string{name},

@@ -316,21 +316,21 @@ EOF
 #   api-2 sidecar  200 GET /api/hello from edge → local-api 127.0.0.1:40119  0.4ms  req 5c1f…
 # (Plain bash: mawk, a common awk, reads a pipe in blocks and would hold lines back.)
 access_view() {
-  local file=$TMP/logs/$1.access.log label=$2 line k v status method path from svc up err ms id
+  local file=$TMP/logs/$1.access.log label=$2 line k v status method path from svc up err ms id ua
   # A Ctrl-C must not end the view before meshgate's last lines (and its own exit).
   trap '' INT
   while IFS= read -r line; do
     printf '%s\n' "$line" >>"$file"
-    for k in status method path identity service upstream error duration_ms request_id; do
+    for k in status method path identity service upstream error duration_ms request_id ua; do
       v=""
       if [[ $line =~ \"$k\":\"([^\"]*)\" || $line =~ \"$k\":([0-9.]+) ]]; then v=${BASH_REMATCH[1]}; fi
       case $k in
         status) status=$v ;; method) method=$v ;; path) path=$v ;; service) svc=$v ;;
-        upstream) up=$v ;; duration_ms) ms=$v ;; request_id) id=$v ;;
+        upstream) up=$v ;; duration_ms) ms=$v ;; request_id) id=$v ;; ua) ua=$v ;;
         identity) from=${v:+ from $v} ;; error) err=${v:+ ($v)} ;;
       esac
     done
-    [[ $id == "$PROBE_ID"* ]] && continue
+    [[ $ua == "$PROBE_ID" ]] && continue # the demo's own readiness probes
     [[ -n $svc ]] && svc=" → $svc${up:+ $up}"
     printf '%-14s %s %s %s%s%s%s  %sms  req %s\n' "$label" "$status" "$method" "$path" \
       "$from" "$svc" "$err" "$ms" "${id:0:8}"
@@ -383,7 +383,7 @@ discovery:
   consul: { address: 127.0.0.1:$CONSUL_HTTP }
 sidecar:
   service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:} }  # the app
-  inbound: { address: 127.0.0.1:${SC_IN[i]} }   # mTLS; callers find it in consul
+  inbound: { address: 127.0.0.1:${SC_IN[i]}, trusted_peers: [ edge ] }   # mTLS; callers find it in consul; the edge may pass the client's address
   upstreams: $ups
 access_log: { output: "$(access_log "$id")" }
 shutdown: { drain_timeout: 5s }
@@ -495,10 +495,13 @@ start_edge() {
 CODE=""
 BODY=""
 fetch() {
-  CODE=$(curl -s -S --max-time 5 -o "$TMP/body" -w '%{http_code}' "$@" 2>"$TMP/curl.err") ||
+  CODE=$(curl -s -S --max-time 5 -D "$TMP/hdr" -o "$TMP/body" -w '%{http_code}' "$@" 2>"$TMP/curl.err") ||
     CODE="curl-error: $(cat "$TMP/curl.err")"
   BODY=$(cat "$TMP/body" 2>/dev/null || true)
-  rm -f "$TMP/body"
+  # The edge gives every request from a client its own id (a client's X-Request-Id is not
+  # believed, docs/security.md): RID is that id, as the edge answered it.
+  RID=$(tr -d '\r' <"$TMP/hdr" 2>/dev/null | sed -n 's/^[Xx]-[Rr]equest-[Ii]d: *//p' | head -n 1)
+  rm -f "$TMP/body" "$TMP/hdr"
 }
 
 # field KEY prints the first "KEY": "value" of BODY (the apps' indented JSON; the first is the
@@ -511,7 +514,7 @@ SEEN=""
 await_request() {
   local desc=$1 url=$2 want=$3 i inst
   for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
-    fetch -H "X-Request-Id: $PROBE_ID-$i" "$url"
+    fetch -A "$PROBE_ID" "$url"
     if [[ $CODE == 200 ]]; then
       inst=$(field instance)
       [[ " $SEEN " == *" $inst "* ]] || SEEN="$SEEN $inst"
@@ -553,7 +556,7 @@ selftest() {
   local base=http://127.0.0.1:$EDGE_PORT i seen="" inst blk n t0 h pid rc
 
   # 1. edge → web, through web-1's sidecar over mTLS.
-  fetch -H 'X-Request-Id: selftest-web' "$base/hello"
+  fetch "$base/hello"
   if [[ $CODE != 200 ]]; then
     fail "GET /hello: $CODE $BODY"
   else
@@ -562,9 +565,9 @@ selftest() {
     for h in X-Forwarded-For X-Forwarded-Proto X-Request-Id; do
       [[ $BODY == *"\"$h\":"* ]] || fail "GET /hello: header $h did not reach the app: $BODY"
     done
-    [[ $BODY == *'"X-Request-Id": "selftest-web"'* ]] || fail "GET /hello: the request id did not reach the app: $BODY"
-    access_line web-1 selftest-web '"listener":"inbound".*"identity":"edge"' ||
-      fail "web-1's sidecar did not log selftest-web on its inbound listener from identity edge"
+    [[ -n $RID && $BODY == *"\"X-Request-Id\": \"$RID\""* ]] || fail "GET /hello: the edge's request id ${RID:-(none)} did not reach the app: $BODY"
+    access_line web-1 "$RID" '"listener":"inbound".*"identity":"edge"' ||
+      fail "web-1's sidecar did not log $RID on its inbound listener from identity edge"
     fetch "http://127.0.0.1:$EDGE_ADMIN/clusters"
     blk=$(cluster_block web <<<"$BODY")
     [[ $blk == *"\"127.0.0.1:${SC_IN[0]}\""* && $blk != *"\"${APP_ADDR[0]}\""* ]] ||
@@ -575,30 +578,30 @@ selftest() {
   # 2. edge → api: round robin over both instances, each through its own sidecar.
   n=$FAILURES
   for ((i = 0; i < 6; i++)); do
-    fetch -H "X-Request-Id: selftest-api-$i" "$base/api/hello"
+    fetch "$base/api/hello"
     if [[ $CODE != 200 ]]; then fail "GET /api/hello: $CODE $BODY"; continue; fi
     [[ $(field service) == api && $(field path) == /api/hello ]] || fail "GET /api/hello: want api to see /api/hello: $BODY"
     inst=$(field instance)
     seen="$seen $inst"
-    access_line "$inst" "selftest-api-$i" '"identity":"edge"' || fail "$inst's sidecar did not log selftest-api-$i from edge"
+    access_line "$inst" "$RID" '"identity":"edge"' || fail "$inst's sidecar did not log request $RID from edge"
   done
   [[ $seen == *" api-1"* && $seen == *" api-2"* ]] || fail "edge → api: want both api-1 and api-2, saw:$seen"
   ((FAILURES == n)) && ok "edge → api alternates over both instances:$seen"
 
   # 3. web → api: the app calls its sidecar's upstream listener, which goes to an api sidecar.
   n=$FAILURES
-  fetch -H 'X-Request-Id: selftest-chain' "$base/calls-api"
+  fetch "$base/calls-api"
   if [[ $CODE != 200 ]]; then
     fail "GET /calls-api: $CODE $BODY"
   else
     [[ $(field instance) == web-1 ]] || fail "GET /calls-api answered by $(field instance): $BODY"
     [[ $BODY == *'"status": 200'* && $BODY == *'"service": "api"'* && $BODY == *'"path": "/api/called-by-web"'* ]] ||
       fail "GET /calls-api: api's answer is missing: $BODY"
-    [[ $(grep -c '"X-Request-Id": "selftest-chain"' <<<"$BODY") == 2 ]] ||
+    [[ -n $RID && $(grep -c "\"X-Request-Id\": \"$RID\"" <<<"$BODY") == 2 ]] ||
       fail "GET /calls-api: the request id did not reach both apps: $BODY"
-    access_line web-1 selftest-chain '"listener":"upstream-api"' || fail "web-1's sidecar did not log selftest-chain on upstream-api"
+    access_line web-1 "$RID" '"listener":"upstream-api"' || fail "web-1's sidecar did not log $RID on upstream-api"
     inst=$(sed -n 's/^ *"instance": "\(api-[12]\)".*/\1/p' <<<"$BODY" | head -n 1)
-    access_line "$inst" selftest-chain '"identity":"web"' || fail "${inst:-api}'s sidecar did not log selftest-chain from identity web"
+    access_line "$inst" "$RID" '"identity":"web"' || fail "${inst:-api}'s sidecar did not log $RID from identity web"
   fi
   ((FAILURES == n)) && ok "web-1 → its sidecar → ${inst:-api}'s sidecar (mTLS, identity web) → ${inst:-api}"
 
@@ -702,7 +705,7 @@ Try (every app answers with what it received: service, instance, path, headers):
   curl -s $e/hello                # edge → web-1's sidecar → web-1
   curl -s $e/api/hello            # edge → api: run it twice, api-1 and api-2 alternate
   curl -s $e/calls-api            # edge → web-1 → web-1's sidecar → an api sidecar → api-N
-  curl -s -H 'X-Request-Id: my-id' $e/calls-api | grep -i request-id   # one id, every hop
+  curl -si $e/calls-api | grep -i request-id   # one id (the edge's), every hop
   curl -i -X POST $e/api/hello    # 403: the L7 intention allows edge only GET on api
 
 Deny web → api, see 403, allow it again (Consul's HTTP API; no consul CLI needed):

@@ -98,6 +98,8 @@ sidecar:
   inbound:
     # A wildcard host registers the node's address.
     address: 0.0.0.0:{{ env "NOMAD_PORT_inbound" }}
+    # The edge may tell the app who the client is (X-Forwarded-*); other callers cannot.
+    trusted_peers: [ edge ]
   upstreams:
     - service: api
       bind: 127.0.0.1:{{ env "NOMAD_PORT_up_api" }}

@@ -17,6 +17,9 @@ type Request struct {
 	// naming the caller costs no allocation. Never keep it past the call.
 	Identity []byte
 	Deadline time.Time // the request's overall deadline; zero = none
+	// RequestID is the request's id as the engine decided it (a trusted sender's, or its own):
+	// the client's X-Request-Id lines are gone from Ctx by the time filters run.
+	RequestID []byte
 
 	// body is the engine's reader of the whole request body (SetBody); nil outside the engine.
 	body BodySource

@@ -318,7 +318,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	} else {
 		s.fwd.chain, s.fwd.proto, s.fwd.host, s.fwd.budget = s.fwd.chain[:0], s.fwd.proto[:0], s.fwd.host[:0], s.fwd.budget[:0]
 	}
-	fr.ClientIP = client
+	fr.ClientIP, fr.RequestID = client, s.reqID
 	e.ClientIP = client
 
 	rt := gen.table.Match(req, host, req.URI().Path())

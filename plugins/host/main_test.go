@@ -112,11 +112,10 @@ func request(method, uri string, headers ...string) *filter.Request {
 	ctx := &fasthttp.RequestCtx{}
 	ctx.Request.Header.SetMethod(method)
 	ctx.Request.SetRequestURI(uri)
-	ctx.Request.Header.Set("X-Request-Id", "0af7651916cd43dd8448eb211c80319c")
 	for i := 0; i+1 < len(headers); i += 2 {
 		ctx.Request.Header.Add(headers[i], headers[i+1])
 	}
-	return &filter.Request{Ctx: ctx, Route: "api", Identity: make([]byte, 0, 64)}
+	return &filter.Request{Ctx: ctx, Route: "api", Identity: make([]byte, 0, 64), RequestID: []byte("0af7651916cd43dd8448eb211c80319c")}
 }
 
 // processGone reports whether pid no longer exists (go-plugin reaps what it starts).

@@ -14,8 +14,6 @@ import (
 	"github.com/meshgate/meshgate/plugins/sdk"
 )
 
-// headerRequestID is where the engine keeps the request's id (generated or passed on).
-const headerRequestID = "X-Request-Id"
 
 // Verdict reasons, for the access log, metrics and the engine's error body.
 const (
@@ -165,7 +163,7 @@ type requestCall struct {
 func (c *requestCall) fill(r *filter.Request, sh *shape) {
 	req := &r.Ctx.Request
 	in := &c.in
-	in.RequestId = req.Header.Peek(headerRequestID)
+	in.RequestId = r.RequestID
 	in.Route = r.Route
 	in.Method = req.Header.Method()
 	u := req.URI()
@@ -312,7 +310,7 @@ type responseCall struct {
 
 func (c *responseCall) fill(r *filter.Request, resp *fasthttp.Response, sh *shape) {
 	in := &c.in
-	in.RequestId = r.Ctx.Request.Header.Peek(headerRequestID)
+	in.RequestId = r.RequestID
 	in.Route = r.Route
 	in.Status = uint32(resp.StatusCode())
 	if !sh.respHeaders.none() {
