@@ -14,7 +14,6 @@ import (
 	"github.com/meshgate/meshgate/plugins/sdk"
 )
 
-
 // Verdict reasons, for the access log, metrics and the engine's error body.
 const (
 	// ReasonUnavailable: a closed-policy plugin could not answer (down, restarting, failed,
