@@ -196,8 +196,11 @@ func (v *validator) edgePolicy(c *Config, p path, pol Policy) {
 		}
 		v.nonNegDur(jp.key("leeway"), j.Leeway)
 		for claim, h := range j.ForwardClaims {
-			if !isToken(h) {
+			switch {
+			case !isToken(h):
 				v.add(jp.key("forward_claims").key(claim), "invalid header name %q", h)
+			case ownedHeader(h):
+				v.add(jp.key("forward_claims").key(claim), "%s is set by the gateway itself (docs/security.md)", h)
 			}
 		}
 	}
@@ -253,8 +256,13 @@ func (v *validator) edgePolicy(c *Config, p path, pol Policy) {
 		for side, ops := range map[string]HeaderOps{"request": h.Request, "response": h.Response} {
 			for _, m := range []map[string]string{ops.Set, ops.Add} {
 				for name := range m {
-					if !isToken(name) {
+					switch {
+					case !isToken(name):
 						v.add(hp.key(side).key(name), "invalid header name %q", name)
+					case side == "request" && ownedHeader(name):
+						// The gateway sends these exactly once, with its own value: a policy's
+						// value would be overwritten, so say so rather than ignore it.
+						v.add(hp.key(side).key(name), "%s is set by the gateway itself (docs/security.md)", name)
 					}
 				}
 			}
@@ -265,4 +273,16 @@ func (v *validator) edgePolicy(c *Config, p path, pol Policy) {
 			}
 		}
 	}
+}
+
+// ownedHeader reports whether name is a request header the gateway owns and always sets itself
+// (docs/security.md): forwarding headers, the request id and the deadline budget. The identity
+// header is listener-specific and checked by the engine.
+func ownedHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-port", "forwarded",
+		"x-real-ip", "x-request-id", "x-meshgate-budget-ms":
+		return true
+	}
+	return false
 }

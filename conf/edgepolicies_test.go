@@ -111,3 +111,29 @@ func TestHMACReplayStore(t *testing.T) {
 	checkErrors(t, hmacBase+"  signed:\n    hmac:\n      secrets_file: /s\n      replay: disk\n",
 		[]wantErr{{14, "policies.signed.hmac.replay", `"disk" is not one of memory, redis`}})
 }
+
+// A policy cannot set a header the gateway owns: its value would be overwritten, so the config
+// says so instead of silently losing it.
+func TestPoliciesCannotSetOwnedHeaders(t *testing.T) {
+	t.Parallel()
+	checkErrors(t, hmacBase+"  signed:\n    headers:\n      request: { set: { X-Forwarded-For: 1.2.3.4 }, add: { x-request-id: a } }\n      response: { set: { X-Request-Id: kept } }\n",
+		[]wantErr{
+			{13, "policies.signed.headers.request.X-Forwarded-For", "is set by the gateway itself"},
+			{13, "policies.signed.headers.request.x-request-id", "is set by the gateway itself"},
+		})
+	checkErrors(t, jwtBase+"  token:\n    jwt:\n      jwks_url: https://idp.test/jwks\n      forward_claims: { sub: X-Real-Ip }\n",
+		[]wantErr{{14, "policies.token.jwt.forward_claims.sub", "is set by the gateway itself"}})
+}
+
+// Trust settings: no catch-all trusted proxy, trusted_peers only where peers have identities.
+func TestTrustSettingsValidated(t *testing.T) {
+	t.Parallel()
+	base := "routes:\n  - name: r\n    to: [ { service: s } ]\ndiscovery: { static: { s: [ 127.0.0.1:9000 ] } }\nlisteners:\n"
+	checkErrors(t, base+"  - address: 127.0.0.1:8080\n    trusted_proxies: [ 0.0.0.0/0, \"::/0\" ]\n    trusted_peers: [ edge ]\n    max_connections_per_ip: -2\n",
+		[]wantErr{
+			{7, "listeners[0].trusted_proxies[0]", "trusts every address"},
+			{7, "listeners[0].trusted_proxies[1]", "trusts every address"},
+			{8, "listeners[0].trusted_peers", "only a connect listener"},
+			{9, "listeners[0].max_connections_per_ip", "or -1 for no cap"},
+		})
+}
