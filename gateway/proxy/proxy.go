@@ -284,6 +284,18 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		return fasthttp.StatusRequestEntityTooLarge, ReasonBodyTooLarge
 	}
 
+	// The request id: kept from a trusted hop and from any authenticated mesh peer (ids only
+	// correlate logs, and a denied peer's request should still be findable); everyone else
+	// gets a fresh one.
+	if h.opts.Connect || trusted(remote, h.opts.TrustedProxies) {
+		if id := req.Header.Peek(hdrXRequestID); validRequestID(id) {
+			s.reqID = append(s.reqID, id...)
+		}
+	}
+	if len(s.reqID) == 0 {
+		s.reqID = appendRequestID(s.reqID)
+	}
+
 	fr := &s.filter
 	*fr = filter.Request{Ctx: ctx, ClientIP: remote, Identity: s.ident[:0]}
 	s.body.reset(req, h.opts.MaxBodyBytes)
@@ -300,18 +312,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		}
 	}
 
-	// The owned fields: decide who may set them, keep what they may, drop every line the
-	// sender wrote. A request id is kept from trusted hops and from any authenticated mesh
-	// peer; everyone else gets a fresh one.
+	// The owned fields: decide who may set them (a connect listener's peers are known only
+	// now), keep what they may, drop every line the sender wrote.
 	level := h.trustLevel(remote, fr.Identity)
-	if level != trustNone || h.opts.Connect {
-		if id := req.Header.Peek(hdrXRequestID); validRequestID(id) {
-			s.reqID = append(s.reqID, id...)
-		}
-	}
-	if len(s.reqID) == 0 {
-		s.reqID = appendRequestID(s.reqID)
-	}
 	client := remote
 	if scan&scanOwned != 0 {
 		client = h.takeOwned(&req.Header, level, remote, &s.fwd)
