@@ -83,6 +83,7 @@ func Marshal(c *Config) ([]byte, error) {
 
 func (c *Config) clone() *Config {
 	out := *c
+	out.Admin.AllowedHosts = slices.Clone(c.Admin.AllowedHosts)
 	out.Listeners = slices.Clone(c.Listeners)
 	for i := range out.Listeners {
 		out.Listeners[i].TrustedProxies = slices.Clone(c.Listeners[i].TrustedProxies)

@@ -97,6 +97,9 @@ type Admin struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener. Off by default:
 	// profiles reveal internals and cost CPU while taken.
 	Pprof bool `yaml:"pprof"`
+	// AllowedHosts are the names (or IPs) besides loopback and the admin address's own IP that
+	// a request's Host header may carry; any other Host gets 403 (DNS rebinding). Default: none.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Listener is one downstream HTTP/1.1 listener.
