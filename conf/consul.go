@@ -30,7 +30,25 @@ func consulDefaults(c *Config) {
 		cc.Scheme = defaultConsulScheme
 	}
 	setDur(&cc.Wait, defaultConsulWait)
+	if cc.KVPrefix != "" && cc.KVMaxPriority == nil {
+		// Computed from the file's routes, so a document cannot outrank the file unless the
+		// file says how far it may go. Merge defaults the file before any document is added.
+		top := fileTopPriority(c.Routes)
+		cc.KVMaxPriority = &top
+	}
 	registrationDefaults(c)
+}
+
+// fileTopPriority is the highest route priority, 0 without routes (the default priority).
+func fileTopPriority(routes []Route) int {
+	if len(routes) == 0 {
+		return 0
+	}
+	top := routes[0].Priority
+	for _, r := range routes[1:] {
+		top = max(top, r.Priority)
+	}
+	return top
 }
 
 // consul validates the connection, snapshot and subset settings of discovery.consul.

@@ -294,6 +294,10 @@ func cloneBool(b *bool) *bool {
 
 func (c *Consul) clone() *Consul {
 	out := *c
+	if c.KVMaxPriority != nil {
+		p := *c.KVMaxPriority
+		out.KVMaxPriority = &p
+	}
 	if c.TLS != nil {
 		t := *c.TLS
 		out.TLS = &t

@@ -316,6 +316,10 @@ type Consul struct {
 	// KVPrefix: dynamic routes and policies are read from this KV prefix (each key one YAML
 	// document with routes/policies/services), validated like the file. Default: off.
 	KVPrefix string `yaml:"kv_prefix"`
+	// KVMaxPriority caps the priority of document routes (higher wins). Default: the highest
+	// priority of a file route, so a document route never ranks above every file route and a
+	// file route wins a tie; a document route above the cap rejects its document.
+	KVMaxPriority *int `yaml:"kv_max_priority"`
 }
 
 // ConsulTLS configures TLS to the agent.
