@@ -61,6 +61,9 @@ type RateLimit struct {
 	// OnRedisError: what a cluster limit does when Redis is unreachable: "local" (default:
 	// enforce the limit per instance), "open" (allow), "closed" (reject with 503).
 	OnRedisError string `yaml:"on_redis_error"`
+	// IPv6Prefix: with key client_ip, an IPv6 client is keyed by its first IPv6Prefix bits
+	// (1..128), because one host usually holds a whole /64. Default 64. IPv4 is per address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // Fault injects delays and aborts, for chaos tests in production traffic.
