@@ -219,6 +219,7 @@ func (v *validator) identity(c *Config) {
 	if c.Sidecar != nil && id == nil {
 		connect = c.Sidecar.ConnectEnabled()
 	}
+	v.connectTransport(c, connect) // consul.go
 	for i, l := range c.Listeners {
 		if l.Connect && !connect {
 			v.add(path{"listeners"}.idx(i).key("connect"), "a connect listener needs identity: { service: NAME, connect: true }")
