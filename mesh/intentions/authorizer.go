@@ -73,7 +73,10 @@ type Authorizer struct {
 	rejected atomic.Uint64
 }
 
-var notLoaded = Decision{Intention: LabelNotLoaded}
+var (
+	notLoaded    = Decision{Intention: LabelNotLoaded}
+	otherTenancy = Decision{Intention: LabelOtherTenancy}
+)
 
 // New validates options and, when a snapshot is configured, loads the persisted rules so the
 // Authorizer is Ready before Consul answers.
@@ -102,21 +105,36 @@ func New(o Options) (*Authorizer, error) {
 	return a, nil
 }
 
-// Authorize decides whether source (the caller's service name, from its verified SPIFFE ID)
-// may make this request. h reads request headers and may be nil. Before the first rules are
-// in, every request is denied. It does not allocate.
+// Caller is the verified identity of a mesh peer: partition, namespace and service name from
+// its SPIFFE ID. Empty Partition or Namespace mean "default".
+type Caller struct {
+	Partition string
+	Namespace string
+	Service   string
+}
+
+// Authorize decides whether the caller (from its verified SPIFFE ID) may make this request.
+// h reads request headers and may be nil. Before the first rules are in, every request is
+// denied, and so is every caller outside the default partition and namespace: intentions
+// are compiled for default/default only, and matching such a caller by its service name
+// alone would give "team-b/web" what an intention grants "default/web". It does not allocate.
 //
 // path should be the path that will be forwarded, normalised (fasthttp's URI().Path()), so
 // that "/public/../admin" cannot pass a "/public" prefix rule and then reach /admin. A raw
 // request URI also works (path rules ignore its query; ":path" header rules see it whole), but
 // then matching is on the raw bytes, as in Envoy without path normalisation.
-func (a *Authorizer) Authorize(source string, method, path []byte, h HeaderGetter) Decision {
+func (a *Authorizer) Authorize(c Caller, method, path []byte, h HeaderGetter) Decision {
+	if !isDefault(c.Partition) || !isDefault(c.Namespace) {
+		return otherTenancy
+	}
 	rs := a.rules.Load()
 	if rs == nil {
 		return notLoaded
 	}
-	return rs.authorize(source, method, path, h)
+	return rs.authorize(c.Service, method, path, h)
 }
+
+func isDefault(tenancy string) bool { return tenancy == "" || tenancy == defaultTenancy }
 
 // Ready reports whether rules are loaded, from the Source or from a snapshot.
 func (a *Authorizer) Ready() bool { return a.rules.Load() != nil }

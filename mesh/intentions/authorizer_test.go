@@ -236,3 +236,38 @@ func TestRulesViewJSON(t *testing.T) {
 		t.Fatalf("view = %s; want ready, version 9, web first (evaluation order)", b)
 	}
 }
+
+// TestOtherTenancyDenied: intentions are compiled for default/default, so a caller from
+// another namespace or partition is refused with its own label, even when an intention for its
+// service name (or a wildcard, or the default) would allow it.
+func TestOtherTenancyDenied(t *testing.T) { // not parallel: AllocsPerRun
+	src := newFakeSource(fakeAnswer{list: []Intention{l4("web", ActionAllow), l4("*", ActionAllow)}, index: 1})
+	a := newAuthorizer(t, Options{Source: src, DefaultAllow: true})
+	start(t, a)
+	await.Until(t, waitLimit, "rules", a.Ready)
+	h := get("/").header()
+	tests := []struct {
+		c     Caller
+		allow bool
+	}{
+		{Caller{Service: "web"}, true},
+		{Caller{Partition: "default", Namespace: "default", Service: "web"}, true},
+		{Caller{Namespace: "team-b", Service: "web"}, false},
+		{Caller{Partition: "finance", Namespace: "default", Service: "web"}, false},
+		{Caller{Partition: "finance", Namespace: "team-b", Service: "other"}, false},
+	}
+	for _, tt := range tests {
+		d := a.Authorize(tt.c, h.Method(), h.RequestURI(), h)
+		if d.Allow != tt.allow {
+			t.Errorf("%+v: %+v, want allow=%v", tt.c, d, tt.allow)
+		}
+		if !tt.allow && d.Intention != LabelOtherTenancy {
+			t.Errorf("%+v: label %q, want %q", tt.c, d.Intention, LabelOtherTenancy)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		a.Authorize(Caller{Namespace: "team-b", Service: "web"}, h.Method(), h.RequestURI(), h)
+	}); n != 0 {
+		t.Errorf("refusal: %v allocs, want 0", n)
+	}
+}
