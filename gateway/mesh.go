@@ -77,7 +77,8 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registere
 		if err != nil {
 			return nil, err
 		}
-		ao := intentions.Options{Source: src, Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow", Logger: log}
+		ao := intentions.Options{Source: src, Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow", Logger: log,
+			MaxAge: max(ic.MaxSnapshotAge.D(), 0)} // negative: no limit
 		if disc.snap != nil {
 			ao.Snapshot = disc.snap
 		}
@@ -143,6 +144,11 @@ func (m *edgeMesh) ready() (bool, string) {
 		return false, "waiting for the Connect certificate of " + m.conf.Service
 	case m.authz != nil && !m.authz.Ready():
 		return false, "waiting for the intentions of " + m.conf.Service
+	case m.authz != nil && m.authz.Stale():
+		// Every caller is denied (intentions.Options.MaxAge): balancers should send traffic
+		// to an instance that can serve it.
+		return false, "intentions of " + m.conf.Service + " are older than identity.max_snapshot_age (last confirmed " +
+			m.authz.FetchedAt().UTC().Format(time.RFC3339) + "): denying every caller until consul answers"
 	}
 	var why []string
 	if m.id.FromSnapshot() {
