@@ -90,7 +90,7 @@ const (
 	// morning, short enough that a revoked intention is not honoured for days; Consul's
 	// default leaf certificate lifetime (72h) bounds such an outage anyway.
 	defaultMaxSnapshotAge = 24 * time.Hour
-	defaultSidecarAddress  = "127.0.0.1"
+	defaultSidecarAddress = "127.0.0.1"
 )
 
 // SidecarUpstreamName is the listener and route name of one upstream.
