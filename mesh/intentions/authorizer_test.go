@@ -328,11 +328,13 @@ func TestMaxAgeSavesFetchedAt(t *testing.T) {
 		Snapshot: store, MaxAge: time.Hour})
 	before := time.Now()
 	start(t, a)
-	await.Until(t, waitLimit, "answer", a.Ready)
-	b, ok := store.LoadDoc(SnapshotKind, "api")
-	if !ok {
-		t.Fatal("no snapshot saved")
-	}
+	// The rules are in force (Ready) just before the snapshot is written: wait for the file.
+	var b []byte
+	await.Until(t, waitLimit, "snapshot saved", func() bool {
+		var ok bool
+		b, ok = store.LoadDoc(SnapshotKind, "api")
+		return ok
+	})
 	var d snapshotDoc
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatal(err)
