@@ -371,13 +371,16 @@ func (a *Authorizer) apply(list []Intention, index uint64) {
 			Msg("intentions rejected; keeping the rules in use")
 		return
 	}
-	a.rules.Store(rs)
-	a.confirmed(now)
 	if cur != nil && reflect.DeepEqual(cur.intentions, rs.intentions) {
+		a.rules.Store(rs)
+		a.confirmed(now)
 		a.refreshSnapshot(rs, now)
 		return
 	}
+	// Counted before the swap, so whoever sees the new rules also sees them counted.
 	a.updates.Add(1)
+	a.rules.Store(rs)
+	a.confirmed(now)
 	a.log.Info().Uint64(fieldIndex, index).Int(fieldCount, len(rs.intentions)).Msg("intentions updated")
 	a.saveSnapshot(rs, now)
 }
