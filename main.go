@@ -124,7 +124,16 @@ func runHealth(args []string, stderr io.Writer) int {
 		return 2
 	}
 	client := &http.Client{Timeout: *timeout}
-	resp, err := client.Get("http://" + *addr + "/ready")
+	req, err := http.NewRequest(http.MethodGet, "http://"+*addr+"/ready", nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshgate health: %v\n", err)
+		return 2
+	}
+	// The admin API answers only loopback Host names unless told otherwise (DNS rebinding);
+	// this command runs on the admin's own host (a container health check), whatever address
+	// it dials, so it says so.
+	req.Host = "localhost"
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "meshgate health: %v\n", err)
 		return 1

@@ -30,7 +30,48 @@ func consulDefaults(c *Config) {
 		cc.Scheme = defaultConsulScheme
 	}
 	setDur(&cc.Wait, defaultConsulWait)
+	if cc.KVPrefix != "" && cc.KVMaxPriority == nil {
+		// Computed from the file's routes, so a document cannot outrank the file unless the
+		// file says how far it may go. Merge defaults the file before any document is added.
+		top := fileTopPriority(c.Routes)
+		cc.KVMaxPriority = &top
+	}
 	registrationDefaults(c)
+}
+
+// fileTopPriority is the highest route priority, 0 without routes (the default priority).
+func fileTopPriority(routes []Route) int {
+	if len(routes) == 0 {
+		return 0
+	}
+	top := routes[0].Priority
+	for _, r := range routes[1:] {
+		top = max(top, r.Priority)
+	}
+	return top
+}
+
+// connectTransport refuses Connect over plain HTTP to an agent on another host: the ACL token
+// is in every request and the leaf certificate's private key in the /agent/connect/ca/leaf
+// answer, so anyone on the path could impersonate this service in the mesh. Loopback never
+// leaves the host; anything else needs scheme: https. A name other than localhost counts as
+// remote: what it resolves to can change after validation.
+func (v *validator) connectTransport(c *Config, connect bool) {
+	cc := c.Discovery.Consul
+	if !connect || cc == nil || cc.Scheme == "https" {
+		return
+	}
+	host, _, err := net.SplitHostPort(cc.Address)
+	if err != nil {
+		return // consul() reports the address itself
+	}
+	if host == "localhost" {
+		return
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return
+	}
+	v.add(path{"discovery", "consul", "address"}, "%q is not a loopback address: Connect (identity.connect, or a sidecar) over plain http would send the ACL token and the leaf certificate's private key in clear; use scheme: https, or the local agent on 127.0.0.1", cc.Address)
 }
 
 // consul validates the connection, snapshot and subset settings of discovery.consul.

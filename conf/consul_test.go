@@ -125,3 +125,73 @@ func TestConsulValid(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Connect over plain http is allowed only to a loopback agent: the token and the leaf key
+// would otherwise cross the network in clear.
+func TestConnectNeedsHTTPSOrLoopback(t *testing.T) {
+	t.Parallel()
+	edge := func(consul string) string {
+		return `listeners: [ { address: 127.0.0.1:8080 } ]
+identity: { service: edge, connect: true }
+discovery:
+  consul:
+` + consul
+	}
+	sidecar := func(consul string) string {
+		return `discovery:
+  consul:
+` + consul + `sidecar:
+  service: { name: web, port: 8080 }
+  inbound: { address: 127.0.0.1:21000 }
+`
+	}
+	const msg = "is not a loopback address: Connect (identity.connect, or a sidecar) over plain http"
+	for _, ok := range []string{
+		edge("    address: 127.0.0.1:8500\n"),
+		edge("    address: 127.0.0.53:8500\n"),
+		edge("    address: localhost:8500\n"),
+		edge("    address: \"[::1]:8500\"\n"),
+		edge("    address: consul.service.consul:8501\n    scheme: https\n"),
+		sidecar("    address: 127.0.0.1:8500\n"),
+		// Without Connect plain http elsewhere stays allowed (the token is the user's call).
+		`listeners: [ { address: 127.0.0.1:8080 } ]
+discovery: { consul: { address: 10.0.0.5:8500 } }
+`,
+		sidecar("    address: 10.0.0.5:8500\n") + "  connect: false\n",
+	} {
+		mustParse(t, ok)
+	}
+	checkErrors(t, edge("    address: 10.0.0.5:8500\n"), []wantErr{{5, "discovery.consul.address", msg}})
+	checkErrors(t, edge("    address: consul.service.consul:8500\n    scheme: http\n"), []wantErr{{5, "discovery.consul.address", msg}})
+	checkErrors(t, sidecar("    address: 192.0.2.10:8500\n"), []wantErr{{3, "discovery.consul.address", msg}})
+}
+
+func TestIdentityMaxSnapshotAge(t *testing.T) {
+	t.Parallel()
+	cfg := func(identity, consul string) string {
+		return `listeners: [ { address: 127.0.0.1:8080 } ]
+identity: { service: edge, connect: true` + identity + ` }
+discovery:
+  consul: { address: 127.0.0.1:8500` + consul + ` }
+`
+	}
+	if got := mustParse(t, cfg("", "")).Identity.MaxSnapshotAge.D(); got != 24*time.Hour {
+		t.Errorf("default max_snapshot_age = %s, want 24h", got)
+	}
+	if got := mustParse(t, cfg(", max_snapshot_age: -1s", "")).Identity.MaxSnapshotAge.D(); got != -time.Second {
+		t.Errorf("max_snapshot_age -1s = %s (disabled)", got)
+	}
+	mustParse(t, cfg(", max_snapshot_age: 2m", ", wait: 1m"))
+	// The sidecar's implicit identity gets the default too.
+	sc := mustParse(t, `discovery: { consul: { address: 127.0.0.1:8500 } }
+sidecar:
+  service: { name: web, port: 8080 }
+  inbound: { address: 127.0.0.1:21000 }
+`).Expanded()
+	if got := sc.Identity.MaxSnapshotAge.D(); got != 24*time.Hour {
+		t.Errorf("sidecar max_snapshot_age = %s, want 24h", got)
+	}
+	checkErrors(t, cfg(", max_snapshot_age: 9m", ""), []wantErr{
+		{2, "identity.max_snapshot_age", "9m0s is less than twice discovery.consul.wait (5m0s)"},
+	})
+}

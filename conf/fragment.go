@@ -123,6 +123,9 @@ func fragmentDecodeError(name string, idx []indexEntry, msg string) Error {
 //   - route, policy and service names must be new: not in base (a service base routes to counts
 //     as defined there even without a services: entry) and not in an accepted fragment;
 //   - the fragment's routes are appended after base's and earlier fragments' routes;
+//   - no route of the fragment may have a priority above the cap: base's
+//     discovery.consul.kv_max_priority, by default the highest priority of a base route (so a
+//     fragment cannot shadow the file's top routes: they win ties);
 //   - the whole result must pass the same validation as a file.
 //
 // A fragment's routes may use base's and other fragments' policies and services, and a
@@ -136,6 +139,10 @@ func Merge(base *Config, frags []NamedFragment) (*Config, []error) {
 
 	m := &merger{base: base.clone(), owners: map[string]string{}}
 	m.base.Defaults()
+	m.maxPriority = fileTopPriority(m.base.Routes)
+	if cc := m.base.Discovery.Consul; cc != nil && cc.KVMaxPriority != nil {
+		m.maxPriority = *cc.KVMaxPriority
+	}
 	for _, p := range validate(m.base) {
 		// base should be valid; if it is not, its own problems must not be blamed on fragments.
 		m.baseline = append(m.baseline, problemKey(p))
@@ -181,6 +188,8 @@ type merger struct {
 	// owners maps "kind\x00name" to the fragment that defined it ("" for base).
 	owners   map[string]string
 	accepted []*Fragment
+	// maxPriority is the highest priority a fragment's route may have.
+	maxPriority int
 }
 
 func ownerKey(kind, name string) string { return kind + "\x00" + name }
@@ -191,6 +200,9 @@ func problemKey(p problem) string { return p.path.String() + "\x00" + p.msg }
 // merged config and records f's names.
 func (m *merger) add(f *Fragment) (*Config, Errors) {
 	if es := m.collisions(f); len(es) > 0 {
+		return nil, es
+	}
+	if es := m.outranks(f); len(es) > 0 {
 		return nil, es
 	}
 	// Rebuilt from the raw fragments each time, so Defaults sees every service definition
@@ -264,6 +276,21 @@ func (m *merger) collisions(f *Fragment) Errors {
 		clash(path{"services", name}, "service", name)
 	}
 	slices.SortStableFunc(es, func(a, b Error) int { return a.Line - b.Line })
+	return es
+}
+
+// outranks reports f's routes whose priority is above the cap: whoever may write the KV prefix
+// must not be able to put a route in front of the file's own (e.g. take over /login).
+func (m *merger) outranks(f *Fragment) Errors {
+	var es Errors
+	for i, r := range f.Routes {
+		if r.Priority <= m.maxPriority {
+			continue
+		}
+		p := path{"routes"}.idx(i).key("priority")
+		es = append(es, Error{File: f.Name, Line: lineOf(f.root, p), Path: p.String(),
+			Msg: fmt.Sprintf("priority %d is above %d, the most a document route may have (discovery.consul.kv_max_priority; by default the highest priority of a file route): documents may not outrank the config file", r.Priority, m.maxPriority)})
+	}
 	return es
 }
 

@@ -2,6 +2,7 @@ package conf
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ listeners:
     address: 127.0.0.1:8080
 routes:
   - name: site
+    priority: 10
     match: { path_prefix: / }
     to: [ { service: origin } ]
 policies:
@@ -219,6 +221,16 @@ services:
 			rejected:   map[string][]wantErr{"kv/b": {{2, "routes[0].name", `route "api" is already defined by document "kv/a"`}}},
 		},
 		{
+			// The file's top priority is 10: a document route above it could shadow the file.
+			name: "route outranking the file rejects its document",
+			frags: []NamedFragment{
+				{"kv/a", []byte("routes: [ { name: a, priority: 10, match: { path: /a }, to: [ { service: billing } ] } ]\n")},
+				{"kv/b", []byte("routes:\n  - { name: b, match: { path: /b }, to: [ { service: billing } ] }\n  - { name: c, priority: 11, match: { path: /c }, to: [ { service: billing } ] }\n")},
+			},
+			wantRoutes: []string{"site", "a"},
+			rejected:   map[string][]wantErr{"kv/b": {{3, "routes[1].priority", "priority 11 is above 10, the most a document route may have"}}},
+		},
+		{
 			name:       "duplicate route inside a document",
 			frags:      []NamedFragment{{"kv/d", []byte("routes:\n  - { name: r, match: { path: /1 }, to: [ { service: api } ] }\n  - { name: r, match: { path: /2 }, to: [ { service: api } ] }\n")}},
 			wantRoutes: []string{"site"},
@@ -414,5 +426,55 @@ func TestKVExampleMerges(t *testing.T) {
 	}
 	if len(c.Routes) != 2 || c.Routes[1].Name != "api" || c.Routes[1].Timeout.D().String() != "5s" {
 		t.Fatalf("merged routes = %+v", c.Routes)
+	}
+}
+
+// TestMergePriorityCap: kv_max_priority moves the cap either way; unset, it is computed from
+// the file's routes (and shown in the effective config).
+func TestMergePriorityCap(t *testing.T) {
+	t.Parallel()
+	base := func(extra string) string {
+		return `
+listeners: [ { address: 127.0.0.1:8080 } ]
+routes:
+  - { name: login, priority: 5, match: { path: /login }, to: [ { service: origin } ] }
+  - { name: site, priority: -10, match: { path_prefix: / }, to: [ { service: origin } ] }
+discovery:
+  static: { origin: [ 127.0.0.1:9000 ] }
+  consul:
+    kv_prefix: meshgate/routes
+` + extra
+	}
+	doc := func(prio int) []NamedFragment {
+		return []NamedFragment{{"kv/x", fmt.Appendf(nil, "routes: [ { name: x, priority: %d, match: { path: /login }, to: [ { service: api } ] } ]\n", prio)}}
+	}
+	tests := []struct {
+		name    string
+		extra   string
+		prio    int
+		wantCap int
+		refused bool
+	}{
+		{"default cap is the file's top priority", "", 5, 5, false},
+		{"above the default cap", "", 6, 5, true},
+		{"file lowers the cap below its catch-all", "    kv_max_priority: -11\n", -10, -11, true},
+		{"file lowers the cap", "    kv_max_priority: -11\n", -20, -11, false},
+		{"file allows documents to outrank it", "    kv_max_priority: 100\n", 100, 100, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := mustBase(t, base(tt.extra))
+			if got := *b.Discovery.Consul.KVMaxPriority; got != tt.wantCap {
+				t.Fatalf("kv_max_priority = %d, want %d", got, tt.wantCap)
+			}
+			_, errs := Merge(b, doc(tt.prio))
+			if refused := len(errs) > 0; refused != tt.refused {
+				t.Fatalf("refused = %v, want %v: %v", refused, tt.refused, errs)
+			}
+			if tt.refused && !strings.Contains(errs[0].Error(), "kv/x:1: routes[0].priority: priority") {
+				t.Errorf("error = %v", errs[0])
+			}
+		})
 	}
 }

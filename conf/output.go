@@ -45,25 +45,94 @@ func plural(n int, word string) string {
 
 // Redacted returns a deep copy of c that is safe to show on the admin /config endpoint.
 //
-// Contract: any secret field added to the schema (tokens, keys, passwords) MUST be blanked
-// here, and the redaction test extended. Today no field is secret; values that came from
-// ${ENV} are not treated as secret either (put secrets in secret fields, not in plain ones).
+// Contract: any field that can hold a secret MUST be blanked here, and TestRedactedHidesSecrets
+// extended. Secret-bearing today: the Consul token, plugin config and args (plugins take keys on
+// their command line), headers-policy set/add values (static credentials for upstreams are
+// injected that way), and the userinfo and query of every URL or address (basic-auth passwords,
+// ?token=). Values that came from ${ENV} are not treated as secret by origin: the field decides.
+// Names, paths and structure stay visible: the point of /config is to see what is configured.
+// Route match values (paths, header and query matches) are routing data, not credentials; use
+// an api_key or hmac policy, whose secrets live in files, for authentication.
 // The copy shares no memory with c, so callers may mutate or marshal it freely.
 func Redacted(c *Config) *Config {
 	if c == nil {
 		return nil
 	}
 	out := c.clone()
-	if out.Discovery.Consul != nil && out.Discovery.Consul.Token != "" {
-		out.Discovery.Consul.Token = redactedValue
+	if cc := out.Discovery.Consul; cc != nil {
+		if cc.Token != "" {
+			cc.Token = redactedValue
+		}
+		cc.Address = redactAddress(cc.Address)
+	}
+	if out.Redis != nil {
+		out.Redis.Address = redactAddress(out.Redis.Address)
 	}
 	for name, p := range out.Plugins {
 		if p.Config != nil {
 			p.Config = redactedValue // plugin configs carry keys and secrets
-			out.Plugins[name] = p
 		}
+		for i := range p.Args {
+			p.Args[i] = redactedValue // the count stays visible, the values do not
+		}
+		out.Plugins[name] = p
+	}
+	for name, p := range out.Policies {
+		if h := p.Headers; h != nil {
+			hh := *h
+			hh.Request = redactHeaderOps(h.Request)
+			hh.Response = redactHeaderOps(h.Response)
+			p.Headers = &hh
+		}
+		if j := p.JWT; j != nil {
+			jj := *j
+			jj.JWKSURL = redactAddress(j.JWKSURL)
+			p.JWT = &jj
+		}
+		out.Policies[name] = p
 	}
 	return out
+}
+
+// redactHeaderOps copies ops with every set/add value replaced; header names stay.
+func redactHeaderOps(ops HeaderOps) HeaderOps {
+	redact := func(m map[string]string) map[string]string {
+		if m == nil {
+			return nil
+		}
+		out := make(map[string]string, len(m))
+		for k := range m {
+			out[k] = redactedValue
+		}
+		return out
+	}
+	return HeaderOps{Set: redact(ops.Set), Add: redact(ops.Add), Remove: slices.Clone(ops.Remove)}
+}
+
+// redactAddress hides the userinfo and the query (and fragment) of a URL or of a
+// [user[:password]@]host:port address, keeping scheme, host, port and path, which say where
+// the gateway connects without saying how it authenticates.
+func redactAddress(s string) string {
+	if s == "" {
+		return s
+	}
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		authority, tail := rest, ""
+		if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+			authority, tail = rest[:i], rest[i:]
+		}
+		if at := strings.LastIndexByte(authority, '@'); at >= 0 {
+			authority = redactedValue + "@" + authority[at+1:]
+		}
+		if i := strings.IndexAny(tail, "?#"); i >= 0 {
+			tail = tail[:i] + "?" + redactedValue
+		}
+		return scheme + "://" + authority + tail
+	}
+	if at := strings.LastIndexByte(s, '@'); at >= 0 {
+		return redactedValue + "@" + s[at+1:]
+	}
+	return s
 }
 
 // redactedValue replaces secrets in the effective config; it says a value is set without
@@ -83,6 +152,7 @@ func Marshal(c *Config) ([]byte, error) {
 
 func (c *Config) clone() *Config {
 	out := *c
+	out.Admin.AllowedHosts = slices.Clone(c.Admin.AllowedHosts)
 	out.Listeners = slices.Clone(c.Listeners)
 	for i := range out.Listeners {
 		out.Listeners[i].TrustedProxies = slices.Clone(c.Listeners[i].TrustedProxies)
@@ -225,6 +295,10 @@ func cloneBool(b *bool) *bool {
 
 func (c *Consul) clone() *Consul {
 	out := *c
+	if c.KVMaxPriority != nil {
+		p := *c.KVMaxPriority
+		out.KVMaxPriority = &p
+	}
 	if c.TLS != nil {
 		t := *c.TLS
 		out.TLS = &t

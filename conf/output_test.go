@@ -134,3 +134,90 @@ discovery:
 		t.Error("Redacted shares subset tags with the original")
 	}
 }
+
+func TestRedactedHidesSecrets(t *testing.T) {
+	t.Parallel()
+	// Every value below that contains "SECRET" can carry a credential; none may reach /config,
+	// while the names around them (which say what is configured) must.
+	c, err := Parse("c.yaml", []byte(`
+listeners: [ { name: public, address: 127.0.0.1:8080 } ]
+routes: [ { name: r, match: { path_prefix: / }, to: [ { service: api } ], policies: [ inject, auth, plug ] } ]
+discovery:
+  consul:
+    address: SECRETtoken@127.0.0.1:8500
+    token: SECRET-consul-token
+redis:
+  address: SECRETredis@127.0.0.1:6379
+policies:
+  inject:
+    headers:
+      request:
+        set: { Authorization: "Bearer SECRET-upstream-key" }
+        add: { X-Api-Key: SECRET-api-key }
+        remove: [ Cookie ]
+      response:
+        set: { X-Debug-Token: SECRET-response }
+  auth:
+    jwt:
+      jwks_url: https://user:SECRET-pass@idp.example.com/keys?access_token=SECRET-query#SECRET-frag
+  plug:
+    plugin: vault
+plugins:
+  vault:
+    path: /usr/lib/meshgate/vault
+    sha256: 0000000000000000000000000000000000000000000000000000000000000000
+    args: [ --token, SECRET-plugin-arg ]
+    config: { key: SECRET-plugin-config }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := Marshal(c)
+	out, err := Marshal(Redacted(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "SECRET") {
+		t.Fatalf("a secret is visible in the redacted config:\n%s", out)
+	}
+	for _, want := range []string{
+		"address: (redacted)@127.0.0.1:8500",
+		"address: (redacted)@127.0.0.1:6379",
+		"Authorization: (redacted)",
+		"X-Api-Key: (redacted)",
+		"X-Debug-Token: (redacted)",
+		"- Cookie",
+		"jwks_url: https://(redacted)@idp.example.com/keys?(redacted)",
+		"path: /usr/lib/meshgate/vault",
+		"args:\n            - (redacted)\n            - (redacted)\n",
+		"config: (redacted)",
+		"token: (redacted)",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("redacted config lacks %q:\n%s", want, out)
+		}
+	}
+	if after, _ := Marshal(c); string(after) != string(before) {
+		t.Fatalf("Redacted changed the original:\n%s", after)
+	}
+}
+
+func TestRedactAddress(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"":                               "",
+		"127.0.0.1:8500":                 "127.0.0.1:8500",
+		"https://idp.example.com/keys":   "https://idp.example.com/keys",
+		"https://idp.example.com?x=1":    "https://idp.example.com?(redacted)",
+		"https://u:p@h:1/a/b?q=1":        "https://(redacted)@h:1/a/b?(redacted)",
+		"redis://:pw@h:6379/0":           "redis://(redacted)@h:6379/0",
+		"https://h/p#frag":               "https://h/p?(redacted)",
+		"tok@h:8500":                     "(redacted)@h:8500",
+		"https://h/path@with-at?x=a@b":   "https://h/path@with-at?(redacted)",
+		"unix:///var/run/consul.sock?x=": "unix:///var/run/consul.sock?(redacted)",
+	} {
+		if got := redactAddress(in); got != want {
+			t.Errorf("redactAddress(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

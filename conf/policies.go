@@ -11,6 +11,7 @@ import (
 const (
 	defaultRatePer      = time.Second
 	defaultRateKey      = "client_ip"
+	defaultIPv6Prefix   = 64
 	defaultOnRedisError = "local"
 	defaultRedisTimeout = 50 * time.Millisecond
 )
@@ -41,6 +42,9 @@ func policyDefaults(c *Config) {
 		}
 		if rl.Cluster && rl.OnRedisError == "" {
 			rl.OnRedisError = defaultOnRedisError
+		}
+		if rl.Key == defaultRateKey && rl.IPv6Prefix == 0 {
+			rl.IPv6Prefix = defaultIPv6Prefix
 		}
 	}
 	if c.Redis != nil {
@@ -114,6 +118,12 @@ func (v *validator) rateLimit(c *Config, p path, rl *RateLimit) {
 	v.nonNeg(p.key("burst"), int64(rl.Burst))
 	if !validRateKey(rl.Key) {
 		v.add(p.key("key"), "%q is not one of %s", rl.Key, strings.Join(rateLimitKeys, ", "))
+	}
+	switch {
+	case rl.IPv6Prefix != 0 && rl.Key != defaultRateKey:
+		v.add(p.key("ipv6_prefix"), "only applies to key: client_ip (key is %q)", rl.Key)
+	case rl.IPv6Prefix < 0 || rl.IPv6Prefix > 128:
+		v.add(p.key("ipv6_prefix"), "must be 1..128 (got %d)", rl.IPv6Prefix)
 	}
 	if rl.Cluster && c.Redis == nil {
 		v.add(p.key("cluster"), "a cluster limit needs the top-level redis block")

@@ -34,7 +34,7 @@ redis: { address: 127.0.0.1:6379 }
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := RateLimit{Requests: 100, Per: Duration(time.Second), Burst: 100, Key: "client_ip", Cluster: true, OnRedisError: "local"}
+	want := RateLimit{Requests: 100, Per: Duration(time.Second), Burst: 100, Key: "client_ip", Cluster: true, OnRedisError: "local", IPv6Prefix: 64}
 	if got := *c.Policies["limit"].RateLimit; got != want {
 		t.Errorf("limit = %+v, want %+v", got, want)
 	}
@@ -111,6 +111,19 @@ func TestPolicyErrors(t *testing.T) {
 			want: []wantErr{
 				{12, "policies.limit.rate_limit.key", `"header:" is not one of`},
 				{13, "policies.other.rate_limit.key", `"header:X Y" is not one of`},
+			},
+		},
+		{
+			name: "ipv6 prefix",
+			yaml: `policies:
+  chaos: { fault: { abort: { status: 500, percent: 1 } } }
+  limit: { rate_limit: { requests: 1, ipv6_prefix: 129 } }
+  other: { rate_limit: { requests: 1, key: route, ipv6_prefix: 48 } }
+  fine: { rate_limit: { requests: 1, ipv6_prefix: 56 } }
+`,
+			want: []wantErr{
+				{12, "policies.limit.rate_limit.ipv6_prefix", "must be 1..128 (got 129)"},
+				{13, "policies.other.rate_limit.ipv6_prefix", `only applies to key: client_ip (key is "route")`},
 			},
 		},
 		{

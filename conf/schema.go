@@ -61,6 +61,9 @@ type RateLimit struct {
 	// OnRedisError: what a cluster limit does when Redis is unreachable: "local" (default:
 	// enforce the limit per instance), "open" (allow), "closed" (reject with 503).
 	OnRedisError string `yaml:"on_redis_error"`
+	// IPv6Prefix: with key client_ip, an IPv6 client is keyed by its first IPv6Prefix bits
+	// (1..128), because one host usually holds a whole /64. Default 64. IPv4 is per address.
+	IPv6Prefix int `yaml:"ipv6_prefix"`
 }
 
 // Fault injects delays and aborts, for chaos tests in production traffic.
@@ -97,6 +100,9 @@ type Admin struct {
 	// Pprof serves Go's profiler under /debug/pprof/ on the admin listener. Off by default:
 	// profiles reveal internals and cost CPU while taken.
 	Pprof bool `yaml:"pprof"`
+	// AllowedHosts are the names (or IPs) besides loopback and the admin address's own IP that
+	// a request's Host header may carry; any other Host gets 403 (DNS rebinding). Default: none.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 }
 
 // Listener is one downstream HTTP/1.1 listener.
@@ -322,6 +328,10 @@ type Consul struct {
 	// KVPrefix: dynamic routes and policies are read from this KV prefix (each key one YAML
 	// document with routes/policies/services), validated like the file. Default: off.
 	KVPrefix string `yaml:"kv_prefix"`
+	// KVMaxPriority caps the priority of document routes (higher wins). Default: the highest
+	// priority of a file route, so a document route never ranks above every file route and a
+	// file route wins a tie; a document route above the cap rejects its document.
+	KVMaxPriority *int `yaml:"kv_max_priority"`
 }
 
 // ConsulTLS configures TLS to the agent.

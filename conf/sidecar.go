@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Identity makes this process a Consul Connect peer.
@@ -22,6 +23,12 @@ type Identity struct {
 	// is "allow" when ACLs are off; we deny unless told otherwise, so a forgotten intention
 	// fails closed.
 	IntentionsDefault string `yaml:"intentions_default"`
+	// MaxSnapshotAge: intentions last confirmed by Consul (or, from the snapshot, fetched)
+	// longer ago than this deny every caller until Consul answers again, so an intention
+	// revoked during an outage cannot stay granted indefinitely. Default 24h; a negative value
+	// (e.g. -1s) disables the limit. Must be at least twice discovery.consul.wait: an idle
+	// blocking query only answers once per wait.
+	MaxSnapshotAge Duration `yaml:"max_snapshot_age"`
 }
 
 // Sidecar is `meshgate sidecar`: meshgate next to one local app, as that app's Connect proxy.
@@ -83,7 +90,11 @@ const (
 	sidecarUpstreamPrefix  = "upstream-"
 	sidecarLocalPrefix     = "local-"
 	defaultIntentionAction = "deny"
-	defaultSidecarAddress  = "127.0.0.1"
+	// defaultMaxSnapshotAge: long enough to ride out a Consul outage of a night or a weekend
+	// morning, short enough that a revoked intention is not honoured for days; Consul's
+	// default leaf certificate lifetime (72h) bounds such an outage anyway.
+	defaultMaxSnapshotAge = 24 * time.Hour
+	defaultSidecarAddress = "127.0.0.1"
 )
 
 // SidecarUpstreamName is the listener and route name of one upstream.
@@ -105,8 +116,11 @@ func (s *SidecarService) ProxyID() string { return s.ID + "-sidecar-proxy" }
 func (s *SidecarService) ProxyName() string { return s.Name + "-sidecar-proxy" }
 
 func sidecarDefaults(c *Config) {
-	if id := c.Identity; id != nil && id.IntentionsDefault == "" {
-		id.IntentionsDefault = defaultIntentionAction
+	if id := c.Identity; id != nil {
+		if id.IntentionsDefault == "" {
+			id.IntentionsDefault = defaultIntentionAction
+		}
+		setDur(&id.MaxSnapshotAge, defaultMaxSnapshotAge)
 	}
 	sc := c.Sidecar
 	if sc == nil {
@@ -226,6 +240,7 @@ func (v *validator) identity(c *Config) {
 	if c.Sidecar != nil && id == nil {
 		connect = c.Sidecar.ConnectEnabled()
 	}
+	v.connectTransport(c, connect) // consul.go
 	for i, l := range c.Listeners {
 		if l.Connect && !connect {
 			v.add(path{"listeners"}.idx(i).key("connect"), "a connect listener needs identity: { service: NAME, connect: true }")
@@ -248,6 +263,11 @@ func (v *validator) identity(c *Config) {
 	}
 	if !slices.Contains([]string{"deny", "allow"}, id.IntentionsDefault) {
 		v.add(p.key("intentions_default"), "%q is not one of deny, allow", id.IntentionsDefault)
+	}
+	if cc := c.Discovery.Consul; cc != nil && id.MaxSnapshotAge > 0 && id.MaxSnapshotAge < 2*cc.Wait {
+		// An idle blocking query answers once per wait: a shorter max age would deny callers
+		// while Consul is perfectly healthy.
+		v.add(p.key("max_snapshot_age"), "%s is less than twice discovery.consul.wait (%s); use a negative value to disable the limit", id.MaxSnapshotAge, cc.Wait)
 	}
 }
 
@@ -273,7 +293,8 @@ func (c *Config) Expanded() *Config {
 	out.expanded = true
 	svc := sc.Service
 	if out.Identity == nil {
-		out.Identity = &Identity{Service: svc.Name, Connect: sc.ConnectEnabled(), IntentionsDefault: defaultIntentionAction}
+		out.Identity = &Identity{Service: svc.Name, Connect: sc.ConnectEnabled(), IntentionsDefault: defaultIntentionAction,
+			MaxSnapshotAge: Duration(defaultMaxSnapshotAge)}
 	}
 	// A user route without listeners: means "every listener"; in a sidecar file that is the
 	// user's own listeners, never the inbound or upstream ones the sidecar owns.

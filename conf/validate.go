@@ -28,7 +28,7 @@ func (c *Config) Validate() error {
 // validate collects every semantic problem; it never stops at the first.
 func validate(c *Config) []problem {
 	v := &validator{}
-	v.hostPort(path{"admin", "address"}, c.Admin.Address, true)
+	v.admin(c) // admin.go
 	v.listeners(c)
 	v.routes(c)
 	v.services(c)

@@ -225,6 +225,9 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		Clusters: func() any { return e.upstreams.Statuses() },
 		Routes:   e.routesView,
 		Logger:   e.log,
+		// The Host check is built once with the server, so allowed_hosts needs a restart
+		// like admin.address (reload refuses the change).
+		AllowedHosts: cfg.Admin.AllowedHosts,
 	})
 	if err == nil {
 		err = e.admin.Handle("/identity", jsonHandler(e.mesh.view))
@@ -567,6 +570,9 @@ func (e *Edge) reload(cfg *conf.Config) error {
 	}
 	if cfg.Admin.Address != old.Admin.Address {
 		return errors.New("admin.address changed: restart meshgate to move the admin API")
+	}
+	if !slices.Equal(cfg.Admin.AllowedHosts, old.Admin.AllowedHosts) {
+		return errors.New("admin.allowed_hosts changed: restart meshgate to apply it")
 	}
 	if cfg.AccessLog != old.AccessLog || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown {
 		e.log.Warn().Msg("access_log, log and shutdown settings take effect at the next restart; the rest of the reload applies now")

@@ -275,3 +275,60 @@ policies:
 		t.Fatalf("/ready from the snapshot = %d %q", code, body)
 	}
 }
+
+// TestKVDocumentCannotOutrankFile: a document whose route has a priority above every file
+// route (here, to take over the file's /site/) is refused with the reason in /config, while a
+// document within the cap applies; the file keeps answering /site/.
+func TestKVDocumentCannotOutrankFile(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	client, err := api.NewClient(&api.Config{Address: agent.HTTPAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key, value string) {
+		t.Helper()
+		if _, err := client.KV().Put(&api.KVPair{Key: key, Value: []byte(value)}, nil); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	origin, _ := startUpstream(t, "origin", nil)
+	// The thief is a real, registered service: on today's main the hijack would serve /site/.
+	thief, _ := startUpstream(t, "thief", nil)
+	consulCatalog{t: t, client: client}.register("thief-1", "thief", thief, 1)
+	var logs syncBuffer
+	e := startEdgeLogging(t, kvEdgeConfig(hostport(origin), agent.HTTPAddr, t.TempDir()), &logs)
+
+	put("meshgate/routes/hijack", `routes:
+  - name: hijack
+    priority: 1
+    match: { path_prefix: /site/ }
+    to: [ { service: thief } ]
+`)
+	put("meshgate/routes/extra", `routes:
+  - name: extra
+    match: { path_prefix: /extra/ }
+    to: [ { service: origin } ]
+`)
+	// The within-cap document applies: the watch has delivered both documents by then.
+	answeredBy(t, e.url+"/extra/", 200, "origin")
+	waitFor(t, "hijack rejected in /config", func() bool {
+		return strings.Contains(configText(t, e.admin), "rejected: meshgate/routes/hijack")
+	})
+	cfg := configText(t, e.admin)
+	if !strings.Contains(cfg, "routes[0].priority: priority 1 is above 0") {
+		t.Errorf("/config lacks the reason:\n%s", cfg)
+	}
+	if !strings.Contains(cfg, "kv_max_priority: 0") {
+		t.Errorf("/config lacks the effective cap:\n%s", cfg)
+	}
+	for range 5 {
+		resp, _ := get(t, e.url+"/site/", nil)
+		if got := resp.Header.Get("X-Upstream"); resp.StatusCode != 200 || got != "origin" {
+			t.Fatalf("/site/ answered %d by %q, want 200 by origin", resp.StatusCode, got)
+		}
+	}
+	if !strings.Contains(logs.String(), "kv document rejected") {
+		t.Error("the rejection was not logged")
+	}
+}

@@ -77,7 +77,8 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registere
 		if err != nil {
 			return nil, err
 		}
-		ao := intentions.Options{Source: src, Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow", Logger: log}
+		ao := intentions.Options{Source: src, Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow", Logger: log,
+			MaxAge: max(ic.MaxSnapshotAge.D(), 0)} // negative: no limit
 		if disc.snap != nil {
 			ao.Snapshot = disc.snap
 		}
@@ -143,6 +144,11 @@ func (m *edgeMesh) ready() (bool, string) {
 		return false, "waiting for the Connect certificate of " + m.conf.Service
 	case m.authz != nil && !m.authz.Ready():
 		return false, "waiting for the intentions of " + m.conf.Service
+	case m.authz != nil && m.authz.Stale():
+		// Every caller is denied (intentions.Options.MaxAge): balancers should send traffic
+		// to an instance that can serve it.
+		return false, "intentions of " + m.conf.Service + " are older than identity.max_snapshot_age (last confirmed " +
+			m.authz.FetchedAt().UTC().Format(time.RFC3339) + "): denying every caller until consul answers"
 	}
 	var why []string
 	if m.id.FromSnapshot() {
@@ -193,45 +199,43 @@ type intentionsFilter struct {
 }
 
 func (f *intentionsFilter) Request(r *filter.Request) filter.Verdict {
-	src, ok := peerService(r.Ctx)
+	peer, ok := peerName(r.Ctx)
 	if !ok {
 		// Unreachable behind ServerTLSConfig (it requires a verified Connect certificate), but a
 		// connect listener must never serve an unidentified caller.
 		return filter.Verdict{Status: fasthttp.StatusForbidden, Reason: ReasonIntentionDenied}
 	}
+	src := peer.Service
 	r.Identity = append(r.Identity[:0], src...)
 	req := &r.Ctx.Request
-	d := f.authz.Authorize(src, req.Header.Method(), req.URI().Path(), &req.Header)
+	caller := intentions.Caller{Partition: peer.Partition, Namespace: peer.Namespace, Service: src}
+	d := f.authz.Authorize(caller, req.Header.Method(), req.URI().Path(), &req.Header)
 	if d.Allow {
 		return filter.Verdict{}
 	}
 	if f.denied != nil {
 		f.denied.WithLabelValues(src).Inc()
 	}
-	f.log.Warn().Str("source", src).Str("destination", f.dest).Str("intention", d.Intention).
+	f.log.Warn().Str("source", src).Str("source_partition", peer.Partition).Str("source_namespace", peer.Namespace).
+		Str("destination", f.dest).Str("intention", d.Intention).
 		Bytes("method", req.Header.Method()).Bytes("path", req.URI().Path()).Msg("request denied by intentions")
 	return filter.Verdict{Status: fasthttp.StatusForbidden, Reason: ReasonIntentionDenied}
 }
 
-// peerService is the Connect service name in the peer certificate's SPIFFE ID
-// (spiffe://<trust-domain>/ns/<ns>/dc/<dc>/svc/<name>). The handshake already verified the
-// chain and the ID's shape (identity.verifyPeer); this only reads the name, without
-// allocating, on every request.
-func peerService(ctx *fasthttp.RequestCtx) (string, bool) {
+// peerName is the partition, namespace and service of the peer certificate's SPIFFE ID
+// (spiffe://<trust-domain>[/ap/<partition>]/ns/<ns>/dc/<dc>/svc/<name>). The handshake
+// already verified the chain and trust domain (identity.verifyPeer); this parses the path
+// again, without allocating, on every request, because the tenancy decides as much as the name.
+func peerName(ctx *fasthttp.RequestCtx) (identity.PathName, bool) {
 	tc, ok := ctx.Conn().(*tls.Conn)
 	if !ok {
-		return "", false
+		return identity.PathName{}, false
 	}
 	cs := tc.ConnectionState()
 	if len(cs.PeerCertificates) == 0 || len(cs.PeerCertificates[0].URIs) == 0 {
-		return "", false
+		return identity.PathName{}, false
 	}
-	p := cs.PeerCertificates[0].URIs[0].Path
-	i := strings.LastIndex(p, "/svc/")
-	if i < 0 || i+5 >= len(p) {
-		return "", false
-	}
-	return p[i+5:], true
+	return identity.ParsePath(cs.PeerCertificates[0].URIs[0].Path)
 }
 
 // meshView is /identity on the admin API: who we are, the certificate in use, and the

@@ -73,13 +73,21 @@ func TestIntentionsFilterAllocs(t *testing.T) {
 	await.Until(t, 5*time.Second, "intentions loaded", authz.Ready)
 
 	f := &intentionsFilter{authz: authz, dest: "api", log: zerolog.Nop()}
+	const td = "spiffe://11111111-2222-3333-4444-555555555555.consul"
 	for _, tc := range []struct {
 		id, path string
 		status   int
 	}{
-		{"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web", "/public/x", 0},
-		{"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web", "/admin", 403},
-		{"spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/db", "/public/x", 403},
+		{td + "/ns/default/dc/dc1/svc/web", "/public/x", 0},
+		{td + "/ns/default/dc/dc1/svc/web", "/admin", 403},
+		{td + "/ns/default/dc/dc1/svc/db", "/public/x", 403},
+		{td + "/ap/default/ns/default/dc/dc1/svc/web", "/public/x", 0},
+		// Same service name in another namespace or partition: not the "web" the intention
+		// names (namespaces are not supported yet, so refused outright).
+		{td + "/ns/team-b/dc/dc1/svc/web", "/public/x", 403},
+		{td + "/ap/finance/ns/default/dc/dc1/svc/web", "/public/x", 403},
+		// Not a Consul service identity, though it ends in /svc/web.
+		{td + "/agent/x/svc/web", "/public/x", 403},
 	} {
 		ctx := tlsRequestCtx(t, tc.id)
 		ctx.Request.SetRequestURI(tc.path)
@@ -89,6 +97,9 @@ func TestIntentionsFilterAllocs(t *testing.T) {
 			t.Errorf("%s %s: status %d, want %d", tc.id, tc.path, v.Status, tc.status)
 		}
 		want := tc.id[strings.LastIndex(tc.id, "/")+1:]
+		if strings.Contains(tc.id, "/agent/") {
+			want = "" // unidentified: nothing to tell the upstream
+		}
 		if string(r.Identity) != want {
 			t.Errorf("identity %q, want %q", r.Identity, want)
 		}

@@ -144,7 +144,7 @@ func (b *policyBuilder) plan(cfg *conf.Config) (_ *policyPlan, err error) {
 			case pol.RateLimit != nil:
 				rl := pol.RateLimit
 				p.limits[name] = ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
-					Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError}
+					Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError, IPv6Prefix: rl.IPv6Prefix}
 			case pol.JWT != nil || pol.APIKey != nil || pol.HMAC != nil || pol.IP != nil || pol.CORS != nil || pol.Headers != nil:
 				if err := b.planEdge(name, pol, p); err != nil {
 					return nil, err

@@ -90,9 +90,12 @@ job "meshgate-edge" {
         change_signal = "SIGHUP"
         data          = <<EOT
 # The admin API listens on all of the container's addresses so that the Consul check can reach
-# it through the mapped "admin" port; do not publish that port outside the cluster.
+# it through the mapped "admin" port; do not publish that port outside the cluster. The check
+# arrives with the host's IP as Host, which the admin API refuses unless it is listed
+# (DNS-rebinding defence): allowed_hosts names it.
 admin:
   address: 0.0.0.0:9901
+  allowed_hosts: [ "{{ env "NOMAD_HOST_IP_admin" }}" ]
 listeners:
   - name: public
     address: 0.0.0.0:8080

@@ -61,7 +61,11 @@ func readToken(path string) (string, error) {
 // api package picked up from the environment.
 func newClient(o Options, token string) (*api.Client, *http.Transport, error) {
 	tr := &http.Transport{
-		Proxy: http.ProxyFromEnvironment,
+		// No proxy, whatever HTTP_PROXY/HTTPS_PROXY say: every request carries the ACL token,
+		// and Connect answers carry the leaf certificate's private key. The agent is local (or
+		// named in the config); a proxy inherited from a shell or a unit's environment must
+		// never see them.
+		Proxy: nil,
 		DialContext: (&net.Dialer{
 			Timeout: dialTimeout,
 			// Keep-alive probes notice a silently dead agent connection long before a 5 minute

@@ -81,6 +81,10 @@ type Options struct {
 	Routes func() any
 	// Logger receives server errors (handler failures, TLS/protocol errors from net/http).
 	Logger zerolog.Logger
+	// AllowedHosts are host names or IPs (no port) accepted in the Host header besides the
+	// loopback names and the IP of Address; every other Host is refused with 403 (DNS rebinding
+	// defence, see hostGuard).
+	AllowedHosts []string
 }
 
 // Server is the admin HTTP server.
@@ -138,7 +142,7 @@ func New(opts Options) (*Server, error) {
 	}
 
 	s.srv = &http.Server{
-		Handler:           commonHeaders(s.mux),
+		Handler:           commonHeaders(newHostGuard(addr, opts.AllowedHosts).wrap(s.mux)),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,

@@ -1,6 +1,8 @@
 package ratelimit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -38,6 +40,11 @@ const (
 // DefaultMaxKeys bounds the keys one policy tracks.
 const DefaultMaxKeys = 100_000
 
+// DefaultIPv6Prefix is how many leading bits of an IPv6 client address name its bucket: a
+// single host is routinely handed a whole /64 (SLAAC, RFC 6177), so keying per /128 would give
+// one client 2^64 buckets. IPv4 clients are always keyed per address.
+const DefaultIPv6Prefix = 64
+
 // retireAfter is how long a replaced Redis client stays open: requests of the previous config
 // generation may still be using it, and no route timeout should reasonably exceed this.
 const retireAfter = time.Minute
@@ -66,6 +73,9 @@ type Policy struct {
 	Cluster  bool   // enforce across instances through Redis
 	// OnRedisError: local (default), open or closed.
 	OnRedisError string
+	// IPv6Prefix: client_ip keys of IPv6 clients are their first IPv6Prefix bits (1..128);
+	// 0 = DefaultIPv6Prefix.
+	IPv6Prefix int
 }
 
 // RedisOptions is the connection used by cluster policies.
@@ -105,8 +115,9 @@ type entry struct {
 
 // localParams are the fields whose change invalidates the buckets.
 type localParams struct {
-	rate gcra
-	key  string
+	rate       gcra
+	key        string
+	ipv6Prefix int
 }
 
 // New creates a Manager; it registers the metrics and fails if they already exist.
@@ -172,6 +183,12 @@ func (m *Manager) Filter(p Policy) (*Filter, error) {
 		return nil, fmt.Errorf("ratelimit: policy %q: per must be positive (got %s)", p.Name, p.Per)
 	case p.Burst < 0:
 		return nil, fmt.Errorf("ratelimit: policy %q: burst must not be negative (got %d)", p.Name, p.Burst)
+	case p.IPv6Prefix < 0 || p.IPv6Prefix > 128:
+		return nil, fmt.Errorf("ratelimit: policy %q: ipv6 prefix must be 1..128 (got %d)", p.Name, p.IPv6Prefix)
+	}
+	v6 := p.IPv6Prefix
+	if v6 == 0 {
+		v6 = DefaultIPv6Prefix
 	}
 	burst := p.Burst
 	if burst == 0 {
@@ -179,6 +196,9 @@ func (m *Manager) Filter(p Policy) (*Filter, error) {
 	}
 	interval := max(int64(p.Per)/int64(p.Requests), 1)
 	lp := localParams{rate: gcra{interval: interval, tau: interval * int64(burst)}, key: p.Key}
+	if kind == keyClientIP {
+		lp.ipv6Prefix = v6 // only client_ip buckets depend on it
+	}
 
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -205,6 +225,7 @@ func (m *Manager) Filter(p Policy) (*Filter, error) {
 		name:      p.Name,
 		kind:      kind,
 		header:    header,
+		v6Bits:    v6,
 		rate:      lp.rate,
 		e:         e,
 		now:       m.opts.Now,
@@ -326,6 +347,7 @@ type Filter struct {
 	name   string
 	kind   keyKind
 	header string
+	v6Bits int
 	rate   gcra
 	e      *entry
 	now    func() time.Time
@@ -391,21 +413,41 @@ func (f *Filter) key(r *filter.Request, ip *[16]byte) []byte {
 		}
 		return r.Ctx.Request.Header.Peek(f.header)
 	default:
-		if !r.ClientIP.IsValid() {
+		a := r.ClientIP.Unmap() // IPv4 and IPv4-mapped IPv6 share a bucket
+		if !a.IsValid() {
 			return nil
 		}
-		*ip = r.ClientIP.As16() // IPv4 and IPv4-mapped IPv6 share a bucket
+		if a.Is6() {
+			// Prefix cannot fail: v6Bits is 1..128 for an IPv6 address (checked in Filter).
+			p, _ := a.Prefix(f.v6Bits)
+			a = p.Addr()
+		}
+		*ip = a.As16()
 		return ip[:]
 	}
 }
 
-// redisKey names key's bucket in Redis, readable in redis-cli (client IPs in text form).
+// redisKey names key's bucket in Redis. Client addresses are readable in redis-cli (text form,
+// IPv6 as its prefix); header values are hashed: they are often credentials (API keys, tokens)
+// and a key name is visible to anyone who can run SCAN or MONITOR on a shared Redis, and the
+// hash also bounds the name's length whatever the client sent. The hash is unkeyed so every
+// instance computes the same name; the values worth hiding are high-entropy secrets.
 func (f *Filter) redisKey(key []byte) string {
-	var buf [128]byte
+	var buf [160]byte
 	b := append(buf[:0], f.redisPrefix...)
-	if f.kind == keyClientIP && len(key) == 16 {
-		b = netip.AddrFrom16([16]byte(key)).Unmap().AppendTo(b)
-	} else {
+	switch {
+	case f.kind == keyClientIP && len(key) == 16:
+		a := netip.AddrFrom16([16]byte(key)).Unmap()
+		b = a.AppendTo(b)
+		if a.Is6() {
+			b = append(b, '/')
+			b = strconv.AppendInt(b, int64(f.v6Bits), 10)
+		}
+	case f.kind == keyHeader:
+		sum := sha256.Sum256(key)
+		b = append(b, "sha256:"...)
+		b = hex.AppendEncode(b, sum[:16]) // 128 bits: collisions are not a concern for buckets
+	default:
 		b = append(b, key...)
 	}
 	return string(b)

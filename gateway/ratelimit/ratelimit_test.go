@@ -337,6 +337,9 @@ func TestAllocations(t *testing.T) {
 			name := fmt.Sprintf("%s-%d", key, limit)
 			f := mustFilter(t, m, Policy{Name: name, Requests: limit, Per: time.Hour, Key: key})
 			r := request("10.1.2.3", map[string]string{"X-Api-Key": "k1"})
+			if key == KeyClientIP && limit == 1 {
+				r.ClientIP = netip.MustParseAddr("2001:db8::1") // the IPv6 prefix mask is on the hot path too
+			}
 			r.Identity = []byte("alice")
 			f.Request(r) // first sight inserts the key
 			f.Request(r)
@@ -382,4 +385,46 @@ func BenchmarkLocalFilter(b *testing.B) {
 			}
 		})
 	})
+}
+
+// TestIPv6ClientsKeyedPerPrefix: a client that owns a /64 cannot get a fresh bucket by picking
+// another address in it; other /64s and IPv4 addresses keep their own buckets.
+func TestIPv6ClientsKeyedPerPrefix(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		prefix int
+		a, b   string
+		shared bool
+	}{
+		{"same /64 by default", 0, "2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:fffe", true},
+		{"different /64 by default", 0, "2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"same /48 when configured", 48, "2001:db8:1:2::1", "2001:db8:1:ff::1", true},
+		{"different /48", 48, "2001:db8:1::1", "2001:db8:2::1", false},
+		{"per address with 128", 128, "2001:db8:1:2::1", "2001:db8:1:2::2", false},
+		{"IPv4 per address", 0, "192.0.2.1", "192.0.2.2", false},
+		{"IPv4-mapped is the IPv4 client", 0, "::ffff:192.0.2.1", "192.0.2.1", true},
+		// ::ffff:0:0/96 would be one /64 with ::1 if mapped addresses were masked as IPv6.
+		{"IPv4-mapped is not masked", 0, "::ffff:192.0.2.1", "::ffff:192.0.2.2", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			m, _ := newManager(t, Options{})
+			f := mustFilter(t, m, Policy{Name: "p", Requests: 1, Per: time.Hour, IPv6Prefix: tt.prefix})
+			if v := f.Request(request(tt.a, nil)); v.Status != 0 {
+				t.Fatalf("first request from %s: %+v", tt.a, v)
+			}
+			v := f.Request(request(tt.b, nil))
+			if shared := v.Status == 429; shared != tt.shared {
+				t.Fatalf("%s after %s: status %d, shared bucket = %v, want %v", tt.b, tt.a, v.Status, shared, tt.shared)
+			}
+		})
+	}
+	m, _ := newManager(t, Options{})
+	for _, bad := range []int{-1, 129} {
+		if _, err := m.Filter(Policy{Name: "bad", Requests: 1, Per: time.Second, IPv6Prefix: bad}); err == nil {
+			t.Errorf("ipv6 prefix %d accepted", bad)
+		}
+	}
 }

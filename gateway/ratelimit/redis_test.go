@@ -3,12 +3,15 @@ package ratelimit
 import (
 	"bytes"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/gateway/ratelimit/redistest"
@@ -179,5 +182,54 @@ func TestSetRedisKeepsUnchangedClient(t *testing.T) {
 	m.SetRedis(nil)
 	if _, err := m.Filter(Policy{Name: "p", Requests: 1, Per: time.Second, Cluster: true}); err == nil {
 		t.Fatal("cluster policy accepted without redis")
+	}
+}
+
+// TestRedisKeyNamesHideHeaderValues lists the keys in a real Redis: a header-keyed policy must
+// not put the header's value (often an API key) into a key name, and IPv6 clients are named by
+// their /64.
+func TestRedisKeyNamesHideHeaderValues(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	m, _ := newManager(t, Options{Logger: zerolog.Nop()})
+	m.SetRedis(&RedisOptions{Address: srv.Addr, Timeout: time.Second})
+	const secret = "sk_live_SECRET-api-key-0123456789"
+	hf := mustFilter(t, m, Policy{Name: "by-key", Requests: 100, Per: time.Minute, Key: "header:X-Api-Key", Cluster: true})
+	ipf := mustFilter(t, m, Policy{Name: "by-ip", Requests: 100, Per: time.Minute, Cluster: true})
+	if v := hf.Request(request("10.0.0.1", map[string]string{"X-Api-Key": secret})); v.Status != 0 {
+		t.Fatalf("header verdict %+v", v)
+	}
+	for _, ip := range []string{"2001:db8:1:2::5", "2001:db8:1:2:ffff::9", "10.0.0.7"} {
+		if v := ipf.Request(request(ip, nil)); v.Status != 0 {
+			t.Fatalf("%s verdict %+v", ip, v)
+		}
+	}
+
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr, DisableIdentity: true,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}})
+	defer client.Close()
+	keys, err := client.Keys(t.Context(), "meshgate:rl:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	want := []string{
+		"meshgate:rl:by-ip:10.0.0.7",
+		"meshgate:rl:by-ip:2001:db8:1:2::/64", // both addresses, one bucket
+		"meshgate:rl:by-key:sha256:",
+	}
+	if len(keys) != len(want) {
+		t.Fatalf("keys = %q, want %d", keys, len(want))
+	}
+	for i, k := range keys {
+		if !strings.HasPrefix(k, want[i]) {
+			t.Errorf("key %q, want prefix %q", k, want[i])
+		}
+		if strings.Contains(k, "SECRET") {
+			t.Errorf("header value in key name %q", k)
+		}
+	}
+	if hashed := strings.TrimPrefix(keys[2], want[2]); len(hashed) != 32 {
+		t.Errorf("hashed key part %q: want 32 hex digits", hashed)
 	}
 }

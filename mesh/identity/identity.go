@@ -102,17 +102,64 @@ func ParseServiceID(s string) (ServiceID, error) {
 }
 
 func serviceIDFrom(id spiffeid.ID) (ServiceID, error) {
-	seg := strings.Split(strings.TrimPrefix(id.Path(), "/"), "/")
-	out := ServiceID{TrustDomain: id.TrustDomain().Name(), Partition: "default"}
-	if len(seg) == 8 && seg[0] == "ap" {
-		out.Partition = seg[1]
-		seg = seg[2:]
-	}
-	if len(seg) != 6 || seg[0] != "ns" || seg[2] != "dc" || seg[4] != "svc" {
+	n, ok := ParsePath(id.Path())
+	if !ok {
 		return ServiceID{}, fmt.Errorf("spiffe id %q is not a consul service identity", id)
 	}
-	out.Namespace, out.Datacenter, out.Service = seg[1], seg[3], seg[5]
-	return out, nil
+	return ServiceID{TrustDomain: id.TrustDomain().Name(), Partition: n.Partition, Namespace: n.Namespace,
+		Datacenter: n.Datacenter, Service: n.Service}, nil
+}
+
+// DefaultTenancy is the partition of an ID without /ap/, and the only partition and namespace
+// Consul CE has.
+const DefaultTenancy = "default"
+
+// PathName is the tenancy-qualified service name in a Consul service SPIFFE ID's path. Its
+// strings are slices of the path, so parsing it costs no allocation on the request path.
+type PathName struct {
+	Partition  string // DefaultTenancy when the path has no /ap/<partition> prefix
+	Namespace  string
+	Datacenter string
+	Service    string
+}
+
+// ParsePath parses the path of a Consul service SPIFFE ID, /ns/<ns>/dc/<dc>/svc/<name> or
+// /ap/<partition>/ns/<ns>/dc/<dc>/svc/<name>. Every segment must be non-empty: a caller is
+// identified by all of partition, namespace and name, never by a name found anywhere in the
+// path.
+func ParsePath(p string) (PathName, bool) {
+	var out PathName
+	rest, ok := strings.CutPrefix(p, "/")
+	if !ok {
+		return PathName{}, false
+	}
+	next := func(key string) (string, bool) {
+		k, r, ok := strings.Cut(rest, "/")
+		if !ok || k != key {
+			return "", false
+		}
+		v, r, _ := strings.Cut(r, "/")
+		rest = r
+		return v, v != ""
+	}
+	out.Partition = DefaultTenancy
+	if strings.HasPrefix(rest, "ap/") {
+		if out.Partition, ok = next("ap"); !ok {
+			return PathName{}, false
+		}
+	}
+	if out.Namespace, ok = next("ns"); !ok {
+		return PathName{}, false
+	}
+	if out.Datacenter, ok = next("dc"); !ok {
+		return PathName{}, false
+	}
+	k, v, found := strings.Cut(rest, "/")
+	if !found || k != "svc" || v == "" || strings.Contains(v, "/") {
+		return PathName{}, false
+	}
+	out.Service = v
+	return out, true
 }
 
 // PeerID returns the verified identity of the peer of a connection made with one of the

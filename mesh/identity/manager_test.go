@@ -215,3 +215,38 @@ func TestRunTwice(t *testing.T) {
 		t.Fatal("getCertificate without leaf succeeded")
 	}
 }
+
+// TestParsePath: the tenancy is part of the identity, and only the exact Consul shapes parse
+// (a name found somewhere after "/svc/" is not an identity). Parsing allocates nothing: it runs
+// on every request of a connect listener.
+func TestParsePath(t *testing.T) { // not parallel: AllocsPerRun
+	tests := []struct {
+		in   string
+		want PathName
+		ok   bool
+	}{
+		{"/ns/default/dc/dc1/svc/web", PathName{"default", "default", "dc1", "web"}, true},
+		{"/ns/team-b/dc/dc1/svc/web", PathName{"default", "team-b", "dc1", "web"}, true},
+		{"/ap/finance/ns/default/dc/dc2/svc/api", PathName{"finance", "default", "dc2", "api"}, true},
+		{"/ap/finance/ns/pay/dc/dc2/svc/api", PathName{"finance", "pay", "dc2", "api"}, true},
+		{"/ns/default/dc/dc1/svc/", PathName{}, false},
+		{"/ns/default/dc/dc1/svc/web/extra", PathName{}, false},
+		{"/ns/default/dc/dc1/svc/web/", PathName{}, false},
+		{"/ns//dc/dc1/svc/web", PathName{}, false},
+		{"/ap//ns/default/dc/dc1/svc/web", PathName{}, false},
+		{"/agent/client/dc/dc1/svc/web", PathName{}, false},
+		{"/x/ns/default/dc/dc1/svc/web", PathName{}, false},
+		{"ns/default/dc/dc1/svc/web", PathName{}, false},
+		{"/ns/default/svc/web", PathName{}, false},
+		{"", PathName{}, false},
+	}
+	for _, tt := range tests {
+		got, ok := ParsePath(tt.in)
+		if ok != tt.ok || got != tt.want {
+			t.Errorf("ParsePath(%q) = %+v, %v; want %+v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParsePath("/ap/finance/ns/pay/dc/dc2/svc/api") }); n != 0 {
+		t.Errorf("ParsePath: %v allocs, want 0", n)
+	}
+}

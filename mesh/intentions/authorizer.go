@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,10 @@ const (
 	defaultMinBackoff   = 250 * time.Millisecond
 	defaultMaxBackoff   = 30 * time.Second
 	defaultPollInterval = time.Second
+	// snapshotRefresh is how often an unchanged answer re-saves the snapshot, so that its
+	// fetched_at (which max age is judged by after a restart) stays close to the truth. Idle
+	// blocking queries answer every few minutes; this bounds the writes anyway.
+	snapshotRefresh = time.Minute
 )
 
 // Log field names.
@@ -34,6 +39,8 @@ const (
 	fieldCount       = "intentions"
 	fieldRetryIn     = "retry_in"
 	fieldOrigin      = "origin"
+	fieldFetchedAt   = "fetched_at"
+	fieldMaxAge      = "max_age"
 )
 
 // Options configures an Authorizer.
@@ -53,6 +60,11 @@ type Options struct {
 	// PollInterval paces a Source that answers without blocking; zero means 1 s, which keeps
 	// a change enforced within about a second even then.
 	PollInterval time.Duration
+	// MaxAge: when the rules in use were last confirmed by the Source (or, loaded from the
+	// snapshot, fetched) longer ago than this, every request is denied until the Source
+	// answers again: an intention revoked during a long Consul outage must not stay granted
+	// forever. Zero means no limit.
+	MaxAge time.Duration
 }
 
 // Authorizer decides, per request, whether a calling service may reach Destination, from the
@@ -71,9 +83,25 @@ type Authorizer struct {
 	updates  atomic.Uint64
 	failures atomic.Uint64
 	rejected atomic.Uint64
+
+	// Max age: fetched is when the rules in use were last confirmed (unix ns, 0 = never);
+	// stale is set by a timer when that is more than maxAge ago, so requests pay one atomic
+	// load, not a clock read.
+	maxAge       time.Duration
+	fetched      atomic.Int64
+	stale        atomic.Bool
+	staleDenials atomic.Uint64
+	savedAt      time.Time // fetched_at in the snapshot; only the Run goroutine touches it
+	timerMu      sync.Mutex
+	timer        *time.Timer
+	timerStopped bool // Run returned: no timer may be armed again
 }
 
-var notLoaded = Decision{Intention: LabelNotLoaded}
+var (
+	notLoaded    = Decision{Intention: LabelNotLoaded}
+	otherTenancy = Decision{Intention: LabelOtherTenancy}
+	tooOld       = Decision{Intention: LabelTooOld}
+)
 
 // New validates options and, when a snapshot is configured, loads the persisted rules so the
 // Authorizer is Ready before Consul answers.
@@ -88,6 +116,7 @@ func New(o Options) (*Authorizer, error) {
 		src: o.Source, dest: o.Destination, defaultAllow: o.DefaultAllow,
 		log:  o.Logger.With().Str(fieldDestination, o.Destination).Logger(),
 		snap: o.Snapshot, min: o.MinBackoff, max: o.MaxBackoff, poll: o.PollInterval,
+		maxAge: max(o.MaxAge, 0),
 	}
 	if a.min <= 0 {
 		a.min = defaultMinBackoff
@@ -102,21 +131,110 @@ func New(o Options) (*Authorizer, error) {
 	return a, nil
 }
 
-// Authorize decides whether source (the caller's service name, from its verified SPIFFE ID)
-// may make this request. h reads request headers and may be nil. Before the first rules are
-// in, every request is denied. It does not allocate.
+// Caller is the verified identity of a mesh peer: partition, namespace and service name from
+// its SPIFFE ID. Empty Partition or Namespace mean "default".
+type Caller struct {
+	Partition string
+	Namespace string
+	Service   string
+}
+
+// Authorize decides whether the caller (from its verified SPIFFE ID) may make this request.
+// h reads request headers and may be nil. Before the first rules are in, every request is
+// denied, and so is every caller outside the default partition and namespace: intentions
+// are compiled for default/default only, and matching such a caller by its service name
+// alone would give "team-b/web" what an intention grants "default/web". It does not allocate.
 //
 // path should be the path that will be forwarded, normalised (fasthttp's URI().Path()), so
 // that "/public/../admin" cannot pass a "/public" prefix rule and then reach /admin. A raw
 // request URI also works (path rules ignore its query; ":path" header rules see it whole), but
 // then matching is on the raw bytes, as in Envoy without path normalisation.
-func (a *Authorizer) Authorize(source string, method, path []byte, h HeaderGetter) Decision {
+func (a *Authorizer) Authorize(c Caller, method, path []byte, h HeaderGetter) Decision {
+	if !isDefault(c.Partition) || !isDefault(c.Namespace) {
+		return otherTenancy
+	}
 	rs := a.rules.Load()
 	if rs == nil {
 		return notLoaded
 	}
-	return rs.authorize(source, method, path, h)
+	if a.stale.Load() {
+		a.staleDenials.Add(1)
+		return tooOld
+	}
+	return rs.authorize(c.Service, method, path, h)
 }
+
+// Stale reports whether the rules in use are older than Options.MaxAge, so every request is
+// denied until the Source answers.
+func (a *Authorizer) Stale() bool { return a.stale.Load() }
+
+// FetchedAt is when the rules in use were last confirmed by the Source (or fetched, for rules
+// from the snapshot); zero before any, or for a snapshot written before this was recorded.
+func (a *Authorizer) FetchedAt() time.Time {
+	if ns := a.fetched.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// confirmed records that the rules in use are current as of t and re-arms the max-age timer.
+func (a *Authorizer) confirmed(t time.Time) {
+	a.fetched.Store(t.UnixNano())
+	if a.stale.CompareAndSwap(true, false) {
+		a.log.Info().Time(fieldFetchedAt, t).Msg("intentions are fresh again; enforcing them")
+	}
+	a.arm(t)
+}
+
+// arm schedules the max-age check for rules confirmed at t.
+func (a *Authorizer) arm(t time.Time) {
+	if a.maxAge <= 0 || t.IsZero() {
+		return
+	}
+	d := time.Until(t.Add(a.maxAge))
+	a.timerMu.Lock()
+	defer a.timerMu.Unlock()
+	if a.timerStopped {
+		return
+	}
+	if a.timer == nil {
+		a.timer = time.AfterFunc(d, a.expire)
+		return
+	}
+	a.timer.Reset(d)
+}
+
+// expire runs when the rules may have outlived maxAge. A confirmation that raced with the
+// timer wins: the check is against the latest fetched time, not the one that armed it.
+func (a *Authorizer) expire() {
+	fetched := a.FetchedAt()
+	if !fetched.IsZero() && time.Since(fetched) < a.maxAge {
+		a.arm(fetched)
+		return
+	}
+	a.markStale(fetched)
+}
+
+func (a *Authorizer) markStale(fetched time.Time) {
+	if a.stale.CompareAndSwap(false, true) {
+		ev := a.log.Error().Dur(fieldMaxAge, a.maxAge)
+		if !fetched.IsZero() {
+			ev = ev.Time(fieldFetchedAt, fetched)
+		}
+		ev.Msg("intentions are older than identity.max_snapshot_age; denying every caller until consul answers")
+	}
+}
+
+func (a *Authorizer) stopTimer() {
+	a.timerMu.Lock()
+	defer a.timerMu.Unlock()
+	a.timerStopped = true
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+}
+
+func isDefault(tenancy string) bool { return tenancy == "" || tenancy == defaultTenancy }
 
 // Ready reports whether rules are loaded, from the Source or from a snapshot.
 func (a *Authorizer) Ready() bool { return a.rules.Load() != nil }
@@ -144,6 +262,12 @@ type RulesView struct {
 	Origin       string `json:"origin,omitempty"`
 	Version      uint64 `json:"version"`
 	DefaultAllow bool   `json:"default_allow"`
+	// FetchedAt is when the rules were last confirmed by Consul (or fetched, from the
+	// snapshot). With MaxAge set, Stale rules deny every request; StaleDenials counts those.
+	FetchedAt    *time.Time `json:"fetched_at,omitempty"`
+	MaxAge       string     `json:"max_age,omitempty"`
+	Stale        bool       `json:"stale"`
+	StaleDenials uint64     `json:"stale_denials"`
 	// Intentions are in evaluation order, including those that can never match a local
 	// caller (peers, other partitions). Treat them as read-only.
 	Intentions []Intention `json:"intentions"`
@@ -151,7 +275,14 @@ type RulesView struct {
 
 // Rules returns the rules in use, for the admin API.
 func (a *Authorizer) Rules() RulesView {
-	v := RulesView{Destination: a.dest, DefaultAllow: a.defaultAllow, Intentions: []Intention{}}
+	v := RulesView{Destination: a.dest, DefaultAllow: a.defaultAllow, Intentions: []Intention{},
+		Stale: a.stale.Load(), StaleDenials: a.staleDenials.Load()}
+	if a.maxAge > 0 {
+		v.MaxAge = a.maxAge.String()
+	}
+	if f := a.FetchedAt(); !f.IsZero() {
+		v.FetchedAt = &f
+	}
 	if rs := a.rules.Load(); rs != nil {
 		v.Ready, v.Origin, v.Version = true, rs.origin, rs.version
 		v.Intentions = append(v.Intentions, rs.intentions...)
@@ -167,11 +298,14 @@ type Stats struct {
 	Failures uint64
 	// Rejected counts answers that did not compile (a bad regex); the rules in use were kept.
 	Rejected uint64
+	// StaleDenials counts requests denied because the rules were older than MaxAge.
+	StaleDenials uint64
 }
 
 // Stats returns the counters.
 func (a *Authorizer) Stats() Stats {
-	return Stats{Updates: a.updates.Load(), Failures: a.failures.Load(), Rejected: a.rejected.Load()}
+	return Stats{Updates: a.updates.Load(), Failures: a.failures.Load(), Rejected: a.rejected.Load(),
+		StaleDenials: a.staleDenials.Load()}
 }
 
 // Run watches the Source until ctx ends, then returns nil. A failed query is logged and
@@ -180,6 +314,9 @@ func (a *Authorizer) Run(ctx context.Context) error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("intentions: run called twice")
 	}
+	// Rules from the snapshot age from when they were fetched, not from now.
+	a.arm(a.FetchedAt())
+	defer a.stopTimer()
 	var index uint64
 	delay := a.min
 	for {
@@ -220,8 +357,11 @@ func (a *Authorizer) Run(ctx context.Context) error {
 }
 
 func (a *Authorizer) apply(list []Intention, index uint64) {
+	now := time.Now()
 	cur := a.rules.Load()
 	if cur != nil && cur.origin == OriginSource && index != 0 && cur.version == index {
+		a.confirmed(now) // an unchanged answer still proves the rules current
+		a.refreshSnapshot(cur, now)
 		return
 	}
 	rs, err := compile(list, a.defaultAllow, index, OriginSource)
@@ -233,32 +373,48 @@ func (a *Authorizer) apply(list []Intention, index uint64) {
 	}
 	if cur != nil && reflect.DeepEqual(cur.intentions, rs.intentions) {
 		a.rules.Store(rs)
+		a.confirmed(now)
+		a.refreshSnapshot(rs, now)
 		return
 	}
 	// Counted before the swap, so whoever sees the new rules also sees them counted.
 	a.updates.Add(1)
 	a.rules.Store(rs)
+	a.confirmed(now)
 	a.log.Info().Uint64(fieldIndex, index).Int(fieldCount, len(rs.intentions)).Msg("intentions updated")
-	a.saveSnapshot(rs)
+	a.saveSnapshot(rs, now)
 }
 
 type snapshotDoc struct {
 	Destination string      `json:"destination"`
 	Index       uint64      `json:"index"`
 	Intentions  []Intention `json:"intentions"`
+	// FetchedAt is when Consul last confirmed these intentions; max age is judged by it after
+	// a restart. Zero in snapshots from before it was recorded: of unknown age.
+	FetchedAt time.Time `json:"fetched_at,omitzero"`
 }
 
-func (a *Authorizer) saveSnapshot(rs *ruleSet) {
+// refreshSnapshot re-saves unchanged rules now and then, so the snapshot's fetched_at does
+// not make rules confirmed a minute ago look days old after a restart.
+func (a *Authorizer) refreshSnapshot(rs *ruleSet, now time.Time) {
+	if a.maxAge > 0 && now.Sub(a.savedAt) >= snapshotRefresh {
+		a.saveSnapshot(rs, now)
+	}
+}
+
+func (a *Authorizer) saveSnapshot(rs *ruleSet, fetched time.Time) {
 	if a.snap == nil {
 		return
 	}
-	b, err := json.Marshal(snapshotDoc{Destination: a.dest, Index: rs.version, Intentions: rs.intentions})
+	b, err := json.Marshal(snapshotDoc{Destination: a.dest, Index: rs.version, Intentions: rs.intentions, FetchedAt: fetched})
 	if err == nil {
 		err = a.snap.SaveDoc(SnapshotKind, a.dest, b)
 	}
 	if err != nil {
 		a.log.Warn().Err(err).Msg("intentions: persist snapshot")
+		return
 	}
+	a.savedAt = fetched
 }
 
 // loadSnapshot restores persisted rules. Anything unreadable is ignored: the Source will
@@ -286,8 +442,17 @@ func (a *Authorizer) loadSnapshot() {
 		return
 	}
 	a.rules.Store(rs)
+	a.savedAt = d.FetchedAt
+	if !d.FetchedAt.IsZero() {
+		a.fetched.Store(d.FetchedAt.UnixNano())
+	}
 	a.log.Info().Uint64(fieldIndex, d.Index).Int(fieldCount, len(rs.intentions)).Str(fieldOrigin, OriginSnapshot).
-		Msg("intentions loaded from snapshot")
+		Time(fieldFetchedAt, d.FetchedAt).Msg("intentions loaded from snapshot")
+	if a.maxAge > 0 && (d.FetchedAt.IsZero() || time.Since(d.FetchedAt) >= a.maxAge) {
+		// Too old (or of unknown age) already: deny from the first request, not from the
+		// first timer tick.
+		a.markStale(d.FetchedAt)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

@@ -236,3 +236,110 @@ func TestRulesViewJSON(t *testing.T) {
 		t.Fatalf("view = %s; want ready, version 9, web first (evaluation order)", b)
 	}
 }
+
+// TestOtherTenancyDenied: intentions are compiled for default/default, so a caller from
+// another namespace or partition is refused with its own label, even when an intention for its
+// service name (or a wildcard, or the default) would allow it.
+func TestOtherTenancyDenied(t *testing.T) { // not parallel: AllocsPerRun
+	src := newFakeSource(fakeAnswer{list: []Intention{l4("web", ActionAllow), l4("*", ActionAllow)}, index: 1})
+	a := newAuthorizer(t, Options{Source: src, DefaultAllow: true})
+	start(t, a)
+	await.Until(t, waitLimit, "rules", a.Ready)
+	h := get("/").header()
+	tests := []struct {
+		c     Caller
+		allow bool
+	}{
+		{Caller{Service: "web"}, true},
+		{Caller{Partition: "default", Namespace: "default", Service: "web"}, true},
+		{Caller{Namespace: "team-b", Service: "web"}, false},
+		{Caller{Partition: "finance", Namespace: "default", Service: "web"}, false},
+		{Caller{Partition: "finance", Namespace: "team-b", Service: "other"}, false},
+	}
+	for _, tt := range tests {
+		d := a.Authorize(tt.c, h.Method(), h.RequestURI(), h)
+		if d.Allow != tt.allow {
+			t.Errorf("%+v: %+v, want allow=%v", tt.c, d, tt.allow)
+		}
+		if !tt.allow && d.Intention != LabelOtherTenancy {
+			t.Errorf("%+v: label %q, want %q", tt.c, d.Intention, LabelOtherTenancy)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		a.Authorize(Caller{Namespace: "team-b", Service: "web"}, h.Method(), h.RequestURI(), h)
+	}); n != 0 {
+		t.Errorf("refusal: %v allocs, want 0", n)
+	}
+}
+
+// TestMaxAgeSnapshot: rules loaded from the snapshot are as old as their fetch, not their
+// load: too old (or of unknown age, from an older snapshot) denies from the first request;
+// young enough serves until MaxAge after the fetch.
+func TestMaxAgeSnapshot(t *testing.T) {
+	t.Parallel()
+	const maxAge = time.Hour
+	allowWeb := []Intention{l4("web", ActionAllow)}
+	tests := []struct {
+		name      string
+		fetchedAt time.Time
+		allow     bool
+	}{
+		{"fetched a minute ago", time.Now().Add(-time.Minute), true},
+		{"fetched two hours ago", time.Now().Add(-2 * time.Hour), false},
+		{"no fetched_at (older snapshot)", time.Time{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			store, err := snapshot.New(snapshot.Options{Dir: t.TempDir(), Logger: zerolog.New(io.Discard)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := json.Marshal(snapshotDoc{Destination: "api", Index: 3, Intentions: allowWeb, FetchedAt: tt.fetchedAt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := store.SaveDoc(SnapshotKind, "api", b); err != nil {
+				t.Fatal(err)
+			}
+			a := newAuthorizer(t, Options{Source: newFakeSource(), Snapshot: store, MaxAge: maxAge})
+			d := authorize(a, "web", get("/"))
+			if d.Allow != tt.allow || (!tt.allow && d.Intention != LabelTooOld) {
+				t.Fatalf("decision %+v, want allow=%v", d, tt.allow)
+			}
+			// Without a max age the same snapshot serves.
+			b2 := newAuthorizer(t, Options{Source: newFakeSource(), Snapshot: store})
+			if d := authorize(b2, "web", get("/")); !d.Allow {
+				t.Fatalf("without max age: %+v", d)
+			}
+		})
+	}
+}
+
+// TestMaxAgeSavesFetchedAt: the snapshot written from an answer records when it was fetched,
+// so a restart judges its age correctly.
+func TestMaxAgeSavesFetchedAt(t *testing.T) {
+	t.Parallel()
+	store, err := snapshot.New(snapshot.Options{Dir: t.TempDir(), Logger: zerolog.New(io.Discard)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newAuthorizer(t, Options{Source: newFakeSource(fakeAnswer{list: []Intention{l4("web", ActionAllow)}, index: 4}),
+		Snapshot: store, MaxAge: time.Hour})
+	before := time.Now()
+	start(t, a)
+	// The rules are in force (Ready) just before the snapshot is written: wait for the file.
+	var b []byte
+	await.Until(t, waitLimit, "snapshot saved", func() bool {
+		var ok bool
+		b, ok = store.LoadDoc(SnapshotKind, "api")
+		return ok
+	})
+	var d snapshotDoc
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.FetchedAt.Before(before) || d.FetchedAt.After(time.Now()) {
+		t.Fatalf("fetched_at %v, want between %v and now", d.FetchedAt, before)
+	}
+}

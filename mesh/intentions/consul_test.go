@@ -264,3 +264,48 @@ func TestConsulAuthorizer(t *testing.T) {
 		}
 	}
 }
+
+// TestConsulMaxAge: with a real agent, rules are confirmed by every answer (idle blocking
+// queries included) and stay in force past MaxAge; once the agent is stopped no answer comes,
+// and after MaxAge every caller is denied (counted, shown in Rules) instead of being judged
+// by rules nobody has confirmed; a restarted agent's answer lifts it.
+func TestConsulMaxAge(t *testing.T) {
+	t.Parallel()
+	ag := consuldev.Start(t)
+	c := consulClient(t, ag)
+	setEntry(t, c, &api.ServiceIntentionsConfigEntry{Kind: api.ServiceIntentions, Name: "api",
+		Sources: []*api.SourceIntention{{Name: "web", Action: api.IntentionActionAllow}}})
+	const maxAge = 1500 * time.Millisecond
+	// Blocking queries time out well within maxAge, as validation demands of the real config.
+	az := newAuthorizer(t, Options{Source: consulSource(t, c, 300*time.Millisecond), MaxAge: maxAge})
+	start(t, az)
+	await.Until(t, 10*time.Second, "first answer", az.Ready)
+	first := az.FetchedAt()
+	// Idle answers keep confirming the rules: still enforced after more than maxAge.
+	await.Until(t, 10*time.Second, "a confirmation more than maxAge after the first", func() bool {
+		return az.FetchedAt().Sub(first) > maxAge
+	})
+	if d := authorize(az, "web", get("/")); !d.Allow || az.Stale() {
+		t.Fatalf("with the agent up: %+v, stale %v", d, az.Stale())
+	}
+
+	ag.Kill()
+	await.Until(t, 10*time.Second, "stale after the agent stopped", az.Stale)
+	if age := time.Since(az.FetchedAt()); age < maxAge {
+		t.Fatalf("stale %s after the last answer; max age is %s", age, maxAge)
+	}
+	if d := authorize(az, "web", get("/")); d.Allow || d.Intention != LabelTooOld {
+		t.Fatalf("with stale rules: %+v; want deny by %q", d, LabelTooOld)
+	}
+	v := az.Rules()
+	if !v.Stale || v.StaleDenials == 0 || az.Stats().StaleDenials == 0 || v.MaxAge != maxAge.String() || v.FetchedAt == nil {
+		t.Fatalf("rules view = %+v, stats %+v", v, az.Stats())
+	}
+
+	// A fresh answer (dev mode comes back empty: the default decides) ends the refusal.
+	ag.Restart(t)
+	await.Until(t, 30*time.Second, "fresh after the agent restarted", func() bool { return !az.Stale() })
+	if d := authorize(az, "web", get("/")); d.Intention != LabelDefaultDeny {
+		t.Fatalf("after the restart: %+v; want the default", d)
+	}
+}

@@ -7,7 +7,7 @@
 //	         ConsulSource ─────────┴──────► ▼
 //	         (fake in tests)          atomic.Pointer[ruleSet] ◄── Snapshot (optional,
 //	                                        │                      survives restarts in outages)
-//	inbound request ── peer SPIFFE ID ──►  Authorize(source, method, path, headers) → Decision
+//	inbound request ── peer SPIFFE ID ──►  Authorize(caller, method, path, headers) → Decision
 //	                   (mesh/identity)      lock-free, allocation-free
 //
 // Why local evaluation: the agent's /v1/agent/connect/authorize is L4-only and deprecated
@@ -51,6 +51,10 @@
 // # Deliberate differences, all failing closed
 //
 //   - Before any rules are loaded every request is denied ("intentions not loaded").
+//   - A caller whose SPIFFE ID names a partition or namespace other than "default" (Consul
+//     Enterprise) is denied ("caller outside default/default") whatever the intentions say:
+//     the rules are compiled for default/default callers, and matching by service name alone
+//     would hand "team-b/web" what an intention grants "default/web".
 //   - An empty source name is denied.
 //   - We cannot verify JWTs: an intention whose entry requires one decides deny, and an allow
 //     permission that requires one never matches (a deny permission still does).

@@ -190,5 +190,5 @@ func start(t *testing.T, a *Authorizer) (stop func()) {
 
 func authorize(a *Authorizer, src string, r request) Decision {
 	h := r.header()
-	return a.Authorize(src, h.Method(), h.RequestURI(), h)
+	return a.Authorize(Caller{Service: src}, h.Method(), h.RequestURI(), h)
 }

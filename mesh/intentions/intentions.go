@@ -111,4 +111,9 @@ const (
 	LabelNotLoaded    = "intentions not loaded"
 	LabelDefaultAllow = "default allow"
 	LabelDefaultDeny  = "default deny"
+	// LabelOtherTenancy: the caller is in a partition or namespace other than default, which
+	// this proxy does not support yet; it is denied whatever the intentions say.
+	LabelOtherTenancy = "caller outside default/default"
+	// LabelTooOld: the rules in use are older than the maximum age (Options.MaxAge).
+	LabelTooOld = "intentions older than max_snapshot_age"
 )

@@ -353,7 +353,7 @@ func TestAuthorizeAllocs(t *testing.T) {
 		h := c.req.header()
 		method, path := h.Method(), h.RequestURI()
 		var d Decision
-		allocs := testing.AllocsPerRun(200, func() { d = a.Authorize(c.src, method, path, h) })
+		allocs := testing.AllocsPerRun(200, func() { d = a.Authorize(Caller{Service: c.src}, method, path, h) })
 		if allocs != 0 {
 			t.Errorf("%s: %v allocs per Authorize; want 0", c.name, allocs)
 		}
@@ -394,7 +394,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				a.Authorize(bc.src, method, path, h)
+				a.Authorize(Caller{Service: bc.src}, method, path, h)
 			}
 		})
 	}
