@@ -250,20 +250,7 @@ func TestHMACReplayRefusedAfterReload(t *testing.T) {
 	e, cfg := hmacEdge(t, hostport(up), "")
 	body := []byte(`{"qty":1}`)
 	h := signHMAC("POST", "/v1/orders", e.addr, body, hmacSecret, time.Now())
-	send := func() (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/orders", bytes.NewReader(body))
-		for k, v := range h {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	send := func() (int, string) { return postOrder(t, e, body, h) }
 	if code, b := send(); code != 200 {
 		t.Fatalf("first send: %d %s", code, b)
 	}
@@ -301,24 +288,27 @@ func TestHMACRedisReplayAcrossEdges(t *testing.T) {
 	m.Write([]byte("(request-target): post /v1/orders\nx-date: " + h["X-Date"] + "\ndigest: " + h["Digest"]))
 	h["Authorization"] = `HMAC-SHA256 keyId="client-one",headers="(request-target) x-date digest",signature="` +
 		base64.StdEncoding.EncodeToString(m.Sum(nil)) + `"`
-	send := func(e *edgeUnderTest) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/orders", bytes.NewReader(body))
-		for k, v := range h {
-			req.Header.Set(k, v)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
-	}
+	send := func(e *edgeUnderTest) (int, string) { return postOrder(t, e, body, h) }
 	if code, out := send(a); code != 200 || out != string(body) {
 		t.Fatalf("first, at a: %d %s", code, out)
 	}
 	if code, out := send(b); code != 401 || !strings.Contains(out, "hmac_replayed") {
 		t.Fatalf("replay at b: %d %s, want 401 hmac_replayed", code, out)
 	}
+}
+
+// postOrder POSTs body to /v1/orders of e with the headers h and returns the status and body.
+func postOrder(t *testing.T, e *edgeUnderTest, body []byte, h map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/v1/orders", bytes.NewReader(body))
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
 }

@@ -24,6 +24,12 @@ func withRoute(cfg, route string) string {
 	return strings.Replace(cfg, "  - name: all\n    match: { path_prefix: / }\n    to: [ { service: origin } ]\n", route, 1)
 }
 
+// withPolicy puts minimal()'s route behind the named policy, defined by block (flow YAML).
+func withPolicy(cfg, name, block string) string {
+	return withRoute(cfg, "  - name: all\n    match: { path_prefix: / }\n    to: [ { service: origin } ]\n    policies: [ "+name+" ]\n") +
+		"policies:\n  " + name + ": " + block + "\n"
+}
+
 // withListener adds lines (4-space indented) to minimal()'s listener.
 func withListener(cfg, lines string) string {
 	return strings.Replace(cfg, "    address: 127.0.0.1:0\n", "    address: 127.0.0.1:0\n"+lines, 1)
@@ -261,10 +267,7 @@ func TestOwnedHeadersFromAClient(t *testing.T) {
 func TestTrustedHopChain(t *testing.T) {
 	t.Parallel()
 	up, saw := startUpstream(t, "up", nil)
-	cfg := withRoute(trustLoopback(minimal(hostport(up))),
-		"  - name: all\n    match: { path_prefix: / }\n    to: [ { service: origin } ]\n    policies: [ block ]\n") +
-		"policies:\n  block: { ip: { deny: [ 9.9.9.9 ] } }\n"
-	e := startEdge(t, cfg)
+	e := startEdge(t, withPolicy(trustLoopback(minimal(hostport(up))), "block", "{ ip: { deny: [ 9.9.9.9 ] } }"))
 	// The proxy in front saw 9.9.9.9 (its own appended line); 6.6.6.6 is what that client wrote.
 	out := raw(t, e.addr, "GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 9.9.9.9\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(out, "HTTP/1.1 403") {
@@ -288,10 +291,7 @@ func TestTrustedHopChain(t *testing.T) {
 func TestConnectionCannotDeletePolicyHeaders(t *testing.T) {
 	t.Parallel()
 	up, saw := startUpstream(t, "up", nil)
-	cfg := withRoute(trustLoopback(minimal(hostport(up))),
-		"  - name: all\n    match: { path_prefix: / }\n    to: [ { service: origin } ]\n    policies: [ stamp ]\n") +
-		"policies:\n  stamp: { headers: { request: { set: { X-Edge-Auth: granted } } } }\n"
-	e := startEdge(t, cfg)
+	e := startEdge(t, withPolicy(trustLoopback(minimal(hostport(up))), "stamp", "{ headers: { request: { set: { X-Edge-Auth: granted } } } }"))
 	out := raw(t, e.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: X-Edge-Auth, X-Forwarded-For, Keep-Alive\r\n"+
 		"X-Edge-Auth: forged\r\nX-Forwarded-For: 5.5.5.5\r\nKeep-Alive: timeout=5\r\n\r\n")
 	if !strings.HasPrefix(out, "HTTP/1.1 200") {
