@@ -404,3 +404,19 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 		t.Errorf("refused counter = %q", got)
 	}
 }
+
+// The response carries one X-Request-Id, the gateway's, whatever lines the upstream sent.
+func TestResponseRequestIDOnce(t *testing.T) {
+	t.Parallel()
+	up, saw := startUpstream(t, "up", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Add("X-Request-Id", "upstream-1")
+		w.Header().Add("X-Request-Id", "upstream-2")
+		fmt.Fprint(w, "ok")
+	})
+	e := startEdge(t, minimal(hostport(up)))
+	resp, _ := get(t, e.url+"/", nil)
+	r, _ := saw.last(t)
+	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != r.Header.Get("X-Request-Id") {
+		t.Fatalf("client saw X-Request-Id %q, want exactly the id sent upstream (%s)", got, r.Header.Get("X-Request-Id"))
+	}
+}

@@ -453,6 +453,8 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	// From here on an error must not leave upstream headers behind in our error response.
 	resp.Header.CopyTo(&ctx.Response.Header)
 	stripResponseHopByHop(&ctx.Response.Header)
+	// The response carries the gateway's request id once (Serve sets it), whatever the upstream sent.
+	ctx.Response.Header.Del(hdrXRequestID)
 	// The upstream connection's fate must not decide the client's.
 	ctx.Response.Header.ResetConnectionClose()
 
