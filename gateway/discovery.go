@@ -42,21 +42,8 @@ func newEdgeDiscovery(cfg *conf.Config, reg prometheus.Registerer, log zerolog.L
 	if cc == nil {
 		return nil, nil
 	}
-	opts := consul.Options{
-		Address:    cc.Address,
-		Scheme:     cc.Scheme,
-		Datacenter: cc.Datacenter,
-		Token:      cc.Token,
-		TokenFile:  cc.TokenFile,
-		Wait:       cc.Wait.D(),
-		Subsets:    consulSubsets(cc),
-		Logger:     log,
-		Registerer: reg,
-	}
-	if t := cc.TLS; t != nil {
-		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
-			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	}
+	opts := consulOptions(cc)
+	opts.Logger, opts.Registerer = log, reg
 	var snap *snapshot.Store
 	if cc.SnapshotDir != "" {
 		st, err := snapshot.New(snapshot.Options{Dir: cc.SnapshotDir, Logger: log})
@@ -70,14 +57,6 @@ func newEdgeDiscovery(cfg *conf.Config, reg prometheus.Registerer, log zerolog.L
 		return nil, fmt.Errorf("discovery.consul: %w", err)
 	}
 	return &edgeDiscovery{consul: src, snap: snap, conn: connSettings(cc), log: log}, nil
-}
-
-func consulSubsets(cc *conf.Consul) map[string]consul.Subset {
-	out := make(map[string]consul.Subset, len(cc.Services))
-	for name, s := range cc.Services {
-		out[name] = consul.Subset{Name: s.Name, Tags: s.Tags, Meta: s.Meta}
-	}
-	return out
 }
 
 // connSettings keeps the fields the long-lived source was built from; subsets are excluded

@@ -9,10 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,15 +19,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
-	"github.com/meshgate/meshgate/discovery"
-	"github.com/meshgate/meshgate/discovery/static"
 	"github.com/meshgate/meshgate/gateway/accesslog"
 	"github.com/meshgate/meshgate/gateway/admin"
-	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/gateway/proxy"
 	"github.com/meshgate/meshgate/gateway/route"
-	"github.com/meshgate/meshgate/mesh/lb"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
@@ -169,43 +162,23 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 				return nil, err
 			}
 		}
-		ln, err := listener.New(listener.Options{
-			TLSConfig:         tlsConf,
-			Name:              lc.Name,
-			Address:           lc.Address,
-			ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
-			ReadTimeout:       lc.ReadTimeout.D(),
-			WriteTimeout:      lc.WriteTimeout.D(),
-			IdleTimeout:       lc.IdleTimeout.D(),
-			MaxHeaderBytes:    int(lc.MaxHeaderBytes),
-			StreamThreshold:   int(lc.StreamThreshold),
-			MaxConnections:    lc.MaxConnections,
-			// -1 (no cap) becomes 0 here; trusted proxies carry many clients on one address.
-			MaxConnectionsPerIP: max(lc.MaxConnectionsPerIP, 0),
-			PerIPExempt:         parsePrefixes(lc.TrustedProxies),
-			PerIPRefused:        e.perIPRef.WithLabelValues(lc.Name),
-			Handler:             h.Serve,
-			ErrorHandler:        proxy.ParseErrorHandler,
-			Logger:              e.log.With().Str("listener", lc.Name).Logger(),
-			Connections:         e.connGa.WithLabelValues(lc.Name),
-			Accepted:            e.accepted.WithLabelValues(lc.Name),
-			AcceptErrors:        e.acceptEr.WithLabelValues(lc.Name),
-		})
+		lo := listenerOptions(lc)
+		lo.TLSConfig, lo.Handler = tlsConf, h.Serve
+		lo.Logger = e.log.With().Str("listener", lc.Name).Logger()
+		lo.PerIPRefused = e.perIPRef.WithLabelValues(lc.Name)
+		lo.Connections, lo.Accepted, lo.AcceptErrors = e.connGa.WithLabelValues(lc.Name), e.accepted.WithLabelValues(lc.Name), e.acceptEr.WithLabelValues(lc.Name)
+		ln, err := listener.New(lo)
 		if err != nil {
 			e.close()
 			return nil, err
 		}
 		e.listeners = append(e.listeners, ln)
 		if lc.TLS != nil && lc.TLS.RedirectFrom != "" {
-			rd, err := listener.New(listener.Options{
-				Name: lc.Name + "-redirect", Address: lc.TLS.RedirectFrom,
-				ReadHeaderTimeout: lc.ReadHeaderTimeout.D(), ReadTimeout: lc.ReadTimeout.D(), WriteTimeout: lc.WriteTimeout.D(),
-				IdleTimeout: lc.IdleTimeout.D(), MaxHeaderBytes: int(lc.MaxHeaderBytes), MaxConnections: lc.MaxConnections,
-				Handler:     listener.RedirectHandler(listener.RedirectOptions{HTTPSPort: addrPort(ln.Addr())}),
-				Logger:      e.log.With().Str("listener", lc.Name+"-redirect").Logger(),
-				Connections: e.connGa.WithLabelValues(lc.Name + "-redirect"), Accepted: e.accepted.WithLabelValues(lc.Name + "-redirect"),
-				AcceptErrors: e.acceptEr.WithLabelValues(lc.Name + "-redirect"),
-			})
+			ro := redirectOptions(lc)
+			ro.Handler = listener.RedirectHandler(listener.RedirectOptions{HTTPSPort: addrPort(ln.Addr())})
+			ro.Logger = e.log.With().Str("listener", ro.Name).Logger()
+			ro.Connections, ro.Accepted, ro.AcceptErrors = e.connGa.WithLabelValues(ro.Name), e.accepted.WithLabelValues(ro.Name), e.acceptEr.WithLabelValues(ro.Name)
+			rd, err := listener.New(ro)
 			if err != nil {
 				e.close()
 				return nil, err
@@ -259,39 +232,12 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 }
 
 func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
-	var authz filter.Filter
+	o := handlerOptions(lc)
 	if lc.Connect {
-		// Every caller proved a Consul-issued identity; only the peers named in trusted_peers
-		// (the edge, typically) may speak for a client behind them (docs/security.md).
-		authz = e.mesh.authorizer()
+		o.Authorize = e.mesh.authorizer()
 	}
-	return proxy.Options{
-		TLS:             lc.Connect || lc.TLS != nil,
-		Connect:         lc.Connect,
-		TrustedPeers:    lc.TrustedPeers,
-		Linger:          listener.Linger,
-		Authorize:       authz,
-		IdentityHeader:  strings.TrimPrefix(lc.IdentityHeader, "-"),
-		Listener:        lc.Name,
-		TrustedProxies:  parsePrefixes(lc.TrustedProxies),
-		MaxBodyBytes:    int64(lc.MaxBodyBytes),
-		StreamThreshold: int64(lc.StreamThreshold),
-		AccessLog:       e.access,
-		Metrics:         e.metrics,
-	}
-}
-
-// parsePrefixes turns validated CIDRs or bare IPs into prefixes.
-func parsePrefixes(in []string) []netip.Prefix {
-	out := make([]netip.Prefix, 0, len(in))
-	for _, s := range in {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			out = append(out, p.Masked())
-		} else if a, err := netip.ParseAddr(s); err == nil {
-			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
-		}
-	}
-	return out
+	o.AccessLog, o.Metrics = e.access, e.metrics
+	return o
 }
 
 // ListenerAddrs maps listener names to their bound addresses (tests use port 0).
@@ -337,14 +283,8 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 		}
 	}
 	tables := make(map[string]*route.Table, len(cfg.Listeners))
-	for _, lc := range cfg.Listeners {
-		var ls []route.Spec
-		for i, r := range cfg.Routes {
-			if len(r.Listeners) == 0 || slices.Contains(r.Listeners, lc.Name) {
-				ls = append(ls, specs[i])
-			}
-		}
-		if tables[lc.Name], err = route.New(route.Options{Routes: ls}); err != nil {
+	for name, ls := range listenerRoutes(cfg, specs) {
+		if tables[name], err = route.New(route.Options{Routes: ls}); err != nil {
 			return nil, err
 		}
 	}
@@ -400,143 +340,6 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 	}
 	e.upstreams.Retain(services)
 	return gens, nil
-}
-
-func referencedServices(cfg *conf.Config) []string {
-	var out []string
-	for _, r := range cfg.Routes {
-		for _, t := range r.To {
-			if !slices.Contains(out, t.Service) {
-				out = append(out, t.Service)
-			}
-		}
-	}
-	return out
-}
-
-func staticSource(cfg *conf.Config) (discovery.Source, error) {
-	svcs := make(map[string][]discovery.Endpoint, len(cfg.Discovery.Static))
-	for name, entries := range cfg.Discovery.Static {
-		for _, ent := range entries {
-			addr, w, err := conf.ParseStatic(ent)
-			if err != nil {
-				return nil, fmt.Errorf("discovery.static.%s: %w", name, err)
-			}
-			svcs[name] = append(svcs[name], discovery.Endpoint{Address: addr, Weight: w})
-		}
-	}
-	return static.New(static.Options{Services: svcs})
-}
-
-func clusterOptions(name string, sc conf.Service) (upstream.Options, error) {
-	pol, err := lb.New(lb.Options{Policy: sc.LoadBalancer.Policy})
-	if err != nil {
-		return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
-	}
-	o := upstream.Options{
-		Name:             name,
-		Policy:           pol,
-		ConnectTimeout:   sc.ConnectTimeout.D(),
-		IdleTimeout:      sc.IdleTimeout.D(),
-		MaxConnsPerHost:  sc.MaxConnsPerHost,
-		MaxResponseBytes: int64(sc.MaxResponseBytes),
-		Retry:            upstream.DefaultRetry(),
-		Outlier: upstream.OutlierOptions{
-			Disabled:           sc.OutlierDetection.Disabled,
-			ConsecutiveErrors:  sc.OutlierDetection.ConsecutiveErrors,
-			BaseEjectionTime:   sc.OutlierDetection.BaseEjectionTime.D(),
-			MaxEjectionTime:    sc.OutlierDetection.MaxEjectionTime.D(),
-			MaxEjectionPercent: sc.OutlierDetection.MaxEjectionPercent,
-			PanicThreshold:     sc.OutlierDetection.PanicThreshold,
-		},
-		Breaker: upstream.BreakerOptions{
-			Disabled:         sc.CircuitBreaker.Disabled,
-			MinRequests:      sc.CircuitBreaker.MinRequests,
-			FailureRatio:     sc.CircuitBreaker.FailureRatio,
-			Interval:         sc.CircuitBreaker.Interval.D(),
-			OpenTimeout:      sc.CircuitBreaker.OpenTimeout.D(),
-			HalfOpenRequests: sc.CircuitBreaker.HalfOpenRequests,
-		},
-		RetryBudget: upstream.RetryBudgetOptions{
-			Ratio:               sc.RetryBudget.Ratio,
-			MinRetriesPerSecond: sc.RetryBudget.MinRetriesPerSecond,
-			BackoffBase:         sc.RetryBudget.BackoffBase.D(),
-			BackoffMax:          sc.RetryBudget.BackoffMax.D(),
-		},
-		MaxInFlight: sc.MaxInFlight,
-	}
-	if sc.Retry != nil {
-		if o.Retry, err = retryPolicy(sc.Retry); err != nil {
-			return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
-		}
-	}
-	return o, nil
-}
-
-func retryPolicy(r *conf.Retry) (upstream.RetryPolicy, error) {
-	p := upstream.RetryPolicy{Attempts: r.Attempts, PerTryTimeout: r.PerTryTimeout.D()}
-	for _, on := range r.On {
-		switch on {
-		case "connect-failure":
-			p.On |= upstream.RetryConnectFailure
-		case "reset":
-			p.On |= upstream.RetryReset
-		case "timeout":
-			p.On |= upstream.RetryTimeout
-		case "5xx":
-			p.On |= upstream.Retry5xx
-		case "gateway-error":
-			p.On |= upstream.RetryGatewayError
-		default:
-			code, err := strconv.Atoi(on)
-			if err != nil {
-				return p, fmt.Errorf("retry.on: unknown condition %q", on)
-			}
-			p.Statuses = append(p.Statuses, code)
-		}
-	}
-	return p, nil
-}
-
-func hashOn(sc conf.Service) proxy.HashOn {
-	h := sc.LoadBalancer.Hash
-	if h == nil || sc.LoadBalancer.Policy != lb.RingHashName {
-		return proxy.HashOn{}
-	}
-	return proxy.HashOn{Header: h.Header, Cookie: h.Cookie, SourceIP: h.SourceIP}
-}
-
-func routeSpec(key int, r conf.Route) route.Spec {
-	s := route.Spec{
-		Name:          r.Name,
-		Key:           key,
-		Priority:      r.Priority,
-		Hosts:         lower(r.Match.Hosts),
-		Path:          r.Match.Path,
-		PathPrefix:    r.Match.PathPrefix,
-		PathRegex:     r.Match.PathRegex,
-		Methods:       r.Match.Methods,
-		RewritePrefix: r.Rewrite.PathPrefix,
-		Timeout:       r.Timeout.D(),
-	}
-	for _, h := range r.Match.Headers {
-		s.Headers = append(s.Headers, route.ValueMatch{Name: h.Name, Exact: h.Exact, Regex: h.Regex, Present: h.Present})
-	}
-	for _, q := range r.Match.Query {
-		s.Query = append(s.Query, route.ValueMatch{Name: q.Name, Exact: q.Exact, Regex: q.Regex, Present: q.Present})
-	}
-	for _, t := range r.To {
-		s.Targets = append(s.Targets, route.Target{Service: t.Service, Weight: t.Weight})
-	}
-	return s
-}
-
-func lower(in []string) []string {
-	out := make([]string, len(in))
-	for i, s := range in {
-		out[i] = strings.ToLower(s)
-	}
-	return out
 }
 
 // Reload validates-then-swaps: cfg was validated by conf; here the new generations are built
@@ -773,21 +576,6 @@ func mode(cfg *conf.Config) string {
 		return "sidecar"
 	}
 	return "edge"
-}
-
-// connectService reports whether a routed service is reached through Consul Connect, and its
-// Consul name: identity.connect is on and the service is not pinned in discovery.static.
-func connectService(cfg *conf.Config, name string) (string, bool) {
-	if cfg.Identity == nil || !cfg.Identity.Connect || cfg.Discovery.Consul == nil {
-		return "", false
-	}
-	if _, static := cfg.Discovery.Static[name]; static {
-		return "", false
-	}
-	if s, ok := cfg.Discovery.Consul.Services[name]; ok && s.Name != "" {
-		return s.Name, true
-	}
-	return name, true
 }
 
 // jsonHandler serves view() as indented JSON (admin views other than the built-in ones).

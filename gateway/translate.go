@@ -1,0 +1,281 @@
+package gateway
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/discovery/consul"
+	"github.com/meshgate/meshgate/discovery/static"
+	"github.com/meshgate/meshgate/gateway/listener"
+	"github.com/meshgate/meshgate/gateway/proxy"
+	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/upstream"
+)
+
+// translate.go is the one place where the config becomes the engine packages' Options. Every
+// function here is pure: no I/O, no process state, the same config gives the same Options
+// (testdata/translate/*.golden records what each example becomes; `go test -run TestTranslate
+// -update` rewrites them, so a change to translation shows as a diff). What needs files,
+// sockets or live objects (certificates, metrics, the mesh's TLS configs, handlers) is added
+// by the assembly in server code on top of these values.
+
+// listenerOptions is the part of a listener's options its config decides; the assembly adds
+// the handler, TLS, logger and metrics.
+func listenerOptions(lc conf.Listener) listener.Options {
+	return listener.Options{
+		Name:              lc.Name,
+		Address:           lc.Address,
+		ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
+		ReadTimeout:       lc.ReadTimeout.D(),
+		WriteTimeout:      lc.WriteTimeout.D(),
+		IdleTimeout:       lc.IdleTimeout.D(),
+		MaxHeaderBytes:    int(lc.MaxHeaderBytes),
+		StreamThreshold:   int(lc.StreamThreshold),
+		MaxConnections:    lc.MaxConnections,
+		// -1 (no cap) becomes 0 here; trusted proxies carry many clients on one address.
+		MaxConnectionsPerIP: max(lc.MaxConnectionsPerIP, 0),
+		PerIPExempt:         parsePrefixes(lc.TrustedProxies),
+		ErrorHandler:        proxy.ParseErrorHandler,
+	}
+}
+
+// redirectOptions is the plain-HTTP listener of tls.redirect_from (it answers 308 to https).
+func redirectOptions(lc conf.Listener) listener.Options {
+	return listener.Options{
+		Name: lc.Name + "-redirect", Address: lc.TLS.RedirectFrom,
+		ReadHeaderTimeout: lc.ReadHeaderTimeout.D(), ReadTimeout: lc.ReadTimeout.D(), WriteTimeout: lc.WriteTimeout.D(),
+		IdleTimeout: lc.IdleTimeout.D(), MaxHeaderBytes: int(lc.MaxHeaderBytes), MaxConnections: lc.MaxConnections,
+	}
+}
+
+// handlerOptions is the part of a listener's request engine its config decides; the assembly
+// adds the access log, metrics and a connect listener's intentions check.
+func handlerOptions(lc conf.Listener) proxy.Options {
+	return proxy.Options{
+		Listener: lc.Name,
+		TLS:      lc.Connect || lc.TLS != nil,
+		// A connect listener's callers proved a Consul-issued identity; only the peers named in
+		// trusted_peers (the edge, typically) may speak for a client behind them.
+		Connect:         lc.Connect,
+		TrustedPeers:    lc.TrustedPeers,
+		TrustedProxies:  parsePrefixes(lc.TrustedProxies),
+		Linger:          listener.Linger,
+		IdentityHeader:  strings.TrimPrefix(lc.IdentityHeader, "-"),
+		MaxBodyBytes:    int64(lc.MaxBodyBytes),
+		StreamThreshold: int64(lc.StreamThreshold),
+	}
+}
+
+// listenerRoutes gives each listener the specs of its routes (a route without listeners is on
+// every listener), in config order.
+func listenerRoutes(cfg *conf.Config, specs []route.Spec) map[string][]route.Spec {
+	out := make(map[string][]route.Spec, len(cfg.Listeners))
+	for _, lc := range cfg.Listeners {
+		var ls []route.Spec
+		for i, r := range cfg.Routes {
+			if len(r.Listeners) == 0 || slices.Contains(r.Listeners, lc.Name) {
+				ls = append(ls, specs[i])
+			}
+		}
+		out[lc.Name] = ls
+	}
+	return out
+}
+
+// consulOptions is the Consul connection of discovery.consul; the assembly adds the logger,
+// the metrics registry and the snapshot store.
+func consulOptions(cc *conf.Consul) consul.Options {
+	opts := consul.Options{
+		Address:    cc.Address,
+		Scheme:     cc.Scheme,
+		Datacenter: cc.Datacenter,
+		Token:      cc.Token,
+		TokenFile:  cc.TokenFile,
+		Wait:       cc.Wait.D(),
+		Subsets:    consulSubsets(cc),
+	}
+	if t := cc.TLS; t != nil {
+		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	}
+	return opts
+}
+
+func consulSubsets(cc *conf.Consul) map[string]consul.Subset {
+	out := make(map[string]consul.Subset, len(cc.Services))
+	for name, s := range cc.Services {
+		out[name] = consul.Subset{Name: s.Name, Tags: s.Tags, Meta: s.Meta}
+	}
+	return out
+}
+
+func referencedServices(cfg *conf.Config) []string {
+	var out []string
+	for _, r := range cfg.Routes {
+		for _, t := range r.To {
+			if !slices.Contains(out, t.Service) {
+				out = append(out, t.Service)
+			}
+		}
+	}
+	return out
+}
+
+func staticSource(cfg *conf.Config) (discovery.Source, error) {
+	svcs := make(map[string][]discovery.Endpoint, len(cfg.Discovery.Static))
+	for name, entries := range cfg.Discovery.Static {
+		for _, ent := range entries {
+			addr, w, err := conf.ParseStatic(ent)
+			if err != nil {
+				return nil, fmt.Errorf("discovery.static.%s: %w", name, err)
+			}
+			svcs[name] = append(svcs[name], discovery.Endpoint{Address: addr, Weight: w})
+		}
+	}
+	return static.New(static.Options{Services: svcs})
+}
+
+func clusterOptions(name string, sc conf.Service) (upstream.Options, error) {
+	pol, err := lb.New(lb.Options{Policy: sc.LoadBalancer.Policy})
+	if err != nil {
+		return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
+	}
+	o := upstream.Options{
+		Name:             name,
+		Policy:           pol,
+		ConnectTimeout:   sc.ConnectTimeout.D(),
+		IdleTimeout:      sc.IdleTimeout.D(),
+		MaxConnsPerHost:  sc.MaxConnsPerHost,
+		MaxResponseBytes: int64(sc.MaxResponseBytes),
+		Retry:            upstream.DefaultRetry(),
+		Outlier: upstream.OutlierOptions{
+			Disabled:           sc.OutlierDetection.Disabled,
+			ConsecutiveErrors:  sc.OutlierDetection.ConsecutiveErrors,
+			BaseEjectionTime:   sc.OutlierDetection.BaseEjectionTime.D(),
+			MaxEjectionTime:    sc.OutlierDetection.MaxEjectionTime.D(),
+			MaxEjectionPercent: sc.OutlierDetection.MaxEjectionPercent,
+			PanicThreshold:     sc.OutlierDetection.PanicThreshold,
+		},
+		Breaker: upstream.BreakerOptions{
+			Disabled:         sc.CircuitBreaker.Disabled,
+			MinRequests:      sc.CircuitBreaker.MinRequests,
+			FailureRatio:     sc.CircuitBreaker.FailureRatio,
+			Interval:         sc.CircuitBreaker.Interval.D(),
+			OpenTimeout:      sc.CircuitBreaker.OpenTimeout.D(),
+			HalfOpenRequests: sc.CircuitBreaker.HalfOpenRequests,
+		},
+		RetryBudget: upstream.RetryBudgetOptions{
+			Ratio:               sc.RetryBudget.Ratio,
+			MinRetriesPerSecond: sc.RetryBudget.MinRetriesPerSecond,
+			BackoffBase:         sc.RetryBudget.BackoffBase.D(),
+			BackoffMax:          sc.RetryBudget.BackoffMax.D(),
+		},
+		MaxInFlight: sc.MaxInFlight,
+	}
+	if sc.Retry != nil {
+		if o.Retry, err = retryPolicy(sc.Retry); err != nil {
+			return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
+		}
+	}
+	return o, nil
+}
+
+func retryPolicy(r *conf.Retry) (upstream.RetryPolicy, error) {
+	p := upstream.RetryPolicy{Attempts: r.Attempts, PerTryTimeout: r.PerTryTimeout.D()}
+	for _, on := range r.On {
+		switch on {
+		case "connect-failure":
+			p.On |= upstream.RetryConnectFailure
+		case "reset":
+			p.On |= upstream.RetryReset
+		case "timeout":
+			p.On |= upstream.RetryTimeout
+		case "5xx":
+			p.On |= upstream.Retry5xx
+		case "gateway-error":
+			p.On |= upstream.RetryGatewayError
+		default:
+			code, err := strconv.Atoi(on)
+			if err != nil {
+				return p, fmt.Errorf("retry.on: unknown condition %q", on)
+			}
+			p.Statuses = append(p.Statuses, code)
+		}
+	}
+	return p, nil
+}
+
+func hashOn(sc conf.Service) proxy.HashOn {
+	h := sc.LoadBalancer.Hash
+	if h == nil || sc.LoadBalancer.Policy != lb.RingHashName {
+		return proxy.HashOn{}
+	}
+	return proxy.HashOn{Header: h.Header, Cookie: h.Cookie, SourceIP: h.SourceIP}
+}
+
+func routeSpec(key int, r conf.Route) route.Spec {
+	s := route.Spec{
+		Name:          r.Name,
+		Key:           key,
+		Priority:      r.Priority,
+		Hosts:         lower(r.Match.Hosts),
+		Path:          r.Match.Path,
+		PathPrefix:    r.Match.PathPrefix,
+		PathRegex:     r.Match.PathRegex,
+		Methods:       r.Match.Methods,
+		RewritePrefix: r.Rewrite.PathPrefix,
+		Timeout:       r.Timeout.D(),
+	}
+	for _, h := range r.Match.Headers {
+		s.Headers = append(s.Headers, route.ValueMatch{Name: h.Name, Exact: h.Exact, Regex: h.Regex, Present: h.Present})
+	}
+	for _, q := range r.Match.Query {
+		s.Query = append(s.Query, route.ValueMatch{Name: q.Name, Exact: q.Exact, Regex: q.Regex, Present: q.Present})
+	}
+	for _, t := range r.To {
+		s.Targets = append(s.Targets, route.Target{Service: t.Service, Weight: t.Weight})
+	}
+	return s
+}
+
+func lower(in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = strings.ToLower(s)
+	}
+	return out
+}
+
+// connectService reports whether a routed service is reached through Consul Connect, and its
+// Consul name: identity.connect is on and the service is not pinned in discovery.static.
+func connectService(cfg *conf.Config, name string) (string, bool) {
+	if cfg.Identity == nil || !cfg.Identity.Connect || cfg.Discovery.Consul == nil {
+		return "", false
+	}
+	if _, static := cfg.Discovery.Static[name]; static {
+		return "", false
+	}
+	if s, ok := cfg.Discovery.Consul.Services[name]; ok && s.Name != "" {
+		return s.Name, true
+	}
+	return name, true
+}
+
+// parsePrefixes turns validated CIDRs or bare IPs into prefixes.
+func parsePrefixes(in []string) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(in))
+	for _, s := range in {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(s); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out
+}
