@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -118,9 +116,8 @@ func (e *Edge) stopKV() {
 	}
 }
 
-// withKV returns the config to run for file: file plus the current documents, expanded
-// (conf.Config.Expanded, for a sidecar). Called with
-// Edge.mu held; nothing is recorded until commit.
+// withKV returns the config to run for file and the current documents (effective.go). Called
+// with Edge.mu held; nothing is recorded until commit.
 func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 	want := ""
 	if cc := file.Discovery.Consul; cc != nil {
@@ -132,16 +129,13 @@ func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 		if want != "" && newFile {
 			e.log.Warn().Str(fieldKVPrefix, want).Msg("discovery.consul.kv_prefix takes effect at the next restart")
 		}
-		return file.Expanded(), nil
+		return effectiveConfig(file, nil)
 	}
 	if want != e.kv.prefix && newFile {
 		e.log.Warn().Str(fieldKVPrefix, e.kv.prefix).Str("configured", want).
 			Msg("discovery.consul.kv_prefix changes take effect at the next restart; still following the old prefix")
 	}
-	res := e.kv.merge(file)
-	// A sidecar becomes listeners and routes after the merge, so KV routes land beside the
-	// user's own and never on the inbound or upstream listeners.
-	return res.cfg.Expanded(), &res
+	return effectiveConfig(file, &kvInputs{docs: e.kv.docs, good: e.kv.good})
 }
 
 // applyKV is the WatchKV callback: re-merge with the file config and reload if the documents
@@ -171,76 +165,6 @@ func (e *Edge) applyKV(docs []consul.KVDoc) {
 	k.commit(res)
 	k.log.Info().Str(fieldKVPrefix, k.prefix).Int("applied", len(res.applied)).Int("rejected", len(res.rejected)).
 		Str("summary", conf.Summary(cfg)).Msg("kv documents applied")
-}
-
-// merge merges file with the current documents. A rejected document falls back to its last
-// accepted version when that differs; if the fallback is refused too, the key is left out.
-func (k *edgeKV) merge(file *conf.Config) kvResult {
-	use := slices.Clone(k.docs)
-	cfg, errs := conf.Merge(file, fragments(use))
-	first := rejections(errs)
-	fallback := map[string]consul.KVDoc{}
-	for i, d := range use {
-		g, ok := k.good[d.Key]
-		if _, bad := first[d.Key]; bad && ok && !bytes.Equal(g.Value, d.Value) {
-			fallback[d.Key] = g
-			use[i] = g
-		}
-	}
-	final := first
-	if len(fallback) > 0 {
-		cfg, errs = conf.Merge(file, fragments(use))
-		final = rejections(errs)
-		for key, err := range first {
-			if again, ok := final[key]; ok && hasKey(fallback, key) {
-				// The previous version no longer fits either (e.g. a name the file now uses).
-				final[key] = fmt.Errorf("%w\n(its last accepted version is no longer valid either: %w)", err, again)
-				delete(fallback, key)
-			} else if !ok {
-				final[key] = err // rejected; its fallback (if any) is served
-			}
-		}
-	}
-	res := kvResult{cfg: cfg}
-	for i, d := range k.docs {
-		err, bad := final[d.Key]
-		prev, fell := fallback[d.Key]
-		switch {
-		case !bad:
-			res.applied = append(res.applied, use[i])
-		case fell:
-			res.applied = append(res.applied, prev)
-			res.rejected = append(res.rejected, kvRejection{doc: d, err: err, previous: &prev})
-		default:
-			res.rejected = append(res.rejected, kvRejection{doc: d, err: err})
-		}
-	}
-	return res
-}
-
-func hasKey(m map[string]consul.KVDoc, key string) bool {
-	_, ok := m[key]
-	return ok
-}
-
-func fragments(docs []consul.KVDoc) []conf.NamedFragment {
-	out := make([]conf.NamedFragment, len(docs))
-	for i, d := range docs {
-		out[i] = conf.NamedFragment{Name: d.Key, Data: d.Value}
-	}
-	return out
-}
-
-// rejections indexes Merge's errors by document key.
-func rejections(errs []error) map[string]error {
-	out := make(map[string]error, len(errs))
-	for _, err := range errs {
-		var fe *conf.FragmentError
-		if errors.As(err, &fe) {
-			out[fe.Name] = err
-		}
-	}
-	return out
 }
 
 // commit records a merge that is now running: remembers accepted versions (forgetting deleted
