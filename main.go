@@ -200,7 +200,7 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 	// failing here cannot leave listeners bound; OnChange runs only once watcher.Run starts,
 	// after edge is set.
 	notify := &sdNotifier{log: log}
-	var edge *gateway.Edge
+	var edge *gateway.Server
 	watcher, err := conf.NewWatcher(conf.WatchOptions{
 		Path:     path,
 		Baseline: data,
@@ -222,7 +222,7 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("cannot watch config")
 		return 1
 	}
-	edge, err = gateway.NewEdge(cfg, gateway.EdgeOptions{Logger: log, OnServing: notify.ready})
+	edge, err = gateway.NewServer(cfg, gateway.ServerOptions{Logger: log, OnServing: notify.ready})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1

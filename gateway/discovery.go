@@ -85,7 +85,7 @@ func sameConn(a, b conf.Consul) bool {
 // static services from static, everything else from the long-lived Consul source with this
 // config's subsets. Adding or removing discovery.consul needs a restart; changed connection
 // settings are logged and apply at the next restart, like access_log.
-func (e *Edge) discoverySource(cfg *conf.Config) (discovery.Source, error) {
+func (e *Server) discoverySource(cfg *conf.Config) (discovery.Source, error) {
 	src, err := staticSource(cfg)
 	if err != nil {
 		return nil, err

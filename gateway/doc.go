@@ -2,7 +2,7 @@
 // listeners, per-listener route tables, clusters and the admin API, and rebuilds the
 // route/cluster generation on reload.
 //
-//	conf.Config ──▶ Edge.build ──▶ proxy.Generation (route.Table + backends + metrics)
+//	conf.Config ──▶ Server.build ──▶ proxy.Generation (route.Table + backends + metrics)
 //	                    │                 │ atomic swap per listener
 //	                    ▼                 ▼
 //	          upstream.Manager     listener ─▶ proxy.Handler.Serve ─▶ upstream.Cluster.Do
@@ -21,7 +21,7 @@
 // register.go registers the app and its connect-proxy. One engine keeps the two modes from
 // drifting apart: every resilience, policy and observability feature applies to both.
 //
-// The config an Edge runs is the file config merged with the Consul KV documents under
+// The config a Server runs is the file config merged with the Consul KV documents under
 // discovery.consul.kv_prefix (kv.go): a file reload and a KV change both re-merge and go
 // through the same validate-then-swap.
 package gateway

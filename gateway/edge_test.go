@@ -69,10 +69,10 @@ func startUpstream(t *testing.T, name string, h http.HandlerFunc) (*httptest.Ser
 
 func hostport(srv *httptest.Server) string { return strings.TrimPrefix(srv.URL, "http://") }
 
-// startEdge parses yaml (with {{.X}} placeholders already substituted), runs an Edge on port-0
+// startEdge parses yaml (with {{.X}} placeholders already substituted), runs a Server on port-0
 // listeners and returns the base URL of listener "public" and the admin address.
 type edgeUnderTest struct {
-	edge   *Edge
+	edge   *Server
 	url    string
 	addr   string
 	admin  string
@@ -86,7 +86,7 @@ func startEdge(t *testing.T, yaml string) *edgeUnderTest {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	e, err := NewEdge(cfg, EdgeOptions{Logger: zerolog.New(io.Discard)})
+	e, err := NewServer(cfg, ServerOptions{Logger: zerolog.New(io.Discard)})
 	if err != nil {
 		t.Fatalf("NewEdge: %v", err)
 	}

@@ -21,8 +21,8 @@ import (
 //	                                      (file + documents,  └─ err ─▶ keep the running config
 //	                                       rejected ones fall back to their last accepted version)
 //
-// The effective config is always rebuilt from two inputs kept under Edge.mu: the file config
-// last loaded from disk (Edge.fileCfg) and the documents last delivered (edgeKV.docs). So a
+// The effective config is always rebuilt from two inputs kept under Server.mu: the file config
+// last loaded from disk (Server.fileCfg) and the documents last delivered (edgeKV.docs). So a
 // file reload re-merges the current documents and a KV change re-merges the current file.
 //
 // "The previous one stays": a document that becomes invalid is replaced by the last version
@@ -39,7 +39,7 @@ type edgeKV struct {
 	log    zerolog.Logger
 	stop   context.CancelFunc // ends the watch; set by startKV
 
-	// Guarded by Edge.mu.
+	// Guarded by Server.mu.
 	docs     []consul.KVDoc          // the latest delivery (or the snapshot at start)
 	good     map[string]consul.KVDoc // by key: the last accepted version
 	applied  []consul.KVDoc          // the documents in the running config
@@ -90,7 +90,7 @@ const fieldKVPrefix = "kv_prefix"
 
 // startKV starts following the prefix; deliveries re-merge and reload (applyKV). Called once
 // the first generation serves, so a delivery always has handlers to swap.
-func (e *Edge) startKV() error {
+func (e *Server) startKV() error {
 	if e.kv == nil {
 		return nil
 	}
@@ -103,8 +103,8 @@ func (e *Edge) startKV() error {
 	return nil
 }
 
-// stopKV ends the watch; a delivery already waiting for Edge.mu then does nothing.
-func (e *Edge) stopKV() {
+// stopKV ends the watch; a delivery already waiting for Server.mu then does nothing.
+func (e *Server) stopKV() {
 	if e.kv == nil {
 		return
 	}
@@ -117,8 +117,8 @@ func (e *Edge) stopKV() {
 }
 
 // withKV returns the config to run for file and the current documents (effective.go). Called
-// with Edge.mu held; nothing is recorded until commit.
-func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
+// with Server.mu held; nothing is recorded until commit.
+func (e *Server) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 	want := ""
 	if cc := file.Discovery.Consul; cc != nil {
 		want = consul.NormalizeKVPrefix(cc.KVPrefix)
@@ -140,7 +140,7 @@ func (e *Edge) withKV(file *conf.Config) (*conf.Config, *kvResult) {
 
 // applyKV is the WatchKV callback: re-merge with the file config and reload if the documents
 // in force change. It runs on the watch's goroutine; the next query waits for it.
-func (e *Edge) applyKV(docs []consul.KVDoc) {
+func (e *Server) applyKV(docs []consul.KVDoc) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	k := e.kv
@@ -221,7 +221,7 @@ func (k *edgeKV) commit(res *kvResult) {
 	k.publish()
 }
 
-// publish renders the /config comment block from the state under Edge.mu.
+// publish renders the /config comment block from the state under Server.mu.
 func (k *edgeKV) publish() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n# kv documents under %s/: %d applied, %d rejected\n", k.prefix, len(k.applied), len(k.rejected))

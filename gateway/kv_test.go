@@ -45,7 +45,7 @@ func startEdgeLogging(t *testing.T, text string, log io.Writer) *edgeUnderTest {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	e, err := NewEdge(cfg, EdgeOptions{Logger: zerolog.New(log)})
+	e, err := NewServer(cfg, ServerOptions{Logger: zerolog.New(log)})
 	if err != nil {
 		t.Fatalf("NewEdge: %v", err)
 	}

@@ -294,7 +294,7 @@ func (s *edgeRegistration) deregister() {
 
 // registrationReloaded warns when a reload changes discovery.consul.register: the
 // registration is made once per process, so the change applies at the next restart.
-func (e *Edge) registrationReloaded(cfg *conf.Config) {
+func (e *Server) registrationReloaded(cfg *conf.Config) {
 	var next *conf.Registration
 	if cfg.Discovery.Consul != nil {
 		next = cfg.Discovery.Consul.Register

@@ -104,7 +104,7 @@ func (o *drainObservation) probeListener(ctx context.Context, url string) {
 	}
 }
 
-// TestEdgeRegistersAndDrainsThroughConsul runs an Edge with discovery.consul.register against a
+// TestEdgeRegistersAndDrainsThroughConsul runs a Server with discovery.consul.register against a
 // real agent: the instance appears with its tags, meta, address and bound port and passes its
 // HTTP check on /ready; at shutdown a client following Consul sees it leave the passing set
 // while the listener still answers, the listener closes after that, and then the service is

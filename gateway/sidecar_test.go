@@ -19,7 +19,7 @@ import (
 	"github.com/meshgate/meshgate/internal/consuldev"
 )
 
-// startEngine runs an Edge (edge or sidecar config) and waits for /ready; unlike startEdge it
+// startEngine runs a Server (edge or sidecar config) and waits for /ready; unlike startEdge it
 // does not assume a listener named "public".
 func startEngine(t *testing.T, yaml string) *edgeUnderTest {
 	t.Helper()
@@ -27,7 +27,7 @@ func startEngine(t *testing.T, yaml string) *edgeUnderTest {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	e, err := NewEdge(cfg, EdgeOptions{Logger: zerolog.New(io.Discard)})
+	e, err := NewServer(cfg, ServerOptions{Logger: zerolog.New(io.Discard)})
 	if err != nil {
 		t.Fatalf("NewEdge: %v", err)
 	}

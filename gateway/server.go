@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,22 +28,25 @@ import (
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
-// EdgeOptions are the process-level inputs of the edge assembly.
-type EdgeOptions struct {
+// ServerOptions are the process-level inputs of the edge assembly.
+type ServerOptions struct {
 	Logger zerolog.Logger
-	// Registry receives every metric; a fresh one per Edge keeps tests independent.
+	// Registry receives every metric; a fresh one per Server keeps tests independent.
 	Registry *prometheus.Registry
 	// OnServing, when set, is called once from Run after the listeners serve and /ready turns
 	// 200, so main can tell systemd READY=1 no earlier than connections are accepted.
 	OnServing func()
 }
 
-// Edge is the edge gateway: listeners, the route engine, clusters and the admin API, built from
-// one conf.Config and rebuilt on Reload.
-type Edge struct {
+// Server is the one engine of both modes (edge and sidecar): listeners, the route engine,
+// clusters, the admin API and the parts around them (Consul discovery, the mesh identity, KV
+// documents, self-registration), built from one conf.Config and rebuilt on Reload. It owns its
+// parts as an ordered list of components (component).
+type Server struct {
+	parts     []component // in construction order; unwind closes them in reverse
 	log       zerolog.Logger
 	reg       *prometheus.Registry
-	onServing func() // EdgeOptions.OnServing; may be nil
+	onServing func() // ServerOptions.OnServing; may be nil
 
 	upstreams *upstream.Manager
 	policies  *policyBuilder     // rate limits and faults; state survives reloads (policies.go)
@@ -76,17 +80,43 @@ type Edge struct {
 	perIPRef *prometheus.CounterVec
 }
 
-// NewEdge validates nothing itself (conf did) but binds every listener and the admin address, so
-// a port clash fails here with the listener's name rather than after start-up.
-func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
+// component is one part of a Server with a lifetime of its own: the Consul source, the mesh
+// identity, a listener, the admin API, the KV watch. The Server keeps them in the order they
+// were built; a failed construction, and the end of Run, close them in reverse, so a part is
+// always closed before what it was built on. Each field is optional.
+type component struct {
+	name  string
+	start func(ctx context.Context) error // background work, begun once everything is built
+	close func()                          // release; runs once, also after a failed construction
+	ready func() (bool, string)           // its say in /ready: ok, and a detail for the body
+}
+
+// add appends a part; construction adds each right after building it.
+func (e *Server) add(c component) { e.parts = append(e.parts, c) }
+
+// unwind closes every part in reverse order of construction. Safe to call once per Server,
+// after a partial construction too.
+func (e *Server) unwind() {
+	for i := len(e.parts) - 1; i >= 0; i-- {
+		if c := e.parts[i]; c.close != nil {
+			c.close()
+		}
+	}
+	e.parts = nil
+}
+
+// NewServer validates nothing itself (conf did) but binds every listener and the admin address,
+// so a port clash fails here with the listener's name rather than after start-up. The server is
+// the one engine of both modes: a sidecar config reaches it expanded (effective.go).
+func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 	if cfg == nil {
-		return nil, errors.New("edge: config is required")
+		return nil, errors.New("meshgate: config is required")
 	}
 	reg := opts.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	e := &Edge{log: opts.Logger, reg: reg, onServing: opts.OnServing, handlers: make(map[string]*proxy.Handler)}
+	e := &Server{log: opts.Logger, reg: reg, onServing: opts.OnServing, handlers: make(map[string]*proxy.Handler)}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	e.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "meshgate_config_reloads_total", Help: "Config reloads by result (success, failure).",
@@ -108,87 +138,68 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 	})
 	for _, c := range []prometheus.Collector{e.reloads, e.connGa, e.accepted, e.acceptEr, e.perIPRef, dropped} {
 		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("edge: %w", err)
+			return nil, fmt.Errorf("meshgate: %w", err)
 		}
 	}
+	defer func() {
+		if err != nil {
+			e.unwind()
+		}
+	}()
 
-	var err error
 	if e.upstreams, err = upstream.NewManager(upstream.ManagerOptions{Registerer: reg, Logger: e.log}); err != nil {
 		return nil, err
 	}
+	e.add(component{name: "clusters", close: e.upstreams.Close})
 	if e.metrics, err = proxy.NewMetrics(reg); err != nil {
 		return nil, err
 	}
 	if e.policies, err = newPolicyBuilder(reg, e.log); err != nil {
 		return nil, err
 	}
+	e.add(component{name: "policies", close: e.policies.close})
 	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped}); err != nil {
-		return nil, fmt.Errorf("edge: access log: %w", err)
+		return nil, fmt.Errorf("meshgate: access log: %w", err)
 	}
+	e.add(component{name: "access log", close: func() { _ = e.access.Close() }})
 	if e.disc, err = newEdgeDiscovery(cfg, reg, e.log); err != nil {
-		e.close()
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, fmt.Errorf("meshgate: %w", err)
+	}
+	if e.disc != nil {
+		e.add(component{name: "consul discovery", close: e.disc.close, ready: e.disc.ready})
 	}
 
 	// The first generation is built before anything listens, so the first request is routed.
 	// Not WithCancel into stopGen: the first build would cancel that "previous generation",
-	// i.e. the parent of every watch. Each generation's own cancel is stopGen; close ends it.
+	// i.e. the parent of every watch. Each generation's own cancel is stopGen.
 	e.watchCtx = context.Background()
 	e.fileCfg, e.kv = cfg, newEdgeKV(cfg, e.disc, e.log)
 	cfg, kvRes := e.withKV(cfg) // the snapshot's KV documents, if any, serve from the start
 	if e.mesh, err = newEdgeMesh(cfg, e.disc, reg, e.log); err != nil {
-		e.close()
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, fmt.Errorf("meshgate: %w", err)
 	}
+	if e.mesh != nil {
+		// Started once listeners are bound: /ready stays 503 until the first certificates
+		// (and intentions) are in, so nothing routes to us before mTLS works.
+		e.add(component{name: "mesh identity", start: func(context.Context) error { e.mesh.start(); return nil },
+			close: e.mesh.close, ready: e.mesh.ready})
+	}
+	e.add(component{name: "endpoint watches", close: func() {
+		if e.stopGen != nil {
+			e.stopGen()
+		}
+	}})
 	gens, err := e.build(cfg)
 	if err != nil {
-		e.close()
 		return nil, err
 	}
 	for _, lc := range cfg.Listeners {
-		h, err := proxy.New(e.proxyOptions(lc), gens[lc.Name])
-		if err != nil {
-			e.close()
+		if err := e.addListener(lc, gens[lc.Name]); err != nil {
 			return nil, err
-		}
-		e.handlers[lc.Name] = h
-		var tlsConf *tls.Config
-		switch {
-		case lc.Connect:
-			tlsConf = e.mesh.serverTLS()
-		case lc.TLS != nil:
-			if tlsConf, err = e.listenerCerts(lc); err != nil {
-				e.close()
-				return nil, err
-			}
-		}
-		lo := listenerOptions(lc)
-		lo.TLSConfig, lo.Handler = tlsConf, h.Serve
-		lo.Logger = e.log.With().Str("listener", lc.Name).Logger()
-		lo.PerIPRefused = e.perIPRef.WithLabelValues(lc.Name)
-		lo.Connections, lo.Accepted, lo.AcceptErrors = e.connGa.WithLabelValues(lc.Name), e.accepted.WithLabelValues(lc.Name), e.acceptEr.WithLabelValues(lc.Name)
-		ln, err := listener.New(lo)
-		if err != nil {
-			e.close()
-			return nil, err
-		}
-		e.listeners = append(e.listeners, ln)
-		if lc.TLS != nil && lc.TLS.RedirectFrom != "" {
-			ro := redirectOptions(lc)
-			ro.Handler = listener.RedirectHandler(listener.RedirectOptions{HTTPSPort: addrPort(ln.Addr())})
-			ro.Logger = e.log.With().Str("listener", ro.Name).Logger()
-			ro.Connections, ro.Accepted, ro.AcceptErrors = e.connGa.WithLabelValues(ro.Name), e.accepted.WithLabelValues(ro.Name), e.acceptEr.WithLabelValues(ro.Name)
-			rd, err := listener.New(ro)
-			if err != nil {
-				e.close()
-				return nil, err
-			}
-			e.listeners = append(e.listeners, rd)
 		}
 	}
 	e.cfg.Store(cfg)
 	e.kv.commit(kvRes)
-	e.mesh.start()
 
 	e.admin, err = admin.New(admin.Options{
 		Address:  cfg.Admin.Address,
@@ -202,9 +213,11 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		// like admin.address (reload refuses the change).
 		AllowedHosts: cfg.Admin.AllowedHosts,
 	})
-	if err == nil {
-		err = e.admin.Handle("/identity", jsonHandler(e.mesh.view))
+	if err != nil {
+		return nil, fmt.Errorf("meshgate: admin: %w", err)
 	}
+	e.add(component{name: "admin", close: func() { _ = e.admin.Close() }})
+	err = e.admin.Handle("/identity", jsonHandler(e.mesh.view))
 	if err == nil {
 		err = e.admin.Handle("/plugins", jsonHandler(e.policies.plugins.Statuses))
 	}
@@ -215,23 +228,79 @@ func NewEdge(cfg *conf.Config, opts EdgeOptions) (*Edge, error) {
 		_, err = e.admin.Listen()
 	}
 	if err != nil {
-		e.close()
-		return nil, fmt.Errorf("edge: admin: %w", err)
+		return nil, fmt.Errorf("meshgate: admin: %w", err)
 	}
 	if e.self, err = newEdgeRegistration(cfg, e.listeners, e.admin.Addr(), e.readiness, e.log); err != nil {
-		_ = e.admin.Close()
-		e.close()
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, fmt.Errorf("meshgate: %w", err)
 	}
-	if err = e.startKV(); err != nil {
-		_ = e.admin.Close()
-		e.close()
-		return nil, err
+	if e.kv != nil {
+		// Last: a delivery re-merges and reloads, which needs every handler in place.
+		e.add(component{name: "kv watch", start: func(context.Context) error { return e.startKV() }, close: e.stopKV})
+	}
+	for _, c := range e.parts {
+		if c.start == nil {
+			continue
+		}
+		if err := c.start(context.Background()); err != nil {
+			return nil, fmt.Errorf("meshgate: %s: %w", c.name, err)
+		}
 	}
 	return e, nil
 }
 
-func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
+// addListener builds one listener's request engine and binds its socket (and, with
+// tls.redirect_from, the plain-HTTP redirect listener beside it).
+func (e *Server) addListener(lc conf.Listener, gen *proxy.Generation) error {
+	h, err := proxy.New(e.proxyOptions(lc), gen)
+	if err != nil {
+		return err
+	}
+	e.handlers[lc.Name] = h
+	var tlsConf *tls.Config
+	switch {
+	case lc.Connect:
+		tlsConf = e.mesh.serverTLS()
+	case lc.TLS != nil:
+		if tlsConf, err = e.listenerCerts(lc); err != nil {
+			return err
+		}
+	}
+	lo := listenerOptions(lc)
+	lo.TLSConfig, lo.Handler = tlsConf, h.Serve
+	lo.Logger = e.log.With().Str("listener", lc.Name).Logger()
+	lo.PerIPRefused = e.perIPRef.WithLabelValues(lc.Name)
+	lo.Connections, lo.Accepted, lo.AcceptErrors = e.connGa.WithLabelValues(lc.Name), e.accepted.WithLabelValues(lc.Name), e.acceptEr.WithLabelValues(lc.Name)
+	ln, err := listener.New(lo)
+	if err != nil {
+		return err
+	}
+	e.addBound(ln)
+	if lc.TLS != nil && lc.TLS.RedirectFrom != "" {
+		ro := redirectOptions(lc)
+		ro.Handler = listener.RedirectHandler(listener.RedirectOptions{HTTPSPort: addrPort(ln.Addr())})
+		ro.Logger = e.log.With().Str("listener", ro.Name).Logger()
+		ro.Connections, ro.Accepted, ro.AcceptErrors = e.connGa.WithLabelValues(ro.Name), e.accepted.WithLabelValues(ro.Name), e.acceptEr.WithLabelValues(ro.Name)
+		rd, err := listener.New(ro)
+		if err != nil {
+			return err
+		}
+		e.addBound(rd)
+	}
+	return nil
+}
+
+// addBound records a bound listener; closing it (on a failed construction or after Run)
+// shuts it down, giving in-flight requests a second.
+func (e *Server) addBound(ln *listener.Listener) {
+	e.listeners = append(e.listeners, ln)
+	e.add(component{name: "listener " + ln.Name(), close: func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = ln.Shutdown(ctx)
+		cancel()
+	}})
+}
+
+func (e *Server) proxyOptions(lc conf.Listener) proxy.Options {
 	o := handlerOptions(lc)
 	if lc.Connect {
 		o.Authorize = e.mesh.authorizer()
@@ -241,7 +310,7 @@ func (e *Edge) proxyOptions(lc conf.Listener) proxy.Options {
 }
 
 // ListenerAddrs maps listener names to their bound addresses (tests use port 0).
-func (e *Edge) ListenerAddrs() map[string]net.Addr {
+func (e *Server) ListenerAddrs() map[string]net.Addr {
 	out := make(map[string]net.Addr, len(e.listeners))
 	for _, l := range e.listeners {
 		out[l.Name()] = l.Addr()
@@ -250,12 +319,12 @@ func (e *Edge) ListenerAddrs() map[string]net.Addr {
 }
 
 // AdminAddr is the admin API's bound address.
-func (e *Edge) AdminAddr() net.Addr { return e.admin.Addr() }
+func (e *Server) AdminAddr() net.Addr { return e.admin.Addr() }
 
 // build turns a config into one proxy generation per listener. Everything that can fail is
 // done before the first live object (a cluster) is touched, so a failed reload leaves the
 // running generation exactly as it was.
-func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
+func (e *Server) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 	src, err := e.discoverySource(cfg)
 	if err != nil {
 		return nil, err
@@ -345,7 +414,7 @@ func (e *Edge) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 // Reload validates-then-swaps: cfg was validated by conf; here the new generations are built
 // completely before any handler sees them. On error the running config stays. cfg is the file
 // config; the current KV documents are merged into it (kv.go).
-func (e *Edge) Reload(cfg *conf.Config) error {
+func (e *Server) Reload(cfg *conf.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	eff, kvRes := e.withKV(cfg)
@@ -361,7 +430,7 @@ func (e *Edge) Reload(cfg *conf.Config) error {
 	return nil
 }
 
-func (e *Edge) reload(cfg *conf.Config) error {
+func (e *Server) reload(cfg *conf.Config) error {
 	old := e.cfg.Load()
 	// Listeners own sockets; changing them needs a restart (documented), and failing loudly beats
 	// silently serving on the old address.
@@ -410,28 +479,37 @@ func sameListeners(a, b *conf.Config) error {
 	return nil
 }
 
-func (e *Edge) readiness() (bool, string) {
+// readiness is the one place /ready is computed: the server must be serving (not starting or
+// draining) and every part must be ready. The body lists what the parts say: why the ones not
+// ready are not, or the details ("degraded: ...") of ready ones.
+func (e *Server) readiness() (bool, string) {
 	if !e.ready.Load() {
 		return false, "not serving (starting or draining)"
 	}
-	ok, meshWhy := e.mesh.ready()
+	ok := true
+	var notReady, details []string
+	for _, c := range e.parts {
+		if c.ready == nil {
+			continue
+		}
+		cok, why := c.ready()
+		switch {
+		case !cok:
+			ok = false
+			notReady = append(notReady, why)
+		case why != "":
+			details = append(details, why)
+		}
+	}
 	if !ok {
-		return false, meshWhy
+		return false, strings.Join(notReady, "; ")
 	}
-	ok, why := e.disc.ready()
-	switch {
-	case meshWhy == "":
-	case why == "":
-		why = meshWhy
-	default:
-		why += "; " + meshWhy
-	}
-	return ok, why
+	return true, strings.Join(details, "; ")
 }
 
 // configYAML is the effective config (file + KV documents) followed by a comment block on the
 // KV documents: which are applied and why others were rejected.
-func (e *Edge) configYAML() ([]byte, error) {
+func (e *Server) configYAML() ([]byte, error) {
 	out, err := conf.Marshal(conf.Redacted(e.cfg.Load()))
 	if err != nil {
 		return nil, err
@@ -440,7 +518,7 @@ func (e *Edge) configYAML() ([]byte, error) {
 }
 
 // routesView lists each listener's routes in precedence order.
-func (e *Edge) routesView() any {
+func (e *Server) routesView() any {
 	out := make(map[string][]route.Info, len(e.handlers))
 	for name, h := range e.handlers {
 		rs := h.Generation().Table().Routes()
@@ -455,7 +533,7 @@ func (e *Edge) routesView() any {
 
 // Run serves until ctx ends, then drains: /ready turns 503, keep-alive clients are told to go
 // away, listeners stop accepting and in-flight requests get up to the drain timeout.
-func (e *Edge) Run(ctx context.Context) error {
+func (e *Server) Run(ctx context.Context) error {
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	adminDone := make(chan error, 1)
@@ -522,36 +600,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	}
 	stopAdmin()
 	<-adminDone
-	e.close()
+	e.unwind()
 	e.log.Info().Msg("meshgate " + mode(cfg) + " stopped")
 	return runErr
-}
-
-// close releases what NewEdge acquired; safe after a partial construction.
-func (e *Edge) close() {
-	e.stopKV()
-	if e.stopCerts != nil {
-		e.stopCerts()
-	}
-	e.mesh.close()
-	if e.stopGen != nil {
-		e.stopGen()
-	}
-	e.disc.close()
-	for _, l := range e.listeners {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = l.Shutdown(ctx)
-		cancel()
-	}
-	if e.upstreams != nil {
-		e.upstreams.Close()
-	}
-	if e.policies != nil {
-		e.policies.close()
-	}
-	if e.access != nil {
-		_ = e.access.Close()
-	}
 }
 
 // registerPprof exposes Go's profiler on the admin API (admin.pprof: true).
@@ -590,7 +641,7 @@ func jsonHandler(view func() any) http.Handler {
 
 // listenerCerts loads a TLS listener's certificate files and watches them for replacement for
 // the process's lifetime (certificate changes need no reload; a bad file keeps the old one).
-func (e *Edge) listenerCerts(lc conf.Listener) (*tls.Config, error) {
+func (e *Server) listenerCerts(lc conf.Listener) (*tls.Config, error) {
 	files := make([]listener.CertFile, len(lc.TLS.Certificates))
 	for i, c := range lc.TLS.Certificates {
 		files[i] = listener.CertFile{Cert: c.CertFile, Key: c.KeyFile}
@@ -603,6 +654,7 @@ func (e *Edge) listenerCerts(lc conf.Listener) (*tls.Config, error) {
 		var ctx context.Context
 		ctx, e.stopCerts = context.WithCancel(context.Background())
 		e.certsCtx = ctx
+		e.add(component{name: "certificate watchers", close: e.stopCerts})
 	}
 	go certs.Watch(e.certsCtx)
 	return certs.TLSConfig(), nil
