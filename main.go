@@ -222,7 +222,11 @@ func runServe(mode string, args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("cannot watch config")
 		return 1
 	}
-	edge, err = gateway.NewServer(cfg, gateway.ServerOptions{Logger: log, OnServing: notify.ready})
+	newEngine := gateway.NewEdge
+	if mode == "sidecar" {
+		newEngine = gateway.NewSidecar
+	}
+	edge, err = newEngine(cfg, gateway.ServerOptions{Logger: log, OnServing: notify.ready})
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start")
 		return 1

@@ -1,6 +1,21 @@
-// Package gateway is the request engine's assembly, for the edge and the sidecar alike: it turns one conf.Config into
-// listeners, per-listener route tables, clusters and the admin API, and rebuilds the
-// route/cluster generation on reload.
+// Package gateway is the assembly of the request engine, for the edge and the sidecar alike: it
+// turns one conf.Config into listeners, per-listener route tables, clusters and the admin API,
+// and rebuilds the route/cluster generation on reload. One file per concern:
+//
+//	effective.go  file config + KV documents + sidecar expansion ─▶ the config to run (pure)
+//	translate.go  the config to run ─▶ each package's Options (pure; golden-tested)
+//	server.go     Server: builds its parts (components) in order, serves, drains, reloads;
+//	              unwinds in reverse on a failed start; the one place /ready is computed
+//	sidecar.go    what only sidecar mode has (NewSidecar, its Consul registration)
+//	discovery.go  the Consul source and the per-generation routing of static vs Consul services
+//	mesh.go       Connect: identity, TLS configs, the intentions check of connect listeners
+//	kv.go         the KV watch and what each merge applied or rejected
+//	register.go   self-registration of an edge, drain-aware
+//	policies.go   policies (rate limits, faults, API policies, plugins) built into filters
+//
+// The request path itself lives in the subpackages: listener (sockets, limits, lingering close),
+// route (matching), proxy (trust, hygiene, forwarding, error rendering, request metrics),
+// accesslog, admin.
 //
 //	conf.Config ──▶ Server.build ──▶ proxy.Generation (route.Table + backends + metrics)
 //	                    │                 │ atomic swap per listener
@@ -9,19 +24,7 @@
 //	          (clusters by name,
 //	           hosts by address)
 //
-// Subpackages own the pieces: listener (sockets, limits, drain), route (matching), proxy
-// (forwarding, header hygiene, error rendering, request metrics), accesslog, admin. This
-// package is the only one here that reads conf types; it translates them into each package's
-// Options.
-//
-// A sidecar is the same engine: conf.Config.Expanded has already turned its sidecar block into
-// an inbound listener with connect: true, one plaintext listener per upstream, their routes and
-// a static local-app service. mesh.go adds what Connect needs (the identity manager, TLS configs
-// for connect listeners and Connect clusters, the intentions filter run before routing), and
-// register.go registers the app and its connect-proxy. One engine keeps the two modes from
-// drifting apart: every resilience, policy and observability feature applies to both.
-//
-// The config a Server runs is the file config merged with the Consul KV documents under
-// discovery.consul.kv_prefix (kv.go): a file reload and a KV change both re-merge and go
-// through the same validate-then-swap.
+// This package is the only one here that reads conf types. A sidecar is the same engine: one
+// engine keeps the two modes from drifting apart, and every resilience, policy and
+// observability feature applies to both. docs/architecture.md tells the whole story.
 package gateway

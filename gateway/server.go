@@ -621,14 +621,6 @@ func registerPprof(a *admin.Server) error {
 	return nil
 }
 
-// mode names what this engine runs as, for its log lines.
-func mode(cfg *conf.Config) string {
-	if cfg.Sidecar != nil {
-		return "sidecar"
-	}
-	return "edge"
-}
-
 // jsonHandler serves view() as indented JSON (admin views other than the built-in ones).
 func jsonHandler(view func() any) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -64,5 +65,25 @@ func TestUnwindOrder(t *testing.T) {
 	s.unwind() // a second call has nothing left to close
 	if strings.Join(got, ",") != "admin,listener,discovery,clusters" {
 		t.Fatalf("closed in order %v", got)
+	}
+}
+
+// The mode entry points refuse a config of the other shape, so `meshgate edge` never runs a
+// sidecar file (or the reverse) by accident.
+func TestModeEntryPoints(t *testing.T) {
+	t.Parallel()
+	edgeCfg, err := conf.Parse("edge.yaml", []byte("listeners: [ { address: 127.0.0.1:0 } ]\nroutes: [ { name: r, to: [ { service: s } ] } ]\ndiscovery: { static: { s: [ 127.0.0.1:9 ] } }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewSidecar(edgeCfg, ServerOptions{Logger: zerolog.New(io.Discard)}); !errors.Is(err, ErrMode) {
+		t.Errorf("NewSidecar(edge config) = %v, want ErrMode", err)
+	}
+	side, err := conf.Load("../conf/examples/sidecar.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewEdge(side, ServerOptions{Logger: zerolog.New(io.Discard)}); !errors.Is(err, ErrMode) {
+		t.Errorf("NewEdge(sidecar config) = %v, want ErrMode", err)
 	}
 }
