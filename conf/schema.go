@@ -221,7 +221,7 @@ type Service struct {
 	MaxConnsPerHost  int          `yaml:"max_conns_per_host"` // default 1024
 	MaxResponseBytes ByteSize     `yaml:"max_response_bytes"` // default 64MiB; beyond → 502
 	Retry            *Retry       `yaml:"retry"`
-	TLS              *UpstreamTLS `yaml:"tls"`             // reserved for Connect; nil = plaintext
+	TLS              *UpstreamTLS `yaml:"tls"`             // reserved (rejected when set); nil = plaintext
 	RequestTimeout   Duration     `yaml:"request_timeout"` // default per-route timeout when route has none
 
 	// Resilience (safe defaults with no configuration; see docs/resilience.md).
