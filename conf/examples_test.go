@@ -31,7 +31,7 @@ func TestExamplesValid(t *testing.T) {
 	}
 }
 
-// The minimal config in design.md is a compatibility contract.
+// The minimal config in docs/configuration.md is a compatibility contract.
 func TestStaticExampleShape(t *testing.T) {
 	t.Parallel()
 	c, err := Load("examples/static.yaml")

@@ -15,8 +15,8 @@ type Config struct {
 	AccessLog AccessLog          `yaml:"access_log"`
 	Log       Log                `yaml:"log"`
 	Shutdown  Shutdown           `yaml:"shutdown"`
-	// Policies are named filters (rate limits, fault injection, later auth and plugins) that
-	// routes reference by name.
+	// Policies are named filters (rate limits, fault injection, API policies, plugins) that
+	// routes and a sidecar's inbound and upstreams reference by name.
 	Policies map[string]Policy `yaml:"policies"`
 	// Redis backs cluster-wide rate limits. Optional.
 	Redis *Redis `yaml:"redis"`
@@ -134,7 +134,7 @@ type Listener struct {
 	// intentions for identity.service. A sidecar's inbound listener is one of these.
 	Connect bool `yaml:"connect"`
 	// IdentityHeader names the request header that tells the upstream who the authenticated
-	// caller is (a mesh peer's service, later a JWT subject or API-key consumer). Any value the
+	// caller is (a mesh peer's service, a JWT subject or an API-key consumer). Any value the
 	// client sent under that name is removed. Default X-Meshgate-Identity; "-" disables it.
 	IdentityHeader string `yaml:"identity_header"`
 	// TLS terminates TLS on this listener with certificate files (not with connect: true).
@@ -221,7 +221,7 @@ type Service struct {
 	MaxConnsPerHost  int          `yaml:"max_conns_per_host"` // default 1024
 	MaxResponseBytes ByteSize     `yaml:"max_response_bytes"` // default 64MiB; beyond → 502
 	Retry            *Retry       `yaml:"retry"`
-	TLS              *UpstreamTLS `yaml:"tls"`             // reserved for Connect; nil = plaintext
+	TLS              *UpstreamTLS `yaml:"tls"`             // reserved (rejected when set); nil = plaintext
 	RequestTimeout   Duration     `yaml:"request_timeout"` // default per-route timeout when route has none
 
 	// Resilience (safe defaults with no configuration; see docs/resilience.md).
@@ -294,7 +294,8 @@ type Retry struct {
 	On            []string `yaml:"on"`              // connect-failure, reset, timeout, 5xx, gateway-error, or a status like "503"; default [connect-failure, reset]
 }
 
-// UpstreamTLS is reserved for a later milestone (Connect mTLS); rejected when set for now.
+// UpstreamTLS is reserved for TLS to upstreams with certificates of their own; validation
+// rejects it when set. Connect mTLS to upstreams is configured by Identity, not here.
 type UpstreamTLS struct {
 	ServerName string `yaml:"server_name"`
 }

@@ -80,8 +80,8 @@ type Entry struct {
 	Upstream string // endpoint address host:port
 	Listener string
 	Error    string // short reason code such as "upstream_timeout"; omitted when empty
-	// Identity is the authenticated caller: the peer's Connect service on a connect listener
-	// (later also API consumers); omitted when empty.
+	// Identity is the authenticated caller: the peer's Connect service on a connect listener, a
+	// JWT subject, an API-key consumer or a plugin's consumer; omitted when empty.
 	Identity []byte
 }
 

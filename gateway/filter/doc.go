@@ -1,6 +1,9 @@
-// Package filter defines the request filter chain that routes (and later the sidecar's inbound
-// side) run before a request is forwarded: rate limits, fault injection, and later auth, CORS,
-// header transforms and out-of-process plugins.
+// Package filter defines the request filter chain that routes run before a request is
+// forwarded, a sidecar's inbound and upstream routes included. Every policy kind is a filter:
+// rate limits (ratelimit), fault injection (fault), jwt, api_key and hmac authentication (auth/*),
+// ip allow/deny (ipfilter), CORS (cors), header transforms (headers) and out-of-process plugins
+// (plugins/host). A connect listener's intentions check is a filter too, run before routing
+// (proxy.ListenerOptions.Authorize).
 //
 //	route matched ─▶ filter 1 ─▶ filter 2 ─▶ … ─▶ cluster pick ─▶ upstream
 //	                    │ Verdict{Status≠0}

@@ -15,7 +15,7 @@ type Host struct {
 	inflight atomic.Int64
 	// ewma is the smoothed latency in nanoseconds; 0 means "no sample yet".
 	ewma atomic.Int64
-	// down is set by health/outlier logic (later issue): pickers skip down hosts while any is up.
+	// down is set by outlier detection (mesh/upstream): pickers skip down hosts while any is up.
 	down atomic.Bool
 
 	Requests atomic.Uint64

@@ -85,7 +85,8 @@ func New(opts Options) (*Filter, error) {
 }
 
 // Set replaces the key set (validate, then swap). On error the previous set stays in force.
-// The lead wires a Consul KV watch to it.
+// It is for callers that hold keys themselves; the gateway instead builds a new filter, which
+// re-reads the file, on every config reload.
 func (f *Filter) Set(keys []Key) error {
 	if len(keys) == 0 {
 		return ErrNoKeys

@@ -693,7 +693,7 @@ func validHeaderName(s string) bool {
 		c := s[i]
 		ok := c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 		if !ok {
-			// Underscores are refused at the edge (design.md), so never emit one either.
+			// Underscores are refused at the edge (docs/security.md), so never emit one either.
 			return false
 		}
 	}
