@@ -1,6 +1,6 @@
 // Package conf owns meshgate's user-facing configuration: the YAML schema (schema.go), loading
 // it strictly, filling defaults, validating it with precise error locations, and watching the
-// file for reloads. It imports nothing from this module; the engine assembly (gateway/edge.go,
+// file for reloads. It imports nothing from this module; the engine assembly (gateway/translate.go,
 // for the edge and the sidecar alike) translates a *Config into each package's own Options, so
 // nothing on the hot path depends on this schema. A sidecar block is first turned into plain
 // listeners and routes by Config.Expanded (sidecar.go), which is why one engine runs both modes.

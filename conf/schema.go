@@ -2,7 +2,7 @@ package conf
 
 // The user-facing schema. Every field has a yaml tag in snake_case; zero values mean "use the
 // default" and Defaults() fills them so the effective config (admin /config) shows real values.
-// Other packages never import these types on the hot path: the engine assembly (gateway/edge.go,
+// Other packages never import these types on the hot path: the engine assembly (gateway/translate.go,
 // both modes) translates them into each package's own Options.
 
 // Config is one whole meshgate configuration file.
