@@ -28,6 +28,7 @@ import (
 // edgeDiscovery is the process-lifetime Consul discovery state; a nil *edgeDiscovery means
 // discovery.consul is not configured, and its methods are safe on nil.
 type edgeDiscovery struct {
+	client *consul.Client // the process's one agent connection: also KV, registration, identity, intentions
 	consul *consul.Source
 	snap   *snapshot.Store // nil without snapshot_dir; also keeps Connect certificates and intentions
 	conn   conf.Consul     // the settings the source was built from, see connSettings
@@ -42,8 +43,12 @@ func newEdgeDiscovery(cfg *conf.Config, reg prometheus.Registerer, log zerolog.L
 	if cc == nil {
 		return nil, nil
 	}
+	client, err := consul.NewClient(clientOptions(cc))
+	if err != nil {
+		return nil, fmt.Errorf("discovery.consul: %w", err)
+	}
 	opts := consulOptions(cc)
-	opts.Logger, opts.Registerer = log, reg
+	opts.Client, opts.Logger, opts.Registerer = client, log, reg
 	var snap *snapshot.Store
 	if cc.SnapshotDir != "" {
 		st, err := snapshot.New(snapshot.Options{Dir: cc.SnapshotDir, Logger: log})
@@ -56,7 +61,7 @@ func newEdgeDiscovery(cfg *conf.Config, reg prometheus.Registerer, log zerolog.L
 	if err != nil {
 		return nil, fmt.Errorf("discovery.consul: %w", err)
 	}
-	return &edgeDiscovery{consul: src, snap: snap, conn: connSettings(cc), log: log}, nil
+	return &edgeDiscovery{client: client, consul: src, snap: snap, conn: connSettings(cc), log: log}, nil
 }
 
 // connSettings keeps the fields the long-lived source was built from; subsets are excluded

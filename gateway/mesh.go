@@ -57,7 +57,7 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registere
 	}
 	log = log.With().Str("identity", ic.Service).Logger()
 	prov, err := identity.NewConsulProvider(identity.ConsulProviderOptions{
-		Client: disc.consul.APIClient(), Token: disc.consul.Token(), WaitTime: cfg.Discovery.Consul.Wait.D(),
+		Client: disc.client.API(), Token: disc.client.Token(), WaitTime: cfg.Discovery.Consul.Wait.D(),
 	})
 	if err != nil {
 		return nil, err
@@ -72,7 +72,7 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registere
 	}
 	if hasConnectListener(cfg) {
 		src, err := intentions.NewConsulSource(intentions.ConsulSourceOptions{
-			Client: disc.consul.APIClient(), Token: disc.consul.Token(), WaitTime: cfg.Discovery.Consul.Wait.D(),
+			Client: disc.client.API(), Token: disc.client.Token(), WaitTime: cfg.Discovery.Consul.Wait.D(),
 		})
 		if err != nil {
 			return nil, err

@@ -48,13 +48,13 @@ type edgeRegistration struct {
 // newEdgeRegistration builds the Registrars from cfg once the listeners and the admin API are
 // bound, so a port-0 listener registers its real port and the HTTP check hits the real admin
 // address. It does not contact Consul.
-func newEdgeRegistration(cfg *conf.Config, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
+func newEdgeRegistration(cfg *conf.Config, disc *edgeDiscovery, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
 	cc := cfg.Discovery.Consul
-	if cc == nil {
+	if cc == nil || disc == nil {
 		return nil, nil
 	}
 	if cfg.Sidecar != nil {
-		return newSidecarRegistration(cfg, listeners, admin, ready, log)
+		return newSidecarRegistration(cfg, disc.client, listeners, admin, ready, log)
 	}
 	if cc.Register == nil {
 		return nil, nil
@@ -67,7 +67,7 @@ func newEdgeRegistration(cfg *conf.Config, listeners []*listener.Listener, admin
 	if in.ID == "" {
 		in.ID = conf.RegistrationID(in.Name, in.Address, in.Port)
 	}
-	opts := registrarBase(cc, log)
+	opts := registrarBase(disc.client, log)
 	opts.Service = in
 	opts.Check = rc.Check
 	opts.CheckURL = readyURL(admin)
@@ -81,21 +81,9 @@ func newEdgeRegistration(cfg *conf.Config, listeners []*listener.Listener, admin
 	return &edgeRegistration{regs: []*consul.Registrar{r}, conf: rc, drainWait: rc.DrainWait.D(), log: log}, nil
 }
 
-// registrarBase is the agent connection part of RegistrarOptions.
-func registrarBase(cc *conf.Consul, log zerolog.Logger) consul.RegistrarOptions {
-	opts := consul.RegistrarOptions{
-		Address:    cc.Address,
-		Scheme:     cc.Scheme,
-		Datacenter: cc.Datacenter,
-		Token:      cc.Token,
-		TokenFile:  cc.TokenFile,
-		Logger:     log,
-	}
-	if t := cc.TLS; t != nil {
-		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
-			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-	}
-	return opts
+// registrarBase is the agent connection part of RegistrarOptions: the process's one client.
+func registrarBase(client *consul.Client, log zerolog.Logger) consul.RegistrarOptions {
+	return consul.RegistrarOptions{Client: client, Logger: log}
 }
 
 func addrPort(a net.Addr) int {

@@ -230,7 +230,7 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshgate: admin: %w", err)
 	}
-	if e.self, err = newEdgeRegistration(cfg, e.listeners, e.admin.Addr(), e.readiness, e.log); err != nil {
+	if e.self, err = newEdgeRegistration(cfg, e.disc, e.listeners, e.admin.Addr(), e.readiness, e.log); err != nil {
 		return nil, fmt.Errorf("meshgate: %w", err)
 	}
 	if e.kv != nil {

@@ -64,8 +64,8 @@ func mode(cfg *conf.Config) string {
 //	                                     (unless sidecar.service.register is false)
 //	plaintext mode: <app>                at the inbound listener, HTTP check on our /ready, so
 //	                                     plain discovery sends callers through the sidecar
-func newSidecarRegistration(cfg *conf.Config, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
-	sc, cc := cfg.Sidecar, cfg.Discovery.Consul
+func newSidecarRegistration(cfg *conf.Config, client *consul.Client, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
+	sc := cfg.Sidecar
 	svc := sc.Service
 	bound := make(map[string]net.Addr, len(listeners))
 	for _, l := range listeners {
@@ -85,7 +85,7 @@ func newSidecarRegistration(cfg *conf.Config, listeners []*listener.Listener, ad
 		if !svc.Registers() {
 			return nil, nil
 		}
-		opts := registrarBase(cc, log)
+		opts := registrarBase(client, log)
 		opts.Service = consul.Instance{Name: svc.Name, ID: svc.ID, Address: inHost, Port: inPort, Tags: svc.Tags, Meta: svc.Meta}
 		opts.Check, opts.CheckURL, opts.Ready = consul.CheckHTTP, readyURL(admin), ready
 		if err := add(opts); err != nil {
@@ -107,7 +107,7 @@ func newSidecarRegistration(cfg *conf.Config, listeners []*listener.Listener, ad
 		}
 		proxy.Upstreams = append(proxy.Upstreams, consul.ProxyUpstream{DestinationName: u.Service, LocalBindAddress: host, LocalBindPort: port})
 	}
-	po := registrarBase(cc, log)
+	po := registrarBase(client, log)
 	// The proxy carries the app's tags and meta so a caller's Connect subset (tags, meta)
 	// selects the same instances through their proxies.
 	po.Service = consul.Instance{Name: svc.ProxyName(), ID: svc.ProxyID(), Address: inHost, Port: inPort,
@@ -118,7 +118,7 @@ func newSidecarRegistration(cfg *conf.Config, listeners []*listener.Listener, ad
 		return nil, err
 	}
 	if svc.Registers() {
-		ao := registrarBase(cc, log)
+		ao := registrarBase(client, log)
 		ao.Service = consul.Instance{Name: svc.Name, ID: svc.ID, Address: svc.Address, Port: svc.Port, Tags: svc.Tags, Meta: svc.Meta}
 		ao.Check = consul.CheckTCP
 		if err := add(ao); err != nil {

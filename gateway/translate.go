@@ -88,23 +88,27 @@ func listenerRoutes(cfg *conf.Config, specs []route.Spec) map[string][]route.Spe
 	return out
 }
 
-// consulOptions is the Consul connection of discovery.consul; the assembly adds the logger,
-// the metrics registry and the snapshot store.
-func consulOptions(cc *conf.Consul) consul.Options {
-	opts := consul.Options{
+// clientOptions is the agent connection of discovery.consul: the one client the process shares
+// between discovery, KV, registration, Connect certificates and intentions.
+func clientOptions(cc *conf.Consul) consul.ClientOptions {
+	o := consul.ClientOptions{
 		Address:    cc.Address,
 		Scheme:     cc.Scheme,
 		Datacenter: cc.Datacenter,
 		Token:      cc.Token,
 		TokenFile:  cc.TokenFile,
-		Wait:       cc.Wait.D(),
-		Subsets:    consulSubsets(cc),
 	}
 	if t := cc.TLS; t != nil {
-		opts.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
+		o.TLS = consul.TLSOptions{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile,
 			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	}
-	return opts
+	return o
+}
+
+// consulOptions is the discovery source of discovery.consul; the assembly adds the client, the
+// logger, the metrics registry and the snapshot store.
+func consulOptions(cc *conf.Consul) consul.Options {
+	return consul.Options{Wait: cc.Wait.D(), Subsets: consulSubsets(cc)}
 }
 
 func consulSubsets(cc *conf.Consul) map[string]consul.Subset {

@@ -113,9 +113,9 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 		out.Clusters = append(out.Clusters, cv)
 	}
 	if cc := cfg.Discovery.Consul; cc != nil {
-		co := consulOptions(cc)
-		out.Consul = &consulView{Address: co.Address, Scheme: co.Scheme, Datacenter: co.Datacenter, TokenFile: co.TokenFile,
-			Wait: co.Wait.String(), TokenSet: co.Token != "", TLS: co.TLS, Subsets: co.Subsets}
+		cl, co := clientOptions(cc), consulOptions(cc)
+		out.Consul = &consulView{Address: cl.Address, Scheme: cl.Scheme, Datacenter: cl.Datacenter, TokenFile: cl.TokenFile,
+			Wait: co.Wait.String(), TokenSet: cl.Token != "", TLS: cl.TLS, Subsets: co.Subsets}
 	}
 	return out
 }

@@ -111,3 +111,61 @@ func newClient(o Options, token string) (*api.Client, *http.Transport, error) {
 	}
 	return c, tr, nil
 }
+
+// ClientOptions are the agent connection: what Options and RegistrarOptions carry when they
+// build a client of their own.
+type ClientOptions struct {
+	Address    string // default DefaultAddress
+	Scheme     string // "http" (default) or "https"
+	Datacenter string
+	Token      string
+	TokenFile  string
+	Getenv     func(string) string // nil: os.Getenv (CONSUL_HTTP_TOKEN(_FILE))
+	TLS        TLSOptions
+}
+
+// Client is one connection to the Consul agent: its address, resolved ACL token, TLS settings
+// and a connection pool sized for many blocking queries. A process builds one and shares it
+// between discovery, KV, registration, Connect certificates and intentions, so every reader
+// and writer follows the same rules (no proxy, the config's token and TLS) and one pool holds
+// every blocking query.
+type Client struct {
+	api   *api.Client
+	tr    *http.Transport
+	token string
+	dc    string
+}
+
+// NewClient checks the options, resolves the token and builds the client; it does not contact
+// Consul.
+func NewClient(o ClientOptions) (*Client, error) {
+	if o.Address == "" {
+		o.Address = DefaultAddress
+	}
+	switch o.Scheme {
+	case "":
+		o.Scheme = "http"
+	case "http", "https":
+	default:
+		return nil, fmt.Errorf("consul: scheme %q: want http or https", o.Scheme)
+	}
+	token, err := ResolveToken(o.Token, o.TokenFile, o.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("consul: token: %w", err)
+	}
+	c, tr, err := newClient(Options{Address: o.Address, Scheme: o.Scheme, Datacenter: o.Datacenter, TLS: o.TLS}, token)
+	if err != nil {
+		return nil, fmt.Errorf("consul: client: %w", err)
+	}
+	return &Client{api: c, tr: tr, token: token, dc: o.Datacenter}, nil
+}
+
+// API is the agent client, for readers outside this package (mesh/identity, mesh/intentions).
+func (c *Client) API() *api.Client { return c.api }
+
+// Token is the resolved ACL token; callers send it per query.
+func (c *Client) Token() string { return c.token }
+
+// closeIdle closes pooled connections nobody is using; connections in use are not touched, so
+// one user of a shared client closing does not cut another's blocking query.
+func (c *Client) closeIdle() { c.tr.CloseIdleConnections() }

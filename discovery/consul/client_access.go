@@ -2,9 +2,8 @@ package consul
 
 import "github.com/hashicorp/consul/api"
 
-// APIClient is the Source's agent client, for the other Consul readers of the process (Connect
-// certificates in mesh/identity, intentions in mesh/intentions). Sharing it shares the address,
-// token and TLS rules, and one connection pool sized for many blocking queries.
+// APIClient is the Source's agent client (Options.Client's, when one was given: the process
+// shares one Client between all its Consul users, see Client).
 func (s *Source) APIClient() *api.Client { return s.client }
 
 // Token is the resolved ACL token; callers send it per query like the Source does.

@@ -107,6 +107,10 @@ type Options struct {
 	// Registerer receives the source's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 
+	// Client, when set, is the agent connection to use (shared with the process's other
+	// Consul users); the connection fields above are then ignored.
+	Client *Client
+
 	// Tuning; zero values are the defaults (50ms, 30s, 100ms). Tests shorten them.
 	BackoffMin  time.Duration
 	BackoffMax  time.Duration
@@ -156,20 +160,20 @@ func New(opts Options) (*Source, error) {
 	case opts.Wait < 0 || opts.Wait > MaxWait:
 		return nil, fmt.Errorf("consul: wait %s: want 0..%s", opts.Wait, MaxWait)
 	}
-	token, err := ResolveToken(opts.Token, opts.TokenFile, opts.Getenv)
-	if err != nil {
-		return nil, fmt.Errorf("consul: token: %w", err)
-	}
-	client, tr, err := newClient(opts, token)
-	if err != nil {
-		return nil, fmt.Errorf("consul: client: %w", err)
+	cl := opts.Client
+	if cl == nil {
+		var err error
+		if cl, err = NewClient(ClientOptions{Address: opts.Address, Scheme: opts.Scheme, Datacenter: opts.Datacenter,
+			Token: opts.Token, TokenFile: opts.TokenFile, Getenv: opts.Getenv, TLS: opts.TLS}); err != nil {
+			return nil, err
+		}
 	}
 	m := newMetrics()
 	s := &Source{
-		client:      client,
-		closeIdle:   tr.CloseIdleConnections,
-		token:       token,
-		dc:          opts.Datacenter,
+		client:      cl.api,
+		closeIdle:   cl.closeIdle,
+		token:       cl.token,
+		dc:          cl.dc,
 		wait:        opts.Wait,
 		subsets:     maps.Clone(opts.Subsets),
 		snap:        opts.Snapshot,

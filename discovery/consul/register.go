@@ -89,6 +89,9 @@ type RegistrarOptions struct {
 	TokenFile  string
 	Getenv     func(string) string
 	TLS        TLSOptions
+	// Client, when set, is the agent connection to use (the process's one client); the
+	// connection fields above are then ignored.
+	Client *Client
 
 	Service Instance
 	// Check is CheckHTTP (default), CheckTTL or CheckTCP.
@@ -229,29 +232,19 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 		}}
 	}
 
-	switch opts.Scheme {
-	case "":
-		opts.Scheme = "http"
-	case "http", "https":
-	default:
-		return nil, fmt.Errorf("consul: registrar: scheme %q: want http or https", opts.Scheme)
-	}
-	if opts.Address == "" {
-		opts.Address = DefaultAddress
-	}
-	token, err := ResolveToken(opts.Token, opts.TokenFile, opts.Getenv)
-	if err != nil {
-		return nil, fmt.Errorf("consul: registrar: token: %w", err)
-	}
-	client, tr, err := newClient(Options{Address: opts.Address, Scheme: opts.Scheme, Datacenter: opts.Datacenter, TLS: opts.TLS}, token)
-	if err != nil {
-		return nil, fmt.Errorf("consul: registrar: client: %w", err)
+	cl := opts.Client
+	if cl == nil {
+		var err error
+		if cl, err = NewClient(ClientOptions{Address: opts.Address, Scheme: opts.Scheme, Datacenter: opts.Datacenter,
+			Token: opts.Token, TokenFile: opts.TokenFile, Getenv: opts.Getenv, TLS: opts.TLS}); err != nil {
+			return nil, fmt.Errorf("consul: registrar: %w", err)
+		}
 	}
 	return &Registrar{
-		client:    client,
-		closeIdle: tr.CloseIdleConnections,
-		token:     token,
-		dc:        opts.Datacenter,
+		client:    cl.api,
+		closeIdle: cl.closeIdle,
+		token:     cl.token,
+		dc:        cl.dc,
 		reg: &api.AgentServiceRegistration{
 			Kind:    kindOf(proxy),
 			ID:      in.ID,
