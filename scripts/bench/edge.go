@@ -40,7 +40,7 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 	direct := *origin
 	direct.name = "direct"
 	h.logf("starting nginx")
-	nginx, err := h.startNginx(ctx, "nginx", "nginx.conf.tmpl", map[string]string{"ORIGIN_PORT": strconv.Itoa(origin.port)})
+	nginx, err := h.startNginx(ctx, "nginx", "nginx.conf.tmpl", 0, map[string]string{"ORIGIN_PORT": strconv.Itoa(origin.port)})
 	if err != nil {
 		return "", err
 	}

@@ -94,19 +94,14 @@ func (h *harness) warmUp(ctx context.Context, ts []*target, extra []string) erro
 // t's process (and its children) before and after.
 func (h *harness) wrkRound(ctx context.Context, t *target, round int, extra []string) (sample, error) {
 	out := filepath.Join(h.rawDir(), fmt.Sprintf("%s-round%d.txt", t.name, round))
-	var t0 uint64
-	var err error
-	if t.proc != nil {
-		if t0, err = processTicks(t.proc.pid()); err != nil {
-			return sample{}, err
-		}
+	t0, err := h.ticks(t)
+	if err != nil {
+		return sample{}, err
 	}
 	text, werr := h.wrk(ctx, out, int(h.opt.duration.Seconds()), true, extra, t.url("/"))
-	var t1 uint64
-	if t.proc != nil {
-		if t1, err = processTicks(t.proc.pid()); err != nil {
-			return sample{}, err
-		}
+	t1, err := h.ticks(t)
+	if err != nil {
+		return sample{}, err
 	}
 	s := sample{cpuUs: math.NaN()}
 	if s.wrk, err = parseWrk(text); err != nil {
@@ -115,7 +110,7 @@ func (h *harness) wrkRound(ctx context.Context, t *target, round int, extra []st
 		}
 		return s, fmt.Errorf("could not parse wrk output for %s round %d (%s; wrk: %v): %w\n%s", t.name, round, out, werr, err, text)
 	}
-	if t.proc != nil {
+	if len(t.cpuProcs()) > 0 {
 		s.cpuUs = cpuPerRequestMicros(t1-t0, h.clkTck, s.wrk.requests)
 	}
 	if s.wrk.non2xx != 0 || s.wrk.socketErrs != 0 {
@@ -206,4 +201,23 @@ func (h *harness) rateRound(ctx context.Context, t *target, round int, procs []l
 	h.logf("%-9s rate round %d: %7.1f req/s  p50 %7.3f ms  p99 %7.3f ms  proxies %.4f vCPU per 1000 req/s",
 		t.name, round, r.get("achieved_rps"), r.get("p50_ms"), r.get("p99_ms"), total)
 	return r, nil
+}
+
+// warmupRequests is what wrk completed in a target's warm-up.
+func (h *harness) warmupRequests(name string) int64 {
+	b, _ := os.ReadFile(filepath.Join(h.rawDir(), name+"-warmup.txt"))
+	return wrkRequestCount(string(b))
+}
+
+// ticks sums the CPU time of the processes a target is charged for.
+func (h *harness) ticks(t *target) (uint64, error) {
+	var sum uint64
+	for _, p := range t.cpuProcs() {
+		n, err := processTicks(p.pid())
+		if err != nil {
+			return 0, err
+		}
+		sum += n
+	}
+	return sum, nil
 }

@@ -17,7 +17,19 @@ type target struct {
 	port  int
 	admin int // meshgate's admin port, 0 for others
 	note  string
-	proc  *proc // CPU per request is read from its /proc (and its children's); nil: none
+	proc  *proc   // the target's own process
+	cpu   []*proc // whose CPU a wrk round charges to the target (each with its children); nil: proc alone
+}
+
+// cpuProcs are the processes a wrk round reads CPU time from.
+func (t *target) cpuProcs() []*proc {
+	if t.cpu != nil {
+		return t.cpu
+	}
+	if t.proc != nil {
+		return []*proc{t.proc}
+	}
+	return nil
 }
 
 func (t *target) url(path string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", t.port, path) }
@@ -42,22 +54,26 @@ func (h *harness) startOrigin(ctx context.Context, name string) (*target, error)
 	}
 	t := &target{name: name, port: ports[0], proc: p,
 		note: "the origin itself (fasthttp, fixed 1 KiB body): the ceiling"}
-	return t, waitReady(ctx, p, t.url("/"), h.opt.readyTimeout, originOK(""))
+	return t, waitReady(ctx, p, t.url("/"), h.readyTimeout(), originOK(""))
 }
 
 func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
 // startNginx starts nginx from a template with PORT, DIR and vals filled in.
-func (h *harness) startNginx(ctx context.Context, name, tmpl string, vals map[string]string) (*target, error) {
+// port 0 picks a free one.
+func (h *harness) startNginx(ctx context.Context, name, tmpl string, port int, vals map[string]string) (*target, error) {
 	dir, err := h.dir(name)
 	if err != nil {
 		return nil, err
 	}
-	ports, err := freePorts(1)
-	if err != nil {
-		return nil, err
+	if port == 0 {
+		ports, err := freePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		port = ports[0]
 	}
-	v := map[string]string{"DIR": dir, "PORT": strconv.Itoa(ports[0])}
+	v := map[string]string{"DIR": dir, "PORT": strconv.Itoa(port)}
 	for k, x := range vals {
 		v[k] = x
 	}
@@ -72,9 +88,9 @@ func (h *harness) startNginx(ctx context.Context, name, tmpl string, vals map[st
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: name, port: ports[0], proc: p,
+	t := &target{name: name, port: port, proc: p,
 		note: "2 workers, upstream keepalive 64, access log on (file, buffered)"}
-	return t, waitReady(ctx, p, t.url("/"), h.opt.readyTimeout, originOK(""))
+	return t, waitReady(ctx, p, t.url("/"), h.readyTimeout(), originOK(""))
 }
 
 func (h *harness) startHAProxy(ctx context.Context, origin *target) (*target, error) {
@@ -101,7 +117,7 @@ func (h *harness) startHAProxy(ctx context.Context, origin *target) (*target, er
 	}
 	t := &target{name: "haproxy", port: ports[0], proc: p,
 		note: "nbthread 2, http-reuse always, NO access log (HAProxy logs only via syslog)"}
-	return t, waitReady(ctx, p, t.url("/"), h.opt.readyTimeout, originOK(""))
+	return t, waitReady(ctx, p, t.url("/"), h.readyTimeout(), originOK(""))
 }
 
 // startFastproxy starts the floor: a bare fasthttp reverse proxy.
@@ -121,7 +137,7 @@ func (h *harness) startFastproxy(ctx context.Context, origin *target) (*target, 
 	}
 	t := &target{name: "fasthttp", port: ports[0], proc: p,
 		note: "bare fasthttp reverse proxy (scripts/bench/fastproxy: HostClient.Do in a handler, nothing else): the floor for a fasthttp-based gateway"}
-	return t, waitReady(ctx, p, t.url("/"), h.opt.readyTimeout, originOK(""))
+	return t, waitReady(ctx, p, t.url("/"), h.readyTimeout(), originOK(""))
 }
 
 // meshgateSpec is one meshgate process to start from a template.
@@ -172,7 +188,7 @@ func (h *harness) runMeshgate(ctx context.Context, s meshgateSpec, conf string, 
 		return nil, err
 	}
 	t := &target{name: s.name, port: port, admin: admin, note: s.note, proc: p}
-	timeout := h.opt.readyTimeout
+	timeout := h.readyTimeout()
 	if s.readyTimeout > 0 {
 		timeout = s.readyTimeout
 	}
@@ -190,4 +206,14 @@ func (h *harness) runMeshgate(ctx context.Context, s meshgateSpec, conf string, 
 		return nil, fmt.Errorf("pid %d is %q, not %s", p.pid(), c, want)
 	}
 	return t, nil
+}
+
+// readyTimeout is how long a path gets to answer: in the sidecar scenario,
+// registration → passing check → the caller's watch can take a few check
+// intervals, so paths through Consul get MESH_READY_TIMEOUT.
+func (h *harness) readyTimeout() time.Duration {
+	if h.scenario == "sidecar" {
+		return h.opt.meshReadyTimeout
+	}
+	return h.opt.readyTimeout
 }

@@ -87,3 +87,16 @@ func wrkMillis(v string) (float64, error) {
 	}
 	return 0, fmt.Errorf("latency %q: unknown unit", v)
 }
+
+// wrkRequestCount is the "N requests in" figure of any wrk report (with or
+// without --latency); 0 when absent.
+func wrkRequestCount(out string) int64 {
+	for line := range strings.Lines(out) {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[1] == "requests" && f[2] == "in" {
+			n, _ := strconv.ParseInt(f[0], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
