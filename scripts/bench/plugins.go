@@ -292,7 +292,9 @@ func (ws windows) bad(name string) string {
 				continue
 			}
 			for r, v := range c.notOKBy {
-				by[r] += v
+				if v != 0 {
+					by[r] += v
+				}
 			}
 		}
 	}
