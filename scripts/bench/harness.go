@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -267,14 +268,7 @@ func version(name string, args ...string) string {
 	return line
 }
 
-func (h *harness) uses(tool string) bool {
-	for _, t := range h.tools {
-		if t == tool {
-			return true
-		}
-	}
-	return false
-}
+func (h *harness) uses(tool string) bool { return slices.Contains(h.tools, tool) }
 
 // head is the title and the machine description every report starts with.
 func (h *harness) head(title string) string {

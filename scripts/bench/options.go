@@ -93,7 +93,7 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		o.stopTimeout = 15 * time.Second
 	}
 	if o.cache == "" {
-		base := os.Getenv("XDG_CACHE_HOME")
+		base := getenv("XDG_CACHE_HOME")
 		if base == "" {
 			home, _ := os.UserHomeDir()
 			base = filepath.Join(home, ".cache")
