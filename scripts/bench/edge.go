@@ -57,16 +57,23 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 	}
 	ts := []*target{&direct, nginx, haproxy, fast}
 	if !h.opt.skipMeshgate {
-		h.logf("starting meshgate")
-		mg, err := h.startMeshgate(ctx, meshgateSpec{
-			name: "meshgate", tmpl: "meshgate.yaml.tmpl",
-			note: "edge mode, metrics on, access log on (file)",
-			vals: map[string]string{"ORIGIN_PORT": strconv.Itoa(origin.port)},
-		})
-		if err != nil {
-			return "", err
+		specs := []meshgateSpec{{name: "meshgate", note: "edge mode, metrics on, access log on (file)",
+			vals: map[string]string{"ACCESS_LOG": filepath.Join(h.tmp, "meshgate", "access.log")}}}
+		if h.opt.edgeNoLog {
+			// What the access log costs, measured in the same run (issue 16's table has both rows).
+			specs = append(specs, meshgateSpec{name: "meshgate-nolog", note: "edge mode, metrics on, access log off",
+				vals: map[string]string{"ACCESS_LOG": "off"}})
 		}
-		ts = append(ts, mg)
+		for _, s := range specs {
+			h.logf("starting %s", s.name)
+			s.tmpl = "meshgate.yaml.tmpl"
+			s.vals["ORIGIN_PORT"] = strconv.Itoa(origin.port)
+			mg, err := h.startMeshgate(ctx, s)
+			if err != nil {
+				return "", err
+			}
+			ts = append(ts, mg)
+		}
 	}
 	r, err := h.measure(ctx, ts, nil)
 	if err != nil {
@@ -77,7 +84,7 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 	var b strings.Builder
 	b.WriteString(h.head("meshgate comparative benchmark"))
 	b.WriteString(h.resultsTable(r, names))
-	b.WriteString(edgeRatios(r, !h.opt.skipMeshgate))
+	b.WriteString(edgeRatios(r, !h.opt.skipMeshgate, h.opt.edgeNoLog))
 	b.WriteString("\n## Targets\n\n")
 	for _, t := range ts {
 		fmt.Fprintf(&b, "- %s: %s\n", t.name, t.note)
@@ -104,7 +111,7 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 // edgeRatios are the comparisons the edge targets are stated in (issue 16):
 // throughput and p99 against HAProxy and nginx, CPU per request against the
 // bare fasthttp floor.
-func edgeRatios(r rounds, haveMeshgate bool) string {
+func edgeRatios(r rounds, haveMeshgate, haveNoLog bool) string {
 	if !haveMeshgate {
 		return "meshgate skipped (SKIP_MESHGATE=1): no meshgate ratios.\n"
 	}
@@ -118,6 +125,10 @@ func edgeRatios(r rounds, haveMeshgate bool) string {
 	fmt.Fprintf(&b, "| meshgate/nginx p99 (lower is better) | %s | |\n", ratio(m("meshgate", p99), m("nginx", p99)))
 	fmt.Fprintf(&b, "| meshgate/fasthttp CPU per request (lower is better) | %s | ≤ 1.10 |\n", ratio(m("meshgate", cpuUs), m("fasthttp", cpuUs)))
 	fmt.Fprintf(&b, "| meshgate/haproxy CPU per request (lower is better) | %s | |\n", ratio(m("meshgate", cpuUs), m("haproxy", cpuUs)))
+	if haveNoLog {
+		fmt.Fprintf(&b, "| meshgate-nolog/fasthttp CPU per request (lower is better) | %s | |\n", ratio(m("meshgate-nolog", cpuUs), m("fasthttp", cpuUs)))
+		fmt.Fprintf(&b, "| meshgate-nolog/haproxy req/s | %s | |\n", ratio(m("meshgate-nolog", rps), m("haproxy", rps)))
+	}
 	b.WriteString("\nTargets are issue 16's (CPU per request first, then throughput and p99).\n")
 	return b.String()
 }

@@ -129,6 +129,7 @@ Environment (defaults in brackets):
              the fixed-rate load (req/s, recorded s, unrecorded s, workers)
   MESHGATE_BIN   prebuilt meshgate (otherwise built from the tree)
   SKIP_MESHGATE=1   edge only: leave meshgate out
+  EDGE_NOLOG=1   edge only: also a meshgate with the access log off ("meshgate-nolog")
   BENCH_OUT      results file [<tmpdir>/bench-results.md]
   BENCH_CACHE    built binaries [${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench]
   KEEP_LOGS=1    keep the access logs in the temp dir

@@ -25,6 +25,7 @@ type options struct {
 
 	meshgateBin  string
 	skipMeshgate bool
+	edgeNoLog    bool   // edge: also a meshgate with the access log off
 	out          string // results file; empty: <tmp>/bench-results.md
 	cache        string // built binaries
 	keepLogs     bool
@@ -62,6 +63,7 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 
 		meshgateBin:  getenv("MESHGATE_BIN"),
 		skipMeshgate: getenv("SKIP_MESHGATE") == "1",
+		edgeNoLog:    getenv("EDGE_NOLOG") == "1",
 		out:          getenv("BENCH_OUT"),
 		cache:        getenv("BENCH_CACHE"),
 		keepLogs:     getenv("KEEP_LOGS") == "1",

@@ -102,7 +102,7 @@ func TestEdgeReport(t *testing.T) {
 	}
 	r["meshgate"][1].wrk.non2xx = 3
 	h := &harness{opt: options{rounds: 3}}
-	got := h.resultsTable(r, []string{"haproxy", "nginx", "fasthttp", "meshgate"}) + edgeRatios(r, true) +
+	got := h.resultsTable(r, []string{"haproxy", "nginx", "fasthttp", "meshgate"}) + edgeRatios(r, true, false) +
 		h.roundsTable("Rounds", r, []string{"meshgate"})
 	want := `## Results (median of 3 rounds)
 
@@ -136,7 +136,7 @@ Targets are issue 16's (CPU per request first, then throughput and p99).
 	if got != want {
 		t.Fatalf("report:\n%s\nwant:\n%s", got, want)
 	}
-	if got := edgeRatios(r, false); !strings.Contains(got, "SKIP_MESHGATE=1") {
+	if got := edgeRatios(r, false, false); !strings.Contains(got, "SKIP_MESHGATE=1") {
 		t.Fatalf("without meshgate: %q", got)
 	}
 }
@@ -263,7 +263,7 @@ func TestRealTemplates(t *testing.T) {
 		"haproxy.cfg.tmpl":                {"PORT": "1", "ORIGIN_PORT": "3"},
 		"nginx.conf.tmpl":                 {"DIR": "/tmp/x", "PORT": "1", "ORIGIN_PORT": "3"},
 		"nginx-sidecar.conf.tmpl":         {"DIR": "/tmp/x", "PORT": "1", "UPSTREAM_PORT": "3"},
-		"meshgate.yaml.tmpl":              {"ORIGIN_PORT": "3"},
+		"meshgate.yaml.tmpl":              {"ORIGIN_PORT": "3", "ACCESS_LOG": "off"},
 		"meshgate-fault.yaml.tmpl":        {"ORIGIN_PORT_1": "3", "ORIGIN_PORT_2": "4", "ORIGIN_PORT_3": "5"},
 		"meshgate-ratelimit.yaml.tmpl":    {"ORIGIN_PORT": "3", "ROUTE_POLICIES": "[ never ]"},
 		"meshgate-jwt.yaml.tmpl":          {"ORIGIN_PORT": "3", "ROUTE_POLICIES": "[ token ]", "JWKS_URL": "http://127.0.0.1:4/jwks.json", "ISSUER": "i", "AUDIENCE": "a"},
