@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """freeports.py N: print N distinct loopback ports that are free for both TCP and UDP.
 
-Shared by scripts/bench.sh and scripts/demo.sh. A Consul agent's DNS and serf ports use both
+Used by scripts/demo.sh (the bench harness has the same probe in Go). A Consul agent's DNS and serf ports use both
 protocols, so a TCP-only probe can hand out a port whose UDP side is taken. Every probe socket
 stays open until all N are chosen, so no port is picked twice.
 """

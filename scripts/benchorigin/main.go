@@ -1,4 +1,4 @@
-// Command benchorigin is the upstream used by scripts/bench.sh.
+// Command benchorigin is the upstream used by the bench harness (scripts/bench).
 //
 // It exists so that every proxy in the comparative benchmark (nginx, HAProxy,
 // meshgate) forwards to the same, deliberately cheap origin: a fasthttp

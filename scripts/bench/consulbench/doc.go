@@ -1,8 +1,8 @@
-// Command consulbench drives and measures scripts/bench.sh's "consul" scenario: how fast a
+// Command consulbench drives and measures the bench harness's (scripts/bench) "consul" scenario: how fast a
 // catalog change reaches meshgate's traffic when meshgate watches many Consul services, and
 // what watching them costs while nothing happens.
 //
-// It has two subcommands, because bench.sh starts (and always stops) meshgate itself:
+// It has two subcommands, because the harness starts (and always stops) meshgate itself:
 //
 //	consulbench config  renders the meshgate config: one host route per service
 //	                    (sNNNN.bench → service sNNNN), discovery.consul, snapshot_dir

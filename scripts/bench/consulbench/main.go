@@ -15,7 +15,7 @@ import (
 )
 
 func main() {
-	// bench.sh stops us with SIGTERM when it is interrupted; the context ends every phase so
+	// The harness stops us with SIGTERM when it is interrupted; the context ends every phase so
 	// the deferred cleanups (origin listeners) run and the exit is prompt.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

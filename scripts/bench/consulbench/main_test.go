@@ -32,7 +32,7 @@ func TestServiceName(t *testing.T) {
 	}
 }
 
-// TestRenderRealTemplate renders the template bench.sh uses and checks the result is YAML
+// TestRenderRealTemplate renders the template the harness uses and checks the result is YAML
 // with one host route per service, each to the service of the same name.
 func TestRenderRealTemplate(t *testing.T) {
 	t.Parallel()

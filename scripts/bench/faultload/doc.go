@@ -1,4 +1,4 @@
-// Command faultload is the load generator and observer of scripts/bench.sh's
+// Command faultload is the load generator and observer of the bench harness's (scripts/bench)
 // "fault" scenario: it measures what a client sees when one upstream instance
 // dies under load behind meshgate.
 //

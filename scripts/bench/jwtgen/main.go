@@ -1,4 +1,4 @@
-// Command jwtgen makes the key material of scripts/bench.sh's "jwt" scenario:
+// Command jwtgen makes the key material of the bench harness's (scripts/bench) "jwt" scenario:
 // a fresh RSA-2048 key pair and one RS256 token signed with it. It writes the
 // public key twice into -dir, as public.pem (PKIX PEM, for public_key_files)
 // and as jwks.json (a JWK Set with one key, for jwks_url), and prints the

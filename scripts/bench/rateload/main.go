@@ -1,4 +1,4 @@
-// Command rateload is the fixed-rate load generator of scripts/bench.sh's
+// Command rateload is the fixed-rate load generator of the bench harness's (scripts/bench)
 // "sidecar" scenario. wrk keeps its connections busy (closed loop), so it
 // measures a path at saturation; wrk2, which holds a rate, is not packaged
 // here. rateload sends -rate requests per second for -duration (after an
