@@ -46,7 +46,8 @@ func plural(n int, word string) string {
 // Redacted returns a deep copy of c that is safe to show on the admin /config endpoint.
 //
 // Contract: any field that can hold a secret MUST be blanked here, and TestRedactedHidesSecrets
-// extended. Secret-bearing today: the Consul token, plugin config and args (plugins take keys on
+// extended; for a policy kind, in Policy.redactKind (policykind.go), which every kind must
+// have a case in (TestPolicyKindsRoundTrip). Secret-bearing today: the Consul token, plugin config and args (plugins take keys on
 // their command line), headers-policy set/add values (static credentials for upstreams are
 // injected that way), and the userinfo and query of every URL or address (basic-auth passwords,
 // ?token=). Values that came from ${ENV} are not treated as secret by origin: the field decides.
@@ -78,17 +79,7 @@ func Redacted(c *Config) *Config {
 		out.Plugins[name] = p
 	}
 	for name, p := range out.Policies {
-		if h := p.Headers; h != nil {
-			hh := *h
-			hh.Request = redactHeaderOps(h.Request)
-			hh.Response = redactHeaderOps(h.Response)
-			p.Headers = &hh
-		}
-		if j := p.JWT; j != nil {
-			jj := *j
-			jj.JWKSURL = redactAddress(j.JWKSURL)
-			p.JWT = &jj
-		}
+		p.redact() // what each kind holds that is secret: Policy.redactKind
 		out.Policies[name] = p
 	}
 	return out
@@ -223,26 +214,6 @@ func (s *Sidecar) clone() *Sidecar {
 		out.Upstreams[i].Retry = s.Upstreams[i].Retry.clone()
 	}
 	return &out
-}
-
-func (p Policy) clone() Policy {
-	if p.RateLimit != nil {
-		rl := *p.RateLimit
-		p.RateLimit = &rl
-	}
-	if p.Fault != nil {
-		f := *p.Fault
-		if f.Delay != nil {
-			d := *f.Delay
-			f.Delay = &d
-		}
-		if f.Abort != nil {
-			a := *f.Abort
-			f.Abort = &a
-		}
-		p.Fault = &f
-	}
-	return p
 }
 
 func (r Route) clone() Route {
