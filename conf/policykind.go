@@ -6,8 +6,8 @@ import (
 )
 
 // What every policy kind has in common is derived here from the fields of Policy (schema.go)
-// instead of being listed per kind: the kinds, which one a policy is, its deep copy and the walk
-// that redacts it. Lists of kinds kept by hand fell behind the struct before (clone copied two
+// instead of being listed per kind: the kinds, which one a policy is, and the walk that redacts
+// it; its deep copy is derived from the types too (clone.go). Lists of kinds kept by hand fell behind the struct before (clone copied two
 // of the eight blocks, so Defaults wrote into KV documents through the other six); a derived
 // list cannot. The one per-kind decision left is what in a block is secret (redactKind).
 
@@ -58,9 +58,6 @@ func kindList() string {
 	return strings.Join(names, ", ")
 }
 
-// clone returns a copy of p that shares no memory with it, whatever its blocks hold.
-func (p Policy) clone() Policy { return deepCopy(p) }
-
 // redact replaces the secrets in p's blocks, in place: p is Redacted's own copy. A kind without
 // a case in redactKind fails closed, every string in its block replaced, so forgetting one
 // hides too much rather than showing a secret.
@@ -91,65 +88,6 @@ func (p *Policy) redactKind(k PolicyKind) bool {
 		return false
 	}
 	return true
-}
-
-// deepCopy returns a copy of v that shares no memory with it: every pointer, slice, map and
-// interface reachable through exported fields is copied, recursively; nil stays nil and empty
-// stays empty. Unexported fields are copied as values (config types have none that refer to
-// memory). It is for config values, which hold no cycles, channels or funcs.
-func deepCopy[T any](v T) T {
-	var out T
-	copyValue(reflect.ValueOf(&out).Elem(), reflect.ValueOf(&v).Elem())
-	return out
-}
-
-// copyValue sets dst (settable, of src's type) to a deep copy of src.
-func copyValue(dst, src reflect.Value) {
-	switch src.Kind() {
-	case reflect.Pointer:
-		if !src.IsNil() {
-			p := reflect.New(src.Type().Elem())
-			copyValue(p.Elem(), src.Elem())
-			dst.Set(p)
-		}
-	case reflect.Interface:
-		if !src.IsNil() {
-			e := reflect.New(src.Elem().Type()).Elem()
-			copyValue(e, src.Elem())
-			dst.Set(e)
-		}
-	case reflect.Slice:
-		if !src.IsNil() {
-			s := reflect.MakeSlice(src.Type(), src.Len(), src.Len())
-			for i := range src.Len() {
-				copyValue(s.Index(i), src.Index(i))
-			}
-			dst.Set(s)
-		}
-	case reflect.Map:
-		if !src.IsNil() {
-			m := reflect.MakeMapWithSize(src.Type(), src.Len())
-			for it := src.MapRange(); it.Next(); {
-				e := reflect.New(src.Type().Elem()).Elem()
-				copyValue(e, it.Value())
-				m.SetMapIndex(it.Key(), e)
-			}
-			dst.Set(m)
-		}
-	case reflect.Struct:
-		dst.Set(src)
-		for i := range src.NumField() {
-			if dst.Field(i).CanSet() {
-				copyValue(dst.Field(i), src.Field(i))
-			}
-		}
-	case reflect.Array:
-		for i := range src.Len() {
-			copyValue(dst.Index(i), src.Index(i))
-		}
-	default:
-		dst.Set(src)
-	}
 }
 
 // redactStrings replaces every non-empty string reachable from v (settable), keeping the
