@@ -7,9 +7,10 @@ import (
 
 // What every policy kind has in common is derived here from the fields of Policy (schema.go)
 // instead of being listed per kind: the kinds, which one a policy is, and the walk that redacts
-// it; its deep copy is derived from the types too (clone.go). Lists of kinds kept by hand fell behind the struct before (clone copied two
-// of the eight blocks, so Defaults wrote into KV documents through the other six); a derived
-// list cannot. The one per-kind decision left is what in a block is secret (redactKind).
+// it; its deep copy is derived from the types too (clone.go). Lists of kinds kept by hand fell
+// behind the struct before (clone copied two of the eight blocks, so Defaults wrote into KV
+// documents through the other six); a derived list cannot. The one per-kind decision left in
+// conf, besides defaults and validation, is what in a block is secret (redactKind).
 
 // PolicyKinds returns every policy kind, in the order Policy declares them.
 func PolicyKinds() []PolicyKind {

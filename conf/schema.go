@@ -33,15 +33,16 @@ type Config struct {
 }
 
 // Policy is one named filter; exactly one of its blocks is set. Every field is one policy
-// kind, named by its yaml key (PolicyKind): Kind, validation of "exactly one", deep copy and
-// the walk of Redacted are derived from these fields (policykind.go), so that no list of kinds
+// kind, named by its yaml key (PolicyKind), and nothing but a kind may be a field here: Kind,
+// PolicyKinds, the "exactly one" check and the walk of Redacted are derived from these fields
+// (policykind.go), and the deep copy from their types (clone.go), so that no list of kinds
 // elsewhere can fall behind this struct.
 //
 // Adding a kind touches at most: a field here with its block type and a PolicyKind constant
-// below; its defaults and validation (policies.go, edgepolicies.go); its case in
+// below; its defaults and validation (policies.go or edgepolicies.go); its case in
 // Policy.redactKind (policykind.go), which decides what in it is secret; the case that builds
 // its filter in gateway/policies.go (policyBuilder.build); and the filter package itself.
-// TestPolicyKindsRoundTrip (here) and TestEveryPolicyKindBuilds (gateway) fail until it is.
+// TestPolicyKindsRoundTrip (conf) and TestEveryPolicyKindBuilds (gateway) fail until it is.
 type Policy struct {
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	Fault     *Fault     `yaml:"fault"`
