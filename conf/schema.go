@@ -42,7 +42,8 @@ type Config struct {
 // below; its defaults and validation (policies.go or edgepolicies.go); its case in
 // Policy.redactKind (policykind.go), which decides what in it is secret; the case that builds
 // its filter in gateway/policies.go (policyBuilder.build); and the filter package itself.
-// TestPolicyKindsRoundTrip (conf) and TestEveryPolicyKindBuilds (gateway) fail until it is.
+// TestPolicyKindsRoundTrip (conf: its policySecrets entry) and TestEveryPolicyKindBuilds
+// (gateway: an example policy of the kind) find the new field and fail until all that is done.
 type Policy struct {
 	RateLimit *RateLimit `yaml:"rate_limit"`
 	Fault     *Fault     `yaml:"fault"`
