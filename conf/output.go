@@ -46,10 +46,10 @@ func plural(n int, word string) string {
 //
 // Contract: any field that can hold a secret MUST be blanked here, and TestRedactedHidesSecrets
 // extended; for a policy kind, in Policy.redactKind (policykind.go), which every kind must
-// have a case in (TestPolicyKindsRoundTrip). Secret-bearing today: the Consul token, plugin config and args (plugins take keys on
-// their command line), headers-policy set/add values (static credentials for upstreams are
-// injected that way), and the userinfo and query of every URL or address (basic-auth passwords,
-// ?token=). Values that came from ${ENV} are not treated as secret by origin: the field decides.
+// have a case in (TestPolicyKindsRoundTrip). Secret-bearing today: the Consul token, plugin
+// config and args (plugins take keys on their command line), headers-policy set/add values
+// (static credentials for upstreams are injected that way), and the userinfo and query of
+// every URL or address (basic-auth passwords, ?token=). Values that came from ${ENV} are not treated as secret by origin: the field decides.
 // Names, paths and structure stay visible: the point of /config is to see what is configured.
 // Route match values (paths, header and query matches) are routing data, not credentials; use
 // an api_key or hmac policy, whose secrets live in files, for authentication.
