@@ -11,22 +11,6 @@ import (
 	"testing"
 )
 
-// policySecrets are, per kind, the leaves of its block (as yaml paths, * for a map key) that
-// Redacted must replace; every other leaf must come out unchanged. Every kind needs an entry,
-// an empty one when it holds no secret: adding a kind means deciding this here and in
-// Policy.redactKind.
-var policySecrets = map[PolicyKind][]string{
-	KindRateLimit: nil,
-	KindFault:     nil,
-	KindPlugin:    nil,
-	KindJWT:       {"jwt/jwks_url"},
-	KindAPIKey:    nil,
-	KindHMAC:      nil,
-	KindIP:        nil,
-	KindCORS:      nil,
-	KindHeaders:   {"headers/request/set/*", "headers/request/add/*", "headers/response/set/*", "headers/response/add/*"},
-}
-
 // TestPolicyKindsRoundTrip takes every field of Policy as a kind (found by reflection, so a new
 // kind is in the test without anyone adding it) and checks, with every leaf of its block set:
 // Kind names it, and two blocks have no kind; the deep copy is equal and shares no memory (the
@@ -34,6 +18,21 @@ var policySecrets = map[PolicyKind][]string{
 // secrets and keeps everything else, structure included, without touching the original.
 func TestPolicyKindsRoundTrip(t *testing.T) {
 	t.Parallel()
+	// policySecrets are, per kind, the leaves of its block (as yaml paths, * for a map key) that
+	// Redacted must replace; every other leaf must come out unchanged. Every kind needs an entry,
+	// an empty one when it holds no secret: adding a kind means deciding this here and in
+	// Policy.redactKind.
+	policySecrets := map[PolicyKind][]string{
+		KindRateLimit: nil,
+		KindFault:     nil,
+		KindPlugin:    nil,
+		KindJWT:       {"jwt/jwks_url"},
+		KindAPIKey:    nil,
+		KindHMAC:      nil,
+		KindIP:        nil,
+		KindCORS:      nil,
+		KindHeaders:   {"headers/request/set/*", "headers/request/add/*", "headers/response/set/*", "headers/response/add/*"},
+	}
 	typ := reflect.TypeFor[Policy]()
 	if kinds := PolicyKinds(); len(kinds) != typ.NumField() {
 		t.Fatalf("PolicyKinds() = %v for %d fields", kinds, typ.NumField())
