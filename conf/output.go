@@ -2,7 +2,6 @@ package conf
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 
@@ -46,10 +45,11 @@ func plural(n int, word string) string {
 // Redacted returns a deep copy of c that is safe to show on the admin /config endpoint.
 //
 // Contract: any field that can hold a secret MUST be blanked here, and TestRedactedHidesSecrets
-// extended. Secret-bearing today: the Consul token, plugin config and args (plugins take keys on
-// their command line), headers-policy set/add values (static credentials for upstreams are
-// injected that way), and the userinfo and query of every URL or address (basic-auth passwords,
-// ?token=). Values that came from ${ENV} are not treated as secret by origin: the field decides.
+// extended; for a policy kind, in Policy.redactKind (policykind.go), which every kind must
+// have a case in (TestPolicyKindsRoundTrip). Secret-bearing today: the Consul token, plugin
+// config and args (plugins take keys on their command line), headers-policy set/add values
+// (static credentials for upstreams are injected that way), and the userinfo and query of
+// every URL or address (basic-auth passwords, ?token=). Values that came from ${ENV} are not treated as secret by origin: the field decides.
 // Names, paths and structure stay visible: the point of /config is to see what is configured.
 // Route match values (paths, header and query matches) are routing data, not credentials; use
 // an api_key or hmac policy, whose secrets live in files, for authentication.
@@ -78,17 +78,7 @@ func Redacted(c *Config) *Config {
 		out.Plugins[name] = p
 	}
 	for name, p := range out.Policies {
-		if h := p.Headers; h != nil {
-			hh := *h
-			hh.Request = redactHeaderOps(h.Request)
-			hh.Response = redactHeaderOps(h.Response)
-			p.Headers = &hh
-		}
-		if j := p.JWT; j != nil {
-			jj := *j
-			jj.JWKSURL = redactAddress(j.JWKSURL)
-			p.JWT = &jj
-		}
+		p.redact() // what each kind holds that is secret: Policy.redactKind
 		out.Policies[name] = p
 	}
 	return out
@@ -148,193 +138,4 @@ func Marshal(c *Config) ([]byte, error) {
 		return nil, fmt.Errorf("marshal config: %w", err)
 	}
 	return out, nil
-}
-
-func (c *Config) clone() *Config {
-	out := *c
-	out.Admin.AllowedHosts = slices.Clone(c.Admin.AllowedHosts)
-	out.Listeners = slices.Clone(c.Listeners)
-	for i := range out.Listeners {
-		out.Listeners[i].TrustedProxies = slices.Clone(c.Listeners[i].TrustedProxies)
-		out.Listeners[i].TrustedPeers = slices.Clone(c.Listeners[i].TrustedPeers)
-		if t := c.Listeners[i].TLS; t != nil {
-			tt := *t
-			tt.Certificates = slices.Clone(t.Certificates)
-			out.Listeners[i].TLS = &tt
-		}
-	}
-	out.Routes = slices.Clone(c.Routes)
-	for i := range out.Routes {
-		out.Routes[i] = c.Routes[i].clone()
-	}
-	if c.Services != nil {
-		out.Services = make(map[string]Service, len(c.Services))
-		for k, s := range c.Services {
-			out.Services[k] = s.clone()
-		}
-	}
-	if c.Discovery.Static != nil {
-		out.Discovery.Static = make(map[string][]string, len(c.Discovery.Static))
-		for k, v := range c.Discovery.Static {
-			out.Discovery.Static[k] = slices.Clone(v)
-		}
-	}
-	if c.Policies != nil {
-		out.Policies = make(map[string]Policy, len(c.Policies))
-		for k, p := range c.Policies {
-			out.Policies[k] = p.clone()
-		}
-	}
-	if c.Redis != nil {
-		r := *c.Redis
-		out.Redis = &r
-	}
-	if c.Discovery.Consul != nil {
-		out.Discovery.Consul = c.Discovery.Consul.clone()
-	}
-	if c.Identity != nil {
-		id := *c.Identity
-		out.Identity = &id
-	}
-	if c.Sidecar != nil {
-		out.Sidecar = c.Sidecar.clone()
-	}
-	if c.Plugins != nil {
-		out.Plugins = make(map[string]Plugin, len(c.Plugins))
-		for k, p := range c.Plugins {
-			p.Args = slices.Clone(p.Args)
-			p.Config = cloneAny(p.Config)
-			out.Plugins[k] = p
-		}
-	}
-	return &out
-}
-
-func (s *Sidecar) clone() *Sidecar {
-	out := *s
-	out.Connect = cloneBool(s.Connect)
-	out.Service.Register = cloneBool(s.Service.Register)
-	out.Service.Tags = slices.Clone(s.Service.Tags)
-	out.Service.Meta = maps.Clone(s.Service.Meta)
-	out.Inbound.Policies = slices.Clone(s.Inbound.Policies)
-	out.Upstreams = slices.Clone(s.Upstreams)
-	for i := range out.Upstreams {
-		out.Upstreams[i].Policies = slices.Clone(s.Upstreams[i].Policies)
-		out.Upstreams[i].Retry = s.Upstreams[i].Retry.clone()
-	}
-	return &out
-}
-
-func (p Policy) clone() Policy {
-	if p.RateLimit != nil {
-		rl := *p.RateLimit
-		p.RateLimit = &rl
-	}
-	if p.Fault != nil {
-		f := *p.Fault
-		if f.Delay != nil {
-			d := *f.Delay
-			f.Delay = &d
-		}
-		if f.Abort != nil {
-			a := *f.Abort
-			f.Abort = &a
-		}
-		p.Fault = &f
-	}
-	return p
-}
-
-func (r Route) clone() Route {
-	r.Match.Hosts = slices.Clone(r.Match.Hosts)
-	r.Match.Methods = slices.Clone(r.Match.Methods)
-	r.Match.Headers = slices.Clone(r.Match.Headers)
-	for i := range r.Match.Headers {
-		r.Match.Headers[i].Present = cloneBool(r.Match.Headers[i].Present)
-	}
-	r.Match.Query = slices.Clone(r.Match.Query)
-	for i := range r.Match.Query {
-		r.Match.Query[i].Present = cloneBool(r.Match.Query[i].Present)
-	}
-	r.To = slices.Clone(r.To)
-	r.Listeners = slices.Clone(r.Listeners)
-	r.Policies = slices.Clone(r.Policies)
-	r.Retry = r.Retry.clone()
-	return r
-}
-
-func (s Service) clone() Service {
-	if s.LoadBalancer.Hash != nil {
-		h := *s.LoadBalancer.Hash
-		s.LoadBalancer.Hash = &h
-	}
-	s.Retry = s.Retry.clone()
-	if s.TLS != nil {
-		t := *s.TLS
-		s.TLS = &t
-	}
-	return s
-}
-
-func (r *Retry) clone() *Retry {
-	if r == nil {
-		return nil
-	}
-	out := *r
-	out.On = slices.Clone(r.On)
-	return &out
-}
-
-func cloneBool(b *bool) *bool {
-	if b == nil {
-		return nil
-	}
-	v := *b
-	return &v
-}
-
-func (c *Consul) clone() *Consul {
-	out := *c
-	if c.KVMaxPriority != nil {
-		p := *c.KVMaxPriority
-		out.KVMaxPriority = &p
-	}
-	if c.TLS != nil {
-		t := *c.TLS
-		out.TLS = &t
-	}
-	if c.Services != nil {
-		out.Services = make(map[string]ConsulService, len(c.Services))
-		for k, v := range c.Services {
-			v.Tags = slices.Clone(v.Tags)
-			v.Meta = maps.Clone(v.Meta)
-			out.Services[k] = v
-		}
-	}
-	if c.Register != nil {
-		r := *c.Register
-		r.Tags = slices.Clone(r.Tags)
-		r.Meta = maps.Clone(r.Meta)
-		out.Register = &r
-	}
-	return &out
-}
-
-// cloneAny deep-copies a decoded YAML value (maps, lists, scalars).
-func cloneAny(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = cloneAny(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = cloneAny(e)
-		}
-		return out
-	}
-	return v
 }

@@ -60,18 +60,12 @@ func (v *validator) policies(c *Config) {
 		if !validServiceName(name) {
 			v.add(p, "invalid policy name %q: use letters, digits, '-', '_' and '.'", name)
 		}
-		set := 0
-		for _, b := range []bool{pol.RateLimit != nil, pol.Fault != nil, pol.Plugin != "", pol.JWT != nil, pol.APIKey != nil,
-			pol.HMAC != nil, pol.IP != nil, pol.CORS != nil, pol.Headers != nil} {
-			if b {
-				set++
+		if pol.Kind() == "" {
+			if set := len(pol.kinds()); set > 1 {
+				v.add(p, "exactly one of %s must be set (got %d: use one policy each)", kindList(), set)
+			} else {
+				v.add(p, "exactly one of %s must be set", kindList())
 			}
-		}
-		switch {
-		case set > 1:
-			v.add(p, "exactly one of rate_limit, fault, plugin, jwt, api_key, hmac, ip, cors, headers must be set (got %d: use one policy each)", set)
-		case set == 0:
-			v.add(p, "exactly one of rate_limit, fault, plugin, jwt, api_key, hmac, ip, cors, headers must be set")
 		}
 		v.edgePolicy(c, p, pol)
 		if pol.Plugin != "" {

@@ -80,14 +80,10 @@ func newPolicyBuilder(reg prometheus.Registerer, log zerolog.Logger) (*policyBui
 // policyPlan is a config's policies translated into package options, before anything live is
 // touched; building it is the part of a reload that may fail.
 type policyPlan struct {
-	redis  *ratelimit.RedisOptions
-	limits map[string]ratelimit.Policy
-	faults map[string]filter.Filter // stateless: safe to build before the swap
-	// plugins are the started (or reconfigured) plugins by policy name. Ensuring them is the
-	// one step of plan that touches live state: it runs last, so nothing after it can fail.
-	plugins map[string]pluginFilter
-	// edge are the API-management filters by policy name (planEdge).
-	edge map[string]filter.Filter
+	redis *ratelimit.RedisOptions
+	// planned are the policies the routes use, by name, each planned once however many routes
+	// name it (build).
+	planned map[string]planned
 	// closers end the background work of this plan's filters (JWKS refresh) when the plan is
 	// replaced or abandoned.
 	closers []io.Closer
@@ -103,16 +99,25 @@ type policyPlan struct {
 	freshStore bool
 }
 
-// pluginFilter is a plugin as the request path uses it: request phase and response phase.
-type pluginFilter interface {
-	filter.Filter
-	filter.ResponseFilter
+// planned is one policy as build leaves it: its filter, except for the two kinds whose filter
+// touches live state and so is made by a later step, after everything that can fail.
+type planned struct {
+	filter filter.Filter
+	// limit is a rate limit's policy: apply has the manager make its filter, keeping the
+	// buckets of the running generation (they outlive reloads).
+	limit *ratelimit.Policy
+	// plugin names a plugins: entry: ensurePlugins, the last step of plan, starts or
+	// reconfigures its process and fills filter.
+	plugin string
+}
+
+func newPolicyPlan(routes int) *policyPlan {
+	return &policyPlan{planned: map[string]planned{}, routes: make([][]string, routes),
+		jwks: map[jwksKey]*jwt.JWKS{}, replay: map[string]*hmac.ReplayCache{}}
 }
 
 func (b *policyBuilder) plan(cfg *conf.Config) (_ *policyPlan, err error) {
-	p := &policyPlan{limits: map[string]ratelimit.Policy{}, faults: map[string]filter.Filter{},
-		plugins: map[string]pluginFilter{}, edge: map[string]filter.Filter{}, routes: make([][]string, len(cfg.Routes)),
-		jwks: map[jwksKey]*jwt.JWKS{}, replay: map[string]*hmac.ReplayCache{}}
+	p := newPolicyPlan(len(cfg.Routes))
 	defer func() {
 		if err != nil { // an abandoned plan must not leave JWKS refreshers running
 			closeAll(p.closers)
@@ -137,28 +142,69 @@ func (b *policyBuilder) plan(cfg *conf.Config) (_ *policyPlan, err error) {
 	for i, r := range cfg.Routes {
 		p.routes[i] = r.Policies
 		for _, name := range r.Policies {
-			pol, ok := cfg.Policies[name]
-			switch {
-			case !ok:
-				return nil, fmt.Errorf("route %q: no policy named %q", r.Name, name)
-			case pol.RateLimit != nil:
-				rl := pol.RateLimit
-				p.limits[name] = ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
-					Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError, IPv6Prefix: rl.IPv6Prefix}
-			case pol.JWT != nil || pol.APIKey != nil || pol.HMAC != nil || pol.IP != nil || pol.CORS != nil || pol.Headers != nil:
-				if err := b.planEdge(name, pol, p); err != nil {
-					return nil, err
-				}
-			case pol.Fault != nil && p.faults[name] == nil:
-				f, err := fault.New(faultOptions(name, pol.Fault, b.faults))
-				if err != nil {
-					return nil, fmt.Errorf("policies.%s: %w", name, err)
-				}
-				p.faults[name] = f
+			if _, done := p.planned[name]; done {
+				continue
 			}
+			pol, ok := cfg.Policies[name]
+			if !ok {
+				return nil, fmt.Errorf("route %q: no policy named %q", r.Name, name)
+			}
+			pl, err := b.build(name, pol, p)
+			if err != nil {
+				return nil, fmt.Errorf("policies.%s: %w", name, err)
+			}
+			p.planned[name] = pl
 		}
 	}
 	return p, b.ensurePlugins(cfg, p)
+}
+
+// build translates one policy into its filter (or what a later step makes it from): the one
+// place that dispatches on a policy's kind. Filters built here are stateless or keep their own
+// state, so building them before the swap is safe; state that must outlive a reload (JWKS, HMAC
+// replay caches, rate-limit buckets, plugin processes) belongs to the policyBuilder.
+//
+// Adding a policy kind touches at most: its schema and validation in conf (the rule is stated
+// at conf.Policy), a case here, and its filter package. TestEveryPolicyKindBuilds fails for a
+// kind without a case.
+func (b *policyBuilder) build(name string, pol conf.Policy, p *policyPlan) (planned, error) {
+	var f filter.Filter
+	var err error
+	switch pol.Kind() {
+	case conf.KindRateLimit:
+		rl := pol.RateLimit
+		return planned{limit: &ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
+			Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError, IPv6Prefix: rl.IPv6Prefix}}, nil
+	case conf.KindPlugin:
+		return planned{plugin: pol.Plugin}, nil
+	case conf.KindFault:
+		f, err = fault.New(faultOptions(name, pol.Fault, b.faults))
+	case conf.KindIP:
+		f, err = ipfilter.New(ipfilter.Options{Name: name, Allow: parsePrefixes(pol.IP.Allow), Deny: parsePrefixes(pol.IP.Deny)})
+	case conf.KindCORS:
+		c := pol.CORS
+		f, err = cors.New(cors.Options{Name: name, AllowOrigins: c.Origins, AllowMethods: c.Methods, AllowHeaders: c.Headers,
+			ExposeHeaders: c.Expose, AllowCredentials: c.Credentials, MaxAge: c.MaxAge.D()})
+	case conf.KindHeaders:
+		h := pol.Headers
+		f, err = headers.New(headers.Options{Name: name, Request: headerOps(h.Request), Response: headerOps(h.Response),
+			Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}})
+	case conf.KindJWT:
+		var jf *jwt.Filter
+		if jf, err = b.jwtFilter(name, pol.JWT, p); err == nil {
+			p.closers = append(p.closers, jf)
+			f = jf
+		}
+	case conf.KindAPIKey:
+		k := pol.APIKey
+		f, err = apikey.New(apikey.Options{Name: name, File: k.File, Header: k.Header, Query: k.Query, KeepCredential: k.KeepHeader})
+	case conf.KindHMAC:
+		f, err = b.hmacFilter(name, pol.HMAC, p)
+	default:
+		// Refuse rather than ignore: a config asking for authentication must never run without it.
+		return planned{}, errors.New("this policy kind is not available in this build yet")
+	}
+	return planned{filter: f}, err
 }
 
 // ensurePlugins starts the plugins the routes use (or hands a running one its new config) and
@@ -168,23 +214,24 @@ func (b *policyBuilder) ensurePlugins(cfg *conf.Config, p *policyPlan) error {
 	var keep []string
 	for _, names := range p.routes {
 		for _, name := range names {
-			pol := cfg.Policies[name]
-			if pol.Plugin == "" || p.plugins[name] != nil {
+			pl := p.planned[name]
+			if pl.plugin == "" || pl.filter != nil {
 				continue
 			}
-			pc := cfg.Plugins[pol.Plugin]
+			pc := cfg.Plugins[pl.plugin]
 			js, err := json.Marshal(pc.Config)
 			if err != nil {
-				return fmt.Errorf("plugins.%s.config: %w", pol.Plugin, err)
+				return fmt.Errorf("plugins.%s.config: %w", pl.plugin, err)
 			}
-			pl, err := b.plugins.Ensure(host.Options{Name: pol.Plugin, Path: pc.Path, SHA256: pc.SHA256, Args: pc.Args,
+			plug, err := b.plugins.Ensure(host.Options{Name: pl.plugin, Path: pc.Path, SHA256: pc.SHA256, Args: pc.Args,
 				Config: js, Timeout: pc.Timeout.D(), FailurePolicy: pc.FailurePolicy})
 			if err != nil {
-				return fmt.Errorf("plugin %s: %w", pol.Plugin, err)
+				return fmt.Errorf("plugin %s: %w", pl.plugin, err)
 			}
-			p.plugins[name] = pl.Filter()
-			if !slices.Contains(keep, pol.Plugin) {
-				keep = append(keep, pol.Plugin)
+			pl.filter = plug.Filter() // both phases: apply finds the response phase by type
+			p.planned[name] = pl
+			if !slices.Contains(keep, pl.plugin) {
+				keep = append(keep, pl.plugin)
 			}
 		}
 	}
@@ -208,26 +255,21 @@ func faultOptions(name string, f *conf.Fault, m *fault.Metrics) fault.Options {
 // rejects) can make it fail.
 func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.ResponseFilter, error) {
 	b.limits.SetRedis(p.redis)
-	built := make(map[string]filter.Filter, len(p.limits)+len(p.faults))
-	names := make([]string, 0, len(p.limits))
-	for name, pol := range p.limits {
-		f, err := b.limits.Filter(pol)
-		if err != nil {
-			return nil, nil, err
+	built := make(map[string]filter.Filter, len(p.planned))
+	var limits []string // the rate limits whose buckets the manager keeps
+	for name, pl := range p.planned {
+		f := pl.filter
+		if pl.limit != nil {
+			rl, err := b.limits.Filter(*pl.limit)
+			if err != nil {
+				return nil, nil, err
+			}
+			f = rl
+			limits = append(limits, name)
 		}
 		built[name] = f
-		names = append(names, name)
 	}
-	for name, f := range p.faults {
-		built[name] = f
-	}
-	for name, f := range p.plugins {
-		built[name] = f
-	}
-	for name, f := range p.edge {
-		built[name] = f
-	}
-	b.limits.Retain(names)
+	b.limits.Retain(limits)
 	// The previous plan's JWKS refreshers stop unless this plan reuses them; filters of the old
 	// generation still in flight keep verifying with the keys they already hold.
 	closeAll(b.running)
@@ -247,10 +289,8 @@ func (b *policyBuilder) apply(p *policyPlan) ([]filter.Chain, [][]filter.Respons
 	for i, rp := range p.routes {
 		for _, name := range rp {
 			chains[i] = append(chains[i], built[name])
-			if pf := p.plugins[name]; pf != nil {
-				resp[i] = append(resp[i], pf)
-			}
-			if rf, ok := p.edge[name].(filter.ResponseFilter); ok {
+			// A filter that also acts on responses (plugins, cors, headers) says so by its type.
+			if rf, ok := built[name].(filter.ResponseFilter); ok {
 				resp[i] = append(resp[i], rf)
 			}
 		}
@@ -278,60 +318,24 @@ func (b *policyBuilder) close() {
 	b.plugins.Close()
 }
 
-// planEdge builds the API-management filters (jwt, api_key, hmac, ip, cors, headers). They are
-// stateless (or keep their own state), so building them before the swap is safe.
-func (b *policyBuilder) planEdge(name string, pol conf.Policy, p *policyPlan) error {
-	if p.edge[name] != nil {
-		return nil
-	}
-	var f filter.Filter
-	var err error
-	switch {
-	case pol.IP != nil:
-		f, err = ipfilter.New(ipfilter.Options{Name: name, Allow: parsePrefixes(pol.IP.Allow), Deny: parsePrefixes(pol.IP.Deny)})
-	case pol.CORS != nil:
-		c := pol.CORS
-		f, err = cors.New(cors.Options{Name: name, AllowOrigins: c.Origins, AllowMethods: c.Methods, AllowHeaders: c.Headers,
-			ExposeHeaders: c.Expose, AllowCredentials: c.Credentials, MaxAge: c.MaxAge.D()})
-	case pol.Headers != nil:
-		h := pol.Headers
-		f, err = headers.New(headers.Options{Name: name, Request: headerOps(h.Request), Response: headerOps(h.Response),
-			Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}})
-	case pol.JWT != nil:
-		var jf *jwt.Filter
-		jf, err = b.jwtFilter(name, pol.JWT, p)
-		if err == nil {
-			p.closers = append(p.closers, jf)
-			f = jf
-		}
-	case pol.APIKey != nil:
-		k := pol.APIKey
-		f, err = apikey.New(apikey.Options{Name: name, File: k.File, Header: k.Header, Query: k.Query, KeepCredential: k.KeepHeader})
-	case pol.HMAC != nil:
-		var secrets map[string][]byte
-		if secrets, err = readSecrets(pol.HMAC.SecretsFile); err == nil {
-			h := pol.HMAC
-			// Same window: the same cache. A changed window gets a new cache that consults
-			// the old one until its entries expire (hmac.ReplayCache.Resized).
-			rc := b.replay[name].Resized(h.Window.D(), 0, time.Now())
-			p.replay[name] = rc
-			o := hmac.Options{Name: name, Secrets: secrets, SignedHeaders: h.Headers, Skew: h.Window.D(), Replay: rc}
-			if h.Replay == conf.HMACReplayRedis {
-				o.Store, err = b.replayStore(p)
-			}
-			if err == nil {
-				f, err = hmac.New(o)
-			}
-		}
-	default:
-		// Refuse rather than ignore: a config asking for authentication must never run without it.
-		return fmt.Errorf("policies.%s: this policy kind is not available in this build yet", name)
-	}
+// hmacFilter builds an hmac policy's filter on the replay cache the policy had (a reload must
+// not forget the signatures already accepted, or each one could be replayed right after it).
+func (b *policyBuilder) hmacFilter(name string, h *conf.HMACPolicy, p *policyPlan) (filter.Filter, error) {
+	secrets, err := readSecrets(h.SecretsFile)
 	if err != nil {
-		return fmt.Errorf("policies.%s: %w", name, err)
+		return nil, err
 	}
-	p.edge[name] = f
-	return nil
+	// Same window: the same cache. A changed window gets a new cache that consults the old one
+	// until its entries expire (hmac.ReplayCache.Resized).
+	rc := b.replay[name].Resized(h.Window.D(), 0, time.Now())
+	p.replay[name] = rc
+	o := hmac.Options{Name: name, Secrets: secrets, SignedHeaders: h.Headers, Skew: h.Window.D(), Replay: rc}
+	if h.Replay == conf.HMACReplayRedis {
+		if o.Store, err = b.replayStore(p); err != nil {
+			return nil, err
+		}
+	}
+	return hmac.New(o)
 }
 
 // headerOps turns a YAML map into ordered header edits (sorted by name, so a config always

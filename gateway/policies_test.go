@@ -1,11 +1,18 @@
 package gateway
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/gateway/ratelimit/redistest"
@@ -324,5 +331,74 @@ func TestClusterRateLimitWithRedis(t *testing.T) {
 	}
 	if !edgeMetric(t, a, `meshgate_ratelimit_fallback{policy="cl-local"} 0`) {
 		t.Error("fallback gauge did not return to 0 after recovery")
+	}
+}
+
+// TestEveryPolicyKindBuilds: every kind the schema declares (conf.PolicyKinds, so a new kind is
+// in this test without anyone adding it) has a case in policyBuilder.build that turns a valid
+// policy of that kind into a filter, or into what apply or ensurePlugins makes one from; a policy
+// without a kind is refused. A new kind fails here until it has an example below and its case.
+func TestEveryPolicyKindBuilds(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	sum := sha256.Sum256([]byte("bob-key"))
+	examples := map[conf.PolicyKind]string{
+		conf.KindRateLimit: "rate_limit: { requests: 5 }",
+		conf.KindFault:     "fault: { abort: { status: 503, percent: 1 } }",
+		conf.KindPlugin:    "plugin: stamp", // build only names it: no process starts here
+		conf.KindJWT:       "jwt: { hmac_secret_file: " + file("jwt-secret", "shared-secret") + " }",
+		conf.KindAPIKey:    "api_key: { file: " + file("keys", "bob:"+hex.EncodeToString(sum[:])+"\n") + " }",
+		conf.KindHMAC:      "hmac: { secrets_file: " + file("secrets", "k1:0123456789abcdef-secret\n") + " }",
+		conf.KindIP:        "ip: { allow: [ 10.0.0.0/8 ] }",
+		conf.KindCORS:      "cors: { origins: [ https://app.example ] }",
+		conf.KindHeaders:   "headers: { request: { set: { X-Via: edge } } }",
+	}
+	var pols strings.Builder
+	for _, k := range conf.PolicyKinds() {
+		ex, ok := examples[k]
+		if !ok {
+			t.Fatalf("no example %s policy: add one here and its case in policyBuilder.build", k)
+		}
+		fmt.Fprintf(&pols, "  %s: { %s }\n", k, ex)
+	}
+	cfg, err := conf.Parse("kinds.yaml", []byte(policyConfig("127.0.0.1:1", `
+  - name: all
+    match: { path_prefix: / }
+    to: [ { service: origin } ]`, pols.String(), `
+plugins:
+  stamp: { path: /usr/lib/meshgate/stamp, sha256: `+strings.Repeat("0", 64)+` }
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newPolicyBuilder(prometheus.NewRegistry(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.close)
+	p := newPolicyPlan(0)
+	t.Cleanup(func() { closeAll(p.closers) })
+	for _, k := range conf.PolicyKinds() {
+		pol := cfg.Policies[string(k)]
+		if pol.Kind() != k {
+			t.Fatalf("example %s policy is of kind %q", k, pol.Kind())
+		}
+		pl, err := b.build(string(k), pol, p)
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v", k, err)
+		case pl.filter == nil && pl.limit == nil && pl.plugin == "":
+			t.Errorf("%s: build returned nothing to run", k)
+		}
+	}
+	if _, err := b.build("none", conf.Policy{}, p); err == nil || !strings.Contains(err.Error(), "not available") {
+		t.Errorf("a policy without a kind: err = %v, want it refused", err)
 	}
 }
