@@ -21,7 +21,7 @@ import (
 //	build(cfg) ─▶ discoverySource(cfg) ─▶ routedSource ─┬─ listed in discovery.static ─▶ static (per config)
 //	                                                     └─ anything else ─▶ consul.Source (one per process)
 //
-// The Consul source outlives reloads: it is created in NewEdge and closed with the edge. Each
+// The Consul source outlives reloads: it is created in NewServer and closed with the server. Each
 // generation re-watches its services; the source joins those watches to the running blocking
 // queries, so a reload never restarts them (see discovery/consul's doc).
 

@@ -30,7 +30,7 @@ import (
 )
 
 // policyBuilder turns cfg.Policies into each route's filter chain. It lives as long as the
-// Edge: the rate-limit manager holds bucket state and the Redis client across reloads, and so
+// Server: the rate-limit manager holds bucket state and the Redis client across reloads, and so
 // do the JWKS key sets (by what they fetch) and the HMAC replay caches (by policy name).
 type policyBuilder struct {
 	log     zerolog.Logger
