@@ -138,7 +138,7 @@ func runHealth(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "meshgate health: %v\n", err)
 		return 1
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // the exit code is decided by the status alone
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		fmt.Fprintf(stderr, "meshgate health: not ready: %d %s\n", resp.StatusCode, body)

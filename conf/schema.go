@@ -199,7 +199,7 @@ type Route struct {
 	Retry    *Retry   `yaml:"retry"`   // overrides the service's retry policy
 }
 
-// Match: every condition given must hold. At most one of Path, PathPrefix, PathRegex.
+// Match is a route's match: every condition given must hold. At most one of Path, PathPrefix, PathRegex.
 type Match struct {
 	Hosts      []string      `yaml:"hosts"` // "api.example.com" or "*.example.com"
 	Path       string        `yaml:"path"`
@@ -210,7 +210,7 @@ type Match struct {
 	Query      []QueryMatch  `yaml:"query"`
 }
 
-// HeaderMatch: exactly one of Exact, Regex, Present.
+// HeaderMatch matches one request header: exactly one of Exact, Regex, Present.
 type HeaderMatch struct {
 	Name    string `yaml:"name"`
 	Exact   string `yaml:"exact"`
@@ -218,7 +218,7 @@ type HeaderMatch struct {
 	Present *bool  `yaml:"present"`
 }
 
-// QueryMatch: exactly one of Exact, Regex, Present.
+// QueryMatch matches one query parameter: exactly one of Exact, Regex, Present.
 type QueryMatch struct {
 	Name    string `yaml:"name"`
 	Exact   string `yaml:"exact"`

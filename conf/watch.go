@@ -93,14 +93,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch config: %w", err)
 	}
-	defer fw.Close()
+	// Closing only releases the inotify descriptors; nothing to do if that fails.
+	defer func() { _ = fw.Close() }()
 
 	names := map[string]bool{filepath.Base(w.path): true}
 	dirs := []string{filepath.Dir(w.path)}
 	// If the file is a symlink, also watch where it points so edits to the target are seen.
-	if real, err := filepath.EvalSymlinks(w.path); err == nil && real != w.path {
-		names[filepath.Base(real)] = true
-		if d := filepath.Dir(real); d != dirs[0] {
+	if target, err := filepath.EvalSymlinks(w.path); err == nil && target != w.path {
+		names[filepath.Base(target)] = true
+		if d := filepath.Dir(target); d != dirs[0] {
 			dirs = append(dirs, d)
 		}
 	}

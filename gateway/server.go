@@ -49,11 +49,9 @@ type Server struct {
 	onServing func() // ServerOptions.OnServing; may be nil
 
 	upstreams *upstream.Manager
-	policies  *policyBuilder     // rate limits and faults; state survives reloads (policies.go)
-	disc      *edgeDiscovery     // Consul discovery, survives reloads; nil without it (discovery.go)
-	mesh      *edgeMesh          // Connect identity and intentions; nil without identity.connect (mesh.go)
-	stopCerts context.CancelFunc // ends the certificate-file watchers of TLS listeners
-	certsCtx  context.Context
+	policies  *policyBuilder // rate limits and faults; state survives reloads (policies.go)
+	disc      *edgeDiscovery // Consul discovery, survives reloads; nil without it (discovery.go)
+	mesh      *edgeMesh      // Connect identity and intentions; nil without identity.connect (mesh.go)
 	metrics   *proxy.Metrics
 	access    *accesslog.Logger
 	admin     *admin.Server
@@ -70,7 +68,6 @@ type Server struct {
 
 	mu       sync.Mutex // serialises Reload; never taken by requests
 	cfg      atomic.Pointer[conf.Config]
-	watchCtx context.Context    // parent of discovery watches
 	stopGen  context.CancelFunc // cancels the current generation's watches
 	ready    atomic.Bool
 	reloads  *prometheus.CounterVec
@@ -170,9 +167,6 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 	}
 
 	// The first generation is built before anything listens, so the first request is routed.
-	// Not WithCancel into stopGen: the first build would cancel that "previous generation",
-	// i.e. the parent of every watch. Each generation's own cancel is stopGen.
-	e.watchCtx = context.Background()
 	e.fileCfg, e.kv = cfg, newEdgeKV(cfg, e.disc, e.log)
 	cfg, kvRes := e.withKV(cfg) // the snapshot's KV documents, if any, serve from the start
 	if e.mesh, err = newEdgeMesh(cfg, e.disc, reg, e.log); err != nil {
@@ -395,7 +389,10 @@ func (e *Server) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 
 	// Endpoints: static sets are delivered synchronously, so clusters are populated before the
 	// generation can serve. Watches of the previous generation stop after the swap.
-	ctx, cancel := context.WithCancel(e.watchCtx)
+	// Each generation's watches get a root of their own, stopped only by their own cancel
+	// (stopGen, called after the next swap or at shutdown), so no parent context is kept in the
+	// Server.
+	ctx, cancel := context.WithCancel(context.Background())
 	for name, c := range clusters {
 		if err := src.Watch(ctx, name, c.Apply); err != nil {
 			cancel()
@@ -536,8 +533,13 @@ func (e *Server) routesView() any {
 func (e *Server) Run(ctx context.Context) error {
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
-	adminDone := make(chan error, 1)
-	go func() { adminDone <- e.admin.Serve(adminCtx) }()
+	// Run only waits for the admin server to finish after stopAdmin; what Serve returns then
+	// is the shutdown itself.
+	adminDone := make(chan struct{})
+	go func() {
+		defer close(adminDone)
+		_ = e.admin.Serve(adminCtx)
+	}()
 
 	serveErr := make(chan error, len(e.listeners))
 	var wg sync.WaitGroup
@@ -642,12 +644,10 @@ func (e *Server) listenerCerts(lc conf.Listener) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener %q: %w", lc.Name, err)
 	}
-	if e.stopCerts == nil {
-		var ctx context.Context
-		ctx, e.stopCerts = context.WithCancel(context.Background())
-		e.certsCtx = ctx
-		e.add(component{name: "certificate watchers", close: e.stopCerts})
-	}
-	go certs.Watch(e.certsCtx)
+	// One cancel per listener's watcher, closed with the other components, so no context is
+	// kept in the Server.
+	ctx, stop := context.WithCancel(context.Background())
+	e.add(component{name: "certificate watcher " + lc.Name, close: stop})
+	go certs.Watch(ctx)
 	return certs.TLSConfig(), nil
 }

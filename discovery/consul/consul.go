@@ -31,8 +31,8 @@ const (
 	// MaxWait is Consul's own cap on a blocking query's wait.
 	MaxWait = 10 * time.Minute
 
-	defaultBackoffMin  = 50 * time.Millisecond
-	defaultBackoffMax  = 30 * time.Second
+	defaultMinBackoff  = 50 * time.Millisecond
+	defaultMaxBackoff  = 30 * time.Second
 	defaultMinInterval = 100 * time.Millisecond
 	dialTimeout        = 5 * time.Second
 	// queryGrace is added to wait + Consul's wait/16 jitter for the whole-request deadline, so
@@ -180,8 +180,8 @@ func New(opts Options) (*Source, error) {
 		log:         opts.Logger.With().Str(fieldComponent, componentName).Logger(),
 		m:           m,
 		now:         time.Now,
-		backoffMin:  orDefault(opts.BackoffMin, defaultBackoffMin),
-		backoffMax:  orDefault(opts.BackoffMax, defaultBackoffMax),
+		backoffMin:  orDefault(opts.BackoffMin, defaultMinBackoff),
+		backoffMax:  orDefault(opts.BackoffMax, defaultMaxBackoff),
 		minInterval: orDefault(opts.MinInterval, defaultMinInterval),
 		watches:     make(map[string]*watch),
 	}

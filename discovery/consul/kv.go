@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/discovery"
 )
@@ -198,11 +199,11 @@ func (s *Source) kvFailed(kw *kvWatch, err error, failures int) {
 		w.failSince = s.now()
 	}
 	w.mu.Unlock()
-	ev := s.log.Debug()
+	lvl := zerolog.DebugLevel
 	if failures == 1 {
-		ev = s.log.Warn()
+		lvl = zerolog.WarnLevel
 	}
-	ev.Err(err).Str(fieldService, w.service).Int("failures", failures).
+	s.log.WithLevel(lvl).Err(err).Str(fieldService, w.service).Int("failures", failures).
 		Msg("consul kv query failed; keeping the current documents")
 }
 
@@ -238,7 +239,7 @@ func (s *Source) SaveKV(prefix string, docs []KVDoc) error {
 	prefix = NormalizeKVPrefix(prefix)
 	rec := kvRecord{Version: kvSnapshotVersion, Prefix: prefix, SavedAt: s.now().UTC(), Docs: make([]kvEntry, len(docs))}
 	for i, d := range docs {
-		rec.Docs[i] = kvEntry{Key: d.Key, Value: d.Value, ModifyIndex: d.ModifyIndex}
+		rec.Docs[i] = kvEntry(d)
 	}
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -269,7 +270,7 @@ func (s *Source) LoadKV(prefix string) (docs []KVDoc, savedAt time.Time, ok bool
 	}
 	docs = make([]KVDoc, len(rec.Docs))
 	for i, e := range rec.Docs {
-		docs[i] = KVDoc{Key: e.Key, Value: e.Value, ModifyIndex: e.ModifyIndex}
+		docs[i] = KVDoc(e)
 	}
 	slices.SortFunc(docs, func(a, b KVDoc) int { return strings.Compare(a.Key, b.Key) })
 	return docs, rec.SavedAt, true

@@ -263,8 +263,8 @@ func NewRegistrar(opts RegistrarOptions) (*Registrar, error) {
 		ready:      opts.Ready,
 		resync:     orDefault(opts.Resync, DefaultResync),
 		log:        opts.Logger.With().Str(fieldComponent, "consul.register").Str("service_id", in.ID).Logger(),
-		backoffMin: orDefault(opts.BackoffMin, defaultBackoffMin),
-		backoffMax: orDefault(opts.BackoffMax, defaultBackoffMax),
+		backoffMin: orDefault(opts.BackoffMin, defaultMinBackoff),
+		backoffMax: orDefault(opts.BackoffMax, defaultMaxBackoff),
 		op:         make(chan struct{}, 1),
 	}, nil
 }
@@ -585,21 +585,21 @@ func (r *Registrar) registerLoop(ctx context.Context) bool {
 		case ctx.Err() != nil, errors.Is(err, ErrDeregistered):
 			return false
 		case err == nil:
-			ev := r.log.Info()
-			if failures > 0 {
-				ev = ev.Int("failed_attempts", failures)
-			}
-			ev.Str("check", r.kind).Msg("registered in consul")
+			r.log.Info().Func(func(ev *zerolog.Event) {
+				if failures > 0 {
+					ev.Int("failed_attempts", failures)
+				}
+			}).Str("check", r.kind).Msg("registered in consul")
 			return true
 		}
 		failures++
 		// The first failure is worth a warning; the retries only at debug, so an agent that
 		// stays down does not flood the log.
-		ev := r.log.Debug()
+		lvl := zerolog.DebugLevel
 		if failures == 1 {
-			ev = r.log.Warn()
+			lvl = zerolog.WarnLevel
 		}
-		ev.Err(err).Int("failures", failures).Msg("consul registration failed; retrying in the background")
+		r.log.WithLevel(lvl).Err(err).Int("failures", failures).Msg("consul registration failed; retrying in the background")
 		if !sleep(ctx, r.backoff(failures)) {
 			return false
 		}

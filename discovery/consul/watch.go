@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/discovery/snapshot"
@@ -184,14 +185,14 @@ func (s *Source) failed(w *watch, err error, failures int) {
 	w.mu.Unlock()
 	// The first failure is worth a warning; the retries (every 30 s at most) only at debug,
 	// so an outage with many watched services does not flood the log.
-	ev := s.log.Debug()
+	lvl := zerolog.DebugLevel
 	if failures == 1 {
-		ev = s.log.Warn()
+		lvl = zerolog.WarnLevel
 	}
 	if src == "" {
 		src = "none"
 	}
-	ev.Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
+	s.log.WithLevel(lvl).Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
 		Msg("consul query failed; keeping the last endpoint set")
 }
 

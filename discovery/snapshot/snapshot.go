@@ -247,7 +247,7 @@ func syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }() // opened read-only, for Sync alone
 	// Some filesystems refuse fsync on directories; the rename already happened, so that is
 	// not worth failing the save for.
 	if err := d.Sync(); err != nil && !errors.Is(err, os.ErrInvalid) {

@@ -94,11 +94,11 @@ type ipLimits struct {
 	open    map[netip.Addr]int
 }
 
-func newIPLimits(max int, exempt []netip.Prefix, refused prometheus.Counter) *ipLimits {
-	if max <= 0 {
+func newIPLimits(limit int, exempt []netip.Prefix, refused prometheus.Counter) *ipLimits {
+	if limit <= 0 {
 		return nil
 	}
-	return &ipLimits{max: max, exempt: exempt, refused: refused, open: make(map[netip.Addr]int)}
+	return &ipLimits{max: limit, exempt: exempt, refused: refused, open: make(map[netip.Addr]int)}
 }
 
 func ipKey(a netip.Addr) netip.Addr {

@@ -336,7 +336,7 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read to the end below; closing it cannot fail usefully
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", url, err)
@@ -377,7 +377,7 @@ func (a *Agent) logTail() string {
 	if err != nil {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // opened read-only
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Sprintf("(log: %v)", err)

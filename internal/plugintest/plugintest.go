@@ -26,7 +26,7 @@ func BuildExamples() (string, error) {
 	}
 	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		_ = os.RemoveAll(dir)
-		return "", fmt.Errorf("building the example plugins: %v\n%s", err, out)
+		return "", fmt.Errorf("building the example plugins: %w\n%s", err, out)
 	}
 	return dir, nil
 }
@@ -41,7 +41,7 @@ func Main(m *testing.M, dir *string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(d)
+	defer func() { _ = os.RemoveAll(d) }() // a temp dir: a leftover after a failed removal is harmless
 	*dir = d
 	code := m.Run()
 	if code == 0 {

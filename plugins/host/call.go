@@ -45,7 +45,7 @@ func (p *Plugin) Request(r *filter.Request) filter.Verdict {
 		cancel()
 		return struct{}{}, breakerOutcome(err)
 	})
-	if berr == gobreaker.ErrOpenState || berr == gobreaker.ErrTooManyRequests {
+	if errors.Is(berr, gobreaker.ErrOpenState) || errors.Is(berr, gobreaker.ErrTooManyRequests) {
 		return p.failed(lv, phaseRequest, resultCircuitOpen, berr)
 	}
 	p.met.duration[phaseRequest].Observe(time.Since(start).Seconds())
@@ -94,7 +94,7 @@ func (p *Plugin) Response(r *filter.Request, resp *fasthttp.Response) {
 		cancel()
 		return struct{}{}, breakerOutcome(err)
 	})
-	if berr == gobreaker.ErrOpenState || berr == gobreaker.ErrTooManyRequests {
+	if errors.Is(berr, gobreaker.ErrOpenState) || errors.Is(berr, gobreaker.ErrTooManyRequests) {
 		p.failed(lv, phaseResponse, resultCircuitOpen, berr)
 		return
 	}

@@ -156,7 +156,7 @@ func newBreaker(inst *instance) *gobreaker.CircuitBreaker[struct{}] {
 				inst.breakerGauge.Set(float64(to)) // gobreaker numbers closed 0, half-open 1, open 2
 			}
 		},
-		IsExcluded: func(err error) bool { return err == errNotPluginFault },
+		IsExcluded: func(err error) bool { return errors.Is(err, errNotPluginFault) },
 	})
 }
 

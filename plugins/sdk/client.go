@@ -146,7 +146,7 @@ func (c *Client) call(ctx context.Context, pool *streamPool, unary, name string,
 	default:
 	}
 	if !c.unaryOnly.Load() {
-		err := c.onStream(ctx, pool, name, in, out)
+		err := c.onStream(ctx, pool, in, out)
 		if status.Code(err) != codes.Unimplemented {
 			if err != nil {
 				return c.callError(ctx, name, err)
@@ -161,7 +161,7 @@ func (c *Client) call(ctx context.Context, pool *streamPool, unary, name string,
 
 // onStream makes one call on an idle stream (or a new one) and returns the stream to the pool
 // if the call succeeded in time. Errors are gRPC's, for callError.
-func (c *Client) onStream(ctx context.Context, pool *streamPool, name string, in, out any) error {
+func (c *Client) onStream(ctx context.Context, pool *streamPool, in, out any) error {
 	var st *pooledStream
 	select {
 	case st = <-pool.idle:

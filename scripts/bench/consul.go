@@ -157,7 +157,7 @@ func (h *harness) consul(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer progress.Close()
+	defer func() { _ = progress.Close() }() // a kept copy of the progress; the report is stdout
 	// Its progress is shown as it runs and kept; its report is stdout.
 	cmd.Stderr = io.MultiWriter(h.stderr, progress)
 	report, err := cmd.Output()

@@ -84,7 +84,7 @@ func httpDo(ctx context.Context, method, url, header string, body []byte) (int, 
 	if err != nil {
 		return 0, nil, err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-side close: nothing to act on
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
 }

@@ -215,7 +215,7 @@ func (h *harness) profile(ctx context.Context, sc *target, out string) chan erro
 			if err != nil {
 				return err
 			}
-			defer resp.Body.Close()
+			defer func() { _ = resp.Body.Close() }() // read-side close: nothing to act on
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("pprof: %s", resp.Status)
 			}
@@ -223,8 +223,11 @@ func (h *harness) profile(ctx context.Context, sc *target, out string) chan erro
 			if err != nil {
 				return err
 			}
-			defer f.Close()
 			_, err = io.Copy(f, resp.Body)
+			// A written file's Close can report a lost write: a truncated profile.
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
 			return err
 		}()
 	}()

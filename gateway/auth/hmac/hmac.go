@@ -244,10 +244,10 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 			return filter.Verdict{Status: 503, Reason: ReasonStoreDown}
 		}
 	}
-	switch f.replay.add(sig, exp, now) {
-	case errReplayed:
+	switch err := f.replay.add(sig, exp, now); {
+	case errors.Is(err, errReplayed):
 		return f.reject(r, 401, ReasonReplayed)
-	case errFull:
+	case errors.Is(err, errFull):
 		return filter.Verdict{Status: 503, Reason: ReasonCacheFull}
 	}
 	r.Identity = append(r.Identity[:0], c.id...)

@@ -331,7 +331,7 @@ func (f *Filter) Request(r *filter.Request) filter.Verdict {
 			v.until = exp.Time
 		}
 		if nbf, err := claims.GetNotBefore(); err == nil && nbf != nil {
-			v.notBefore = nbf.Time.Add(-f.opts.Leeway)
+			v.notBefore = nbf.Add(-f.opts.Leeway)
 		}
 		for i := range f.forward {
 			if val := h.Peek(f.forward[i].Header); len(val) > 0 {

@@ -332,7 +332,7 @@ func (ob *observer) get(path string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", path, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }() // read-side close: nothing to act on
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
