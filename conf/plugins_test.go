@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -52,8 +53,8 @@ policies:
 routes: [ { name: r, to: [ { service: x } ] } ]
 discovery: { static: { x: [ 127.0.0.1:1 ] } }
 `), testEnv)
-	es, ok := err.(Errors)
-	if !ok {
+	var es Errors
+	if !errors.As(err, &es) {
 		t.Fatalf("want Errors, got %v", err)
 	}
 	checkErrs(t, es, []wantErr{

@@ -1,6 +1,7 @@
 package conf
 
 import (
+	"errors"
 	"os"
 	"slices"
 	"testing"
@@ -151,8 +152,8 @@ discovery: { static: { x: [ 127.0.0.1:1 ] } }
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := parse("s.yaml", []byte(tt.yaml), testEnv)
-			es, ok := err.(Errors)
-			if !ok {
+			var es Errors
+			if !errors.As(err, &es) {
 				t.Fatalf("want Errors, got %v", err)
 			}
 			checkErrs(t, es, tt.want, "s.yaml")

@@ -91,7 +91,7 @@ func tasks(t *testing.T, body *hclsyntax.Body) []task {
 }
 
 // isMeshgate reports whether a task runs meshgate edge or meshgate sidecar.
-func isMeshgate(t *testing.T, tk task) (mode string) {
+func isMeshgate(tk task) (mode string) {
 	for _, c := range blocks(tk.body, "config") {
 		a, ok := c.Body.Attributes["args"]
 		if !ok {
@@ -147,7 +147,7 @@ func TestNomadEdgeJob(t *testing.T) {
 	checkNoEnvoyConnect(t, file, body)
 	var edge *task
 	for _, tk := range tasks(t, body) {
-		if isMeshgate(t, tk) == "edge" {
+		if isMeshgate(tk) == "edge" {
 			edge = &tk
 		}
 	}
@@ -182,6 +182,7 @@ func TestNomadEdgeJob(t *testing.T) {
 }
 
 func hasTemplate(t *testing.T, body *hclsyntax.Body, dest string) bool {
+	t.Helper()
 	for _, tp := range blocks(body, "template") {
 		if d, _ := literal(t, tp.Body, "destination"); d == dest {
 			return true
@@ -197,7 +198,7 @@ func TestNomadAppWithSidecarJob(t *testing.T) {
 	all := tasks(t, body)
 	var sc *task
 	for _, tk := range all {
-		if isMeshgate(t, tk) == "sidecar" {
+		if isMeshgate(tk) == "sidecar" {
 			sc = &tk
 		}
 	}

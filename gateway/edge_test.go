@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -147,7 +148,7 @@ access_log: { output: "off" }
 `, strings.Join(upstreams, ", "))
 }
 
-func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byte) {
+func get(t *testing.T, url string, hdr map[string]string) (*reply, []byte) {
 	t.Helper()
 	lines := make([][2]string, 0, len(hdr))
 	for k, v := range hdr {
@@ -158,7 +159,7 @@ func get(t *testing.T, url string, hdr map[string]string) (*http.Response, []byt
 
 // getLines is get with header lines in order, a name possibly repeated (Go's client sends each
 // value as its own line).
-func getLines(t *testing.T, url string, lines [][2]string) (*http.Response, []byte) {
+func getLines(t *testing.T, url string, lines [][2]string) (*reply, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -176,7 +177,14 @@ func getLines(t *testing.T, url string, lines [][2]string) (*http.Response, []by
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
-	return resp, b
+	return &reply{StatusCode: resp.StatusCode, Header: resp.Header}, b
+}
+
+// reply is what get and getLines return instead of the *http.Response: they have read and
+// closed its body, so callers get only what they assert on and have nothing to close.
+type reply struct {
+	StatusCode int
+	Header     http.Header
 }
 
 // raw sends bytes on a new connection and returns everything read until the server closes or
@@ -267,7 +275,7 @@ func TestRequestIDKeptWhenValid(t *testing.T) {
 
 func TestHopByHopHeadersStripped(t *testing.T) {
 	t.Parallel()
-	up, saw := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+	up, saw := startUpstream(t, "a", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Connection", "X-Internal")
 		w.Header().Set("X-Internal", "secret")
 		w.Header().Set("Keep-Alive", "timeout=5")
@@ -425,7 +433,7 @@ func TestSlowlorisHeadTimeout(t *testing.T) {
 	// The server must close the connection on its own; give it far longer than the timeout.
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	b, err := io.ReadAll(c)
-	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("server kept a trickling connection open: %v", err)
 	}
 	if len(b) > 0 && !strings.HasPrefix(string(b), "HTTP/1.1 408") {
@@ -579,7 +587,7 @@ func TestUpstreamKilledMidLoad(t *testing.T) {
 func TestRouteTimeoutIs504(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
-	up, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	up, _ := startUpstream(t, "slow", func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
@@ -629,7 +637,7 @@ func TestReloadSwapsRoutesAndKeepsInFlight(t *testing.T) {
 	a, _ := startUpstream(t, "a", nil)
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
-	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, _ *http.Request) {
 		started <- struct{}{}
 		<-release
 		io.WriteString(w, "slow done")
@@ -637,7 +645,9 @@ func TestReloadSwapsRoutesAndKeepsInFlight(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "meshgate.yaml")
 	v1 := minimal(hostport(slow))
-	os.WriteFile(path, []byte(v1), 0o644)
+	if err := os.WriteFile(path, []byte(v1), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	e := startEdge(t, v1)
 
 	type result struct {
@@ -689,7 +699,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
-	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, _ *http.Request) {
 		started <- struct{}{}
 		<-release
 		io.WriteString(w, "finished")
@@ -709,6 +719,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 			got <- err.Error()
 			return
 		}
+		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		got <- resp.Status + " " + string(b) + " close=" + fmt.Sprint(resp.Close)
 	}()

@@ -44,12 +44,12 @@ routes_extra: {}
 	}
 
 	// Actual request: headers transformed both ways, path rewritten, CORS echoed.
-	resp, body := get(t, e.url+"/v1/items?q=1", map[string]string{"Origin": "https://app.example.test", "X-Internal": "secret"})
-	if resp.StatusCode != http.StatusOK || string(body) != "hello from origin" {
-		t.Fatalf("GET: %d %q", resp.StatusCode, body)
+	got, body := get(t, e.url+"/v1/items?q=1", map[string]string{"Origin": "https://app.example.test", "X-Internal": "secret"})
+	if got.StatusCode != http.StatusOK || string(body) != "hello from origin" {
+		t.Fatalf("GET: %d %q", got.StatusCode, body)
 	}
-	if resp.Header.Get("X-Served-By") != "meshgate" || resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
-		t.Fatalf("response headers: %v", resp.Header)
+	if got.Header.Get("X-Served-By") != "meshgate" || got.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Fatalf("response headers: %v", got.Header)
 	}
 	r, _ := seen.last(t)
 	if r.URL.Path != "/api/items" || r.URL.RawQuery != "q=1" || r.Header.Get("X-From-Edge") != "1" || r.Header.Get("X-Internal") != "" {

@@ -246,7 +246,7 @@ func TestBudgetPropagatesThroughTwoHops(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	ended := make(chan time.Time, 1)
-	slow, _ := startUpstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+	slow, _ := startUpstream(t, "slow", func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done(): // the inner meshgate hung up

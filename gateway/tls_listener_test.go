@@ -60,9 +60,10 @@ discovery: { static: { origin: [ %s ] } }
 	if r, _ := seen.last(t); r.Header.Get("X-Forwarded-Proto") != "https" {
 		t.Fatalf("X-Forwarded-Proto %q, want https", r.Header.Get("X-Forwarded-Proto"))
 	}
-	old := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}} //nolint:gosec // must be refused
+	old := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}} // TLS 1.1 on purpose: it must be refused
 	defer old.CloseIdleConnections()
-	if _, err := (&http.Client{Transport: old}).Get("https://" + e.listener("public") + "/x"); err == nil {
+	if resp, err := (&http.Client{Transport: old}).Get("https://" + e.listener("public") + "/x"); err == nil {
+		resp.Body.Close()
 		t.Fatal("a TLS 1.1 client was served")
 	}
 

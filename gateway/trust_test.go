@@ -83,7 +83,7 @@ func healthy(t *testing.T, admin string) {
 // Either way the host stays in service and normal traffic gets 200.
 func TestClientBudgetCannotEjectHosts(t *testing.T) {
 	t.Parallel()
-	up, _ := startUpstream(t, "up", func(w http.ResponseWriter, r *http.Request) {
+	up, _ := startUpstream(t, "up", func(w http.ResponseWriter, _ *http.Request) {
 		time.Sleep(20 * time.Millisecond) // a healthy but not instant service
 		fmt.Fprint(w, "ok")
 	})
@@ -408,7 +408,7 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 // The response carries one X-Request-Id, the gateway's, whatever lines the upstream sent.
 func TestResponseRequestIDOnce(t *testing.T) {
 	t.Parallel()
-	up, saw := startUpstream(t, "up", func(w http.ResponseWriter, r *http.Request) {
+	up, saw := startUpstream(t, "up", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Add("X-Request-Id", "upstream-1")
 		w.Header().Add("X-Request-Id", "upstream-2")
 		fmt.Fprint(w, "ok")

@@ -72,6 +72,7 @@ func TestClientIgnoresProxyEnvironment(t *testing.T) {
 // proxyChild queries an agent that does not exist (".invalid" never resolves, RFC 6761): the
 // queries fail, and must fail without ever reaching the proxy.
 func proxyChild(t *testing.T) {
+	t.Helper()
 	for _, scheme := range []string{"http", "https"} {
 		src, err := New(Options{Address: "meshgate-consul.invalid:8500", Scheme: scheme, Token: "SECRET-token",
 			Getenv: func(string) string { return "" }})

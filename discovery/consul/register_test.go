@@ -62,6 +62,7 @@ func TestNewRegistrarOptions(t *testing.T) {
 			opts: RegistrarOptions{Service: Instance{Name: "edge", Port: 8080, Tags: []string{"a"}, Meta: map[string]string{"k": "v"}},
 				CheckURL: "http://127.0.0.1:9901/ready", CheckInterval: 3 * time.Second},
 			check: func(t *testing.T, r *Registrar) {
+				t.Helper()
 				c := r.reg.Check
 				if r.reg.ID != "edge" || r.ID() != "edge" || c.CheckID != "service:edge" || c.HTTP != "http://127.0.0.1:9901/ready" ||
 					c.Method != http.MethodGet || c.Interval != "3s" || c.Timeout != "3s" || c.TTL != "" ||
@@ -74,6 +75,7 @@ func TestNewRegistrarOptions(t *testing.T) {
 			name: "tcp check defaults to the service address",
 			opts: RegistrarOptions{Service: Instance{Name: "web", ID: "web-1", Address: "::1", Port: 8080}, Check: CheckTCP, CheckInterval: 15 * time.Second},
 			check: func(t *testing.T, r *Registrar) {
+				t.Helper()
 				c := r.reg.Check
 				if c.CheckID != "service:web-1" || c.TCP != "[::1]:8080" || c.Interval != "15s" || c.Timeout != "10s" ||
 					c.HTTP != "" || c.TTL != "" || r.ttl != 0 || r.kind != CheckTCP || r.reg.Kind != api.ServiceKindTypical || r.reg.Proxy != nil {
@@ -85,6 +87,7 @@ func TestNewRegistrarOptions(t *testing.T) {
 			name: "tcp check address wins",
 			opts: RegistrarOptions{Service: Instance{Name: "web", Port: 8080}, Check: CheckTCP, CheckAddress: "127.0.0.1:9090"},
 			check: func(t *testing.T, r *Registrar) {
+				t.Helper()
 				if r.reg.Check.TCP != "127.0.0.1:9090" {
 					t.Fatalf("check %+v", r.reg.Check)
 				}
@@ -101,6 +104,7 @@ func TestNewRegistrarOptions(t *testing.T) {
 				AliasServiceID: "web-1",
 			},
 			check: func(t *testing.T, r *Registrar) {
+				t.Helper()
 				p := r.reg.Proxy
 				want := []api.Upstream{
 					{DestinationName: "api", LocalBindAddress: "127.0.0.1", LocalBindPort: 10001},
@@ -123,6 +127,7 @@ func TestNewRegistrarOptions(t *testing.T) {
 			name: "ttl check starts critical",
 			opts: RegistrarOptions{Service: Instance{Name: "edge", ID: "e1"}, Check: CheckTTL, DeregisterAfter: 2 * time.Minute},
 			check: func(t *testing.T, r *Registrar) {
+				t.Helper()
 				c := r.reg.Check
 				if c.CheckID != "service:e1" || c.TTL != "2s" || c.HTTP != "" || c.Status != api.HealthCritical ||
 					c.DeregisterCriticalServiceAfter != "2m0s" || r.ttl != 2*time.Second {

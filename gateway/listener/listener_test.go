@@ -21,7 +21,7 @@ import (
 )
 
 // get sends one GET over c and reads the answer.
-func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) (*http.Response, string) {
+func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) (*reply, string) {
 	t.Helper()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
@@ -36,7 +36,14 @@ func get(t *testing.T, c net.Conn, br *bufio.Reader, path string) (*http.Respons
 	if err != nil {
 		t.Fatalf("read body: %v", err)
 	}
-	return resp, string(b)
+	return &reply{StatusCode: resp.StatusCode, Header: resp.Header}, string(b)
+}
+
+// reply is what get returns instead of the *http.Response: it has read and closed the body,
+// so callers get only what they assert on and have nothing to close.
+type reply struct {
+	StatusCode int
+	Header     http.Header
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -138,7 +145,7 @@ func TestListenerServesAndCountsConnections(t *testing.T) {
 // Accepted is counted even without the Connections gauge: each metric is optional alone.
 func TestListenerAcceptedWithoutGauge(t *testing.T) {
 	t.Parallel()
-	opts := testOptions(func(ctx *fasthttp.RequestCtx) {})
+	opts := testOptions(func(_ *fasthttp.RequestCtx) {})
 	opts.Accepted = prometheus.NewCounter(prometheus.CounterOpts{Name: "accepted"})
 	l, err := New(opts)
 	if err != nil {
@@ -261,7 +268,7 @@ func TestShutdownHonoursContext(t *testing.T) {
 	t.Parallel()
 	entered := make(chan struct{})
 	release := make(chan struct{})
-	l, err := New(testOptions(func(ctx *fasthttp.RequestCtx) {
+	l, err := New(testOptions(func(_ *fasthttp.RequestCtx) {
 		close(entered)
 		<-release
 	}))
@@ -295,7 +302,7 @@ func TestShutdownHonoursContext(t *testing.T) {
 
 func TestShutdownBeforeServeFreesPort(t *testing.T) {
 	t.Parallel()
-	l, err := New(testOptions(func(ctx *fasthttp.RequestCtx) {}))
+	l, err := New(testOptions(func(_ *fasthttp.RequestCtx) {}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +329,7 @@ func TestNewErrors(t *testing.T) {
 	}
 	defer taken.Close()
 
-	opts := testOptions(func(ctx *fasthttp.RequestCtx) {})
+	opts := testOptions(func(_ *fasthttp.RequestCtx) {})
 	opts.Name = "internal"
 	opts.Address = taken.Addr().String()
 	_, err = New(opts)
@@ -335,7 +342,7 @@ func TestNewErrors(t *testing.T) {
 		t.Fatalf("New without a handler: %v", err)
 	}
 
-	opts = testOptions(func(ctx *fasthttp.RequestCtx) {})
+	opts = testOptions(func(_ *fasthttp.RequestCtx) {})
 	opts.Address = "127.0.0.1:notaport"
 	if _, err := New(opts); err == nil || !strings.Contains(err.Error(), `listener "public"`) {
 		t.Fatalf("bad address: %v", err)
@@ -347,7 +354,7 @@ func TestHeaderLimitGoesToErrorHandler(t *testing.T) {
 	t.Parallel()
 	opts := testOptions(func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
 	opts.MaxHeaderBytes = 4 << 10
-	opts.ErrorHandler = func(ctx *fasthttp.RequestCtx, err error) {
+	opts.ErrorHandler = func(ctx *fasthttp.RequestCtx, _ error) {
 		ctx.SetStatusCode(fasthttp.StatusRequestHeaderFieldsTooLarge)
 	}
 	l, err := New(opts)

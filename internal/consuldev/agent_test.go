@@ -30,12 +30,14 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 }
 
 func opts(t *testing.T) *api.QueryOptions {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return (&api.QueryOptions{}).WithContext(ctx)
 }
 
 func wopts(t *testing.T) *api.WriteOptions {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return (&api.WriteOptions{}).WithContext(ctx)

@@ -85,6 +85,7 @@ func BenchmarkFilterRequestParallel(b *testing.B) {
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {
+	b.Helper()
 	if len(lat) == 0 {
 		return
 	}

@@ -36,6 +36,7 @@ func TestFillSendsOnlyWhatWasAskedFor(t *testing.T) {
 		{
 			name: "nothing asked",
 			check: func(t *testing.T, in *pb.RequestPhase) {
+				t.Helper()
 				if len(in.Headers) != 0 || in.Body != nil || in.Query != nil || in.Peer != nil || in.ClientIp != "" {
 					t.Errorf("sent parts nobody asked for: %v", in)
 				}
@@ -50,6 +51,7 @@ func TestFillSendsOnlyWhatWasAskedFor(t *testing.T) {
 			name:  "named headers, every value in order, case-insensitive",
 			parts: sdk.RequestParts{Headers: sdk.HeaderNames("x-tenant", "AUTHORIZATION")},
 			check: func(t *testing.T, in *pb.RequestPhase) {
+				t.Helper()
 				want := []string{"X-Tenant: a", "Authorization: Bearer t", "X-Tenant: b"}
 				if got := headerLines(in.Headers); !slices.Equal(got, want) {
 					t.Errorf("headers = %q, want %q", got, want)
@@ -60,6 +62,7 @@ func TestFillSendsOnlyWhatWasAskedFor(t *testing.T) {
 			name:  "all headers",
 			parts: sdk.RequestParts{Headers: sdk.AllHeaders()},
 			check: func(t *testing.T, in *pb.RequestPhase) {
+				t.Helper()
 				got := strings.Join(headerLines(in.Headers), "\n")
 				for _, w := range []string{"Host: example.test", "X-Tenant: a", "X-Tenant: b", "Content-Type: application/json", "X-Other: 1"} {
 					if !strings.Contains(got, w) {
@@ -72,6 +75,7 @@ func TestFillSendsOnlyWhatWasAskedFor(t *testing.T) {
 			name:  "body within the limit",
 			parts: sdk.RequestParts{Body: true, MaxBodyBytes: 64},
 			check: func(t *testing.T, in *pb.RequestPhase) {
+				t.Helper()
 				if string(in.Body) != `{"id":7}` || in.BodyTruncated {
 					t.Errorf("body = %q truncated=%v", in.Body, in.BodyTruncated)
 				}
@@ -81,6 +85,7 @@ func TestFillSendsOnlyWhatWasAskedFor(t *testing.T) {
 			name:  "body over the limit",
 			parts: sdk.RequestParts{Body: true, MaxBodyBytes: 4},
 			check: func(t *testing.T, in *pb.RequestPhase) {
+				t.Helper()
 				if string(in.Body) != `{"id` || !in.BodyTruncated {
 					t.Errorf("body = %q truncated=%v, want the first 4 bytes, truncated", in.Body, in.BodyTruncated)
 				}
@@ -90,6 +95,7 @@ func TestFillSendsOnlyWhatWasAskedFor(t *testing.T) {
 			name:  "query, client ip, peer",
 			parts: sdk.RequestParts{Query: true, ClientIP: true, Peer: true},
 			check: func(t *testing.T, in *pb.RequestPhase) {
+				t.Helper()
 				if string(in.Query) != "id=7&x=%20" || in.ClientIp != "2001:db8::1" {
 					t.Errorf("query = %q, client ip = %q", in.Query, in.ClientIp)
 				}
@@ -178,6 +184,7 @@ func TestApplyDecision(t *testing.T) {
 				Consumer:      "billing",
 			}}},
 			check: func(t *testing.T, r *filter.Request) {
+				t.Helper()
 				h := &r.Ctx.Request.Header
 				if got := h.PeekAll("X-Multi"); len(got) != 2 || string(got[0]) != "one" || string(got[1]) != "two" {
 					t.Errorf("X-Multi = %q, want [one two]", got)
@@ -207,6 +214,7 @@ func TestApplyDecision(t *testing.T) {
 			}}},
 			want: filter.Verdict{Status: 302, Reason: ReasonResponse, Written: true},
 			check: func(t *testing.T, r *filter.Request) {
+				t.Helper()
 				resp := &r.Ctx.Response
 				if resp.StatusCode() != 302 || string(resp.Header.Peek("Location")) != "/login" || string(resp.Body()) != "see /login" {
 					t.Errorf("response = %d %q %q", resp.StatusCode(), resp.Header.Peek("Location"), resp.Body())
@@ -239,6 +247,7 @@ func TestApplyDecision(t *testing.T) {
 			wantErr: "control characters",
 			d:       proceed(&pb.Continue{SetHeaders: []*pb.Header{hdr("X-Good", "g"), hdr("X-Bad", "\x00")}, Consumer: "c"}),
 			check: func(t *testing.T, r *filter.Request) {
+				t.Helper()
 				if r.Ctx.Request.Header.Peek("X-Good") != nil || len(r.Identity) != 0 {
 					t.Error("part of a refused decision was applied")
 				}

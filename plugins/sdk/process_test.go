@@ -115,6 +115,7 @@ func launch(t testing.TB, name string) launched {
 
 // call bounds every plugin call the way the host does.
 func call(t testing.TB) (context.Context, context.CancelFunc) {
+	t.Helper()
 	return context.WithTimeout(t.Context(), 10*time.Second)
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -186,7 +187,7 @@ func TestReplayCacheBoundedFailsClosed(t *testing.T) {
 	if err := c.add(a, testNow.Add(time.Minute), testNow); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.add(b, testNow.Add(time.Minute), testNow); err != errFull {
+	if err := c.add(b, testNow.Add(time.Minute), testNow); !errors.Is(err, errFull) {
 		t.Fatalf("over the bound: %v, want errFull", err)
 	}
 	// Once a's entry expires the space is reclaimed.
