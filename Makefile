@@ -21,7 +21,8 @@ demo:
 bench:
 	scripts/bench.sh
 
-# go vet plus a gofmt check over tracked and new (not ignored) Go files.
+# go vet plus a gofmt check over tracked and new (not ignored) Go files, then scripts/lint.sh
+# (shellcheck and golangci-lint, as scripts/test.sh runs them).
 lint:
 	go vet ./...
 	@files=$$( (git ls-files '*.go'; git ls-files -o --exclude-standard '*.go') 2>/dev/null | sort -u); \
@@ -29,3 +30,4 @@ lint:
 	  out=$$(gofmt -l $$files); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi; \
 	  echo "gofmt: ok"
+	scripts/lint.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command (README "Quick start", and exactly what .ci/run calls).
-# vet, a gofmt check, then every test with the race detector. Everything it needs is the Go
-# toolchain and the module proxy; integration tests start their own servers on loopback ports
-# chosen at run time.
+# vet, a gofmt check, the linters (scripts/lint.sh: shellcheck and golangci-lint), then every
+# test with the race detector. Everything it needs is the Go toolchain, the module proxy and
+# Debian's packages (installed below when missing); integration tests start their own servers
+# on loopback ports chosen at run time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +11,15 @@ echo "== go vet"
 go vet ./...
 
 echo "== gofmt"
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null) 2>/dev/null || true)
+# One file name per line (xargs -d '\n'), so names are not split on spaces or globbed.
+unformatted=$( { git ls-files '*.go'; git ls-files -o --exclude-standard '*.go'; } 2>/dev/null |
+  xargs -r -d '\n' gofmt -l 2>/dev/null || true)
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
+
+# The linters: shellcheck and golangci-lint, each installed (pinned, cached) when missing.
+scripts/lint.sh
 
 echo "== redis-server (cluster rate-limit tests start their own on a free loopback port)"
 if ! command -v redis-server >/dev/null 2>&1; then
