@@ -421,7 +421,7 @@ func (okTransport) Do(_ *fasthttp.Request, resp *fasthttp.Response, _ time.Time)
 	resp.SetStatusCode(fasthttp.StatusOK)
 	return nil
 }
-func (okTransport) ConnsCount() int        { return 0 }
+func (okTransport) ConnsCount() int       { return 0 }
 func (okTransport) CloseIdleConnections() {}
 
 // Cluster.Do itself (balancer, breaker, outlier accounting, the retry budget and the budget
