@@ -35,7 +35,10 @@ type Upstream interface {
 	// Name is the service name, for the access log.
 	Name() string
 	// Do sends out and fills resp, as upstream.Cluster.Do: it reports on call and returns one
-	// of upstream's sentinel errors; on success resp may hold a body stream the caller closes.
+	// of upstream's sentinel errors (upstream.ErrClientBody when call.Body broke the try). On
+	// success a response with a body holds it as a stream (resp.SetBodyStream, as the fasthttp
+	// client's StreamResponseBody gives it), which the engine copies or hands to fasthttp to
+	// close; a response without a stream has no body (HEAD, 204, 304).
 	Do(out *fasthttp.Request, resp *fasthttp.Response, call *upstream.Call) error
 	// MaxResponseBytes bounds the response body (<= 0: no bound). It is read after Do, so a
 	// reload that changes it applies from the next response.

@@ -15,8 +15,10 @@ import (
 // gRPC) is a second Transport and touches none of them.
 type Transport interface {
 	// Do sends req to the host and fills resp, giving up at deadline (zero: no deadline). It
-	// must not keep req or resp after it returns, except for an open response body stream that
-	// the caller consumes or closes. Its error is either a sentinel of this package wrapped
+	// must not keep req or resp after it returns, except for the response body, which it
+	// delivers as a stream (resp.SetBodyStream) that the caller consumes or closes: the
+	// gateway copies or streams a body from there, so a large one is bounded without being
+	// held whole, and takes a response without a stream as having none. Its error is either a sentinel of this package wrapped
 	// with %w (ErrConnect, ErrReset, ErrTimeout, ErrOverflow, ErrResponseTooLarge,
 	// ErrProtocol), when the transport knows what went wrong, or an error from the network
 	// stack that Cluster.Do classifies (see classify). ErrConnect must mean nothing was sent:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -63,7 +64,7 @@ func (s *scriptedTransport) Do(req *fasthttp.Request, resp *fasthttp.Response, d
 	}
 	resp.Reset()
 	resp.SetStatusCode(a.status)
-	resp.SetBodyString("from " + s.addr)
+	resp.SetBodyStream(strings.NewReader("from "+s.addr), -1) // as Transport.Do delivers a body
 	return nil
 }
 
