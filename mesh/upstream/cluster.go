@@ -102,7 +102,7 @@ type Options struct {
 }
 
 // transportKey compares TLS by pointer: a reload that builds a new *tls.Config (even an
-// identical one) rebuilds the hosts' clients, and one that keeps the pointer keeps their
+// identical one) rebuilds the hosts' transports, and one that keeps the pointer keeps their
 // connection pools. Callers must therefore not mutate a config they have handed over.
 func (o *Options) transportKey() transportKey {
 	return transportKey{o.ConnectTimeout, o.IdleTimeout, o.MaxConnsPerHost, o.TLS}

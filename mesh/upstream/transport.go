@@ -33,8 +33,9 @@ type Transport interface {
 }
 
 // NewTransportFunc builds the transport to one host address with its cluster's options (TLS,
-// timeouts, connection limit). It is called again for every host whose transport settings
-// change (see Options.transportKey), and must not fail: settings are validated before a
+// timeouts, connection limit), which it must not modify. It is called again for every host
+// whose transport settings change (see Options.transportKey), under the cluster's rebuild
+// lock and never on the request path, and must not fail: settings are validated before a
 // cluster is built.
 type NewTransportFunc func(addr string, opts *Options) Transport
 
