@@ -103,7 +103,10 @@ func (f *fakeUpstream) Do(out *fasthttp.Request, resp *fasthttp.Response, call *
 	case f.err != nil:
 		return f.err
 	}
-	resp.SetStatusCode(max(f.status, fasthttp.StatusOK))
+	resp.SetStatusCode(fasthttp.StatusOK)
+	if f.status != 0 {
+		resp.SetStatusCode(f.status)
+	}
 	for _, kv := range f.respHeaders {
 		resp.Header.Add(kv[0], kv[1])
 	}
@@ -148,13 +151,10 @@ type engine struct {
 
 const streamThreshold = 32 // small, so tests reach the streaming paths with short bodies
 
-// newEngine builds a Handler with opts over routes (none: one catch-all route to a fake
-// "svc"). opts.Metrics, StreamThreshold and Linger are set here.
+// newEngine builds a Handler with opts over routes, in precedence order. opts.Metrics,
+// StreamThreshold and Linger are set here.
 func newEngine(t *testing.T, opts Options, routes ...testRoute) *engine {
 	t.Helper()
-	if len(routes) == 0 {
-		routes = []testRoute{{spec: route.Spec{Name: "all", PathPrefix: "/"}, up: &fakeUpstream{name: "svc"}}}
-	}
 	specs := make([]route.Spec, len(routes))
 	backends := make([]RouteBackends, len(routes))
 	for i, r := range routes {
