@@ -430,7 +430,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 				return status, reason
 			}
 			if !done {
-				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes-int64(len(out.Body())), -1)
+				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, int64(len(out.Body())), -1)
 				defer h.releaseLimitReader(limited)
 				call.Body = limited
 				prefix := append([]byte(nil), out.Body()...) // large bodies only: one copy of the head
@@ -438,7 +438,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 				call.Replayable = false
 			}
 		default:
-			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, int64(cl))
+			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, 0, int64(cl))
 			defer h.releaseLimitReader(limited)
 			call.Body = limited
 			out.SetBodyStream(limited, cl)
@@ -760,11 +760,13 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // ClientFailed implements upstream.ClientBody: the client overran the limit or its body broke.
 func (l *limitReader) ClientFailed() bool { return l.exceeded || l.readErr }
 
-// acquireLimitReader reads r up to limit bytes (<= 0: no limit); want is the length the client
-// announced, -1 for chunked.
-func (h *Handler) acquireLimitReader(r io.Reader, limit, want int64) *limitReader {
+// acquireLimitReader reads r within limit body bytes (<= 0: no limit) of which used were
+// already read (a buffered head); want is the length the client announced, -1 for chunked.
+// Unlimited is decided from limit, not from what is left: a head that used all of it leaves 0,
+// which must mean "no byte more", not "no limit".
+func (h *Handler) acquireLimitReader(r io.Reader, limit, used, want int64) *limitReader {
 	l := h.limits.Get().(*limitReader)
-	*l = limitReader{r: r, left: limit, unlimited: limit <= 0, want: want}
+	*l = limitReader{r: r, left: limit - used, unlimited: limit <= 0, want: want}
 	return l
 }
 

@@ -925,3 +925,17 @@ func TestServeResponse(t *testing.T) {
 		}
 	})
 }
+
+// A chunked body whose buffered head lands exactly on max_body_bytes leaves nothing for the
+// streamed rest: the next byte is over the limit (413), not the start of an unlimited stream.
+func TestServeChunkedLimitExactlyBuffered(t *testing.T) {
+	t.Parallel()
+	up := &fakeUpstream{name: "svc"}
+	e := newEngine(t, Options{MaxBodyBytes: 48}, routeWith(up)) // 3 chunks of 16 pass the 32-byte threshold at 48
+	body := strings.Repeat("x", 200)
+	ctx := e.serve(t, remoteClient, "POST /up HTTP/1.1\r\nHost: app.example\r\nTransfer-Encoding: chunked\r\n\r\n"+chunked(body, 16))
+	wantError(t, ctx, 413, ReasonBodyTooLarge)
+	if s := up.only(t); len(s.body) > 48 {
+		t.Fatalf("backend read %d bytes past the 48-byte limit", len(s.body))
+	}
+}
