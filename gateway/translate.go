@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -389,4 +390,75 @@ func parseSecrets(path string, data []byte) (map[string][]byte, error) {
 		out[id] = []byte(secret)
 	}
 	return out, nil
+}
+
+// Registration. What an edge or a sidecar registers in Consul, for the addresses its listeners
+// and admin API are bound at (port 0 in a config registers the real port); the assembly adds
+// the client, the logger and the readiness gate.
+
+// edgeRegistrarOptions is an edge's self-registration (discovery.consul.register); port is the
+// first listener's bound port, used when the config names none.
+func edgeRegistrarOptions(rc conf.Registration, port int, checkURL string) consul.RegistrarOptions {
+	in := consul.Instance{Name: rc.Name, ID: rc.ID, Address: rc.Address, Port: rc.Port, Tags: rc.Tags, Meta: rc.Meta}
+	if in.Port == 0 {
+		in.Port = port
+	}
+	if in.ID == "" {
+		in.ID = conf.RegistrationID(in.Name, in.Address, in.Port)
+	}
+	return consul.RegistrarOptions{Service: in, Check: rc.Check, CheckURL: checkURL,
+		CheckInterval: rc.CheckInterval.D(), DeregisterAfter: rc.DeregisterAfter.D()}
+}
+
+// sidecarRegistrations is what a sidecar registers, the instance callers find first (drain
+// waits for that one to leave the passing set):
+//
+//	Connect mode:   <app>-sidecar-proxy  kind connect-proxy at the inbound listener, HTTP check
+//	                on our /ready plus an alias check on the app (callers find it through
+//	                /v1/health/connect/<app>; its Proxy block names the app and the upstreams)
+//	                <app>                the app itself at its own address, TCP check
+//	                                     (unless sidecar.service.register is false)
+//	plaintext mode: <app>                at the inbound listener, HTTP check on our /ready, so
+//	                                     plain discovery sends callers through the sidecar
+//
+// bound maps listener names to their bound addresses.
+func sidecarRegistrations(sc *conf.Sidecar, bound map[string]net.Addr, checkURL string) []consul.RegistrarOptions {
+	svc := sc.Service
+	inHost, inPort := registeredAddr(sc.Inbound.Address, bound[conf.SidecarInboundName])
+	if !sc.ConnectEnabled() {
+		if !svc.Registers() {
+			return nil
+		}
+		return []consul.RegistrarOptions{{
+			Service: consul.Instance{Name: svc.Name, ID: svc.ID, Address: inHost, Port: inPort, Tags: svc.Tags, Meta: svc.Meta},
+			Check:   consul.CheckHTTP, CheckURL: checkURL,
+		}}
+	}
+	proxy := &consul.ProxyConfig{
+		DestinationServiceName: svc.Name,
+		DestinationServiceID:   svc.ID,
+		LocalServiceAddress:    svc.Address,
+		LocalServicePort:       svc.Port,
+	}
+	for _, u := range sc.Upstreams {
+		host, port := registeredAddr(u.Bind, bound[conf.SidecarUpstreamName(u.Service)])
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		proxy.Upstreams = append(proxy.Upstreams, consul.ProxyUpstream{DestinationName: u.Service, LocalBindAddress: host, LocalBindPort: port})
+	}
+	out := []consul.RegistrarOptions{{
+		// The proxy carries the app's tags and meta so a caller's Connect subset (tags, meta)
+		// selects the same instances through their proxies.
+		Service: consul.Instance{Name: svc.ProxyName(), ID: svc.ProxyID(), Address: inHost, Port: inPort,
+			Tags: svc.Tags, Meta: svc.Meta, Proxy: proxy},
+		Check: consul.CheckHTTP, CheckURL: checkURL, AliasServiceID: svc.ID,
+	}}
+	if svc.Registers() {
+		out = append(out, consul.RegistrarOptions{
+			Service: consul.Instance{Name: svc.Name, ID: svc.ID, Address: svc.Address, Port: svc.Port, Tags: svc.Tags, Meta: svc.Meta},
+			Check:   consul.CheckTCP,
+		})
+	}
+	return out
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/discovery/consul"
 	"github.com/meshgate/meshgate/gateway/route"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
@@ -30,6 +32,7 @@ type translation struct {
 	Routes    map[string][]route.Spec `json:"routes"` // by listener, in config order
 	Clusters  []clusterOptsView       `json:"clusters"`
 	Policies  map[string]any          `json:"policies,omitempty"` // by name: its kind's Options, as data
+	Register  any                     `json:"register,omitempty"` // what is registered in Consul, in order
 	Consul    *consulView             `json:"consul,omitempty"`
 }
 
@@ -145,6 +148,21 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 			o = map[string]string{"plugin": pol.Plugin}
 		}
 		out.Policies[name] = map[string]any{string(pol.Kind()): plain(reflect.ValueOf(o))}
+	}
+	// Registration, for listeners bound where the config says (a real run fills port 0).
+	bound := map[string]net.Addr{}
+	for _, lc := range cfg.Listeners {
+		if a, err := net.ResolveTCPAddr("tcp", lc.Address); err == nil {
+			bound[lc.Name] = a
+		}
+	}
+	checkURL := "http://" + cfg.Admin.Address + "/ready"
+	switch cc := cfg.Discovery.Consul; {
+	case cc == nil:
+	case cfg.Sidecar != nil:
+		out.Register = plain(reflect.ValueOf(sidecarRegistrations(cfg.Sidecar, bound, checkURL)))
+	case cc.Register != nil && len(cfg.Listeners) > 0:
+		out.Register = plain(reflect.ValueOf([]consul.RegistrarOptions{edgeRegistrarOptions(*cc.Register, addrPort(bound[cfg.Listeners[0].Name]), checkURL)}))
 	}
 	if cc := cfg.Discovery.Consul; cc != nil {
 		cl, co := clientOptions(cc), consulOptions(cc)
