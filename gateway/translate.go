@@ -24,6 +24,8 @@ import (
 	"github.com/meshgate/meshgate/gateway/proxy"
 	"github.com/meshgate/meshgate/gateway/ratelimit"
 	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/identity"
+	"github.com/meshgate/meshgate/mesh/intentions"
 	"github.com/meshgate/meshgate/mesh/lb"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
@@ -461,4 +463,16 @@ func sidecarRegistrations(sc *conf.Sidecar, bound map[string]net.Addr, checkURL 
 		})
 	}
 	return out
+}
+
+// Identity. The Connect identity and, with connect listeners, the intentions it enforces; the
+// assembly adds the Consul-backed provider and source, the snapshot store and the logger.
+
+func identityOptions(ic *conf.Identity) identity.Options {
+	return identity.Options{Service: ic.Service}
+}
+
+func intentionsOptions(ic *conf.Identity) intentions.Options {
+	return intentions.Options{Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow",
+		MaxAge: max(ic.MaxSnapshotAge.D(), 0)} // negative: no limit
 }

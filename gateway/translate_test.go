@@ -33,6 +33,7 @@ type translation struct {
 	Clusters  []clusterOptsView       `json:"clusters"`
 	Policies  map[string]any          `json:"policies,omitempty"` // by name: its kind's Options, as data
 	Register  any                     `json:"register,omitempty"` // what is registered in Consul, in order
+	Identity  any                     `json:"identity,omitempty"` // the Connect identity and its intentions
 	Consul    *consulView             `json:"consul,omitempty"`
 }
 
@@ -163,6 +164,10 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 		out.Register = plain(reflect.ValueOf(sidecarRegistrations(cfg.Sidecar, bound, checkURL)))
 	case cc.Register != nil && len(cfg.Listeners) > 0:
 		out.Register = plain(reflect.ValueOf([]consul.RegistrarOptions{edgeRegistrarOptions(*cc.Register, addrPort(bound[cfg.Listeners[0].Name]), checkURL)}))
+	}
+	if ic := cfg.Identity; ic != nil && ic.Connect {
+		out.Identity = map[string]any{"identity": plain(reflect.ValueOf(identityOptions(ic))),
+			"intentions": plain(reflect.ValueOf(intentionsOptions(ic)))}
 	}
 	if cc := cfg.Discovery.Consul; cc != nil {
 		cl, co := clientOptions(cc), consulOptions(cc)
