@@ -62,7 +62,8 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registere
 	if err != nil {
 		return nil, err
 	}
-	io := identity.Options{Provider: prov, Service: ic.Service, Logger: log}
+	io := identityOptions(ic)
+	io.Provider, io.Logger = prov, log
 	if disc.snap != nil {
 		io.Snapshot = disc.snap
 	}
@@ -77,8 +78,8 @@ func newEdgeMesh(cfg *conf.Config, disc *edgeDiscovery, reg prometheus.Registere
 		if err != nil {
 			return nil, err
 		}
-		ao := intentions.Options{Source: src, Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow", Logger: log,
-			MaxAge: max(ic.MaxSnapshotAge.D(), 0)} // negative: no limit
+		ao := intentionsOptions(ic)
+		ao.Source, ao.Logger = src, log
 		if disc.snap != nil {
 			ao.Snapshot = disc.snap
 		}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -172,23 +171,20 @@ func (b *policyBuilder) build(name string, pol conf.Policy, p *policyPlan) (plan
 	var err error
 	switch pol.Kind() {
 	case conf.KindRateLimit:
-		rl := pol.RateLimit
-		return planned{limit: &ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
-			Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError, IPv6Prefix: rl.IPv6Prefix}}, nil
+		rl := rateLimitPolicy(name, pol.RateLimit)
+		return planned{limit: &rl}, nil
 	case conf.KindPlugin:
 		return planned{plugin: pol.Plugin}, nil
 	case conf.KindFault:
-		f, err = fault.New(faultOptions(name, pol.Fault, b.faults))
+		o := faultOptions(name, pol.Fault)
+		o.Metrics = b.faults
+		f, err = fault.New(o)
 	case conf.KindIP:
-		f, err = ipfilter.New(ipfilter.Options{Name: name, Allow: parsePrefixes(pol.IP.Allow), Deny: parsePrefixes(pol.IP.Deny)})
+		f, err = ipfilter.New(ipOptions(name, pol.IP))
 	case conf.KindCORS:
-		c := pol.CORS
-		f, err = cors.New(cors.Options{Name: name, AllowOrigins: c.Origins, AllowMethods: c.Methods, AllowHeaders: c.Headers,
-			ExposeHeaders: c.Expose, AllowCredentials: c.Credentials, MaxAge: c.MaxAge.D()})
+		f, err = cors.New(corsOptions(name, pol.CORS))
 	case conf.KindHeaders:
-		h := pol.Headers
-		f, err = headers.New(headers.Options{Name: name, Request: headerOps(h.Request), Response: headerOps(h.Response),
-			Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}})
+		f, err = headers.New(headersOptions(name, pol.Headers))
 	case conf.KindJWT:
 		var jf *jwt.Filter
 		if jf, err = b.jwtFilter(name, pol.JWT, p); err == nil {
@@ -196,8 +192,7 @@ func (b *policyBuilder) build(name string, pol conf.Policy, p *policyPlan) (plan
 			f = jf
 		}
 	case conf.KindAPIKey:
-		k := pol.APIKey
-		f, err = apikey.New(apikey.Options{Name: name, File: k.File, Header: k.Header, Query: k.Query, KeepCredential: k.KeepHeader})
+		f, err = apikey.New(apiKeyOptions(name, pol.APIKey))
 	case conf.KindHMAC:
 		f, err = b.hmacFilter(name, pol.HMAC, p)
 	default:
@@ -237,17 +232,6 @@ func (b *policyBuilder) ensurePlugins(cfg *conf.Config, p *policyPlan) error {
 	}
 	b.plugins.Retain(keep)
 	return nil
-}
-
-func faultOptions(name string, f *conf.Fault, m *fault.Metrics) fault.Options {
-	o := fault.Options{Name: name, Header: f.Header, Metrics: m}
-	if f.Delay != nil {
-		o.Delay, o.DelayPercent = f.Delay.Duration.D(), f.Delay.Percent
-	}
-	if f.Abort != nil {
-		o.AbortStatus, o.AbortPercent = f.Abort.Status, f.Abort.Percent
-	}
-	return o
 }
 
 // apply makes plan live in the rate-limit manager and returns the chain of each route and the
@@ -321,15 +305,18 @@ func (b *policyBuilder) close() {
 // hmacFilter builds an hmac policy's filter on the replay cache the policy had (a reload must
 // not forget the signatures already accepted, or each one could be replayed right after it).
 func (b *policyBuilder) hmacFilter(name string, h *conf.HMACPolicy, p *policyPlan) (filter.Filter, error) {
-	secrets, err := readSecrets(h.SecretsFile)
+	files, err := loadPolicyFiles(conf.Policy{HMAC: h})
+	if err != nil {
+		return nil, err
+	}
+	o, err := hmacOptions(name, h, files)
 	if err != nil {
 		return nil, err
 	}
 	// Same window: the same cache. A changed window gets a new cache that consults the old one
 	// until its entries expire (hmac.ReplayCache.Resized).
-	rc := b.replay[name].Resized(h.Window.D(), 0, time.Now())
-	p.replay[name] = rc
-	o := hmac.Options{Name: name, Secrets: secrets, SignedHeaders: h.Headers, Skew: h.Window.D(), Replay: rc}
+	o.Replay = b.replay[name].Resized(h.Window.D(), 0, time.Now())
+	p.replay[name] = o.Replay
 	if h.Replay == conf.HMACReplayRedis {
 		if o.Store, err = b.replayStore(p); err != nil {
 			return nil, err
@@ -337,56 +324,67 @@ func (b *policyBuilder) hmacFilter(name string, h *conf.HMACPolicy, p *policyPla
 	}
 	return hmac.New(o)
 }
-
-// headerOps turns a YAML map into ordered header edits (sorted by name, so a config always
-// applies the same way).
-func headerOps(o conf.HeaderOps) headers.Transform {
-	t := headers.Transform{Remove: o.Remove}
-	for _, k := range slices.Sorted(maps.Keys(o.Set)) {
-		t.Set = append(t.Set, headers.Header{Name: k, Value: o.Set[k]})
-	}
-	for _, k := range slices.Sorted(maps.Keys(o.Add)) {
-		t.Add = append(t.Add, headers.Header{Name: k, Value: o.Add[k]})
-	}
-	return t
-}
-
 func (b *policyBuilder) jwtFilter(name string, j *conf.JWTPolicy, p *policyPlan) (*jwt.Filter, error) {
-	o := jwt.Options{Name: name, Algorithms: j.Algorithms, Issuer: j.Issuer, Audiences: j.Audiences,
-		Leeway: j.Leeway.D(), IdentityClaim: j.IdentityClaim, TokenHeader: j.Header, TokenCookie: j.Cookie,
-		StripToken: j.Strips(), CacheTTL: j.CacheTTL.D(), Logger: b.log}
+	files, err := loadPolicyFiles(conf.Policy{JWT: j})
+	if err != nil {
+		return nil, err
+	}
+	o := jwtOptions(name, j, files)
+	o.Logger = b.log
 	if j.JWKSURL != "" {
-		ks, err := b.keySet(name, j, p)
-		if err != nil {
+		if o.JWKS, err = b.keySet(name, j, files.caPEM, p); err != nil {
 			return nil, err
 		}
-		o.JWKS = ks
-	}
-	for _, file := range j.PublicKeyFiles {
-		pem, err := os.ReadFile(file)
-		if err != nil {
-			return nil, err
-		}
-		o.PublicKeys = append(o.PublicKeys, jwt.PublicKey{PEM: pem})
-	}
-	if j.HMACSecretFile != "" {
-		b, err := os.ReadFile(j.HMACSecretFile)
-		if err != nil {
-			return nil, err
-		}
-		o.Secret = []byte(strings.TrimSpace(string(b)))
-	}
-	for _, c := range slices.Sorted(maps.Keys(j.RequiredClaims)) {
-		rc := jwt.RequiredClaim{Name: c}
-		if v := j.RequiredClaims[c]; v != "" {
-			rc.Values = []string{v}
-		}
-		o.Claims = append(o.Claims, rc)
-	}
-	for _, c := range slices.Sorted(maps.Keys(j.ForwardClaims)) {
-		o.Forward = append(o.Forward, jwt.ForwardClaim{Claim: c, Header: j.ForwardClaims[c]})
 	}
 	return jwt.New(o)
+}
+
+// policyFiles is what the files a policy names hold, read by loadPolicyFiles before the pure
+// translation (translate.go) so that translation does no I/O.
+type policyFiles struct {
+	publicKeys [][]byte          // jwt public_key_files, in order
+	secret     []byte            // jwt hmac_secret_file, trimmed
+	caPEM      []byte            // jwt jwks_ca_file
+	secrets    map[string][]byte // hmac secrets_file, parsed
+}
+
+// loadPolicyFiles reads the files pol names. An api_key policy's file is read by its filter,
+// which also re-reads it on SIGHUP.
+func loadPolicyFiles(pol conf.Policy) (policyFiles, error) {
+	var out policyFiles
+	if j := pol.JWT; j != nil {
+		for _, file := range j.PublicKeyFiles {
+			pem, err := os.ReadFile(file)
+			if err != nil {
+				return out, err
+			}
+			out.publicKeys = append(out.publicKeys, pem)
+		}
+		if j.HMACSecretFile != "" {
+			b, err := os.ReadFile(j.HMACSecretFile)
+			if err != nil {
+				return out, err
+			}
+			out.secret = []byte(strings.TrimSpace(string(b)))
+		}
+		if j.JWKSCAFile != "" {
+			pem, err := os.ReadFile(j.JWKSCAFile)
+			if err != nil {
+				return out, fmt.Errorf("jwks_ca_file: %w", err)
+			}
+			out.caPEM = pem
+		}
+	}
+	if h := pol.HMAC; h != nil {
+		data, err := os.ReadFile(h.SecretsFile)
+		if err != nil {
+			return out, err
+		}
+		if out.secrets, err = parseSecrets(h.SecretsFile, data); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
 }
 
 // replayStore returns the shared replay store on the plan's redis block (conf requires one):
@@ -409,14 +407,10 @@ func (b *policyBuilder) replayStore(p *policyPlan) (hmac.ReplayStore, error) {
 
 // keySet returns the JWKS for j's URL: the plan's own if another policy asked already, the
 // running plan's if it fetches the same way, else a new one (which fetches synchronously).
-func (b *policyBuilder) keySet(name string, j *conf.JWTPolicy, p *policyPlan) (*jwt.JWKS, error) {
+func (b *policyBuilder) keySet(name string, j *conf.JWTPolicy, pemCA []byte, p *policyPlan) (*jwt.JWKS, error) {
 	k := jwksKey{url: j.JWKSURL, refresh: j.RefreshInterval.D(), insecure: j.InsecureHTTPJWKS}
 	var roots *x509.CertPool
 	if j.JWKSCAFile != "" {
-		pemCA, err := os.ReadFile(j.JWKSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("jwks_ca_file: %w", err)
-		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pemCA) {
 			return nil, fmt.Errorf("jwks_ca_file %s: no PEM certificates", j.JWKSCAFile)
@@ -438,25 +432,4 @@ func (b *policyBuilder) keySet(name string, j *conf.JWTPolicy, p *policyPlan) (*
 	p.jwks[k] = ks
 	p.fresh = append(p.fresh, ks)
 	return ks, nil
-}
-
-// readSecrets reads "keyid:secret" lines (blank lines and # comments ignored).
-func readSecrets(path string) (map[string][]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]byte{}
-	for i, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		id, secret, ok := strings.Cut(line, ":")
-		if !ok || id == "" || secret == "" {
-			return nil, fmt.Errorf("%s:%d: want keyid:secret", path, i+1)
-		}
-		out[id] = []byte(secret)
-	}
-	return out, nil
 }

@@ -60,30 +60,17 @@ func newEdgeRegistration(cfg *conf.Config, disc *edgeDiscovery, listeners []*lis
 		return nil, nil
 	}
 	rc := *cc.Register
-	in := consul.Instance{Name: rc.Name, ID: rc.ID, Address: rc.Address, Port: rc.Port, Tags: rc.Tags, Meta: rc.Meta}
-	if in.Port == 0 && len(listeners) > 0 {
-		in.Port = addrPort(listeners[0].Addr())
+	port := 0
+	if len(listeners) > 0 {
+		port = addrPort(listeners[0].Addr())
 	}
-	if in.ID == "" {
-		in.ID = conf.RegistrationID(in.Name, in.Address, in.Port)
-	}
-	opts := registrarBase(disc.client, log)
-	opts.Service = in
-	opts.Check = rc.Check
-	opts.CheckURL = readyURL(admin)
-	opts.CheckInterval = rc.CheckInterval.D()
-	opts.DeregisterAfter = rc.DeregisterAfter.D()
-	opts.Ready = ready
+	opts := edgeRegistrarOptions(rc, port, readyURL(admin))
+	opts.Client, opts.Logger, opts.Ready = disc.client, log, ready
 	r, err := consul.NewRegistrar(opts)
 	if err != nil {
 		return nil, fmt.Errorf("discovery.consul.register: %w", err)
 	}
 	return &edgeRegistration{regs: []*consul.Registrar{r}, conf: rc, drainWait: rc.DrainWait.D(), log: log}, nil
-}
-
-// registrarBase is the agent connection part of RegistrarOptions: the process's one client.
-func registrarBase(client *consul.Client, log zerolog.Logger) consul.RegistrarOptions {
-	return consul.RegistrarOptions{Client: client, Logger: log}
 }
 
 func addrPort(a net.Addr) int {

@@ -55,75 +55,28 @@ func mode(cfg *conf.Config) string {
 	return "edge"
 }
 
-// newSidecarRegistration registers what Consul expects of a mesh member:
-//
-//	Connect mode:   <app>-sidecar-proxy  kind connect-proxy at the inbound listener, HTTP check
-//	                on our /ready plus an alias check on the app (callers find it through
-//	                /v1/health/connect/<app>; its Proxy block names the app and the upstreams)
-//	                <app>                the app itself at its own address, TCP check
-//	                                     (unless sidecar.service.register is false)
-//	plaintext mode: <app>                at the inbound listener, HTTP check on our /ready, so
-//	                                     plain discovery sends callers through the sidecar
+// newSidecarRegistration builds the Registrars of what a sidecar registers
+// (translate.go sidecarRegistrations: the connect-proxy and the app, or the app alone in
+// plaintext mode), on the process's one Consul client.
 func newSidecarRegistration(cfg *conf.Config, client *consul.Client, listeners []*listener.Listener, admin net.Addr, ready func() (bool, string), log zerolog.Logger) (*edgeRegistration, error) {
-	sc := cfg.Sidecar
-	svc := sc.Service
 	bound := make(map[string]net.Addr, len(listeners))
 	for _, l := range listeners {
 		bound[l.Name()] = l.Addr()
 	}
-	inHost, inPort := registeredAddr(sc.Inbound.Address, bound[conf.SidecarInboundName])
 	out := &edgeRegistration{drainWait: defaultSidecarDrainWait, log: log}
-	add := func(opts consul.RegistrarOptions) error {
+	for _, opts := range sidecarRegistrations(cfg.Sidecar, bound, readyURL(admin)) {
+		opts.Client, opts.Logger = client, log
+		if opts.Check == consul.CheckHTTP {
+			opts.Ready = ready
+		}
 		r, err := consul.NewRegistrar(opts)
 		if err != nil {
-			return fmt.Errorf("sidecar registration of %s: %w", opts.Service.ID, err)
+			return nil, fmt.Errorf("sidecar registration of %s: %w", opts.Service.ID, err)
 		}
 		out.regs = append(out.regs, r)
-		return nil
 	}
-	if !sc.ConnectEnabled() {
-		if !svc.Registers() {
-			return nil, nil
-		}
-		opts := registrarBase(client, log)
-		opts.Service = consul.Instance{Name: svc.Name, ID: svc.ID, Address: inHost, Port: inPort, Tags: svc.Tags, Meta: svc.Meta}
-		opts.Check, opts.CheckURL, opts.Ready = consul.CheckHTTP, readyURL(admin), ready
-		if err := add(opts); err != nil {
-			return nil, err
-		}
-		return out, nil
-	}
-
-	proxy := &consul.ProxyConfig{
-		DestinationServiceName: svc.Name,
-		DestinationServiceID:   svc.ID,
-		LocalServiceAddress:    svc.Address,
-		LocalServicePort:       svc.Port,
-	}
-	for _, u := range sc.Upstreams {
-		host, port := registeredAddr(u.Bind, bound[conf.SidecarUpstreamName(u.Service)])
-		if host == "" {
-			host = "127.0.0.1"
-		}
-		proxy.Upstreams = append(proxy.Upstreams, consul.ProxyUpstream{DestinationName: u.Service, LocalBindAddress: host, LocalBindPort: port})
-	}
-	po := registrarBase(client, log)
-	// The proxy carries the app's tags and meta so a caller's Connect subset (tags, meta)
-	// selects the same instances through their proxies.
-	po.Service = consul.Instance{Name: svc.ProxyName(), ID: svc.ProxyID(), Address: inHost, Port: inPort,
-		Tags: svc.Tags, Meta: svc.Meta, Proxy: proxy}
-	po.Check, po.CheckURL, po.Ready = consul.CheckHTTP, readyURL(admin), ready
-	po.AliasServiceID = svc.ID
-	if err := add(po); err != nil {
-		return nil, err
-	}
-	if svc.Registers() {
-		ao := registrarBase(client, log)
-		ao.Service = consul.Instance{Name: svc.Name, ID: svc.ID, Address: svc.Address, Port: svc.Port, Tags: svc.Tags, Meta: svc.Meta}
-		ao.Check = consul.CheckTCP
-		if err := add(ao); err != nil {
-			return nil, err
-		}
+	if len(out.regs) == 0 {
+		return nil, nil
 	}
 	return out, nil
 }

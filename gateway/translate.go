@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -11,9 +13,19 @@ import (
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/discovery/consul"
 	"github.com/meshgate/meshgate/discovery/static"
+	"github.com/meshgate/meshgate/gateway/auth/apikey"
+	"github.com/meshgate/meshgate/gateway/auth/hmac"
+	"github.com/meshgate/meshgate/gateway/auth/jwt"
+	"github.com/meshgate/meshgate/gateway/cors"
+	"github.com/meshgate/meshgate/gateway/fault"
+	"github.com/meshgate/meshgate/gateway/headers"
+	"github.com/meshgate/meshgate/gateway/ipfilter"
 	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/gateway/proxy"
+	"github.com/meshgate/meshgate/gateway/ratelimit"
 	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/identity"
+	"github.com/meshgate/meshgate/mesh/intentions"
 	"github.com/meshgate/meshgate/mesh/lb"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
@@ -282,4 +294,185 @@ func parsePrefixes(in []string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// Policies. Each kind's block becomes its filter package's Options here; policies.go adds what
+// is not the config's (metrics, the JWKS key sets and replay caches it keeps across reloads)
+// and what the files named in the config hold (loadPolicyFiles, passed in).
+
+func rateLimitPolicy(name string, rl *conf.RateLimit) ratelimit.Policy {
+	return ratelimit.Policy{Name: name, Requests: rl.Requests, Per: rl.Per.D(), Burst: rl.Burst,
+		Key: rl.Key, Cluster: rl.Cluster, OnRedisError: rl.OnRedisError, IPv6Prefix: rl.IPv6Prefix}
+}
+
+func faultOptions(name string, f *conf.Fault) fault.Options {
+	o := fault.Options{Name: name, Header: f.Header}
+	if f.Delay != nil {
+		o.Delay, o.DelayPercent = f.Delay.Duration.D(), f.Delay.Percent
+	}
+	if f.Abort != nil {
+		o.AbortStatus, o.AbortPercent = f.Abort.Status, f.Abort.Percent
+	}
+	return o
+}
+
+func ipOptions(name string, ip *conf.IPPolicy) ipfilter.Options {
+	return ipfilter.Options{Name: name, Allow: parsePrefixes(ip.Allow), Deny: parsePrefixes(ip.Deny)}
+}
+
+func corsOptions(name string, c *conf.CORSPolicy) cors.Options {
+	return cors.Options{Name: name, AllowOrigins: c.Origins, AllowMethods: c.Methods, AllowHeaders: c.Headers,
+		ExposeHeaders: c.Expose, AllowCredentials: c.Credentials, MaxAge: c.MaxAge.D()}
+}
+
+func headersOptions(name string, h *conf.HeadersPolicy) headers.Options {
+	return headers.Options{Name: name, Request: headerOps(h.Request), Response: headerOps(h.Response),
+		Path: headers.PathRewrite{Regex: h.RewritePathRegex, Replacement: h.RewritePathReplacement}}
+}
+
+// headerOps turns a YAML map into ordered header edits (sorted by name, so a config always
+// applies the same way).
+func headerOps(o conf.HeaderOps) headers.Transform {
+	t := headers.Transform{Remove: o.Remove}
+	for _, k := range slices.Sorted(maps.Keys(o.Set)) {
+		t.Set = append(t.Set, headers.Header{Name: k, Value: o.Set[k]})
+	}
+	for _, k := range slices.Sorted(maps.Keys(o.Add)) {
+		t.Add = append(t.Add, headers.Header{Name: k, Value: o.Add[k]})
+	}
+	return t
+}
+
+func apiKeyOptions(name string, k *conf.APIKeyPolicy) apikey.Options {
+	return apikey.Options{Name: name, File: k.File, Header: k.Header, Query: k.Query, KeepCredential: k.KeepHeader}
+}
+
+// jwtOptions is a jwt policy without its key set (policies.go shares those across reloads).
+func jwtOptions(name string, j *conf.JWTPolicy, files policyFiles) jwt.Options {
+	o := jwt.Options{Name: name, Algorithms: j.Algorithms, Issuer: j.Issuer, Audiences: j.Audiences,
+		Leeway: j.Leeway.D(), IdentityClaim: j.IdentityClaim, TokenHeader: j.Header, TokenCookie: j.Cookie,
+		StripToken: j.Strips(), CacheTTL: j.CacheTTL.D(), Secret: files.secret}
+	for _, pem := range files.publicKeys {
+		o.PublicKeys = append(o.PublicKeys, jwt.PublicKey{PEM: pem})
+	}
+	for _, c := range slices.Sorted(maps.Keys(j.RequiredClaims)) {
+		rc := jwt.RequiredClaim{Name: c}
+		if v := j.RequiredClaims[c]; v != "" {
+			rc.Values = []string{v}
+		}
+		o.Claims = append(o.Claims, rc)
+	}
+	for _, c := range slices.Sorted(maps.Keys(j.ForwardClaims)) {
+		o.Forward = append(o.Forward, jwt.ForwardClaim{Claim: c, Header: j.ForwardClaims[c]})
+	}
+	return o
+}
+
+// hmacOptions is an hmac policy without its replay cache and store (kept across reloads).
+func hmacOptions(name string, h *conf.HMACPolicy, files policyFiles) (hmac.Options, error) {
+	if files.secrets == nil {
+		return hmac.Options{}, fmt.Errorf("hmac: %s holds no secrets", h.SecretsFile)
+	}
+	return hmac.Options{Name: name, Secrets: files.secrets, SignedHeaders: h.Headers, Skew: h.Window.D()}, nil
+}
+
+// parseSecrets reads "keyid:secret" lines (blank lines and # comments ignored); path names the
+// file in errors.
+func parseSecrets(path string, data []byte) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, secret, ok := strings.Cut(line, ":")
+		if !ok || id == "" || secret == "" {
+			return nil, fmt.Errorf("%s:%d: want keyid:secret", path, i+1)
+		}
+		out[id] = []byte(secret)
+	}
+	return out, nil
+}
+
+// Registration. What an edge or a sidecar registers in Consul, for the addresses its listeners
+// and admin API are bound at (port 0 in a config registers the real port); the assembly adds
+// the client, the logger and the readiness gate.
+
+// edgeRegistrarOptions is an edge's self-registration (discovery.consul.register); port is the
+// first listener's bound port, used when the config names none.
+func edgeRegistrarOptions(rc conf.Registration, port int, checkURL string) consul.RegistrarOptions {
+	in := consul.Instance{Name: rc.Name, ID: rc.ID, Address: rc.Address, Port: rc.Port, Tags: rc.Tags, Meta: rc.Meta}
+	if in.Port == 0 {
+		in.Port = port
+	}
+	if in.ID == "" {
+		in.ID = conf.RegistrationID(in.Name, in.Address, in.Port)
+	}
+	return consul.RegistrarOptions{Service: in, Check: rc.Check, CheckURL: checkURL,
+		CheckInterval: rc.CheckInterval.D(), DeregisterAfter: rc.DeregisterAfter.D()}
+}
+
+// sidecarRegistrations is what a sidecar registers, the instance callers find first (drain
+// waits for that one to leave the passing set):
+//
+//	Connect mode:   <app>-sidecar-proxy  kind connect-proxy at the inbound listener, HTTP check
+//	                on our /ready plus an alias check on the app (callers find it through
+//	                /v1/health/connect/<app>; its Proxy block names the app and the upstreams)
+//	                <app>                the app itself at its own address, TCP check
+//	                                     (unless sidecar.service.register is false)
+//	plaintext mode: <app>                at the inbound listener, HTTP check on our /ready, so
+//	                                     plain discovery sends callers through the sidecar
+//
+// bound maps listener names to their bound addresses.
+func sidecarRegistrations(sc *conf.Sidecar, bound map[string]net.Addr, checkURL string) []consul.RegistrarOptions {
+	svc := sc.Service
+	inHost, inPort := registeredAddr(sc.Inbound.Address, bound[conf.SidecarInboundName])
+	if !sc.ConnectEnabled() {
+		if !svc.Registers() {
+			return nil
+		}
+		return []consul.RegistrarOptions{{
+			Service: consul.Instance{Name: svc.Name, ID: svc.ID, Address: inHost, Port: inPort, Tags: svc.Tags, Meta: svc.Meta},
+			Check:   consul.CheckHTTP, CheckURL: checkURL,
+		}}
+	}
+	proxy := &consul.ProxyConfig{
+		DestinationServiceName: svc.Name,
+		DestinationServiceID:   svc.ID,
+		LocalServiceAddress:    svc.Address,
+		LocalServicePort:       svc.Port,
+	}
+	for _, u := range sc.Upstreams {
+		host, port := registeredAddr(u.Bind, bound[conf.SidecarUpstreamName(u.Service)])
+		if host == "" {
+			host = "127.0.0.1"
+		}
+		proxy.Upstreams = append(proxy.Upstreams, consul.ProxyUpstream{DestinationName: u.Service, LocalBindAddress: host, LocalBindPort: port})
+	}
+	out := []consul.RegistrarOptions{{
+		// The proxy carries the app's tags and meta so a caller's Connect subset (tags, meta)
+		// selects the same instances through their proxies.
+		Service: consul.Instance{Name: svc.ProxyName(), ID: svc.ProxyID(), Address: inHost, Port: inPort,
+			Tags: svc.Tags, Meta: svc.Meta, Proxy: proxy},
+		Check: consul.CheckHTTP, CheckURL: checkURL, AliasServiceID: svc.ID,
+	}}
+	if svc.Registers() {
+		out = append(out, consul.RegistrarOptions{
+			Service: consul.Instance{Name: svc.Name, ID: svc.ID, Address: svc.Address, Port: svc.Port, Tags: svc.Tags, Meta: svc.Meta},
+			Check:   consul.CheckTCP,
+		})
+	}
+	return out
+}
+
+// Identity. The Connect identity and, with connect listeners, the intentions it enforces; the
+// assembly adds the Consul-backed provider and source, the snapshot store and the logger.
+
+func identityOptions(ic *conf.Identity) identity.Options {
+	return identity.Options{Service: ic.Service}
+}
+
+func intentionsOptions(ic *conf.Identity) intentions.Options {
+	return intentions.Options{Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow",
+		MaxAge: max(ic.MaxSnapshotAge.D(), 0)} // negative: no limit
 }

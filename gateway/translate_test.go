@@ -2,15 +2,23 @@ package gateway
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/json"
 	"flag"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/discovery/consul"
 	"github.com/meshgate/meshgate/gateway/route"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
@@ -23,6 +31,9 @@ type translation struct {
 	Listeners []listenerView          `json:"listeners"`
 	Routes    map[string][]route.Spec `json:"routes"` // by listener, in config order
 	Clusters  []clusterOptsView       `json:"clusters"`
+	Policies  map[string]any          `json:"policies,omitempty"` // by name: its kind's Options, as data
+	Register  any                     `json:"register,omitempty"` // what is registered in Consul, in order
+	Identity  any                     `json:"identity,omitempty"` // the Connect identity and its intentions
 	Consul    *consulView             `json:"consul,omitempty"`
 }
 
@@ -112,6 +123,52 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 		}
 		out.Clusters = append(out.Clusters, cv)
 	}
+	for name, pol := range cfg.Policies {
+		if out.Policies == nil {
+			out.Policies = map[string]any{}
+		}
+		var o any
+		switch pol.Kind() {
+		case conf.KindRateLimit:
+			o = rateLimitPolicy(name, pol.RateLimit)
+		case conf.KindFault:
+			o = faultOptions(name, pol.Fault)
+		case conf.KindIP:
+			o = ipOptions(name, pol.IP)
+		case conf.KindCORS:
+			o = corsOptions(name, pol.CORS)
+		case conf.KindHeaders:
+			o = headersOptions(name, pol.Headers)
+		case conf.KindAPIKey:
+			o = apiKeyOptions(name, pol.APIKey)
+		case conf.KindJWT:
+			o = jwtOptions(name, pol.JWT, policyFiles{}) // file contents are the loading step's
+		case conf.KindHMAC:
+			o, _ = hmacOptions(name, pol.HMAC, policyFiles{secrets: map[string][]byte{}})
+		case conf.KindPlugin:
+			o = map[string]string{"plugin": pol.Plugin}
+		}
+		out.Policies[name] = map[string]any{string(pol.Kind()): plain(reflect.ValueOf(o))}
+	}
+	// Registration, for listeners bound where the config says (a real run fills port 0).
+	bound := map[string]net.Addr{}
+	for _, lc := range cfg.Listeners {
+		if a, err := net.ResolveTCPAddr("tcp", lc.Address); err == nil {
+			bound[lc.Name] = a
+		}
+	}
+	checkURL := "http://" + cfg.Admin.Address + "/ready"
+	switch cc := cfg.Discovery.Consul; {
+	case cc == nil:
+	case cfg.Sidecar != nil:
+		out.Register = plain(reflect.ValueOf(sidecarRegistrations(cfg.Sidecar, bound, checkURL)))
+	case cc.Register != nil && len(cfg.Listeners) > 0:
+		out.Register = plain(reflect.ValueOf([]consul.RegistrarOptions{edgeRegistrarOptions(*cc.Register, addrPort(bound[cfg.Listeners[0].Name]), checkURL)}))
+	}
+	if ic := cfg.Identity; ic != nil && ic.Connect {
+		out.Identity = map[string]any{"identity": plain(reflect.ValueOf(identityOptions(ic))),
+			"intentions": plain(reflect.ValueOf(intentionsOptions(ic)))}
+	}
 	if cc := cfg.Discovery.Consul; cc != nil {
 		cl, co := clientOptions(cc), consulOptions(cc)
 		out.Consul = &consulView{Address: cl.Address, Scheme: cl.Scheme, Datacenter: cl.Datacenter, TokenFile: cl.TokenFile,
@@ -178,4 +235,64 @@ func lineDiff(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+// plain is v as data for the golden files: exported fields only, without functions, channels
+// and loggers (the process's, not the config's); durations, prefixes and other text values as
+// their text.
+func plain(v reflect.Value) any {
+	if !v.IsValid() {
+		return nil
+	}
+	if v.Kind() != reflect.Interface && v.Kind() != reflect.Pointer || !v.IsNil() {
+		if tm, ok := v.Interface().(encoding.TextMarshaler); ok && v.Kind() != reflect.Pointer {
+			b, _ := tm.MarshalText()
+			return string(b)
+		}
+		if d, ok := v.Interface().(time.Duration); ok {
+			return d.String()
+		}
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return plain(v.Elem())
+	case reflect.Struct:
+		out := map[string]any{}
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Type().Field(i)
+			if !f.IsExported() || f.Type == reflect.TypeOf(zerolog.Logger{}) {
+				continue
+			}
+			switch f.Type.Kind() {
+			case reflect.Func, reflect.Chan, reflect.UnsafePointer:
+				continue
+			}
+			if pv := plain(v.Field(i)); pv != nil {
+				out[f.Name] = pv
+			}
+		}
+		return out
+	case reflect.Slice, reflect.Array:
+		if v.Kind() == reflect.Slice && v.IsNil() {
+			return nil
+		}
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = plain(v.Index(i))
+		}
+		return out
+	case reflect.Map:
+		if v.IsNil() {
+			return nil
+		}
+		out := map[string]any{}
+		for _, k := range v.MapKeys() {
+			out[fmt.Sprint(k.Interface())] = plain(v.MapIndex(k))
+		}
+		return out
+	}
+	return v.Interface()
 }

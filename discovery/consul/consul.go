@@ -141,19 +141,10 @@ type Source struct {
 
 var _ discovery.Source = (*Source)(nil)
 
-// New builds the client; it does not contact Consul (starting while Consul is down must work).
-// It fails on bad options and on an unreadable token file.
+// New builds the source (and its client, unless Options.Client is given); it does not contact
+// Consul (starting while Consul is down must work). It fails on bad options and on an
+// unreadable token file.
 func New(opts Options) (*Source, error) {
-	if opts.Address == "" {
-		opts.Address = DefaultAddress
-	}
-	switch opts.Scheme {
-	case "":
-		opts.Scheme = "http"
-	case "http", "https":
-	default:
-		return nil, fmt.Errorf("consul: scheme %q: want http or https", opts.Scheme)
-	}
 	switch {
 	case opts.Wait == 0:
 		opts.Wait = DefaultWait

@@ -28,9 +28,28 @@ type HashOn struct {
 	SourceIP bool
 }
 
+// Upstream is what the engine needs of a route's destination: send this request there. The
+// gateway passes an *upstream.Cluster (balancing, retries and resilience live behind Do);
+// the package's tests pass a fake, so every request-path rule is tested without a network.
+type Upstream interface {
+	// Name is the service name, for the access log.
+	Name() string
+	// Do sends out and fills resp, as upstream.Cluster.Do: it reports on call and returns one
+	// of upstream's sentinel errors (upstream.ErrClientBody when call.Body broke the try). On
+	// success a response with a body holds it as a stream (resp.SetBodyStream, as the fasthttp
+	// client's StreamResponseBody gives it), which the engine copies or hands to fasthttp to
+	// close; a response without a stream has no body (HEAD, 204, 304).
+	Do(out *fasthttp.Request, resp *fasthttp.Response, call *upstream.Call) error
+	// MaxResponseBytes bounds the response body (<= 0: no bound). It is read after Do, so a
+	// reload that changes it applies from the next response.
+	MaxResponseBytes() int64
+}
+
+var _ Upstream = (*upstream.Cluster)(nil)
+
 // Backend is one weighted target of a route, resolved to its cluster.
 type Backend struct {
-	Cluster *upstream.Cluster
+	Cluster Upstream
 	Hash    HashOn
 }
 
@@ -339,8 +358,8 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	// A trusted meshgate calling us sends what is left of its own deadline. Honouring it lets a
 	// chain of services fail fast instead of working on answers nobody waits for; it can only
 	// shorten our deadline, never extend it, and a try it cuts short is never held against the
-	// host. upstream.Cluster.Do sets our own remaining budget on every try, so the caller's
-	// value never travels further. From anyone else it was dropped above.
+	// host. The backend (upstream.Cluster.Do) sets our own remaining budget on every try, so
+	// the caller's value never travels further. From anyone else it was dropped above.
 	if ms, ok := parseBudget(s.fwd.budget); ok {
 		if ms <= 0 {
 			return fasthttp.StatusGatewayTimeout, ReasonDeadline
@@ -411,7 +430,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 				return status, reason
 			}
 			if !done {
-				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes-int64(len(out.Body())), -1)
+				limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, int64(len(out.Body())), -1)
 				defer h.releaseLimitReader(limited)
 				call.Body = limited
 				prefix := append([]byte(nil), out.Body()...) // large bodies only: one copy of the head
@@ -419,7 +438,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 				call.Replayable = false
 			}
 		default:
-			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, int64(cl))
+			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, 0, int64(cl))
 			defer h.releaseLimitReader(limited)
 			call.Body = limited
 			out.SetBodyStream(limited, cl)
@@ -442,7 +461,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		return upstreamStatus(err)
 	}
 
-	maxResp := be.Cluster.Options().MaxResponseBytes
+	maxResp := be.Cluster.MaxResponseBytes()
 	cl := resp.Header.ContentLength()
 	if maxResp > 0 && int64(cl) > maxResp {
 		return fasthttp.StatusBadGateway, ReasonTooLarge
@@ -741,11 +760,13 @@ func (l *limitReader) Read(p []byte) (int, error) {
 // ClientFailed implements upstream.ClientBody: the client overran the limit or its body broke.
 func (l *limitReader) ClientFailed() bool { return l.exceeded || l.readErr }
 
-// acquireLimitReader reads r up to limit bytes (<= 0: no limit); want is the length the client
-// announced, -1 for chunked.
-func (h *Handler) acquireLimitReader(r io.Reader, limit, want int64) *limitReader {
+// acquireLimitReader reads r within limit body bytes (<= 0: no limit) of which used were
+// already read (a buffered head); want is the length the client announced, -1 for chunked.
+// Unlimited is decided from limit, not from what is left: a head that used all of it leaves 0,
+// which must mean "no byte more", not "no limit".
+func (h *Handler) acquireLimitReader(r io.Reader, limit, used, want int64) *limitReader {
 	l := h.limits.Get().(*limitReader)
-	*l = limitReader{r: r, left: limit, unlimited: limit <= 0, want: want}
+	*l = limitReader{r: r, left: limit - used, unlimited: limit <= 0, want: want}
 	return l
 }
 

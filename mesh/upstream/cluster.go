@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -103,7 +102,7 @@ type Options struct {
 }
 
 // transportKey compares TLS by pointer: a reload that builds a new *tls.Config (even an
-// identical one) rebuilds the hosts' clients, and one that keeps the pointer keeps their
+// identical one) rebuilds the hosts' transports, and one that keeps the pointer keeps their
 // connection pools. Callers must therefore not mutate a config they have handed over.
 func (o *Options) transportKey() transportKey {
 	return transportKey{o.ConnectTimeout, o.IdleTimeout, o.MaxConnsPerHost, o.TLS}
@@ -115,21 +114,12 @@ type transportKey struct {
 	tls           *tls.Config
 }
 
-// handshakeError marks a failed TLS handshake inside the dial, so classify can call it a
-// connect failure whatever the TLS stack returned.
-type handshakeError struct{ err error }
-
-func (e *handshakeError) Error() string { return "tls handshake: " + e.err.Error() }
-func (e *handshakeError) Unwrap() error { return e.err }
-
-var strHTTPS = []byte("https")
-
 // Host is one endpoint with its transport.
 type Host struct {
 	lb.Host
-	client *fasthttp.HostClient
-	key    transportKey
-	health *health
+	transport Transport
+	key       transportKey // the settings transport was built with
+	health    *health
 }
 
 // state is one immutable generation of a cluster's hosts and picker.
@@ -165,6 +155,10 @@ func (c *Cluster) Name() string { return c.name }
 
 // Options returns the cluster's current options.
 func (c *Cluster) Options() *Options { return c.opts.Load() }
+
+// MaxResponseBytes is the current bound on a response body (<= 0: none), which the gateway
+// enforces while it copies or streams the body.
+func (c *Cluster) MaxResponseBytes() int64 { return c.opts.Load().MaxResponseBytes }
 
 // Call carries one request's routing inputs and reports what happened.
 type Call struct {
@@ -333,32 +327,14 @@ func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Respons
 	return err, ok
 }
 
-// send is one HTTP exchange with h, with its error mapped onto the package's sentinels, and
-// what the try says about the host.
+// send is one exchange with h over its transport, with the error mapped onto the package's
+// sentinels, and what the try says about the host.
 func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) (error, outcome) {
 	call.Address = h.Address
-	// The gateway builds origin-form requests, so the URI's scheme is http; fasthttp refuses a
-	// request whose scheme disagrees with the client's IsTLS. Setting it reuses the URI's
-	// buffer, so this does not allocate.
-	if u := req.URI(); h.client.IsTLS != bytes.Equal(u.Scheme(), strHTTPS) {
-		if h.client.IsTLS {
-			u.SetScheme("https")
-		} else {
-			u.SetScheme("http")
-		}
-	}
 	setBudgetHeader(req, deadline)
 	start := time.Now()
 	h.Begin()
-	var err error
-	if deadline.IsZero() {
-		err = h.client.Do(req, resp)
-	} else {
-		err = h.client.DoDeadline(req, resp, deadline)
-		// fasthttp leaves the timeout it derived from the deadline in req, where a later
-		// Do without one would silently apply it again.
-		req.SetTimeout(0)
-	}
+	err := h.transport.Do(req, resp, deadline)
 	took := time.Since(start)
 	call.Elapsed += took
 	if raw := err; raw != nil {
@@ -449,10 +425,15 @@ func retryable(err error, pol *RetryPolicy, call *Call) bool {
 }
 
 // classify maps transport errors onto the package's sentinels. It keeps the original error in
-// the chain for logs.
+// the chain for logs. An error that already carries a sentinel is the transport's own verdict
+// (see Transport.Do) and is kept as it is.
 func classify(err error) error {
 	if err == nil {
 		return nil
+	}
+	if errors.Is(err, ErrConnect) || errors.Is(err, ErrReset) || errors.Is(err, ErrTimeout) ||
+		errors.Is(err, ErrOverflow) || errors.Is(err, ErrResponseTooLarge) || errors.Is(err, ErrProtocol) {
+		return err
 	}
 	var (
 		opErr   *net.OpError
@@ -542,7 +523,7 @@ func (c *Cluster) Status() Status {
 			EWMAms:            float64(h.EWMA()) / float64(time.Millisecond),
 			Requests:          h.Requests.Load(),
 			Errors:            h.Errors.Load(),
-			Conns:             h.client.ConnsCount(),
+			Conns:             h.transport.ConnsCount(),
 			Ejections:         int(hs.ejections.Load()),
 			ConsecutiveErrors: int(hs.consecutive.Load()),
 			Breaker:           stateName(b),

@@ -1,7 +1,6 @@
 // Package upstream owns clusters: the set of hosts of one service, the balancer over them, the
-// per-host transport (a fasthttp.HostClient each), the retry loop, and the resilience around
-// it: outlier detection, circuit breakers, the retry budget, the in-flight limit and the
-// deadline budget sent upstream.
+// per-host transport, the retry loop, and the resilience around it: outlier detection, circuit
+// breakers, the retry budget, the in-flight limit and the deadline budget sent upstream.
 //
 //	discovery.Set ──▶ Manager.apply ──▶ Cluster.state (atomic.Pointer: hosts + picker)
 //	                                          │
@@ -9,10 +8,23 @@
 //	              ▲                                                    │
 //	              │                           breaker.Execute (open: pick another host)
 //	              │                                                    │
-//	   backoff + retry budget ◀── retry? ◀── outlier/breaker ◀── Host.client.Do (+budget header)
+//	   backoff + retry budget ◀── retry? ◀── outlier/breaker ◀── Host.transport.Do (+budget header)
+//	                                                                   │
+//	                                           Transport: http1Transport (fasthttp.HostClient)
+//	                                                      or ManagerOptions.NewTransport's
 //
 //	Manager goroutine: logs events (ejections, returns, panic, breaker changes) and sweeps
 //	ejections every second; events arrive on a non-blocking channel.
+//
+// The wire protocol lives behind one seam, Transport (transport.go): Do one exchange with a
+// deadline, count connections, close idle ones. Everything above it sees a try only as an error
+// (one of the sentinels, which a transport may return itself or leave to classify) and a
+// response, so adding a protocol (HTTP/2, gRPC) means adding a Transport and choosing it in
+// ManagerOptions.NewTransport, with no change to the balancer, outlier detection, breakers or
+// retries. Today every host uses http1Transport: HTTP/1.1 over its own fasthttp.HostClient,
+// built with the cluster's TLS, timeouts and connection limit, dialling through the Manager's
+// shared TCPDialer. A host's transport is rebuilt only when those settings change
+// (Options.transportKey), and the old one's idle connections are closed.
 //
 // Hosts are keyed by (cluster, address) and survive config reloads and endpoint updates, so
 // their keep-alive connections, in-flight counts and latency estimates are not reset by a
@@ -26,11 +38,11 @@
 // the cluster not in panic. They are recomputed under the ejection mutex whenever an ejection
 // starts or ends and after every rebuild.
 //
-// TLS (Options.TLS) is per cluster: each host's client gets its own clone of the config, and
-// the handshake is completed inside the dial, so a peer that fails it (untrusted certificate,
-// wrong service identity) is ErrConnect: nothing was sent, so it is retried on another host
-// for any method. Cluster.Do sets the request URI's scheme to match, since fasthttp refuses a
-// request whose scheme disagrees with the client.
+// TLS (Options.TLS) is per cluster: each host's transport gets its own clone of the config,
+// and the handshake is completed inside the dial, so a peer that fails it (untrusted
+// certificate, wrong service identity) is ErrConnect: nothing was sent, so it is retried on
+// another host for any method. The HTTP/1.1 transport sets the request URI's scheme to match,
+// since fasthttp refuses a request whose scheme disagrees with the client.
 //
 // Retry rules (why): a request is only re-sent when doing so cannot duplicate a side effect the
 // client did not ask for. A connect failure never reached the upstream, so any method may be

@@ -311,6 +311,9 @@ func hostsOf(c *Cluster) map[string]*Host {
 	return out
 }
 
+// hostClient is the fasthttp client behind h's default HTTP/1.1 transport.
+func hostClient(h *Host) *fasthttp.HostClient { return h.transport.(*http1Transport).hc }
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()

@@ -1,11 +1,9 @@
 package upstream
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +22,10 @@ import (
 type ManagerOptions struct {
 	Registerer prometheus.Registerer // required
 	Logger     zerolog.Logger
+	// NewTransport builds each host's transport (nil: HTTP/1.1 over fasthttp, with the
+	// cluster's TLS, timeouts and connection limit). It is the protocol seam: balancing,
+	// outlier detection, breakers and retries run the same over any Transport.
+	NewTransport NewTransportFunc
 }
 
 // Manager owns every cluster of the process. Clusters (and their hosts) are keyed by service
@@ -33,7 +35,8 @@ type Manager struct {
 	// dialer is shared by every host: a fasthttp.TCPDialer keeps a DNS cache with its own
 	// cleaner goroutine, and one per host cost a goroutine (and its stack) per endpoint —
 	// 2000 of them for 1000 services × 2 instances.
-	dialer *fasthttp.TCPDialer
+	dialer    *fasthttp.TCPDialer
+	transport NewTransportFunc // nil: newHTTP1Transport
 
 	mu       sync.Mutex // guards clusters; taken on reload and discovery updates, never per request
 	clusters map[string]*Cluster
@@ -65,9 +68,10 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		return nil, errors.New("upstream: a prometheus registerer is required")
 	}
 	m := &Manager{
-		log:      opts.Logger,
-		dialer:   &fasthttp.TCPDialer{},
-		clusters: make(map[string]*Cluster),
+		log:       opts.Logger,
+		dialer:    &fasthttp.TCPDialer{},
+		transport: opts.NewTransport,
+		clusters:  make(map[string]*Cluster),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshgate_upstream_retries_total",
 			Help: "Requests re-sent to an upstream after a failed try.",
@@ -240,7 +244,7 @@ func (m *Manager) Retain(keep []string) {
 		for _, h := range c.state.Load().hosts {
 			// In-flight requests keep their connections; only idle ones go now, and the
 			// rest close when their requests finish and the client is collected.
-			h.client.CloseIdleConnections()
+			h.transport.CloseIdleConnections()
 		}
 	}
 }
@@ -323,15 +327,16 @@ func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 			delete(byAddr, ep.Address)
 			continue
 		}
-		nh := newHost(ep.Address, w, opts, c.mm.dialer)
+		var same Transport
+		if ok && h.key == key {
+			// Same transport, new weight: keep the connection pool, start fresh statistics.
+			same = h.transport
+			delete(byAddr, ep.Address)
+		}
+		nh := c.mm.newHost(ep.Address, w, opts, same)
 		if ok {
 			// Ejections and breakers belong to the address, whatever else changed.
 			nh.health = h.health
-			if h.key == key {
-				// Same transport, new weight: keep the connection pool, start fresh statistics.
-				nh.client = h.client
-				delete(byAddr, ep.Address)
-			}
 		}
 		hosts = append(hosts, nh)
 	}
@@ -347,7 +352,7 @@ func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 	st := &state{hosts: hosts, picker: opts.Policy.NewPicker(lbHosts), source: source}
 	c.state.Store(st)
 	for _, h := range byAddr {
-		h.client.CloseIdleConnections()
+		h.transport.CloseIdleConnections()
 		if !seen[h.Address] {
 			c.mm.breakerState.DeleteLabelValues(c.name, h.Address)
 		}
@@ -376,88 +381,22 @@ func (c *Cluster) ensureBreaker(h *Host, o *BreakerOptions) {
 	}
 }
 
-func newHost(addr string, weight int, opts *Options, dialer *fasthttp.TCPDialer) *Host {
-	connectTimeout := opts.ConnectTimeout
-	if connectTimeout <= 0 {
-		connectTimeout = 2 * time.Second
+// newHost is a host of a cluster with opts and no resilience state, using transport (nil: a
+// new one).
+func (m *Manager) newHost(addr string, weight int, opts *Options, transport Transport) *Host {
+	if transport == nil {
+		transport = m.newTransport(addr, opts)
 	}
-	h := &Host{key: opts.transportKey(), health: &health{}}
+	h := &Host{key: opts.transportKey(), health: &health{}, transport: transport}
 	h.Address = addr
 	h.Weight = weight
-	tlsCfg := hostTLSConfig(opts.TLS, addr)
-	h.client = &fasthttp.HostClient{
-		Addr:                     addr,
-		NoDefaultUserAgentHeader: true,
-		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			// timeout is what is left of the request's deadline (0: none); the connect timeout
-			// caps it so a black-holed host fails fast and the retry can go elsewhere.
-			if timeout <= 0 || timeout > connectTimeout {
-				timeout = connectTimeout
-			}
-			if tlsCfg == nil {
-				return dialer.DialTimeout(addr, timeout)
-			}
-			return dialTLS(dialer, addr, timeout, tlsCfg)
-		},
-		// fasthttp sees an already handshaken *tls.Conn from DialTimeout and does not
-		// handshake again; IsTLS still matters for its scheme check, TLSConfig is informative.
-		IsTLS:               tlsCfg != nil,
-		TLSConfig:           tlsCfg,
-		MaxConns:            opts.MaxConnsPerHost,
-		MaxIdleConnDuration: opts.IdleTimeout,
-		// Retries are ours (they know about hosts, budgets and idempotency); the client's own
-		// would silently re-send to the same host.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		// The gateway decides the exact request-target; the client must send it byte for byte.
-		DisablePathNormalizing: true,
-		// Bodies above the threshold are streamed to the client; small ones are copied whole by
-		// the gateway. Either way the size bound is enforced by the gateway.
-		StreamResponseBody:    true,
-		SecureErrorLogMessage: true,
-	}
 	return h
 }
 
-// hostTLSConfig is cfg for one host: a clone, so the caller's config is never written to,
-// with ServerName naming the host unless the config decides verification itself.
-func hostTLSConfig(cfg *tls.Config, addr string) *tls.Config {
-	if cfg == nil {
-		return nil
+// newTransport builds addr's transport: ManagerOptions.NewTransport's, or HTTP/1.1 over fasthttp.
+func (m *Manager) newTransport(addr string, opts *Options) Transport {
+	if m.transport != nil {
+		return m.transport(addr, opts)
 	}
-	c := cfg.Clone()
-	if c.ServerName == "" && !c.InsecureSkipVerify {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			host = addr
-		}
-		c.ServerName = host
-	}
-	return c
-}
-
-// dialTLS connects and completes the handshake within timeout. Doing the handshake here
-// rather than leaving it to fasthttp (which, without a write timeout, handshakes lazily on the
-// first write) makes a bad certificate a dial error: the request was never sent, so it is a
-// connect failure and may be retried elsewhere.
-func dialTLS(dialer *fasthttp.TCPDialer, addr string, timeout time.Duration, cfg *tls.Config) (net.Conn, error) {
-	deadline := time.Now().Add(timeout)
-	raw, err := dialer.DialTimeout(addr, timeout)
-	if err != nil {
-		return nil, err
-	}
-	conn := tls.Client(raw, cfg)
-	if err := conn.SetDeadline(deadline); err != nil {
-		_ = raw.Close()
-		return nil, &handshakeError{err}
-	}
-	if err := conn.Handshake(); err != nil {
-		_ = raw.Close()
-		return nil, &handshakeError{err}
-	}
-	if err := conn.SetDeadline(time.Time{}); err != nil {
-		_ = raw.Close()
-		return nil, &handshakeError{err}
-	}
-	return conn, nil
+	return newHTTP1Transport(addr, opts, m.dialer)
 }

@@ -161,11 +161,11 @@ func TestEnsureTransportChangeRebuildsHosts(t *testing.T) {
 				}
 				return
 			}
-			if nh == old || nh.client == old.client {
+			if nh == old || nh.transport == old.transport {
 				t.Fatal("transport setting changed but the host kept its client")
 			}
-			if nh.client.MaxConns != opts.MaxConnsPerHost || nh.client.MaxIdleConnDuration != opts.IdleTimeout {
-				t.Fatalf("new client: max conns %d idle %v", nh.client.MaxConns, nh.client.MaxIdleConnDuration)
+			if hc := hostClient(nh); hc.MaxConns != opts.MaxConnsPerHost || hc.MaxIdleConnDuration != opts.IdleTimeout {
+				t.Fatalf("new client: max conns %d idle %v", hc.MaxConns, hc.MaxIdleConnDuration)
 			}
 			if _, _, err := do(t, c, fasthttp.MethodGet, &Call{}); err != nil {
 				t.Fatalf("Do on rebuilt host: %v", err)
@@ -208,8 +208,8 @@ func TestApplyWeightChangeKeepsClient(t *testing.T) {
 	old := hostsOf(c)["10.0.0.1:80"]
 	c.Apply(discovery.Set{Endpoints: []discovery.Endpoint{{Address: "10.0.0.1:80", Weight: 3}}})
 	nh := hostsOf(c)["10.0.0.1:80"]
-	if nh.Weight != 3 || nh.client != old.client {
-		t.Fatalf("weight %d, same client %v; want weight 3 on the same connection pool", nh.Weight, nh.client == old.client)
+	if nh.Weight != 3 || nh.transport != old.transport {
+		t.Fatalf("weight %d, same client %v; want weight 3 on the same connection pool", nh.Weight, nh.transport == old.transport)
 	}
 	// Weight 0 from discovery means 1, and is then no change at all.
 	c.Apply(discovery.Set{Endpoints: []discovery.Endpoint{{Address: "10.0.0.1:80", Weight: 0}}})
@@ -260,7 +260,7 @@ func TestRetainAndStatuses(t *testing.T) {
 		t.Fatal("a dropped cluster came back instead of a new one")
 	}
 	// A dropped cluster's idle connections are closed.
-	waitFor(t, "alpha's idle connection to close", func() bool { return hostsOf(alpha)[up.addr].client.ConnsCount() == 0 })
+	waitFor(t, "alpha's idle connection to close", func() bool { return hostsOf(alpha)[up.addr].transport.ConnsCount() == 0 })
 }
 
 func TestMetricsExposed(t *testing.T) {

@@ -64,10 +64,10 @@ func TestClusterTLS(t *testing.T) {
 		if err != nil || code != 200 || body != "tls ok /path?q=1" {
 			t.Fatalf("code=%d body=%q err=%v", code, body, err)
 		}
-		h := hostsOf(c)[trusted.addr]
-		if !h.client.IsTLS || h.client.TLSConfig == trust || h.client.TLSConfig.ServerName != "127.0.0.1" {
+		hc := hostClient(hostsOf(c)[trusted.addr])
+		if !hc.IsTLS || hc.TLSConfig == trust || hc.TLSConfig.ServerName != "127.0.0.1" {
 			t.Fatalf("host TLS: IsTLS=%v shared=%v ServerName=%q",
-				h.client.IsTLS, h.client.TLSConfig == trust, h.client.TLSConfig.ServerName)
+				hc.IsTLS, hc.TLSConfig == trust, hc.TLSConfig.ServerName)
 		}
 		if trust.ServerName != "" {
 			t.Fatalf("caller's config was modified: ServerName=%q", trust.ServerName)
@@ -131,19 +131,19 @@ func TestClusterTLS(t *testing.T) {
 		if code, _, err := do(t, c, fasthttp.MethodGet, &Call{Idempotent: true, Replayable: true}); err == nil && code == 200 {
 			t.Fatal("plaintext request to an https upstream succeeded")
 		}
-		plain := hostsOf(c)[trusted.addr].client
+		plain := hostsOf(c)[trusted.addr].transport
 		newCluster(t, m, Options{TLS: trust}, trusted.addr)
 		code, body, err := do(t, c, fasthttp.MethodGet, &Call{Idempotent: true, Replayable: true})
 		if err != nil || code != 200 || body != "tls ok /path?q=1" {
 			t.Fatalf("after enabling TLS: code=%d body=%q err=%v", code, body, err)
 		}
-		if hostsOf(c)[trusted.addr].client == plain {
+		if hostsOf(c)[trusted.addr].transport == plain {
 			t.Fatal("host client was kept across a TLS change")
 		}
 		// The same pointer again keeps the client and its pool.
-		tlsClient := hostsOf(c)[trusted.addr].client
+		tlsClient := hostsOf(c)[trusted.addr].transport
 		newCluster(t, m, Options{TLS: trust}, trusted.addr)
-		if hostsOf(c)[trusted.addr].client != tlsClient {
+		if hostsOf(c)[trusted.addr].transport != tlsClient {
 			t.Fatal("host client was rebuilt although TLS did not change")
 		}
 	})

@@ -1,0 +1,168 @@
+package upstream
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Transport is one host's HTTP exchanges: the only part of a cluster that knows a wire
+// protocol. The balancer, outlier detection, breakers, retries, the retry budget and the
+// deadline header see a try only as an error and a response, so a second protocol (HTTP/2,
+// gRPC) is a second Transport and touches none of them.
+type Transport interface {
+	// Do sends req to the host and fills resp, giving up at deadline (zero: no deadline). It
+	// must not keep req or resp after it returns, except for the response body, which it
+	// delivers as a stream (resp.SetBodyStream) that the caller consumes or closes: the
+	// gateway copies or streams a body from there, so a large one is bounded without being
+	// held whole, and takes a response without a stream as having none. Its error is either a sentinel of this package wrapped
+	// with %w (ErrConnect, ErrReset, ErrTimeout, ErrOverflow, ErrResponseTooLarge,
+	// ErrProtocol), when the transport knows what went wrong, or an error from the network
+	// stack that Cluster.Do classifies (see classify). ErrConnect must mean nothing was sent:
+	// it is what lets any method be retried on another host.
+	Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error
+	// ConnsCount is the number of open connections, for the admin /clusters page.
+	ConnsCount() int
+	// CloseIdleConnections is called when the cluster stops using the transport (the host is
+	// gone, its transport settings changed, or the cluster was dropped). Connections of
+	// requests still in flight close when those requests end.
+	CloseIdleConnections()
+}
+
+// NewTransportFunc builds the transport to one host address with its cluster's options (TLS,
+// timeouts, connection limit), which it must not modify. It is called again for every host
+// whose transport settings change (see Options.transportKey), under the cluster's rebuild
+// lock and never on the request path, and must not fail: settings are validated before a
+// cluster is built.
+type NewTransportFunc func(addr string, opts *Options) Transport
+
+var _ Transport = (*http1Transport)(nil)
+
+// http1Transport is HTTP/1.1 over a fasthttp.HostClient: the transport of every cluster today.
+type http1Transport struct {
+	hc *fasthttp.HostClient
+}
+
+// newHTTP1Transport builds addr's client. dialer is shared by every host of the Manager (see
+// Manager.dialer).
+func newHTTP1Transport(addr string, opts *Options, dialer *fasthttp.TCPDialer) *http1Transport {
+	connectTimeout := opts.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 2 * time.Second
+	}
+	tlsCfg := hostTLSConfig(opts.TLS, addr)
+	return &http1Transport{hc: &fasthttp.HostClient{
+		Addr:                     addr,
+		NoDefaultUserAgentHeader: true,
+		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
+			// timeout is what is left of the request's deadline (0: none); the connect timeout
+			// caps it so a black-holed host fails fast and the retry can go elsewhere.
+			if timeout <= 0 || timeout > connectTimeout {
+				timeout = connectTimeout
+			}
+			if tlsCfg == nil {
+				return dialer.DialTimeout(addr, timeout)
+			}
+			return dialTLS(dialer, addr, timeout, tlsCfg)
+		},
+		// fasthttp sees an already handshaken *tls.Conn from DialTimeout and does not
+		// handshake again; IsTLS still matters for its scheme check, TLSConfig is informative.
+		IsTLS:               tlsCfg != nil,
+		TLSConfig:           tlsCfg,
+		MaxConns:            opts.MaxConnsPerHost,
+		MaxIdleConnDuration: opts.IdleTimeout,
+		// Retries are ours (they know about hosts, budgets and idempotency); the client's own
+		// would silently re-send to the same host.
+		MaxIdemponentCallAttempts: 1,
+		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
+		// The gateway decides the exact request-target; the client must send it byte for byte.
+		DisablePathNormalizing: true,
+		// Bodies above the threshold are streamed to the client; small ones are copied whole by
+		// the gateway. Either way the size bound is enforced by the gateway.
+		StreamResponseBody:    true,
+		SecureErrorLogMessage: true,
+	}}
+}
+
+var strHTTPS = []byte("https")
+
+// Do implements Transport.
+func (t *http1Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	// The gateway builds origin-form requests, so the URI's scheme is http; fasthttp refuses a
+	// request whose scheme disagrees with the client's IsTLS. Setting it reuses the URI's
+	// buffer, so this does not allocate.
+	if u := req.URI(); t.hc.IsTLS != bytes.Equal(u.Scheme(), strHTTPS) {
+		if t.hc.IsTLS {
+			u.SetScheme("https")
+		} else {
+			u.SetScheme("http")
+		}
+	}
+	if deadline.IsZero() {
+		return t.hc.Do(req, resp)
+	}
+	err := t.hc.DoDeadline(req, resp, deadline)
+	// fasthttp leaves the timeout it derived from the deadline in req, where a later Do
+	// without one would silently apply it again.
+	req.SetTimeout(0)
+	return err
+}
+
+// ConnsCount implements Transport.
+func (t *http1Transport) ConnsCount() int { return t.hc.ConnsCount() }
+
+// CloseIdleConnections implements Transport.
+func (t *http1Transport) CloseIdleConnections() { t.hc.CloseIdleConnections() }
+
+// hostTLSConfig is cfg for one host: a clone, so the caller's config is never written to,
+// with ServerName naming the host unless the config decides verification itself.
+func hostTLSConfig(cfg *tls.Config, addr string) *tls.Config {
+	if cfg == nil {
+		return nil
+	}
+	c := cfg.Clone()
+	if c.ServerName == "" && !c.InsecureSkipVerify {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		c.ServerName = host
+	}
+	return c
+}
+
+// handshakeError marks a failed TLS handshake inside the dial, so classify can call it a
+// connect failure whatever the TLS stack returned.
+type handshakeError struct{ err error }
+
+func (e *handshakeError) Error() string { return "tls handshake: " + e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+// dialTLS connects and completes the handshake within timeout. Doing the handshake here
+// rather than leaving it to fasthttp (which, without a write timeout, handshakes lazily on the
+// first write) makes a bad certificate a dial error: the request was never sent, so it is a
+// connect failure and may be retried elsewhere.
+func dialTLS(dialer *fasthttp.TCPDialer, addr string, timeout time.Duration, cfg *tls.Config) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
+	raw, err := dialer.DialTimeout(addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	conn := tls.Client(raw, cfg)
+	if err := conn.SetDeadline(deadline); err != nil {
+		_ = raw.Close()
+		return nil, &handshakeError{err}
+	}
+	if err := conn.Handshake(); err != nil {
+		_ = raw.Close()
+		return nil, &handshakeError{err}
+	}
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		_ = raw.Close()
+		return nil, &handshakeError{err}
+	}
+	return conn, nil
+}
