@@ -24,7 +24,7 @@ func origin(t testing.TB) string {
 	}
 	body := make([]byte, 1024)
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }}
-	go srv.Serve(ln) //nolint:errcheck
+	go srv.Serve(ln) //nolint:errcheck // returns when Shutdown in Cleanup stops it
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
 }
@@ -78,6 +78,7 @@ func TestServeAllocations(t *testing.T) {
 }
 
 func serveAllocs(t *testing.T, h *Handler, extra [][2]string) {
+	t.Helper()
 	var ctx fasthttp.RequestCtx
 	var req fasthttp.Request
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555}

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"math"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
@@ -24,11 +25,11 @@ type breaker struct {
 // OnStateChange runs under gobreaker's mutex, so it only does a gauge store and a
 // non-blocking channel send; the Manager's goroutine does the logging.
 func newBreaker(service, addr string, o BreakerOptions, gauge prometheus.Gauge, sink *eventSink) *breaker {
-	minReq, ratio := uint32(o.MinRequests), o.FailureRatio
+	minReq, ratio := saturateUint32(o.MinRequests), o.FailureRatio
 	gauge.Set(0)
 	cb := gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        addr,
-		MaxRequests: uint32(o.HalfOpenRequests),
+		MaxRequests: saturateUint32(o.HalfOpenRequests),
 		Interval:    o.Interval,
 		Timeout:     o.OpenTimeout,
 		ReadyToTrip: func(c gobreaker.Counts) bool {
@@ -41,9 +42,22 @@ func newBreaker(service, addr string, o BreakerOptions, gauge prometheus.Gauge, 
 			gauge.Set(float64(to)) // gobreaker numbers closed 0, half-open 1, open 2, as documented
 			sink.emit(event{kind: evBreaker, service: service, host: addr, from: from, to: to})
 		},
-		IsExcluded: func(err error) bool { return err == errTryExcluded },
+		IsExcluded: func(err error) bool { return errors.Is(err, errTryExcluded) },
 	})
 	return &breaker{cb: cb, opts: o}
+}
+
+// saturateUint32 converts a count for gobreaker, which keeps uint32 counters. The counts are
+// validated positive; one past the uint32 range becomes the largest uint32 instead of wrapping.
+func saturateUint32(n int) uint32 {
+	switch {
+	case n <= 0:
+		return 0
+	case n > math.MaxUint32:
+		return math.MaxUint32
+	default:
+		return uint32(n)
+	}
 }
 
 // stateName is the breaker state as /clusters shows it.

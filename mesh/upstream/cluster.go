@@ -271,7 +271,7 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 		c.metrics.noHosts.Inc()
 		return -1, ErrNoHosts
 	}
-	if err, ok := c.attempt(st.hosts[idx], req, resp, call, deadline, opts); ok {
+	if ok, err := c.attempt(st.hosts[idx], req, resp, call, deadline, opts); ok {
 		return idx, err
 	}
 	c.metrics.breakerRejections.Inc()
@@ -293,7 +293,7 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 			if !candidate {
 				continue
 			}
-			if err, ok := c.attempt(h, req, resp, call, deadline, opts); ok {
+			if ok, err := c.attempt(h, req, resp, call, deadline, opts); ok {
 				return i, err
 			}
 			c.metrics.breakerRejections.Inc()
@@ -309,27 +309,27 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 // The breaker is asked before sending and told the outcome after, as gobreaker's two-step
 // API does; Execute is used because TwoStepCircuitBreaker.Allow allocates its done closure on
 // every call, while the closure given to Execute stays on the stack.
-func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (err error, ok bool) {
+func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (ok bool, err error) {
 	b := h.health.breaker.Load()
 	if b == nil {
 		var o outcome
-		err, o = c.send(h, req, resp, call, deadline)
+		o, err = c.send(h, req, resp, call, deadline)
 		c.observe(h, o, opts)
-		return err, true
+		return true, err
 	}
 	_, _ = b.cb.Execute(func() (any, error) {
 		ok = true
 		var o outcome
-		err, o = c.send(h, req, resp, call, deadline)
+		o, err = c.send(h, req, resp, call, deadline)
 		c.observe(h, o, opts)
 		return nil, verdict(o)
 	})
-	return err, ok
+	return ok, err
 }
 
 // send is one exchange with h over its transport, with the error mapped onto the package's
 // sentinels, and what the try says about the host.
-func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) (error, outcome) {
+func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) (outcome, error) {
 	call.Address = h.Address
 	setBudgetHeader(req, deadline)
 	start := time.Now()
@@ -350,7 +350,7 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 		err = fmt.Errorf("%w: %w", ErrClientBody, err)
 	}
 	h.End(took, o == tryFailed)
-	return err, o
+	return o, err
 }
 
 // outcomeOf says how a try reflects on its host. Only what the host did counts: our own

@@ -210,7 +210,7 @@ func TestNoStaleTimeoutOnReusedRequest(t *testing.T) {
 	t.Parallel()
 	m, _ := newManager(t)
 	release := make(chan struct{})
-	up := startServer(t, func(w http.ResponseWriter, r *http.Request) {
+	up := startServer(t, func(_ http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("q") == "wait" {
 			select {
 			case <-release:
@@ -477,7 +477,7 @@ func TestOverflow(t *testing.T) {
 	t.Parallel()
 	m, _ := newManager(t)
 	release := make(chan struct{})
-	up := startServer(t, func(w http.ResponseWriter, r *http.Request) {
+	up := startServer(t, func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():

@@ -68,11 +68,11 @@ func logEvent(log *zerolog.Logger, ev event) {
 		log.Info().Str("service", ev.service).Int("healthy", ev.healthy).Int("hosts", ev.total).
 			Msg("upstream panic mode over")
 	case evBreaker:
-		e := log.Info()
+		lvl := zerolog.InfoLevel
 		if ev.to == gobreaker.StateOpen {
-			e = log.Warn()
+			lvl = zerolog.WarnLevel
 		}
-		e.Str("service", ev.service).Str("host", ev.host).Str("from", ev.from.String()).Str("to", ev.to.String()).
+		log.WithLevel(lvl).Str("service", ev.service).Str("host", ev.host).Str("from", ev.from.String()).Str("to", ev.to.String()).
 			Msg("upstream circuit breaker state changed")
 	}
 }

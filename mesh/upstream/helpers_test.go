@@ -107,7 +107,7 @@ func statusServer(t *testing.T, code int) *upstreamServer {
 func slowServer(t *testing.T) *upstreamServer {
 	t.Helper()
 	release := make(chan struct{})
-	u := startServer(t, func(w http.ResponseWriter, r *http.Request) {
+	u := startServer(t, func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-release:

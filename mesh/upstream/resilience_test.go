@@ -504,7 +504,7 @@ func TestMaxInFlight(t *testing.T) {
 	t.Parallel()
 	m, _ := newManager(t)
 	release := make(chan struct{})
-	up := startServer(t, func(w http.ResponseWriter, r *http.Request) {
+	up := startServer(t, func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-release:
 		case <-r.Context().Done():
