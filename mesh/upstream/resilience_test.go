@@ -688,7 +688,14 @@ func TestDoResilienceAllocations(t *testing.T) {
 		for range 10 {
 			f()
 		}
-		return testing.AllocsPerRun(200, f)
+		// AllocsPerRun counts the whole process, the in-process test server included, so
+		// other goroutines can only add to a measurement: the least of three is the closest
+		// to what Do itself allocates (and a Do that allocates stays above it every time).
+		least := testing.AllocsPerRun(200, f)
+		for range 2 {
+			least = min(least, testing.AllocsPerRun(200, f))
+		}
+		return least
 	}
 	with := allocs("with", Options{})
 	without := allocs("without", plain(Options{}))
