@@ -142,7 +142,7 @@ func TestParseStatus(t *testing.T) {
 	t.Parallel()
 	in := "Name:\tmeshgate\nVmHWM:\t   25480 kB\nVmRSS:\t   24312 kB\nThreads:\t9\n"
 	m, err := parseStatus(in)
-	if err != nil || m.rssKB != 24312 || m.hwmKB != 25480 {
+	if err != nil || m.RSSKB != 24312 || m.HWMKB != 25480 {
 		t.Fatalf("parseStatus = %+v, %v", m, err)
 	}
 	if _, err := parseStatus("Name:\tx\nVmRSS:\t1 kB\n"); err == nil || !strings.Contains(err.Error(), "no VmRSS or VmHWM") {

@@ -1,50 +1,15 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/meshgate/meshgate/scripts/bench/procfs"
 )
-
-// parseStat returns utime+stime (clock ticks) and the parent pid from the text
-// of /proc/PID/stat. The command name (field 2) may contain spaces and
-// parentheses, so fields are counted after its last ')'.
-func parseStat(s string) (ticks uint64, ppid int, err error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, errors.New("stat: no command name")
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state): ppid (4) is f[1], utime (14) and stime (15) f[11] and f[12].
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("stat: %d fields after the command name", len(f))
-	}
-	ppid, err = strconv.Atoi(f[1])
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat ppid: %w", err)
-	}
-	ut, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat utime: %w", err)
-	}
-	st, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat stime: %w", err)
-	}
-	return ut + st, ppid, nil
-}
-
-func readStat(pid int) (ticks uint64, ppid int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	return parseStat(string(b))
-}
 
 // processTicks returns utime+stime of pid plus its direct children's: nginx's
 // master does no proxying, its workers do, and meshgate's plugins are its
@@ -71,47 +36,13 @@ func processTicks(pid int) (uint64, error) {
 	return total, nil
 }
 
-// memory is a process's resident set, in kB as the kernel reports it.
-type memory struct {
-	rssKB int64 // VmRSS: now
-	hwmKB int64 // VmHWM: the peak so far
-}
+// memory is a process's resident set (the tools share procfs, so they report it one way).
+type memory = procfs.Memory
 
-func parseStatus(status string) (memory, error) {
-	var m memory
-	var haveRSS, haveHWM bool
-	for line := range strings.Lines(status) {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return m, fmt.Errorf("status %s: unexpected value %q", k, strings.TrimSpace(v))
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("status %s: %w", k, err)
-		}
-		if k == "VmRSS" {
-			m.rssKB, haveRSS = n, true
-		} else {
-			m.hwmKB, haveHWM = n, true
-		}
-	}
-	if !haveRSS || !haveHWM {
-		return m, errors.New("status: no VmRSS or VmHWM")
-	}
-	return m, nil
-}
-
-func readMemory(pid int) (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memory{}, err
-	}
-	return parseStatus(string(b))
-}
+func parseStat(s string) (uint64, int, error)   { return procfs.ParseStat(s) }
+func readStat(pid int) (uint64, int, error)     { return procfs.ReadStat(pid) }
+func parseStatus(status string) (memory, error) { return procfs.ParseStatus(status) }
+func readMemory(pid int) (memory, error)        { return procfs.ReadMemory(pid) }
 
 // comm is the process's command name, to check that a pid is the program it
 // should be and not a wrapper.

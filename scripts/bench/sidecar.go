@@ -77,7 +77,7 @@ func (h *harness) sidecar(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h.logf("app sidecar idle: VmRSS %.1f MB, VmHWM %.1f MB, CPU %.2f%% of a core", megabytes(idleMem.rssKB), megabytes(idleMem.hwmKB), idleCPU)
+	h.logf("app sidecar idle: VmRSS %.1f MB, VmHWM %.1f MB, CPU %.2f%% of a core", megabytes(idleMem.RSSKB), megabytes(idleMem.HWMKB), idleCPU)
 
 	direct := &target{name: "direct", port: app.port}
 	h.logf("starting B: meshgate edge, static plaintext route")
@@ -364,10 +364,10 @@ func (h *harness) sidecarReport(f sidecarFigures) string {
 	cpuC, cpuD := q.median("merged", per1kOf("app-sidecar")), q.median("chain", per1kOf("app-sidecar"))
 	w("## Targets\n\n| figure | measured | target | verdict |\n|---|---:|---|---|\n")
 	w("| app sidecar idle VmRSS (after start-up + %s idle, watches running) | %.1f MB (%.1f MiB) | ≤ 20 MB | %s |\n",
-		o.idle, megabytes(f.idle.rssKB), mebibytes(f.idle.rssKB), atMost(megabytes(f.idle.rssKB), 20))
+		o.idle, megabytes(f.idle.RSSKB), mebibytes(f.idle.RSSKB), atMost(megabytes(f.idle.RSSKB), 20))
 	w("| app sidecar CPU per 1000 req/s through C (median of %d) | %s vCPU | ≤ 0.1 vCPU | %s |\n\n", o.rounds, num(cpuC, 4), atMost(cpuC, 0.1))
-	w("- app sidecar idle: VmHWM %.1f MB, CPU %.2f%% of one core over the %s (no request had reached it yet)\n", megabytes(f.idle.hwmKB), f.idleCPU, o.idle)
-	w("- app sidecar after all the load: VmRSS %.1f MB, VmHWM %.1f MB\n", megabytes(f.loaded.rssKB), megabytes(f.loaded.hwmKB))
+	w("- app sidecar idle: VmHWM %.1f MB, CPU %.2f%% of one core over the %s (no request had reached it yet)\n", megabytes(f.idle.HWMKB), f.idleCPU, o.idle)
+	w("- app sidecar after all the load: VmRSS %.1f MB, VmHWM %.1f MB\n", megabytes(f.loaded.RSSKB), megabytes(f.loaded.HWMKB))
 	w("- app sidecar CPU per 1000 req/s through D (same role, callers via client sidecar): %s vCPU\n", num(cpuD, 4))
 	w("- CPU per round (C, app sidecar):")
 	for _, x := range q["merged"] {

@@ -274,7 +274,7 @@ func (s *benchState) waitEndpoints(ctx context.Context) error {
 	}
 	s.results.beforeTraffic = mem
 	s.logf("meshgate has both endpoints of all %d services, %s after registration began; RSS %.1f MB",
-		len(s.svcs), round(s.results.syncedAfter), megabytes(mem.rssKB))
+		len(s.svcs), round(s.results.syncedAfter), megabytes(mem.RSSKB))
 
 	var errs atomic.Int64
 	err = s.forEach(ctx, allIndexes(len(s.svcs)), func(i int) error {
@@ -367,7 +367,7 @@ func (s *benchState) measureIdle(ctx context.Context) error {
 			s.results.consulIdle, s.results.haveConsul = u, true
 		}
 	}
-	s.logf("idle: meshgate RSS %.1f MB, CPU %.2f%% of a core", megabytes(s.results.idle.mem.rssKB), 100*s.results.idle.cpu)
+	s.logf("idle: meshgate RSS %.1f MB, CPU %.2f%% of a core", megabytes(s.results.idle.mem.RSSKB), 100*s.results.idle.cpu)
 	return nil
 }
 

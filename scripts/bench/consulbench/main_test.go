@@ -201,8 +201,8 @@ func TestParseStatus(t *testing.T) {
 		want         memory
 		wantErr      bool
 	}{
-		{"both", "Name:\tmeshgate\nVmHWM:\t   61000 kB\nVmRSS:\t   40000 kB\nThreads:\t9\n", memory{rssKB: 40000, hwmKB: 61000}, false},
-		{"missing HWM", "VmRSS:\t 1 kB\n", memory{rssKB: 1}, true},
+		{"both", "Name:\tmeshgate\nVmHWM:\t   61000 kB\nVmRSS:\t   40000 kB\nThreads:\t9\n", memory{RSSKB: 40000, HWMKB: 61000}, false},
+		{"missing HWM", "VmRSS:\t 1 kB\n", memory{RSSKB: 1}, true},
 		{"bad unit", "VmRSS:\t 1 MB\nVmHWM:\t 1 kB\n", memory{}, true},
 	}
 	for _, tt := range tests {

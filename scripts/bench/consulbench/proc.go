@@ -3,88 +3,35 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
+
+	"github.com/meshgate/meshgate/scripts/bench/procfs"
 )
 
 // cpuTicks returns utime+stime of pid, in clock ticks, from /proc/PID/stat.
 func cpuTicks(pid int) (uint64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	t, _, err := procfs.ReadStat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("read stat: %w", err)
 	}
-	return parseStatTicks(string(b))
+	return t, nil
 }
 
-// parseStatTicks reads fields 14 and 15 of a /proc/PID/stat line. The command name (field 2)
-// may contain spaces and parentheses, so fields are counted after its last ')'.
+// parseStatTicks is utime+stime of a /proc/PID/stat line.
 func parseStatTicks(stat string) (uint64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no command name")
-	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state), so utime (14) and stime (15) are f[11] and f[12].
-	if len(f) < 13 {
-		return 0, fmt.Errorf("stat: %d fields after the command name", len(f))
-	}
-	ut, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stat utime: %w", err)
-	}
-	st, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stat stime: %w", err)
-	}
-	return ut + st, nil
+	t, _, err := procfs.ParseStat(stat)
+	return t, err
 }
 
-// memory is a process's resident set, in kB as the kernel reports it.
-type memory struct {
-	rssKB int64 // VmRSS: now
-	hwmKB int64 // VmHWM: the peak so far
-}
+// memory is a process's resident set (the tools share procfs, so they report it one way).
+type memory = procfs.Memory
 
-func readMemory(pid int) (memory, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return memory{}, fmt.Errorf("read status: %w", err)
-	}
-	return parseStatus(string(b))
-}
-
-func parseStatus(status string) (memory, error) {
-	var m memory
-	var haveRSS, haveHWM bool
-	for line := range strings.Lines(status) {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return m, fmt.Errorf("status %s: unexpected value %q", k, strings.TrimSpace(v))
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return m, fmt.Errorf("status %s: %w", k, err)
-		}
-		if k == "VmRSS" {
-			m.rssKB, haveRSS = n, true
-		} else {
-			m.hwmKB, haveHWM = n, true
-		}
-	}
-	if !haveRSS || !haveHWM {
-		return m, errors.New("status: no VmRSS or VmHWM")
-	}
-	return m, nil
-}
+func parseStatus(status string) (memory, error) { return procfs.ParseStatus(status) }
+func readMemory(pid int) (memory, error)        { return procfs.ReadMemory(pid) }
 
 // megabytes converts kB (KiB, as /proc says) to decimal MB, the unit of the target.
 func megabytes(kb int64) float64 { return float64(kb) * 1024 / 1e6 }

@@ -137,25 +137,25 @@ func (r *results) report(w io.Writer, o runOptions) {
 	p("| process | RSS MB (VmRSS) | peak RSS MB (VmHWM) | CPU, %% of one core | target | verdict |")
 	p("|---|---:|---:|---:|---|---|")
 	verdict := "meets"
-	if megabytes(r.idle.mem.rssKB) > targetRSSMB {
+	if megabytes(r.idle.mem.RSSKB) > targetRSSMB {
 		verdict = "**MISSES**"
 	}
-	p("| meshgate | %.1f | %.1f | %.2f | RSS ≤ 60 MB | %s |", megabytes(r.idle.mem.rssKB),
-		megabytes(r.idle.mem.hwmKB), 100*r.idle.cpu, verdict)
+	p("| meshgate | %.1f | %.1f | %.2f | RSS ≤ 60 MB | %s |", megabytes(r.idle.mem.RSSKB),
+		megabytes(r.idle.mem.HWMKB), 100*r.idle.cpu, verdict)
 	if r.haveConsul {
-		p("| consul agent (context) | %.1f | %.1f | %.2f | — | — |", megabytes(r.consulIdle.mem.rssKB),
-			megabytes(r.consulIdle.mem.hwmKB), 100*r.consulIdle.cpu)
+		p("| consul agent (context) | %.1f | %.1f | %.2f | — | — |", megabytes(r.consulIdle.mem.RSSKB),
+			megabytes(r.consulIdle.mem.HWMKB), 100*r.consulIdle.cpu)
 	}
 	p("")
 	p("- meshgate once every endpoint was known, before any traffic (watches only, no upstream"+
 		" connections): RSS %.1f MB. The idle window follows probes of every instance, so meshgate then"+
-		" also holds its upstream connections, as a proxy in use does", megabytes(r.beforeTraffic.rssKB))
+		" also holds its upstream connections, as a proxy in use does", megabytes(r.beforeTraffic.RSSKB))
 	p("- meshgate after all the changes: RSS %.1f MB, peak %.1f MB (MB = 10^6 bytes)",
-		megabytes(r.after.rssKB), megabytes(r.after.hwmKB))
+		megabytes(r.after.RSSKB), megabytes(r.after.HWMKB))
 }
 
 func (r *results) summary() string {
 	return fmt.Sprintf("sequential p50 %s ms p99 %s ms; burst p50 %s ms p99 %s ms (done after %s); idle RSS %.1f MB, CPU %.2f%%",
 		ms(percentile(r.seq, 50)), ms(percentile(r.seq, 99)), ms(percentile(r.burst, 50)), ms(percentile(r.burst, 99)),
-		round(r.burstDone), megabytes(r.idle.mem.rssKB), 100*r.idle.cpu)
+		round(r.burstDone), megabytes(r.idle.mem.RSSKB), 100*r.idle.cpu)
 }

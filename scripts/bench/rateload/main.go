@@ -38,6 +38,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/meshgate/meshgate/scripts/bench/procfs"
 )
 
 func main() {
@@ -324,38 +326,5 @@ func children() (map[int][]int, error) {
 	return m, nil
 }
 
-// readStat returns utime+stime (clock ticks) and the parent pid from
-// /proc/PID/stat. The command name (field 2) may contain spaces and
-// parentheses, so fields are counted after its last ')'.
-func readStat(pid int) (ticks uint64, ppid int, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	return parseStat(string(b))
-}
-
-func parseStat(s string) (ticks uint64, ppid int, err error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, 0, errors.New("stat: no command name")
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state): ppid (4) is f[1], utime (14) and stime (15) f[11] and f[12].
-	if len(f) < 13 {
-		return 0, 0, fmt.Errorf("stat: %d fields after the command name", len(f))
-	}
-	ppid, err = strconv.Atoi(f[1])
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat ppid: %w", err)
-	}
-	ut, err := strconv.ParseUint(f[11], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat utime: %w", err)
-	}
-	st, err := strconv.ParseUint(f[12], 10, 64)
-	if err != nil {
-		return 0, 0, fmt.Errorf("stat stime: %w", err)
-	}
-	return ut + st, ppid, nil
-}
+func readStat(pid int) (uint64, int, error)   { return procfs.ReadStat(pid) }
+func parseStat(s string) (uint64, int, error) { return procfs.ParseStat(s) }
