@@ -306,7 +306,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	// The request id: kept from a trusted hop and from any authenticated mesh peer (ids only
 	// correlate logs, and a denied peer's request should still be findable); everyone else
 	// gets a fresh one.
-	if h.opts.Connect || trusted(remote, h.opts.TrustedProxies) {
+	// One look at the trusted hops per request: a connect listener names its peers by identity.
+	hop := !h.opts.Connect && trusted(remote, h.opts.TrustedProxies)
+	if h.opts.Connect || hop {
 		if id := req.Header.Peek(hdrXRequestID); validRequestID(id) {
 			s.reqID = append(s.reqID, id...)
 		}
@@ -333,12 +335,12 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 
 	// The owned fields: decide who may set them (a connect listener's peers are known only
 	// now), keep what they may, drop every line the sender wrote.
-	level := h.trustLevel(remote, fr.Identity)
+	level := h.trustLevel(hop, fr.Identity)
 	client := remote
 	if scan&scanOwned != 0 {
 		client = h.takeOwned(&req.Header, level, remote, &s.fwd)
 	} else {
-		s.fwd.chain, s.fwd.proto, s.fwd.host, s.fwd.budget = s.fwd.chain[:0], s.fwd.proto[:0], s.fwd.host[:0], s.fwd.budget[:0]
+		s.fwd.reset()
 	}
 	fr.ClientIP, fr.RequestID = client, s.reqID
 	e.ClientIP = client

@@ -186,12 +186,17 @@ type forwarded struct {
 	budget []byte // X-Meshgate-Budget-Ms as sent, if trusted
 }
 
+// reset empties f, keeping its buffers.
+func (f *forwarded) reset() {
+	f.chain, f.proto, f.host, f.budget = f.chain[:0], f.proto[:0], f.host[:0], f.budget[:0]
+}
+
 // takeOwned resolves the client address from what the sender may tell us, copies the trusted
 // owned values into f and removes every owned field from the request. The request id is read
 // by the caller before this runs.
 func (h *Handler) takeOwned(hd *fasthttp.RequestHeader, level trust, remote netip.Addr, f *forwarded) netip.Addr {
 	client := remote
-	f.chain, f.proto, f.host, f.budget = f.chain[:0], f.proto[:0], f.host[:0], f.budget[:0]
+	f.reset()
 	if level != trustNone {
 		xff := hd.Peek(hdrXForwardedFor)
 		var from int
@@ -271,9 +276,10 @@ func leftmostAddr(remote netip.Addr, xff []byte) (netip.Addr, int) {
 	return a.Unmap(), 0
 }
 
-// trustLevel says what the sender of this request may set: a trusted hop by socket address on
-// a plain listener, a named peer by Connect identity on a connect listener.
-func (h *Handler) trustLevel(remote netip.Addr, identity []byte) trust {
+// trustLevel says what the sender of this request may set: a trusted hop (hop: its socket
+// address is in trusted_proxies, on a plain listener) or, on a connect listener, a peer whose
+// Connect identity is named in trusted_peers.
+func (h *Handler) trustLevel(hop bool, identity []byte) trust {
 	if h.opts.Connect {
 		for _, p := range h.opts.TrustedPeers {
 			if string(identity) == p {
@@ -282,7 +288,7 @@ func (h *Handler) trustLevel(remote netip.Addr, identity []byte) trust {
 		}
 		return trustNone
 	}
-	if trusted(remote, h.opts.TrustedProxies) {
+	if hop {
 		return trustHop
 	}
 	return trustNone
