@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -324,11 +325,37 @@ func (a *Agent) ready(ctx context.Context, client *http.Client) error {
 	if _, err := get(ctx, client, "http://"+a.HTTPAddr+"/v1/agent/self"); err != nil {
 		return err
 	}
-	return nil
+	return a.intentionsWritable(ctx, client)
+}
+
+// probeIntentions is the service-intentions entry the readiness probe writes and deletes.
+const probeIntentions = "consuldev-readiness-probe"
+
+// intentionsWritable writes and deletes a throwaway service-intentions entry. For a moment after
+// it elects itself, a fresh server refuses intention writes ("Intentions are read only while
+// being upgraded to config entries") until its leader loop has checked that the datacenter
+// supports intentions as config entries; no read endpoint shows that state, so only a write can.
+func (a *Agent) intentionsWritable(ctx context.Context, client *http.Client) error {
+	entry := `{"Kind":"service-intentions","Name":"` + probeIntentions +
+		`","Sources":[{"Name":"` + probeIntentions + `","Action":"deny"}]}`
+	if _, err := send(ctx, client, http.MethodPut, "http://"+a.HTTPAddr+"/v1/config", entry); err != nil {
+		return err
+	}
+	_, err := send(ctx, client, http.MethodDelete,
+		"http://"+a.HTTPAddr+"/v1/config/service-intentions/"+probeIntentions, "")
+	return err
 }
 
 func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	return send(ctx, client, http.MethodGet, url, "")
+}
+
+func send(ctx context.Context, client *http.Client, method, url, body string) ([]byte, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -337,14 +364,14 @@ func get(ctx context.Context, client *http.Client, url string) ([]byte, error) {
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }() // read to the end below; closing it cannot fail usefully
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
+		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(out))
 	}
-	return body, nil
+	return out, nil
 }
 
 // halt signals the process and waits for it to exit, escalating to SIGKILL after grace.
