@@ -166,7 +166,34 @@ type Listener struct {
 	IdentityHeader string `yaml:"identity_header"`
 	// TLS terminates TLS on this listener with certificate files (not with connect: true).
 	TLS *ListenerTLS `yaml:"tls"`
+	// HTTP2 serves HTTP/2 beside HTTP/1.1 on the same port: ALPN h2 on TLS and connect
+	// listeners, prior knowledge (h2c) in plaintext. Default true; false: HTTP/1.1 only.
+	HTTP2 *bool `yaml:"http2"`
+	// MaxConcurrentStreams bounds the open streams of one HTTP/2 connection. Default 100.
+	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
 }
+
+// GRPCRetryCode gives the code number of a gRPC status that retry.on may name. A named status
+// is retried (in a Trailers-Only answer, before any response byte reached the client) and
+// counts as a host failure for outlier detection; UNAVAILABLE always counts.
+func GRPCRetryCode(name string) (int, bool) {
+	switch name {
+	case "cancelled":
+		return 1, true
+	case "deadline-exceeded":
+		return 4, true
+	case "resource-exhausted":
+		return 8, true
+	case "internal":
+		return 13, true
+	case "unavailable":
+		return 14, true
+	}
+	return 0, false
+}
+
+// HTTP2Enabled reports whether the listener speaks HTTP/2 (http2 unset means yes).
+func (l *Listener) HTTP2Enabled() bool { return l.HTTP2 == nil || *l.HTTP2 }
 
 // ListenerTLS is TLS termination with certificate files: TLS 1.2 minimum, SNI picks among the
 // certificates (the first is the default), and files replaced on disk are picked up without a
@@ -247,9 +274,13 @@ type Service struct {
 	IdleTimeout      Duration     `yaml:"idle_timeout"`       // default 30s: shorter than typical upstream keep-alive (nginx 75s, node 5s → set lower for node)
 	MaxConnsPerHost  int          `yaml:"max_conns_per_host"` // default 1024
 	MaxResponseBytes ByteSize     `yaml:"max_response_bytes"` // default 64MiB; beyond → 502
-	Retry            *Retry       `yaml:"retry"`
-	TLS              *UpstreamTLS `yaml:"tls"`             // reserved (rejected when set); nil = plaintext
-	RequestTimeout   Duration     `yaml:"request_timeout"` // default per-route timeout when route has none
+	// Protocol the instances speak: http1 (default), http2 (h2c in plaintext, h2 over TLS and
+	// Connect) or grpc (HTTP/2, with gRPC's statuses). Unset with Consul: the service's
+	// service-defaults Protocol (http, http2, grpc) decides.
+	Protocol       string       `yaml:"protocol"`
+	Retry          *Retry       `yaml:"retry"`
+	TLS            *UpstreamTLS `yaml:"tls"`             // reserved (rejected when set); nil = plaintext
+	RequestTimeout Duration     `yaml:"request_timeout"` // default per-route timeout when route has none
 
 	// Resilience (safe defaults with no configuration; see docs/resilience.md).
 	OutlierDetection OutlierDetection `yaml:"outlier_detection"`
@@ -318,7 +349,7 @@ type Hash struct {
 type Retry struct {
 	Attempts      int      `yaml:"attempts"`        // total tries incl. the first; default 2
 	PerTryTimeout Duration `yaml:"per_try_timeout"` // default: none (the route timeout bounds all)
-	On            []string `yaml:"on"`              // connect-failure, reset, timeout, 5xx, gateway-error, or a status like "503"; default [connect-failure, reset]
+	On            []string `yaml:"on"`              // connect-failure, reset, timeout, 5xx, gateway-error, a status like "503", or a gRPC status (unavailable, resource-exhausted, cancelled, deadline-exceeded, internal); default [connect-failure, reset]
 }
 
 // UpstreamTLS is reserved for TLS to upstreams with certificates of their own; validation

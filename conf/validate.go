@@ -124,6 +124,9 @@ func (v *validator) listeners(c *Config) {
 		v.nonNeg(p.key("max_body_bytes"), int64(l.MaxBodyBytes))
 		v.nonNeg(p.key("max_connections"), int64(l.MaxConnections))
 		v.nonNeg(p.key("stream_threshold"), int64(l.StreamThreshold))
+		if l.MaxConcurrentStreams < 0 || l.MaxConcurrentStreams > 1<<20 {
+			v.add(p.key("max_concurrent_streams"), "must be 1..1048576 (got %d)", l.MaxConcurrentStreams)
+		}
 		if t := l.TLS; t != nil {
 			if l.Connect {
 				v.add(p.key("tls"), "a connect listener uses the Connect identity; remove tls or connect")
@@ -348,6 +351,11 @@ func (v *validator) services(c *Config) {
 		v.nonNegDur(p.key("request_timeout"), s.RequestTimeout)
 		v.nonNeg(p.key("max_conns_per_host"), int64(s.MaxConnsPerHost))
 		v.nonNeg(p.key("max_response_bytes"), int64(s.MaxResponseBytes))
+		switch s.Protocol {
+		case "", "http1", "http2", "grpc":
+		default:
+			v.add(p.key("protocol"), "%q is not one of http1, http2, grpc", s.Protocol)
+		}
 		if s.Retry != nil {
 			v.retry(p.key("retry"), s.Retry)
 		}
@@ -368,10 +376,13 @@ func (v *validator) retry(p path, r *Retry) {
 		case "connect-failure", "reset", "timeout", "5xx", "gateway-error":
 			continue
 		}
+		if _, ok := GRPCRetryCode(on); ok {
+			continue
+		}
 		if n, err := strconv.Atoi(on); err == nil && len(on) == 3 && n >= 500 && n <= 599 {
 			continue
 		}
-		v.add(p.key("on").idx(i), "%q is not one of connect-failure, reset, timeout, 5xx, gateway-error or a status 500..599", on)
+		v.add(p.key("on").idx(i), "%q is not one of connect-failure, reset, timeout, 5xx, gateway-error, a status 500..599 or a gRPC status (unavailable, resource-exhausted, cancelled, deadline-exceeded, internal)", on)
 	}
 }
 

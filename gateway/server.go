@@ -261,6 +261,9 @@ func (e *Server) addListener(lc conf.Listener, gen *proxy.Generation) error {
 	}
 	lo := listenerOptions(lc)
 	lo.TLSConfig, lo.Handler = tlsConf, h.Serve
+	if lc.HTTP2Enabled() {
+		lo.HTTP2Handler = h
+	}
 	lo.Logger = e.log.With().Str("listener", lc.Name).Logger()
 	lo.PerIPRefused = e.perIPRef.WithLabelValues(lc.Name)
 	lo.Connections, lo.Accepted, lo.AcceptErrors = e.connGa.WithLabelValues(lc.Name), e.accepted.WithLabelValues(lc.Name), e.acceptEr.WithLabelValues(lc.Name)
@@ -296,6 +299,7 @@ func (e *Server) addBound(ln *listener.Listener) {
 
 func (e *Server) proxyOptions(lc conf.Listener) proxy.Options {
 	o := handlerOptions(lc)
+	o.ConnOf = listener.ConnFromContext
 	if lc.Connect {
 		o.Authorize = e.mesh.authorizer()
 	}

@@ -54,6 +54,8 @@ func listenerOptions(lc conf.Listener) listener.Options {
 		MaxConnectionsPerIP: max(lc.MaxConnectionsPerIP, 0),
 		PerIPExempt:         parsePrefixes(lc.TrustedProxies),
 		ErrorHandler:        proxy.ParseErrorHandler,
+		// HTTP2Handler (whether the listener speaks HTTP/2, lc.HTTP2Enabled) is the assembly's.
+		MaxConcurrentStreams: uint32(max(lc.MaxConcurrentStreams, 0)),
 	}
 }
 
@@ -194,6 +196,9 @@ func clusterOptions(name string, sc conf.Service) (upstream.Options, error) {
 		},
 		MaxInFlight: sc.MaxInFlight,
 	}
+	if o.Protocol, err = upstream.ParseProtocol(sc.Protocol); err != nil {
+		return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
+	}
 	if sc.Retry != nil {
 		if o.Retry, err = retryPolicy(sc.Retry); err != nil {
 			return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
@@ -217,6 +222,10 @@ func retryPolicy(r *conf.Retry) (upstream.RetryPolicy, error) {
 		case "gateway-error":
 			p.On |= upstream.RetryGatewayError
 		default:
+			if g, ok := conf.GRPCRetryCode(on); ok {
+				p.GRPC |= 1 << g
+				continue
+			}
 			code, err := strconv.Atoi(on)
 			if err != nil {
 				return p, fmt.Errorf("retry.on: unknown condition %q", on)

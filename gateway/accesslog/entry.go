@@ -29,6 +29,7 @@ const (
 	FieldUserAgent  = "ua"
 	FieldListener   = "listener"
 	FieldIdentity   = "identity"
+	FieldProtocol   = "protocol"
 )
 
 const (
@@ -79,6 +80,9 @@ type Entry struct {
 	Service  string
 	Upstream string // endpoint address host:port
 	Listener string
+	// Protocol is the client's protocol as it would appear on a request line: HTTP/1.1,
+	// HTTP/1.0 or HTTP/2.0 (a constant or fasthttp's buffer: no copy).
+	Protocol string
 	Error    string // short reason code such as "upstream_timeout"; omitted when empty
 	// Identity is the authenticated caller: the peer's Connect service on a connect listener, a
 	// JWT subject, an API-key consumer or a plugin's consumer; omitted when empty.
@@ -97,6 +101,9 @@ func AppendJSON(dst []byte, e *Entry) []byte {
 	dst = append(dst, `","`+FieldStatus+`":`...)
 	dst = strconv.AppendInt(dst, int64(e.Status), 10)
 	dst = appendField(dst, `,"`+FieldMethod+`":`, e.Method, MaxMethodBytes)
+	if e.Protocol != "" {
+		dst = appendField(dst, `,"`+FieldProtocol+`":`, e.Protocol, MaxShortBytes)
+	}
 	dst = appendField(dst, `,"`+FieldPath+`":`, e.Path, MaxPathBytes)
 	dst = appendField(dst, `,"`+FieldHost+`":`, e.Host, MaxHostBytes)
 	dst = appendField(dst, `,"`+FieldRoute+`":`, e.Route, MaxShortBytes)

@@ -30,6 +30,20 @@ type conn struct {
 	once   sync.Once
 	limits *ipLimits // nil: not counted
 	key    netip.Addr
+	// pre holds bytes already read to tell HTTP/2 from HTTP/1.1 (protoMux); Read returns them
+	// first. Set before the connection is handed on, never after.
+	pre []byte
+	// onClose, when set, runs once when the connection closes (protoMux's connection count).
+	onClose func()
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(b, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 // Linger asks that c, a connection this package accepted (plain or TLS), be closed gently:
@@ -53,6 +67,9 @@ func (c *conn) Close() error {
 	c.once.Do(func() {
 		if c.limits != nil {
 			c.limits.release(c.key)
+		}
+		if c.onClose != nil {
+			c.onClose()
 		}
 	})
 	return err

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"syscall"
@@ -44,6 +45,12 @@ type Options struct {
 	// read inside fasthttp's per-connection goroutine, so a failed handshake (plaintext client,
 	// missing client certificate) closes that connection only and never stalls Accept.
 	TLSConfig *tls.Config
+	// HTTP2Handler, when set, makes the listener speak HTTP/2 beside HTTP/1.1 on the same
+	// port: ALPN h2 on TLS, prior knowledge (h2c) in plaintext. Nil: HTTP/1.1 only, and the
+	// connection path is exactly fasthttp's.
+	HTTP2Handler http.Handler
+	// MaxConcurrentStreams bounds an HTTP/2 connection's open streams (0: 100).
+	MaxConcurrentStreams uint32
 }
 
 // Listener is a bound, not yet serving, downstream listener.
@@ -51,7 +58,8 @@ type Listener struct {
 	opts  Options
 	srv   *fasthttp.Server
 	ln    *backoffListener
-	serve net.Listener // ln, or ln wrapped in TLS
+	serve net.Listener // ln, ln wrapped in TLS, or the HTTP/2 demultiplexer
+	mux   *protoMux    // nil: HTTP/1.1 only
 }
 
 // New binds opts.Address so bind errors surface before anything starts serving.
@@ -68,7 +76,13 @@ func New(opts Options) (*Listener, error) {
 	// TLS wraps the backoff listener rather than the socket, so EMFILE backoff still applies
 	// and tls.listener.Close reaches the idempotent backoffListener.Close.
 	var serve net.Listener = bl
-	if opts.TLSConfig != nil {
+	var mux *protoMux
+	switch {
+	case opts.HTTP2Handler != nil:
+		// The demultiplexer does the TLS handshake itself: the protocol is known only after it.
+		mux = newProtoMux(bl, &opts)
+		serve = mux
+	case opts.TLSConfig != nil:
 		serve = tls.NewListener(bl, opts.TLSConfig)
 	}
 	readTimeout := opts.ReadTimeout
@@ -123,7 +137,7 @@ func New(opts Options) (*Listener, error) {
 			}
 		},
 	}
-	return &Listener{opts: opts, srv: srv, ln: bl, serve: serve}, nil
+	return &Listener{opts: opts, srv: srv, ln: bl, serve: serve, mux: mux}, nil
 }
 
 // Addr is the bound address (useful with port 0).
@@ -134,6 +148,9 @@ func (l *Listener) Name() string { return l.opts.Name }
 
 // Serve serves until Shutdown; it returns nil after a shutdown.
 func (l *Listener) Serve() error {
+	if l.mux != nil {
+		go l.mux.run()
+	}
 	err := l.srv.Serve(l.serve)
 	if l.ln.closed() {
 		return nil
@@ -145,7 +162,14 @@ func (l *Listener) Serve() error {
 // ends.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	_ = l.ln.Close()
-	return l.srv.ShutdownWithContext(ctx)
+	if l.mux == nil {
+		return l.srv.ShutdownWithContext(ctx)
+	}
+	// Both protocols drain at once, within the same deadline.
+	h2done := make(chan error, 1)
+	go func() { h2done <- l.mux.shutdown(ctx) }()
+	err := l.srv.ShutdownWithContext(ctx)
+	return errors.Join(err, <-h2done)
 }
 
 // backoffListener retries Accept on resource exhaustion instead of failing.

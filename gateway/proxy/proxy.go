@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -133,6 +134,9 @@ type Options struct {
 	// intentions check). Before routing so an unauthorised caller learns nothing about the
 	// routes; the Identity it sets stays on the request for route filters and the access log.
 	Authorize filter.Filter
+	// ConnOf returns the connection an HTTP/2 request arrived on (listener.ConnFromContext):
+	// the engine reads the peer's address and, on a connect listener, its certificate from it.
+	ConnOf func(context.Context) net.Conn
 }
 
 // Handler is the request engine for one listener: route, forward, render, log.
@@ -146,6 +150,7 @@ type Handler struct {
 	scratch sync.Pool
 	limits  sync.Pool
 	streams sync.Pool
+	ctxs    sync.Pool // fasthttp views of HTTP/2 requests (ServeHTTP)
 }
 
 // New returns a Handler serving gen.
@@ -165,6 +170,7 @@ func New(opts Options, gen *Generation) (*Handler, error) {
 	}
 	h.limits.New = func() any { return new(limitReader) }
 	h.streams.New = func() any { return new(respStream) }
+	h.ctxs.New = func() any { return new(fasthttp.RequestCtx) }
 	h.gen.Store(gen)
 	return h, nil
 }
@@ -200,22 +206,38 @@ type scratch struct {
 	body   bodyBuffer // the whole body, when a filter asked for it
 	fwd    forwarded  // what a trusted sender told us (trust.go)
 	chunk  [4096]byte // chunked request bodies are read through this
+
+	// Set by ServeHTTP for an HTTP/2 request, false on HTTP/1.1.
+	h2     bool
+	grpc   bool            // content-type application/grpc: errors are gRPC statuses
+	reqCtx context.Context // the stream's context: a client reset cancels the upstream try
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
 // response body stream, which fasthttp closes (returning its upstream connection) when written.
 func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
+	s := h.scratch.Get().(*scratch)
+	h.serve(ctx, s)
+	h.scratch.Put(s)
+}
+
+// serve is one request on either protocol (Serve for HTTP/1.x, ServeHTTP for HTTP/2).
+func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 	start := time.Now()
 	gen := h.gen.Load()
-	s := h.scratch.Get().(*scratch)
-	defer h.scratch.Put(s)
-
 	req := &ctx.Request
 	remote := remoteAddr(ctx)
 	e := &s.entry
 	*e = accesslog.Entry{
 		Time: start, Method: req.Header.Method(), Path: req.URI().Path(),
 		UserAgent: req.Header.UserAgent(), ClientIP: remote, Listener: h.opts.Listener,
+		Protocol: protoHTTP11,
+	}
+	switch {
+	case s.h2:
+		e.Protocol = protoHTTP2
+	case !req.Header.IsHTTP11():
+		e.Protocol = protoHTTP10
 	}
 	s.reqID = s.reqID[:0]
 
@@ -224,10 +246,12 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 		s.reqID = appendRequestID(s.reqID)
 	}
 	e.RequestID = s.reqID
-	if reason != "" {
+	if reason != "" && s.grpc {
+		RenderGRPCError(ctx, status, reason, s.reqID)
+	} else if reason != "" {
 		RenderError(ctx, status, reason, s.reqID)
-		if status == fasthttp.StatusBadRequest || status == fasthttp.StatusRequestEntityTooLarge ||
-			status == fasthttp.StatusHTTPVersionNotSupported {
+		if !s.h2 && (status == fasthttp.StatusBadRequest || status == fasthttp.StatusRequestEntityTooLarge ||
+			status == fasthttp.StatusHTTPVersionNotSupported) {
 			// The rest of the request may still be on the wire; do not parse it as a new one,
 			// and close gently so the client reads this answer before it sees the close.
 			ctx.SetConnectionClose()
@@ -235,8 +259,12 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 		}
 	} else {
 		ctx.Response.Header.SetBytesV(hdrXRequestID, s.reqID)
+		if s.grpc && e.Error != "" && ctx.Response.StatusCode() != fasthttp.StatusOK {
+			// A filter wrote its own answer (a plugin's 401 page): a gRPC client still gets a status.
+			RenderGRPCError(ctx, ctx.Response.StatusCode(), e.Error, s.reqID)
+		}
 	}
-	if h.draining.Load() {
+	if h.draining.Load() && !s.h2 {
 		ctx.SetConnectionClose()
 	}
 	status = ctx.Response.StatusCode()
@@ -370,6 +398,16 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 			deadline, callerDeadline = d, d
 		}
 	}
+	if s.grpc {
+		// gRPC's own deadline, as the client set it: it can only shorten ours, and like a
+		// budget it is the caller's, so running out of it says nothing about the host. The
+		// transport sends what is left of the final deadline upstream as grpc-timeout.
+		if d, ok := parseGRPCTimeout(req.Header.Peek(grpcTimeoutHeader)); ok {
+			if dl := now.Add(d); deadline.IsZero() || dl.Before(deadline) {
+				deadline, callerDeadline = dl, dl
+			}
+		}
+	}
 	if len(rs.Filters) > 0 {
 		fr.Route, fr.Deadline = rt.Name, deadline
 		v := rs.Filters.Request(fr)
@@ -408,6 +446,8 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		Retry:      rs.Retry,
 		Idempotent: idempotent(req.Header.Method()),
 		Replayable: true,
+		GRPC:       s.grpc,
+		Context:    s.reqCtx,
 	}
 	call.Deadline, call.CallerDeadline = deadline, callerDeadline
 	var limited *limitReader
@@ -423,6 +463,15 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 			if err := req.BodyWriteTo(out.BodyWriter()); err != nil {
 				return fasthttp.StatusBadRequest, ReasonBadRequest
 			}
+		case cl < 0 && s.h2:
+			// An HTTP/2 body of unknown length may be one side of a conversation (a
+			// bidirectional gRPC stream): nothing may wait for its end before the upstream
+			// has the request. It is streamed as it comes, so the request is not replayable.
+			limited = &limitReader{r: req.BodyStream(), left: h.opts.MaxBodyBytes,
+				unlimited: h.opts.MaxBodyBytes <= 0, want: -1}
+			call.Body = limited
+			out.SetBodyStream(limited, -1)
+			call.Replayable = false
 		case cl < 0:
 			// fasthttp streams every chunked body. Buffer up to the threshold first: small
 			// chunked bodies become replayable, and malformed or oversized ones are answered
@@ -439,6 +488,14 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 				out.SetBodyStream(io.MultiReader(bytes.NewReader(prefix), limited), -1)
 				call.Replayable = false
 			}
+		case s.h2:
+			// Not pooled: an HTTP/2 upstream may still be reading the body after forward
+			// returns (the exchange is full duplex), so the reader must outlive this frame.
+			limited = &limitReader{r: req.BodyStream(), left: h.opts.MaxBodyBytes,
+				unlimited: h.opts.MaxBodyBytes <= 0, want: int64(cl)}
+			call.Body = limited
+			out.SetBodyStream(limited, cl)
+			call.Replayable = false
 		default:
 			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, 0, int64(cl))
 			defer h.releaseLimitReader(limited)

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -49,12 +50,28 @@ type RetryPolicy struct {
 	PerTryTimeout time.Duration // 0: only the overall deadline applies
 	On            uint32        // Retry* bits
 	Statuses      []int         // extra retryable statuses, e.g. 503
+	// GRPC is a bit set of gRPC status codes (1<<code) that are retried, read from the
+	// grpc-status of a Trailers-Only answer (the only kind that arrives before any response
+	// byte has gone to the client). They also count as host failures.
+	GRPC uint32
 }
 
 // DefaultRetry is one retry on connect failure or reset-before-response: a dying instance loses
 // no idempotent request, and nothing that may have reached an upstream is duplicated.
 func DefaultRetry() RetryPolicy {
 	return RetryPolicy{Attempts: 2, On: RetryConnectFailure | RetryReset}
+}
+
+// retryResponse says whether an answer may be retried: by its HTTP status, or for gRPC by
+// the grpc-status of a Trailers-Only answer. gRPC methods are not marked idempotent by their
+// HTTP method (always POST); a code the policy names is the operator saying the call may be
+// repeated, as in Envoy's retry_on for gRPC.
+func (p *RetryPolicy) retryResponse(code int, resp *fasthttp.Response, call *Call) bool {
+	if call.GRPC && code == fasthttp.StatusOK {
+		g, ok := GRPCStatus(&resp.Header)
+		return ok && g >= 0 && g < 32 && p.GRPC&(1<<g) != 0
+	}
+	return p.retryStatus(code)
 }
 
 func (p *RetryPolicy) retryStatus(code int) bool {
@@ -99,19 +116,22 @@ type Options struct {
 	// that fails it is a connect failure (ErrConnect): nothing was sent, and the try may go
 	// to another host for any method.
 	TLS *tls.Config
+	// Protocol is what the hosts speak (HTTP1 over fasthttp, HTTP2 and GRPC over x/net/http2).
+	Protocol Protocol
 }
 
 // transportKey compares TLS by pointer: a reload that builds a new *tls.Config (even an
 // identical one) rebuilds the hosts' transports, and one that keeps the pointer keeps their
 // connection pools. Callers must therefore not mutate a config they have handed over.
 func (o *Options) transportKey() transportKey {
-	return transportKey{o.ConnectTimeout, o.IdleTimeout, o.MaxConnsPerHost, o.TLS}
+	return transportKey{o.ConnectTimeout, o.IdleTimeout, o.MaxConnsPerHost, o.TLS, o.Protocol == HTTP1}
 }
 
 type transportKey struct {
 	connect, idle time.Duration
 	maxConns      int
 	tls           *tls.Config
+	http1         bool // HTTP2 and GRPC share a transport
 }
 
 // Host is one endpoint with its transport.
@@ -176,6 +196,13 @@ type Call struct {
 	// mis-framed or overran the body limit), the try's failure is the client's and never
 	// counts against the host.
 	Body ClientBody
+	// Context, when set, is the client's request: a transport that supports it
+	// (ContextTransport) abandons the try when it ends. Nil on the HTTP/1.1 path, where the
+	// client's connection is not watched during a try.
+	Context context.Context
+	// GRPC marks a gRPC call: a try's outcome also reads grpc-status (UNAVAILABLE and the
+	// policy's GRPC codes are host failures and retryable).
+	GRPC bool
 
 	// Outputs.
 	Address  string        // last host tried
@@ -239,7 +266,7 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 
 		if err == nil {
 			code := resp.StatusCode()
-			if try+1 < attempts && call.Replayable && call.Idempotent && pol.retryStatus(code) &&
+			if try+1 < attempts && call.Replayable && (call.Idempotent || call.GRPC) && pol.retryResponse(code, resp, call) &&
 				!expired(call.Deadline) && c.mayRetry(opts, try+1, call.Deadline) {
 				// Discard this answer: its connection is closed rather than drained, which is
 				// cheaper than reading a body nobody will see.
@@ -334,7 +361,12 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 	setBudgetHeader(req, deadline)
 	start := time.Now()
 	h.Begin()
-	err := h.transport.Do(req, resp, deadline)
+	var err error
+	if ct, ok := h.transport.(ContextTransport); ok && call.Context != nil {
+		err = ct.DoContext(call.Context, req, resp, deadline)
+	} else {
+		err = h.transport.Do(req, resp, deadline)
+	}
 	took := time.Since(start)
 	call.Elapsed += took
 	if raw := err; raw != nil {
@@ -346,6 +378,15 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 		}
 	}
 	o := outcomeOf(err, resp, call, deadline)
+	if o == trySucceeded && call.GRPC {
+		pol := call.Retry
+		if pol == nil {
+			pol = &c.opts.Load().Retry
+		}
+		if grpcHostFailure(resp, pol) {
+			o = tryFailed
+		}
+	}
 	if o == tryExcluded && err != nil && call.Body != nil && call.Body.ClientFailed() {
 		err = fmt.Errorf("%w: %w", ErrClientBody, err)
 	}
@@ -373,6 +414,22 @@ func outcomeOf(err error, resp *fasthttp.Response, call *Call, deadline time.Tim
 		return tryExcluded
 	}
 	return tryFailed
+}
+
+// grpcUnavailable is gRPC's UNAVAILABLE: the host could not serve the call.
+const grpcUnavailable = 14
+
+// grpcHostFailure reads a gRPC answer's head: UNAVAILABLE, or a code the retry policy names,
+// is the host failing even though the HTTP status is 200.
+func grpcHostFailure(resp *fasthttp.Response, pol *RetryPolicy) bool {
+	g, ok := GRPCStatus(&resp.Header)
+	if !ok || g <= 0 || g >= 32 {
+		return false
+	}
+	if g == grpcUnavailable {
+		return true
+	}
+	return pol.GRPC&(1<<g) != 0
 }
 
 // mayRetry decides whether retry number n (1 for the first retry) may go ahead, and waits its

@@ -398,5 +398,8 @@ func (m *Manager) newTransport(addr string, opts *Options) Transport {
 	if m.transport != nil {
 		return m.transport(addr, opts)
 	}
+	if opts.Protocol != HTTP1 {
+		return newHTTP2Transport(addr, opts)
+	}
 	return newHTTP1Transport(addr, opts, m.dialer)
 }
