@@ -27,6 +27,10 @@ type watch struct {
 	selector string
 	sub      Subset
 	stop     context.CancelFunc
+	// proto is the service-defaults state the watch's sets take their Protocol from; nil for
+	// loops without sets (KV, the protocols loop itself). Fixed at start: the protocols loop
+	// outlives every service watch that points to it (it stops with the last of them).
+	proto *protocols
 
 	mu         sync.Mutex // guards everything below; held while calling subscribers
 	subs       map[uint64]func(discovery.Set)
@@ -142,6 +146,11 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	set := discovery.Set{Service: w.service, Endpoints: endpoints(entries, tags, w.sub.Meta), Source: SourceConsul}
 	now := s.now()
 	w.mu.Lock()
+	if w.proto != nil {
+		// Read under w.mu: see reapplyProtocols. Until service-defaults has answered, the
+		// protocol the set already had (its snapshot's) is kept.
+		set.Protocol = w.proto.resolve(w.sub.Name, w.cur.Protocol)
+	}
 	recovered := w.lastErr != nil
 	down := now.Sub(w.failSince)
 	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
@@ -175,25 +184,38 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 // like "zero instances".
 func (s *Source) failed(w *watch, err error, failures int) {
 	s.m.queries.WithLabelValues(w.label, resultError).Inc()
+	err = s.markFailed(w, err)
+	w.mu.Lock()
+	src := w.cur.Source
+	w.mu.Unlock()
+	if src == "" {
+		src = "none"
+	}
+	s.log.WithLevel(retryLevel(failures)).Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
+		Msg("consul query failed; keeping the last endpoint set")
+}
+
+// markFailed records a failed query on w (nothing it serves is touched) and returns err
+// simplified for logs and Health.
+func (s *Source) markFailed(w *watch, err error) error {
 	err = simplify(err)
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.lastErr, w.answered = err, true
 	if w.failSince.IsZero() {
 		w.failSince = s.now()
 	}
-	src := w.cur.Source
-	w.mu.Unlock()
-	// The first failure is worth a warning; the retries (every 30 s at most) only at debug,
-	// so an outage with many watched services does not flood the log.
-	lvl := zerolog.DebugLevel
+	return err
+}
+
+// retryLevel is the log level of a loop's failures-th failure in a row: the first is worth a
+// warning, the retries (every 30 s at most) only debug, so an outage with many watched
+// services does not flood the log.
+func retryLevel(failures int) zerolog.Level {
 	if failures == 1 {
-		lvl = zerolog.WarnLevel
+		return zerolog.WarnLevel
 	}
-	if src == "" {
-		src = "none"
-	}
-	s.log.WithLevel(lvl).Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
-		Msg("consul query failed; keeping the last endpoint set")
+	return zerolog.DebugLevel
 }
 
 // simplify drops the request URL from transport errors: it is long, repeats the service name
