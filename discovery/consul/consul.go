@@ -304,7 +304,9 @@ func (s *Source) Close() {
 	for k, w := range s.watches {
 		w.stop()
 		delete(s.watches, k)
-		s.m.watches.Dec()
+		if s.proto == nil || w != s.proto.w { // the protocols loop is not counted
+			s.m.watches.Dec()
+		}
 	}
 	s.services, s.proto = 0, nil // the protocols loop was one of the watches
 	s.mu.Unlock()

@@ -74,7 +74,7 @@
 // (http → discovery.ProtocolHTTP1, http2, grpc; tcp, unknown values — warned once — and no
 // entry leave it ""). One blocking query on /v1/config/service-defaults follows every entry
 // while any service watch runs, registered as the watch "config:service-defaults" (Close,
-// Synced, Health and the query metrics cover it), with the same index, backoff and failure
+// Synced, Health and the query metrics cover it; the watches gauge does not), with the same index, backoff and failure
 // rules (protocol.go). A set reads the entry of its Consul name (Subset.Name), so subsets and
 // the Connect watch of a service share it. When an answer changes a service's protocol, each
 // of its watches delivers its current endpoints again with the new Protocol (and saves them):

@@ -32,7 +32,8 @@ import (
 //
 // The loop is registered as the watch "config:service-defaults", so Close stops it, Synced
 // waits for its first answer (the edge's /ready does not open with protocols still unknown),
-// Health reports it while it fails, and the query metrics count it under that name.
+// Health reports it while it fails, and the query metrics count it under that name. It is not
+// in meshgate_discovery_consul_watches, which stays one per service and KV loop.
 
 // protocolsLabel names the protocols loop in metrics, logs and Health.
 const protocolsLabel = "config:" + api.ServiceDefaults
@@ -95,7 +96,8 @@ func (s *Source) startProtocols() *protocols {
 		warned: map[string]string{},
 	}
 	s.watches[p.w.key] = p.w
-	s.m.watches.Inc()
+	// Not counted in meshgate_discovery_consul_watches, whose series stay one per service
+	// (and KV) loop: dashboards and tests compare it with the number of watched services.
 	s.wg.Add(1)
 	go s.runProtocols(ctx, p)
 	return p
@@ -110,7 +112,6 @@ func (s *Source) stopProtocols() {
 	}
 	delete(s.watches, p.w.key)
 	p.w.stop()
-	s.m.watches.Dec()
 }
 
 // runProtocols is the service-defaults query loop; blockingLoop holds the rules it shares

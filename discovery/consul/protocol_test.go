@@ -159,6 +159,9 @@ func TestServiceDefaultsProtocol(t *testing.T) {
 	if n := s.watchCount(); n != 4 || !s.protocolsRunning() {
 		t.Fatalf("service loops = %d (want 4), protocols loop running = %v (want one for all)", n, s.protocolsRunning())
 	}
+	if got := gaugeValue(t, reg, "meshgate_discovery_consul_watches"); got != 4 {
+		t.Fatalf("meshgate_discovery_consul_watches = %v, want 4: one per service loop, the protocols loop not counted", got)
+	}
 
 	steps := []struct {
 		what   string
@@ -360,5 +363,34 @@ func TestSyncedWaitsForServiceDefaults(t *testing.T) {
 	}
 	if s.Synced() {
 		t.Fatal("Synced = true while the service-defaults query has not answered")
+	}
+}
+
+// TestCloseStopsProtocols: Close ends the protocols loop with the others (goleak in TestMain
+// would see it otherwise) and leaves the watches gauge at zero.
+func TestCloseStopsProtocols(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	s := newSource(t, Options{Address: deadAddress(t), Registerer: reg})
+	for _, svc := range []string{"a", "b"} {
+		if err := s.Watch(t.Context(), svc, newRecorder().fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !s.protocolsRunning() {
+		t.Fatal("no protocols loop with two service watches")
+	}
+	eventually(t, propagationBound, func() error {
+		if ok, detail := s.Health(); ok || !strings.Contains(detail, protocolsLabel+": consul query failing") {
+			return fmt.Errorf("health = %v %q, want the protocols loop failing too", ok, detail)
+		}
+		return nil
+	})
+	s.Close()
+	if s.protocolsRunning() {
+		t.Fatal("protocols loop still registered after Close")
+	}
+	if got := gaugeValue(t, reg, "meshgate_discovery_consul_watches"); got != 0 {
+		t.Fatalf("meshgate_discovery_consul_watches = %v after Close", got)
 	}
 }
