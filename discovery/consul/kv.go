@@ -273,16 +273,3 @@ func (r kvRecord) check(prefix string) error {
 	}
 	return nil
 }
-
-// markOK records a successful answer of a loop that has no endpoint set of its own (KV,
-// protocols): it now serves Consul's answer. Called after the answer was delivered, so Synced
-// means "applied". It reports whether a failure streak just ended, and how long it lasted.
-func (s *Source) markOK(w *watch) (recovered bool, down time.Duration) {
-	now := s.now()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	recovered, down = w.lastErr != nil, now.Sub(w.failSince)
-	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
-	w.have, w.cur.Source, w.snapshotAt = true, SourceConsul, time.Time{}
-	return recovered, down
-}

@@ -91,7 +91,8 @@ func (p *protocols) resolve(name, fallback string) string {
 func (s *Source) startProtocols() *protocols {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &protocols{
-		w:      &watch{key: "\x00config\x00" + api.ServiceDefaults, service: protocolsLabel, label: protocolsLabel, stop: cancel},
+		w: &watch{key: "\x00config\x00" + api.ServiceDefaults, service: protocolsLabel, label: protocolsLabel, stop: cancel,
+			unknown: "no protocols known yet"},
 		log:    s.log,
 		warned: map[string]string{},
 	}

@@ -381,8 +381,9 @@ func TestCloseStopsProtocols(t *testing.T) {
 		t.Fatal("no protocols loop with two service watches")
 	}
 	eventually(t, propagationBound, func() error {
-		if ok, detail := s.Health(); ok || !strings.Contains(detail, protocolsLabel+": consul query failing") {
-			return fmt.Errorf("health = %v %q, want the protocols loop failing too", ok, detail)
+		if ok, detail := s.Health(); ok || !strings.Contains(detail, protocolsLabel+": consul query failing") ||
+			!strings.Contains(detail, "(no protocols known yet)") {
+			return fmt.Errorf("health = %v %q, want the protocols loop failing too, with nothing known", ok, detail)
 		}
 		return nil
 	})

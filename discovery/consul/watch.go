@@ -31,6 +31,9 @@ type watch struct {
 	// loops without sets (KV, the protocols loop itself). Fixed at start: the protocols loop
 	// outlives every service watch that points to it (it stops with the last of them).
 	proto *protocols
+	// unknown is what Health says the loop serves before it has anything; "" means
+	// "no endpoints known yet".
+	unknown string
 
 	mu         sync.Mutex // guards everything below; held while calling subscribers
 	subs       map[uint64]func(discovery.Set)
@@ -193,6 +196,19 @@ func (s *Source) failed(w *watch, err error, failures int) {
 	}
 	s.log.WithLevel(retryLevel(failures)).Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
 		Msg("consul query failed; keeping the last endpoint set")
+}
+
+// markOK records a successful answer of a loop that has no endpoint set of its own (KV,
+// protocols): it now serves Consul's answer. Called after the answer was delivered, so Synced
+// means "applied". It reports whether a failure streak just ended, and how long it lasted.
+func (s *Source) markOK(w *watch) (recovered bool, down time.Duration) {
+	now := s.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	recovered, down = w.lastErr != nil, now.Sub(w.failSince)
+	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
+	w.have, w.cur.Source, w.snapshotAt = true, SourceConsul, time.Time{}
+	return recovered, down
 }
 
 // markFailed records a failed query on w (nothing it serves is touched) and returns err
