@@ -207,13 +207,7 @@ func (s *Source) reapplyProtocols(p *protocols) {
 		w.mu.Unlock()
 
 		s.log.Info().Str(fieldService, w.label).Str("protocol", orUnset(proto)).Msg("protocol from service-defaults")
-		// A snapshot-served set is saved by its first health answer; saving it here would
-		// present old endpoints as freshly saved.
-		if s.snap != nil && set.Source == SourceConsul {
-			if err := s.snap.SaveSelectedIn(w.snapshotKind(), set, w.selector); err != nil {
-				s.log.Warn().Err(err).Str(fieldService, w.label).Msg("could not save the snapshot; serving continues")
-			}
-		}
+		s.saveCurrent(w)
 	}
 }
 

@@ -314,10 +314,12 @@ func TestServiceDefaultsOutage(t *testing.T) {
 
 // TestSyncedWaitsForServiceDefaults: an agent whose health answers come at once but whose
 // service-defaults query hangs holds Synced false (so /ready does not open with protocols
-// unknown) while the endpoints are delivered, with the snapshot's protocol kept.
+// unknown) while the endpoints are delivered, with the snapshot's protocol kept. When the
+// entries come, the set is delivered again with their protocol and saved with it: the later
+// save wins over the health answer's.
 func TestSyncedWaitsForServiceDefaults(t *testing.T) {
 	t.Parallel()
-	release := make(chan struct{})
+	release, answer := make(chan struct{}), make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
@@ -331,10 +333,23 @@ func TestSyncedWaitsForServiceDefaults(t *testing.T) {
 			w.Header().Set("X-Consul-Index", "7")
 			_, _ = io.WriteString(w, `[{"Node":{"Address":"127.0.0.1"},"Service":{"Service":"rpc","Port":9801,"Weights":{"Passing":1}}}]`)
 		case r.URL.Path == "/v1/config/service-defaults":
+			first := r.URL.Query().Get("index") == "" || r.URL.Query().Get("index") == "0"
 			select {
 			case <-r.Context().Done():
+				return
 			case <-release:
+				return
+			case <-answer:
+				if !first {
+					select { // nothing changes after the first answer
+					case <-r.Context().Done():
+					case <-release:
+					}
+					return
+				}
 			}
+			w.Header().Set("X-Consul-Index", "9")
+			_, _ = io.WriteString(w, `[{"Kind":"service-defaults","Name":"rpc","Protocol":"http2"}]`)
 		default:
 			http.NotFound(w, r)
 		}
@@ -364,6 +379,17 @@ func TestSyncedWaitsForServiceDefaults(t *testing.T) {
 	if s.Synced() {
 		t.Fatal("Synced = true while the service-defaults query has not answered")
 	}
+
+	close(answer)
+	r.waitLast(t, propagationBound, "http2 from service-defaults", protocolIs(discovery.ProtocolHTTP2, ep(9801)))
+	await.Until(t, propagationBound, "Synced once service-defaults answered", s.Synced)
+	eventually(t, propagationBound, func() error {
+		saved, _, ok := st.LoadSelected("rpc", sel)
+		if !ok || saved.Protocol != discovery.ProtocolHTTP2 || !hasAddrs(SourceSnapshot, ep(9801))(saved) {
+			return fmt.Errorf("snapshot = %+v (ok %v), want the agent's endpoint with http2", saved, ok)
+		}
+		return nil
+	})
 }
 
 // TestCloseStopsProtocols: Close ends the protocols loop with the others (goleak in TestMain

@@ -35,6 +35,8 @@ type watch struct {
 	// "no endpoints known yet".
 	unknown string
 
+	saveMu sync.Mutex // serialises snapshot writes of the set (saveCurrent); taken before mu
+
 	mu         sync.Mutex // guards everything below; held while calling subscribers
 	subs       map[uint64]func(discovery.Set)
 	nextID     uint64
@@ -176,10 +178,30 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 		return
 	}
 	s.log.Debug().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).Msg("endpoints updated")
-	if s.snap != nil {
-		if err := s.snap.SaveSelectedIn(w.snapshotKind(), set, w.selector); err != nil {
-			s.log.Warn().Err(err).Str(fieldService, w.label).Msg("could not save the snapshot; serving continues")
-		}
+	s.saveCurrent(w)
+}
+
+// saveCurrent writes w's current set to the snapshot, if it came from Consul. Two goroutines
+// change a watch's set (its query loop, and the protocols loop re-delivering with a new
+// protocol), and each saves after delivering, outside w.mu (a save fsyncs). Saves are
+// serialised and each writes the set current when it runs, so the last save always holds the
+// newest set: saving the set each one delivered could let an older one land last.
+func (s *Source) saveCurrent(w *watch) {
+	if s.snap == nil {
+		return
+	}
+	w.saveMu.Lock()
+	defer w.saveMu.Unlock()
+	w.mu.Lock()
+	set := w.cur
+	w.mu.Unlock()
+	// A snapshot-served set is saved by its first answer; saving it before would present old
+	// endpoints as freshly saved.
+	if set.Source != SourceConsul {
+		return
+	}
+	if err := s.snap.SaveSelectedIn(w.snapshotKind(), set, w.selector); err != nil {
+		s.log.Warn().Err(err).Str(fieldService, w.label).Msg("could not save the snapshot; serving continues")
 	}
 }
 
