@@ -17,18 +17,35 @@ type Endpoint struct {
 	Weight  int    // >= 1
 }
 
+// Upstream protocols a source can report in Set.Protocol. They are spelled like the values of
+// meshgate's services.<name>.protocol, so a consumer can use either without translating.
+const (
+	ProtocolHTTP1 = "http1"
+	ProtocolHTTP2 = "http2"
+	ProtocolGRPC  = "grpc"
+)
+
 // Set is the complete endpoint list of one service at one moment.
 type Set struct {
 	Service   string
 	Endpoints []Endpoint
 	// Source names where the set came from ("static", "consul", "snapshot") for /clusters and logs.
 	Source string
+	// Protocol is what the registry says the service speaks (ProtocolHTTP1, ProtocolHTTP2 or
+	// ProtocolGRPC), or "" when it says nothing meshgate can use: the consumer then applies its
+	// own default. It travels with the endpoints, rather than through a separate interface,
+	// because both describe how to reach the service and arrive through the same callback: a
+	// consumer never sees endpoints paired with a protocol from another moment. Only
+	// discovery/consul fills it (from service-defaults); an explicit protocol in meshgate's
+	// config takes precedence over it.
+	Protocol string
 }
 
-// Equal reports whether two sets have the same endpoints in any order; consumers use it to skip
-// no-op updates instead of rebuilding pickers.
+// Equal reports whether two sets have the same endpoints in any order and the same protocol;
+// consumers use it to skip no-op updates instead of rebuilding pickers (a protocol change needs
+// a rebuild: it changes the transport). Source is not compared.
 func (s Set) Equal(o Set) bool {
-	if s.Service != o.Service || len(s.Endpoints) != len(o.Endpoints) {
+	if s.Service != o.Service || s.Protocol != o.Protocol || len(s.Endpoints) != len(o.Endpoints) {
 		return false
 	}
 	a, b := s.sorted(), o.sorted()

@@ -15,6 +15,8 @@ func TestSetEqualIgnoresOrder(t *testing.T) {
 		{"weight differs", Set{Service: "s", Endpoints: []Endpoint{{"a:1", 1}, {"b:1", 3}}}, false},
 		{"fewer", Set{Service: "s", Endpoints: []Endpoint{{"a:1", 1}}}, false},
 		{"other service", Set{Service: "t", Endpoints: []Endpoint{{"a:1", 1}, {"b:1", 2}}}, false},
+		{"other protocol", Set{Service: "s", Endpoints: []Endpoint{{"a:1", 1}, {"b:1", 2}}, Protocol: ProtocolGRPC}, false},
+		{"other source only", Set{Service: "s", Endpoints: []Endpoint{{"a:1", 1}, {"b:1", 2}}, Source: "snapshot"}, true},
 	}
 	for _, tc := range cases {
 		if got := a.Equal(tc.b); got != tc.want {

@@ -10,5 +10,10 @@
 // service has no instances"); a failed query is not delivered at all, so a registry outage can
 // never turn into "zero instances".
 //
+// A Set also carries the registry's word on the service's protocol (Set.Protocol, "" when it
+// has none; only discovery/consul fills it, from service-defaults). It rides on the same
+// delivery as the endpoints, so a protocol change is simply a new Set; the consumer lets its
+// own config override it.
+//
 // This package imports nothing internal.
 package discovery

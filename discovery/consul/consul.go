@@ -133,10 +133,14 @@ type Source struct {
 
 	backoffMin, backoffMax, minInterval time.Duration
 
-	mu      sync.Mutex // guards closed and watches; taken before any watch.mu
+	mu      sync.Mutex // guards closed, watches, services and proto; taken before any watch.mu
 	closed  bool
 	watches map[string]*watch
-	wg      sync.WaitGroup // query loops
+	// services counts the running service watches; proto is the service-defaults loop they
+	// share, running while services > 0 (protocol.go).
+	services int
+	proto    *protocols
+	wg       sync.WaitGroup // query loops
 }
 
 var _ discovery.Source = (*Source)(nil)
@@ -243,12 +247,19 @@ func (s *Source) WatchSubset(ctx context.Context, service string, sub Subset, fn
 // held, so the snapshot read (one small file) happens once per key.
 func (s *Source) startWatch(key, service, sel string, sub Subset) *watch {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &watch{key: key, service: service, label: service, selector: sel, sub: sub, stop: cancel, subs: map[uint64]func(discovery.Set){}}
+	if s.proto == nil {
+		s.proto = s.startProtocols()
+	}
+	s.services++
+	w := &watch{key: key, service: service, label: service, selector: sel, sub: sub, stop: cancel,
+		proto: s.proto, subs: map[uint64]func(discovery.Set){}}
 	if sub.Connect {
 		w.label = connectLabel + service
 	}
 	if s.snap != nil {
 		if set, savedAt, ok := s.snap.LoadSelectedIn(w.snapshotKind(), service, sel); ok {
+			// Protocols already known (another watch started the loop) beat the snapshot's.
+			set.Protocol = w.proto.resolve(sub.Name, set.Protocol)
 			w.cur, w.have, w.snapshotAt = set, true, savedAt
 			s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
 			s.log.Info().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).
@@ -274,6 +285,9 @@ func (s *Source) unsubscribe(w *watch, id uint64) {
 	delete(s.watches, w.key)
 	w.stop()
 	s.m.watches.Dec()
+	if s.services--; s.services == 0 {
+		s.stopProtocols()
+	}
 	for _, o := range s.watches {
 		if o.label == w.label {
 			return
@@ -290,8 +304,11 @@ func (s *Source) Close() {
 	for k, w := range s.watches {
 		w.stop()
 		delete(s.watches, k)
-		s.m.watches.Dec()
+		if s.proto == nil || w != s.proto.w { // the protocols loop is not counted
+			s.m.watches.Dec()
+		}
 	}
+	s.services, s.proto = 0, nil // the protocols loop was one of the watches
 	s.mu.Unlock()
 	s.wg.Wait()
 	s.closeIdle()

@@ -1,7 +1,8 @@
 // Package consul is a discovery.Source backed by Consul's health endpoints: one blocking query
 // per watched service (passing instances only, or the passing Connect endpoints), never a
-// whole-catalog scan, with the last applied set of each service kept on disk
-// (discovery/snapshot) so a restart during a Consul outage serves at once. It also registers
+// whole-catalog scan, plus one on the service-defaults entries for the services' protocols,
+// with the last applied set of each service kept on disk (discovery/snapshot) so a restart
+// during a Consul outage serves at once. It also registers
 // meshgate — or a sidecar's app and the sidecar as its connect-proxy — with the local agent.
 //
 //	Watch(ctx₁, "api", fn₁) ─┐                       ┌─▶ fn₁, fn₂  (only when the set changed)
@@ -12,6 +13,8 @@
 //	                         │   ├─ ok: index bookkeeping, meta filter, Set, deliver if changed
 //	                         │   └─ error: keep the set, jittered backoff 50ms → 30s, index = 0
 //	snapshot.LoadSelected ───┘   (on the first Watch of a key: delivered at once, Source "snapshot")
+//	                              Set.Protocol ◀── one loop for all: GET /v1/config/service-defaults?index=M
+//	                              (a protocol change re-delivers the current endpoints with it)
 //
 // # Sharing and lifetime
 //
@@ -64,6 +67,21 @@
 //
 // Agent writes are serialised, and Deregister latches: no retry can register the instance
 // again afterwards.
+//
+// # Upstream protocols
+//
+// Every Set also carries the service's Protocol from its service-defaults config entry
+// (http → discovery.ProtocolHTTP1, http2, grpc; tcp, unknown values — warned once — and no
+// entry leave it ""). One blocking query on /v1/config/service-defaults follows every entry
+// while any service watch runs, registered as the watch "config:service-defaults" (Close,
+// Synced, Health and the query metrics cover it; the watches gauge does not), with the same index, backoff and failure
+// rules (protocol.go). A set reads the entry of its Consul name (Subset.Name), so subsets and
+// the Connect watch of a service share it. When an answer changes a service's protocol, each
+// of its watches delivers its current endpoints again with the new Protocol (and saves them):
+// subscribers need no second callback, and never hold endpoints and a protocol from different
+// moments. Until the first answer a set keeps its snapshot's protocol; a failed query keeps the
+// last answer's. The Protocol is Consul's word only: meshgate's own config takes precedence,
+// applied by the consumer.
 //
 // # KV documents
 //

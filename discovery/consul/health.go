@@ -66,6 +66,8 @@ func (s *Source) degraded() bool {
 func (w *watch) problem(now time.Time) string {
 	var serving string
 	switch {
+	case !w.have && w.unknown != "":
+		serving = w.unknown
 	case !w.have:
 		serving = "no endpoints known yet"
 	case w.cur.Source == SourceSnapshot:

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/discovery"
 )
@@ -173,13 +172,7 @@ func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 	}
 	kw.deliver.Unlock()
 
-	now := s.now()
-	w.mu.Lock()
-	recovered := w.lastErr != nil
-	down := now.Sub(w.failSince)
-	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
-	w.have, w.cur.Source, w.snapshotAt = true, SourceConsul, time.Time{}
-	w.mu.Unlock()
+	recovered, down := s.markOK(w)
 	if recovered {
 		s.log.Info().Str(fieldService, w.service).Dur("down", down).Msg("consul answers again")
 	}
@@ -192,18 +185,8 @@ func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 func (s *Source) kvFailed(kw *kvWatch, err error, failures int) {
 	w := kw.w
 	s.m.queries.WithLabelValues(w.service, resultError).Inc()
-	err = simplify(err)
-	w.mu.Lock()
-	w.lastErr, w.answered = err, true
-	if w.failSince.IsZero() {
-		w.failSince = s.now()
-	}
-	w.mu.Unlock()
-	lvl := zerolog.DebugLevel
-	if failures == 1 {
-		lvl = zerolog.WarnLevel
-	}
-	s.log.WithLevel(lvl).Err(err).Str(fieldService, w.service).Int("failures", failures).
+	err = s.markFailed(w, err)
+	s.log.WithLevel(retryLevel(failures)).Err(err).Str(fieldService, w.service).Int("failures", failures).
 		Msg("consul kv query failed; keeping the current documents")
 }
 

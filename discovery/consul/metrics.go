@@ -26,7 +26,7 @@ func newMetrics() *metrics {
 		}),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshgate_discovery_consul_queries_total",
-			Help: "Consul health queries by service and result (success, error).",
+			Help: "Consul queries by service (health and connect; kv:<prefix>; config:service-defaults) and result (success, error).",
 		}, []string{"service", "result"}),
 		updates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshgate_discovery_updates_total",

@@ -27,6 +27,15 @@ type watch struct {
 	selector string
 	sub      Subset
 	stop     context.CancelFunc
+	// proto is the service-defaults state the watch's sets take their Protocol from; nil for
+	// loops without sets (KV, the protocols loop itself). Fixed at start: the protocols loop
+	// outlives every service watch that points to it (it stops with the last of them).
+	proto *protocols
+	// unknown is what Health says the loop serves before it has anything; "" means
+	// "no endpoints known yet".
+	unknown string
+
+	saveMu sync.Mutex // serialises snapshot writes of the set (saveCurrent); taken before mu
 
 	mu         sync.Mutex // guards everything below; held while calling subscribers
 	subs       map[uint64]func(discovery.Set)
@@ -142,6 +151,11 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	set := discovery.Set{Service: w.service, Endpoints: endpoints(entries, tags, w.sub.Meta), Source: SourceConsul}
 	now := s.now()
 	w.mu.Lock()
+	if w.proto != nil {
+		// Read under w.mu: see reapplyProtocols. Until service-defaults has answered, the
+		// protocol the set already had (its snapshot's) is kept.
+		set.Protocol = w.proto.resolve(w.sub.Name, w.cur.Protocol)
+	}
 	recovered := w.lastErr != nil
 	down := now.Sub(w.failSince)
 	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
@@ -164,10 +178,30 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 		return
 	}
 	s.log.Debug().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).Msg("endpoints updated")
-	if s.snap != nil {
-		if err := s.snap.SaveSelectedIn(w.snapshotKind(), set, w.selector); err != nil {
-			s.log.Warn().Err(err).Str(fieldService, w.label).Msg("could not save the snapshot; serving continues")
-		}
+	s.saveCurrent(w)
+}
+
+// saveCurrent writes w's current set to the snapshot, if it came from Consul. Two goroutines
+// change a watch's set (its query loop, and the protocols loop re-delivering with a new
+// protocol), and each saves after delivering, outside w.mu (a save fsyncs). Saves are
+// serialised and each writes the set current when it runs, so the last save always holds the
+// newest set: saving the set each one delivered could let an older one land last.
+func (s *Source) saveCurrent(w *watch) {
+	if s.snap == nil {
+		return
+	}
+	w.saveMu.Lock()
+	defer w.saveMu.Unlock()
+	w.mu.Lock()
+	set := w.cur
+	w.mu.Unlock()
+	// A snapshot-served set is saved by its first answer; saving it before would present old
+	// endpoints as freshly saved.
+	if set.Source != SourceConsul {
+		return
+	}
+	if err := s.snap.SaveSelectedIn(w.snapshotKind(), set, w.selector); err != nil {
+		s.log.Warn().Err(err).Str(fieldService, w.label).Msg("could not save the snapshot; serving continues")
 	}
 }
 
@@ -175,25 +209,51 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 // like "zero instances".
 func (s *Source) failed(w *watch, err error, failures int) {
 	s.m.queries.WithLabelValues(w.label, resultError).Inc()
+	err = s.markFailed(w, err)
+	w.mu.Lock()
+	src := w.cur.Source
+	w.mu.Unlock()
+	if src == "" {
+		src = "none"
+	}
+	s.log.WithLevel(retryLevel(failures)).Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
+		Msg("consul query failed; keeping the last endpoint set")
+}
+
+// markOK records a successful answer of a loop that has no endpoint set of its own (KV,
+// protocols): it now serves Consul's answer. Called after the answer was delivered, so Synced
+// means "applied". It reports whether a failure streak just ended, and how long it lasted.
+func (s *Source) markOK(w *watch) (recovered bool, down time.Duration) {
+	now := s.now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	recovered, down = w.lastErr != nil, now.Sub(w.failSince)
+	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
+	w.have, w.cur.Source, w.snapshotAt = true, SourceConsul, time.Time{}
+	return recovered, down
+}
+
+// markFailed records a failed query on w (nothing it serves is touched) and returns err
+// simplified for logs and Health.
+func (s *Source) markFailed(w *watch, err error) error {
 	err = simplify(err)
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.lastErr, w.answered = err, true
 	if w.failSince.IsZero() {
 		w.failSince = s.now()
 	}
-	src := w.cur.Source
-	w.mu.Unlock()
-	// The first failure is worth a warning; the retries (every 30 s at most) only at debug,
-	// so an outage with many watched services does not flood the log.
-	lvl := zerolog.DebugLevel
+	return err
+}
+
+// retryLevel is the log level of a loop's failures-th failure in a row: the first is worth a
+// warning, the retries (every 30 s at most) only debug, so an outage with many watched
+// services does not flood the log.
+func retryLevel(failures int) zerolog.Level {
 	if failures == 1 {
-		lvl = zerolog.WarnLevel
+		return zerolog.WarnLevel
 	}
-	if src == "" {
-		src = "none"
-	}
-	s.log.WithLevel(lvl).Err(err).Str(fieldService, w.label).Str(fieldSource, src).Int("failures", failures).
-		Msg("consul query failed; keeping the last endpoint set")
+	return zerolog.DebugLevel
 }
 
 // simplify drops the request URL from transport errors: it is long, repeats the service name

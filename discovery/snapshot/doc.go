@@ -16,7 +16,8 @@
 // selected by). Loading with a different selector reports no snapshot, so a config change that
 // narrows a subset never serves the old, wider subset from disk. Sets that must coexist with
 // another set of the same service (Consul's Connect endpoints next to the plain instances) go
-// to a directory of their own with SaveSelectedIn / LoadSelectedIn.
+// to a directory of their own with SaveSelectedIn / LoadSelectedIn. A set's Protocol is stored
+// with its endpoints (omitted when unset, so older files still load).
 //
 // This package imports nothing internal but discovery.
 package snapshot

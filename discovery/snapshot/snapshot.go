@@ -82,6 +82,10 @@ type record struct {
 	Selector  string               `json:"selector,omitempty"`
 	SavedAt   time.Time            `json:"saved_at"`
 	Endpoints []discovery.Endpoint `json:"endpoints"`
+	// Protocol is the set's Protocol, so a restart during a registry outage speaks to the
+	// service as before. omitempty: files without it (older, or unset) mean "unset", so the
+	// format version stays.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // Save stores set under its service name with no selector.
@@ -104,6 +108,7 @@ func (s *Store) SaveSelectedIn(kind string, set discovery.Set, selector string) 
 	}
 	data, err := json.MarshalIndent(record{
 		Version: formatVersion, Service: set.Service, Selector: selector, SavedAt: s.now().UTC(), Endpoints: eps,
+		Protocol: set.Protocol,
 	}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("snapshot: encode %q: %w", set.Service, err)
@@ -149,7 +154,7 @@ func (s *Store) LoadSelectedIn(kind, service, selector string) (set discovery.Se
 	if eps == nil {
 		eps = []discovery.Endpoint{}
 	}
-	return discovery.Set{Service: service, Endpoints: eps, Source: "snapshot"}, rec.SavedAt, true
+	return discovery.Set{Service: service, Endpoints: eps, Source: "snapshot", Protocol: rec.Protocol}, rec.SavedAt, true
 }
 
 func (r record) check(service string) error {

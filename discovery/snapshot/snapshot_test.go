@@ -58,6 +58,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 		{"two endpoints", discovery.Set{Service: "api", Source: "consul", Endpoints: []discovery.Endpoint{{Address: "10.0.0.1:80", Weight: 1}, {Address: "[::1]:81", Weight: 3}}}},
 		{"empty is a real answer", discovery.Set{Service: "gone", Source: "consul"}},
 		{"dotted name", discovery.Set{Service: "web.v2", Endpoints: []discovery.Endpoint{{Address: "a:1", Weight: 1}}}},
+		{"protocol kept", discovery.Set{Service: "rpc", Protocol: discovery.ProtocolGRPC, Endpoints: []discovery.Endpoint{{Address: "a:1", Weight: 1}}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
