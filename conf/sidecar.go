@@ -57,6 +57,9 @@ type SidecarService struct {
 	Port    int               `yaml:"port"`    // required
 	Tags    []string          `yaml:"tags"`
 	Meta    map[string]string `yaml:"meta"`
+	// Protocol the app speaks: http1 (default), http2 (h2c) or grpc. The inbound listener
+	// accepts HTTP/2 either way; this decides what the sidecar speaks to the app.
+	Protocol string `yaml:"protocol"`
 	// Register (default true) registers the app in Consul with a TCP check on address:port,
 	// and this sidecar as its connect-proxy. false when the app is registered elsewhere (a
 	// Nomad service block, for instance): then only the connect-proxy is registered, pointing
@@ -153,6 +156,11 @@ func (v *validator) sidecar(c *Config) {
 	}
 	if svc.Port < 1 || svc.Port > 65535 {
 		v.add(sp.key("port"), "the local app's port is required (1..65535, got %d)", svc.Port)
+	}
+	switch svc.Protocol {
+	case "", "http1", "http2", "grpc":
+	default:
+		v.add(sp.key("protocol"), "%q is not one of http1, http2, grpc", svc.Protocol)
 	}
 	if strings.ContainsAny(svc.Address, ":/ ") {
 		v.add(sp.key("address"), "invalid address %q: a host name or IP without a port", svc.Address)
@@ -312,6 +320,14 @@ func (c *Config) Expanded() *Config {
 		out.Discovery.Static = map[string][]string{}
 	}
 	out.Discovery.Static[local] = []string{net.JoinHostPort(svc.Address, strconv.Itoa(svc.Port))}
+	if svc.Protocol != "" {
+		if out.Services == nil {
+			out.Services = map[string]Service{}
+		}
+		ls := out.Services[local]
+		ls.Protocol = svc.Protocol
+		out.Services[local] = ls
+	}
 	out.Listeners = append(out.Listeners, Listener{Name: SidecarInboundName, Address: sc.Inbound.Address, Connect: sc.ConnectEnabled(),
 		TrustedPeers: slices.Clone(sc.Inbound.TrustedPeers)})
 	out.Routes = append(out.Routes, Route{

@@ -199,6 +199,7 @@ func clusterOptions(name string, sc conf.Service) (upstream.Options, error) {
 	if o.Protocol, err = upstream.ParseProtocol(sc.Protocol); err != nil {
 		return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)
 	}
+	o.ProtocolFromRegistry = sc.Protocol == ""
 	if sc.Retry != nil {
 		if o.Retry, err = retryPolicy(sc.Retry); err != nil {
 			return upstream.Options{}, fmt.Errorf("services.%s: %w", name, err)

@@ -118,6 +118,10 @@ type Options struct {
 	TLS *tls.Config
 	// Protocol is what the hosts speak (HTTP1 over fasthttp, HTTP2 and GRPC over x/net/http2).
 	Protocol Protocol
+	// ProtocolFromRegistry: the config named no protocol, so the registry's (a Consul
+	// service-defaults entry, delivered in discovery.Set.Protocol) decides, HTTP1 when it says
+	// nothing.
+	ProtocolFromRegistry bool
 }
 
 // transportKey compares TLS by pointer: a reload that builds a new *tls.Config (even an
@@ -161,6 +165,9 @@ type Cluster struct {
 
 	inFlight atomic.Int64
 	budget   retryBudget
+	// registry is the protocol the last discovery.Set named (a Protocol value), used when
+	// Options.ProtocolFromRegistry.
+	registry atomic.Uint32
 
 	// ejectMu serialises ejection changes and Down-flag updates. Rebuilds Lock it; the
 	// request path only TryLocks it and never waits.
@@ -553,6 +560,7 @@ type Status struct {
 	Name     string       `json:"name"`
 	Source   string       `json:"source"`
 	Policy   string       `json:"policy"`
+	Protocol string       `json:"protocol"` // what the hosts are spoken to in: http1, http2, grpc
 	InFlight int64        `json:"in_flight"`
 	Ejected  int          `json:"hosts_ejected"`
 	Panic    bool         `json:"panic"` // too few healthy hosts: balancing across all
@@ -565,7 +573,11 @@ func (c *Cluster) Status() Status {
 	opts := c.opts.Load()
 	c.sweep(opts.now())
 	st := c.state.Load()
-	out := Status{Name: c.name, Source: st.source, Policy: fmt.Sprintf("%T", opts.Policy),
+	proto := opts.Protocol
+	if opts.ProtocolFromRegistry {
+		proto = Protocol(c.registry.Load())
+	}
+	out := Status{Name: c.name, Source: st.source, Policy: fmt.Sprintf("%T", opts.Policy), Protocol: proto.String(),
 		InFlight: c.inFlight.Load(), Panic: c.panicking.Load(), Hosts: make([]HostStatus, 0, len(st.hosts))}
 	if n, ok := opts.Policy.(interface{ Name() string }); ok {
 		out.Policy = n.Name()

@@ -278,6 +278,11 @@ func (m *Manager) Close() {
 // Apply installs a new endpoint set. It is the discovery callback: cheap, and never blocks on
 // the request path (which only loads the state pointer).
 func (c *Cluster) Apply(set discovery.Set) {
+	p, err := ParseProtocol(set.Protocol)
+	if err != nil {
+		p = HTTP1 // discovery only delivers the values ParseProtocol knows; "" is HTTP1
+	}
+	c.registry.Store(uint32(p))
 	c.rebuild(set.Endpoints, set.Source)
 }
 
@@ -307,6 +312,13 @@ func (c *Cluster) rebuild(eps []discovery.Endpoint, source string) {
 
 func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 	opts := c.opts.Load()
+	if opts.ProtocolFromRegistry {
+		// A local copy: the stored options stay as configured, so a reload or a registry
+		// change later derives the protocol afresh.
+		eff := *opts
+		eff.Protocol = Protocol(c.registry.Load())
+		opts = &eff
+	}
 	key := opts.transportKey()
 	old := c.state.Load()
 	byAddr := make(map[string]*Host, len(old.hosts))

@@ -1,0 +1,151 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/consuldev"
+)
+
+// clusterProtocol reads a cluster's protocol from the admin /clusters page.
+func clusterProtocol(t *testing.T, admin, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/clusters")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var out []struct {
+		Name     string `json:"name"`
+		Protocol string `json:"protocol"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if json.Unmarshal(b, &out) != nil {
+		var wrapped struct {
+			Clusters []struct {
+				Name     string `json:"name"`
+				Protocol string `json:"protocol"`
+			} `json:"clusters"`
+		}
+		if json.Unmarshal(b, &wrapped) != nil {
+			t.Fatalf("clusters page: %s", b)
+		}
+		for _, c := range wrapped.Clusters {
+			out = append(out, struct {
+				Name     string `json:"name"`
+				Protocol string `json:"protocol"`
+			}{c.Name, c.Protocol})
+		}
+	}
+	for _, c := range out {
+		if c.Name == name {
+			return c.Protocol
+		}
+	}
+	return ""
+}
+
+// TestGRPCThroughTheMesh: a gRPC app behind a meshgate sidecar, reached by the edge directly
+// (the merged hop: h2 over Connect mTLS) and by another app through its own sidecar's
+// upstream bind (h2c from the app, h2 between the sidecars). The protocol comes from Consul's
+// service-defaults entry for the edge and web's sidecar; api's sidecar speaks h2c to its app
+// because sidecar.service.protocol says grpc. Intentions with L7 permissions apply to gRPC
+// method paths.
+func TestGRPCThroughTheMesh(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	client := agentClient(t, agent.HTTPAddr)
+	if _, _, err := client.ConfigEntries().Set(&api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: "api", Protocol: "grpc"}, nil); err != nil {
+		t.Fatalf("service-defaults: %v", err)
+	}
+	if _, _, err := client.ConfigEntries().Set(&api.ServiceIntentionsConfigEntry{Kind: api.ServiceIntentions, Name: "api", Sources: []*api.SourceIntention{
+		{Name: "edge", Permissions: []*api.IntentionPermission{
+			{Action: api.IntentionActionDeny, HTTP: &api.IntentionHTTPPermission{PathExact: "/grpc.testing.TestService/EmptyCall"}},
+			{Action: api.IntentionActionAllow, HTTP: &api.IntentionHTTPPermission{PathPrefix: "/grpc.testing.TestService/"}},
+		}},
+		{Name: "web", Action: api.IntentionActionAllow},
+	}}, nil); err != nil {
+		t.Fatalf("service-intentions: %v", err)
+	}
+
+	appAddr, svc := startGRPC(t, "api-app")
+	_, port, _ := net.SplitHostPort(appAddr)
+	apiCfg := strings.Replace(sidecarConfig(agent.HTTPAddr, "api", appAddr), "port: "+port+" }", "port: "+port+", protocol: grpc }", 1)
+	apiSide := startEngine(t, apiCfg)
+	webApp, _ := startUpstream(t, "web-app", nil)
+	webSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "web", hostport(webApp), "api"))
+	edge := startEngine(t, connectEdgeConfig(agent.HTTPAddr))
+
+	await.Until(t, 30*time.Second, "service-defaults reach the edge and web's sidecar", func() bool {
+		return clusterProtocol(t, edge.admin, "api") == "grpc" && clusterProtocol(t, webSide.admin, "api") == "grpc"
+	})
+	if got := clusterProtocol(t, apiSide.admin, conf.SidecarLocalService("api")); got != "grpc" {
+		t.Fatalf("api's sidecar speaks %q to its app, want grpc", got)
+	}
+
+	viaEdge := dialGRPC(t, edge.addr)
+	await.Until(t, 20*time.Second, "edge reaches api's app over the mesh", func() bool {
+		resp, err := viaEdge.UnaryCall(callCtx(t), &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("hi")}})
+		return err == nil && string(resp.GetPayload().GetBody()) == "hi" && resp.GetServerId() == "api-app"
+	})
+
+	t.Run("bidirectional stream over the merged hop", func(t *testing.T) {
+		st, err := viaEdge.FullDuplexCall(callCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := st.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte{byte(i)}}}); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := st.Recv(); err != nil || len(m.GetPayload().GetBody()) != 1 || m.GetPayload().GetBody()[0] != byte(i) {
+				t.Fatalf("reply %d: %v %v", i, m, err)
+			}
+		}
+		_ = st.CloseSend()
+		if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("end: %v", err)
+		}
+	})
+
+	t.Run("an L7 deny is PERMISSION_DENIED and never reaches the app", func(t *testing.T) {
+		before := svc.Calls.Load()
+		_, err := viaEdge.EmptyCall(callCtx(t), &testpb.Empty{})
+		if s, _ := grpcstatus.FromError(err); s.Code() != codes.PermissionDenied {
+			t.Fatalf("EmptyCall = %v, want PermissionDenied", err)
+		}
+		if svc.Calls.Load() != before {
+			t.Fatal("a denied call reached the app")
+		}
+	})
+
+	t.Run("app to app through web's sidecar", func(t *testing.T) {
+		viaWeb := dialGRPC(t, webSide.listener(conf.SidecarUpstreamName("api")))
+		st, err := viaWeb.StreamingOutputCall(callCtx(t), &testpb.StreamingOutputCallRequest{ResponseParameters: []*testpb.ResponseParameters{{Size: 3}, {Size: 4}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []int{3, 4} {
+			m, err := st.Recv()
+			if err != nil || len(m.GetPayload().GetBody()) != want {
+				t.Fatalf("message: %v %v, want %d bytes", m, err, want)
+			}
+		}
+		if _, err := st.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("end: %v", err)
+		}
+	})
+}
