@@ -166,6 +166,9 @@ type Listener struct {
 	IdentityHeader string `yaml:"identity_header"`
 	// TLS terminates TLS on this listener with certificate files (not with connect: true).
 	TLS *ListenerTLS `yaml:"tls"`
+	// WebSocketIdleTimeout closes an upgraded (WebSocket) connection when neither side sent a
+	// byte for this long. Default 1h.
+	WebSocketIdleTimeout Duration `yaml:"websocket_idle_timeout"`
 }
 
 // ListenerTLS is TLS termination with certificate files: TLS 1.2 minimum, SNI picks among the
@@ -197,6 +200,9 @@ type Route struct {
 	Policies []string `yaml:"policies"`
 	Timeout  Duration `yaml:"timeout"` // whole request incl. retries; default 15s; expiry → 504
 	Retry    *Retry   `yaml:"retry"`   // overrides the service's retry policy
+	// WebSocket forwards WebSocket handshakes (Upgrade: websocket) on this route after its
+	// policies ran; false refuses them with 403. Default true.
+	WebSocket *bool `yaml:"websocket"`
 }
 
 // Match is a route's match: every condition given must hold. At most one of Path, PathPrefix, PathRegex.

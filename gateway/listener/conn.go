@@ -30,6 +30,8 @@ type conn struct {
 	once   sync.Once
 	limits *ipLimits // nil: not counted
 	key    netip.Addr
+	table  *connTable    // the listener's open and upgraded connections (upgraded.go)
+	state  atomic.Uint32 // st* bits of upgraded.go
 }
 
 // Linger asks that c, a connection this package accepted (plain or TLS), be closed gently:
@@ -53,6 +55,9 @@ func (c *conn) Close() error {
 	c.once.Do(func() {
 		if c.limits != nil {
 			c.limits.release(c.key)
+		}
+		if c.table != nil {
+			c.table.closed(c)
 		}
 	})
 	return err

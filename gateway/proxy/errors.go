@@ -33,6 +33,7 @@ const (
 	ReasonHTTPVersion      = "http_version_not_supported"
 	ReasonBadMethod        = "invalid_method" // not all upper-case and no route names it
 	ReasonBadPath          = "invalid_path"   // a rewrite would produce a . or .. segment
+	ReasonWebSocketOff     = "websocket_disabled" // a WebSocket handshake on a route with websocket: false
 )
 
 // upstreamStatus maps an upstream.Do error to a status and reason code.
