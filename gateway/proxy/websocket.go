@@ -77,8 +77,9 @@ func isWebSocketUpgrade(hd *fasthttp.RequestHeader) bool {
 func (h *Handler) upgrade(ctx *fasthttp.RequestCtx, rs *routeState, be *Backend, out *fasthttp.Request, resp *fasthttp.Response, s *scratch) (int, string) {
 	req := &ctx.Request
 	e := &s.entry
-	if cl := req.Header.ContentLength(); cl != 0 || len(s.body.buf) > 0 {
-		return fasthttp.StatusBadRequest, ReasonBadRequest // a handshake has no body (RFC 6455 §4.1)
+	// A handshake has no body (RFC 6455 §4.1); -2 is fasthttp's "none announced", -1 chunked.
+	if cl := req.Header.ContentLength(); cl > 0 || cl == -1 {
+		return fasthttp.StatusBadRequest, ReasonBadRequest
 	}
 	up, ok := be.Cluster.(Upgrader)
 	if !ok {
