@@ -1,0 +1,442 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// wsOrigin is a real WebSocket server on loopback (coder/websocket): on any path it echoes each
+// message, on /sink it only reads. Plain requests get "plain". It records every request's
+// header and how each session ended.
+type wsOrigin struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	hdrs   []http.Header
+	closed chan error // each session's end: the error its Read returned
+}
+
+func startWSOrigin(t *testing.T) *wsOrigin {
+	t.Helper()
+	o := &wsOrigin{closed: make(chan error, 16)}
+	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.mu.Lock()
+		o.hdrs = append(o.hdrs, r.Header.Clone())
+		o.mu.Unlock()
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			io.WriteString(w, "plain")
+			return
+		}
+		w.Header().Set("X-Origin", "ws")
+		w.Header().Set("X-Request-Id", "origin-made-this-up")
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"echo"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(4 << 20)
+		ctx := context.Background()
+		for {
+			typ, b, err := c.Read(ctx)
+			if err != nil {
+				o.closed <- err
+				return
+			}
+			if r.URL.Path == "/sink" {
+				continue
+			}
+			if err := c.Write(ctx, typ, b); err != nil {
+				o.closed <- err
+				return
+			}
+		}
+	}))
+	t.Cleanup(o.srv.Close)
+	return o
+}
+
+func (o *wsOrigin) requests() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.hdrs)
+}
+
+func (o *wsOrigin) lastHeader(t *testing.T) http.Header {
+	t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.hdrs) == 0 {
+		t.Fatal("the origin saw no request")
+	}
+	return o.hdrs[len(o.hdrs)-1]
+}
+
+// sessionEnd waits (bounded) for the origin's next session to end.
+func (o *wsOrigin) sessionEnd(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-o.closed:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("the origin's session did not end within 10s")
+		return nil
+	}
+}
+
+// wsDial opens a WebSocket through the edge at addr (ws://addr+path) within 10 s.
+func wsDial(t *testing.T, addr, path string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "ws://"+addr+path, &websocket.DialOptions{Subprotocols: []string{"echo"}, HTTPHeader: hdr})
+	if c != nil {
+		c.SetReadLimit(4 << 20)
+		t.Cleanup(func() { c.CloseNow() })
+	}
+	return c, resp, err
+}
+
+// echo sends one message and reads the echo, within 10 s.
+func echo(t *testing.T, c *websocket.Conn, typ websocket.MessageType, msg []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Write(ctx, typ, msg); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	gt, got, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if gt != typ || !bytes.Equal(got, msg) {
+		t.Fatalf("echo: type %v, %d bytes; want type %v, %d bytes, the same", gt, len(got), typ, len(msg))
+	}
+}
+
+func wsEdgeConfig(origin, extra string) string {
+	return fmt.Sprintf(`
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - { name: public, address: 127.0.0.1:0, websocket_idle_timeout: 2s }
+routes:
+  - name: all
+    match: { path_prefix: / }
+    to: [ { service: origin } ]
+discovery:
+  static:
+    origin: [ %s ]
+access_log: { output: "off" }
+%s`, origin, extra)
+}
+
+// accessLines waits (bounded) until the access log at path has a line with want in it and
+// returns the lines that do, decoded.
+func accessLines(t *testing.T, path, want string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	waitFor(t, "access log line with "+want, func() bool {
+		out = nil
+		b, _ := os.ReadFile(path)
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if !bytes.Contains(line, []byte(want)) {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal(line, &m); err != nil {
+				t.Fatalf("access log line is not JSON: %s", line)
+			}
+			out = append(out, m)
+		}
+		return len(out) > 0
+	})
+	return out
+}
+
+// TestWebSocketThroughEdge: a real client and origin through the edge: the handshake's fields
+// both ways, text, binary, a 1 MiB message, a ping, the close handshake; the metrics and the
+// access-log line of the session.
+func TestWebSocketThroughEdge(t *testing.T) {
+	t.Parallel()
+	o := startWSOrigin(t)
+	logPath := filepath.Join(t.TempDir(), "access.log")
+	cfg := strings.Replace(wsEdgeConfig(hostport(o.srv), ""), `access_log: { output: "off" }`, "access_log: { output: "+logPath+" }", 1)
+	e := startEdge(t, cfg)
+
+	c, resp, err := wsDial(t, e.addr, "/chat?room=1", http.Header{"X-Request-Id": {"client-id"}})
+	if err != nil {
+		t.Fatalf("dial: %v (response %v)", err, resp)
+	}
+	if c.Subprotocol() != "echo" || resp.Header.Get("X-Origin") != "ws" {
+		t.Fatalf("subprotocol %q, X-Origin %q: the origin's 101 fields did not reach the client", c.Subprotocol(), resp.Header.Get("X-Origin"))
+	}
+	ids := resp.Header.Values("X-Request-Id")
+	if len(ids) != 1 || ids[0] == "origin-made-this-up" || ids[0] == "client-id" {
+		t.Fatalf("X-Request-Id %q, want one: the edge's", ids)
+	}
+	h := o.lastHeader(t)
+	if h.Get("X-Request-Id") != ids[0] || h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" {
+		t.Fatalf("origin saw X-Request-Id %q, X-Forwarded-For %q, X-Forwarded-Proto %q", h.Get("X-Request-Id"), h.Get("X-Forwarded-For"), h.Get("X-Forwarded-Proto"))
+	}
+
+	echo(t, c, websocket.MessageText, []byte("hello"))
+	echo(t, c, websocket.MessageBinary, []byte{0, 1, 2, 0xff})
+	big := make([]byte, 1<<20)
+	rand.Read(big)
+	echo(t, c, websocket.MessageBinary, big)
+
+	// A ping is answered while a reader runs (the pong is read by it); a message then ends the
+	// read.
+	readDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, b, err := c.Read(ctx)
+		if err == nil && string(b) != "after ping" {
+			err = fmt.Errorf("read %q", b)
+		}
+		readDone <- err
+	}()
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := c.Ping(pctx); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	pcancel()
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := c.Write(wctx, websocket.MessageText, []byte("after ping")); err != nil {
+		t.Fatal(err)
+	}
+	wcancel()
+	if err := <-readDone; err != nil {
+		t.Fatalf("read after ping: %v", err)
+	}
+
+	// While open: one upgraded connection on the route, one downstream connection on the
+	// listener (the admin requests use another listener).
+	if got := edgeMetricValue(t, e.admin, `meshgate_websocket_connections_active{route="all"}`); got != "1" {
+		t.Errorf("open websocket gauge = %q, want 1", got)
+	}
+	if got := edgeMetricValue(t, e.admin, `meshgate_downstream_connections_active{listener="public"}`); got != "1" {
+		t.Errorf("downstream connections gauge = %q, want 1 (the hijacked one still counts)", got)
+	}
+
+	// The close handshake: the origin sees a normal closure with our reason, the client's
+	// Close returns once the origin's close frame came back.
+	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := o.sessionEnd(t); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("origin's session ended with %v, want a normal closure", err)
+	}
+	waitFor(t, "gauges back to 0", func() bool {
+		return edgeMetricValue(t, e.admin, `meshgate_websocket_connections_active{route="all"}`) == "0" &&
+			edgeMetricValue(t, e.admin, `meshgate_downstream_connections_active{listener="public"}`) == "0"
+	})
+	for dir, least := range map[string]int{"upstream": 1 << 20, "downstream": 1 << 20} {
+		var n float64
+		fmt.Sscan(edgeMetricValue(t, e.admin, `meshgate_websocket_bytes_total{direction="`+dir+`",route="all"}`), &n)
+		if n < float64(least) {
+			t.Errorf("bytes relayed %s = %v, want at least %d", dir, n, least)
+		}
+	}
+	if got := edgeMetricValue(t, e.admin, `meshgate_requests_total{class="1xx",route="all"}`); got != "1" {
+		t.Errorf("1xx requests = %q, want 1", got)
+	}
+
+	lines := accessLines(t, logPath, ids[0])
+	if len(lines) != 1 {
+		t.Fatalf("%d access-log lines for the session, want 1: %v", len(lines), lines)
+	}
+	l := lines[0]
+	if l["status"] != float64(101) || l["route"] != "all" || l["upstream"] != hostport(o.srv) || l["path"] != "/chat" {
+		t.Errorf("access log entry: %v", l)
+	}
+	if in, _ := l["bytes_in"].(float64); in < 1<<20 {
+		t.Errorf("access log bytes_in %v, want the session's (> 1 MiB)", l["bytes_in"])
+	}
+}
+
+// TestWebSocketIdleTimeout: a session nobody talks on is closed after the listener's
+// websocket_idle_timeout; one where only the client talks (the origin never answers) is not.
+func TestWebSocketIdleTimeout(t *testing.T) {
+	t.Parallel()
+	o := startWSOrigin(t)
+	e := startEdge(t, wsEdgeConfig(hostport(o.srv), ""))
+
+	// One-way traffic for longer than the timeout: the quiet direction must not end it.
+	c, _, err := wsDial(t, e.addr, "/sink", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tick := time.NewTicker(300 * time.Millisecond)
+	defer tick.Stop()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-tick.C {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := c.Write(ctx, websocket.MessageText, []byte("tick"))
+		cancel()
+		if err != nil {
+			t.Fatalf("a session with traffic one way was closed: %v", err)
+		}
+	}
+	c.CloseNow()
+	o.sessionEnd(t)
+
+	// Nothing either way: closed after about 2 s (well within the 10 s bound).
+	c, _, err = wsDial(t, e.addr, "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, c, websocket.MessageText, []byte("once"))
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err = c.Read(ctx)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("idle session: read %v (context %v); want the edge to close it", err, ctx.Err())
+	}
+	if took := time.Since(start); took < 1500*time.Millisecond {
+		t.Fatalf("closed after %v, before the 2s idle timeout", took)
+	}
+	o.sessionEnd(t)
+}
+
+// TestWebSocketRefusals: routes[].websocket: false answers 403 and a route's policy refuses the
+// handshake before the origin sees a byte; an h2c upgrade is never forwarded as one.
+func TestWebSocketRefusals(t *testing.T) {
+	t.Parallel()
+	o := startWSOrigin(t)
+	cfg := strings.Replace(wsEdgeConfig(hostport(o.srv), `
+policies:
+  office: { ip: { allow: [ 10.0.0.0/8 ] } }
+`), "routes:\n", `routes:
+  - { name: off, match: { path_prefix: /nows }, to: [ { service: origin } ], websocket: false }
+  - { name: office, match: { path_prefix: /office }, to: [ { service: origin } ], policies: [ office ] }
+`, 1)
+	e := startEdge(t, cfg)
+
+	for path, want := range map[string]string{"/nows": "websocket_disabled", "/office": "ip_denied"} {
+		_, resp, err := wsDial(t, e.addr, path, nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("%s: dial error %v, response %v; want 403", path, err, resp)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s: body %q, want %s", path, b, want)
+		}
+	}
+	if n := o.requests(); n != 0 {
+		t.Fatalf("the origin saw %d refused handshakes", n)
+	}
+	// websocket: false leaves plain requests alone.
+	if code, body := status(t, e.url+"/nows"); code != http.StatusOK || body != "plain" {
+		t.Fatalf("plain GET /nows = %d %q", code, body)
+	}
+
+	// h2c: forwarded as the plain request it also is, without any of the upgrade's fields.
+	out := raw(t, e.addr, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"+
+		"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.HasSuffix(out, "plain") {
+		t.Fatalf("h2c upgrade request got:\n%s", out)
+	}
+	h := o.lastHeader(t)
+	for _, n := range []string{"Upgrade", "Connection", "Http2-Settings"} {
+		if v := h.Values(n); len(v) != 0 {
+			t.Errorf("origin saw %s %q", n, v)
+		}
+	}
+}
+
+// TestWebSocketDrainClosesSession: on shutdown an open session keeps working through the drain
+// and is closed when the drain timeout passes; Run then returns.
+func TestWebSocketDrainClosesSession(t *testing.T) {
+	t.Parallel()
+	o := startWSOrigin(t)
+	// An idle timeout far beyond the drain's, so only the drain can end the session.
+	cfg := strings.Replace(wsEdgeConfig(hostport(o.srv), "shutdown: { drain_timeout: 1500ms }\n"), "websocket_idle_timeout: 2s", "websocket_idle_timeout: 1m", 1)
+	e := startEdge(t, cfg)
+	c, _, err := wsDial(t, e.addr, "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, c, websocket.MessageText, []byte("before"))
+	start := time.Now()
+	e.cancel()
+	waitFor(t, "ready 503", func() bool {
+		code, _ := readyBody(t, e.admin)
+		return code != http.StatusOK
+	})
+	echo(t, c, websocket.MessageText, []byte("while draining"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := c.Read(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("read during drain: %v (context %v); want the session closed at the drain deadline", err, ctx.Err())
+	}
+	if took := time.Since(start); took < time.Second || took > 6*time.Second {
+		t.Fatalf("session closed %v into a 1.5s drain", took)
+	}
+	o.sessionEnd(t)
+	select {
+	case <-e.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the drain")
+	}
+	e.cancel = nil
+}
+
+// TestWebSocketMaxConnections: upgraded sessions count against max_connections although
+// fasthttp no longer serves them; closing one makes room again.
+func TestWebSocketMaxConnections(t *testing.T) {
+	t.Parallel()
+	o := startWSOrigin(t)
+	cfg := strings.Replace(wsEdgeConfig(hostport(o.srv), ""), "websocket_idle_timeout: 2s", "websocket_idle_timeout: 1m, max_connections: 2", 1)
+	e := startEdge(t, cfg)
+	a, _, err := wsDial(t, e.addr, "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := wsDial(t, e.addr, "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, a, websocket.MessageText, []byte("a"))
+	echo(t, b, websocket.MessageText, []byte("b"))
+	refused := func() bool {
+		conn, err := net.DialTimeout("tcp", e.addr, 5*time.Second)
+		if err != nil {
+			return true
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); err != nil {
+			return true
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return !errors.Is(err, os.ErrDeadlineExceeded)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}
+	if !refused() {
+		t.Fatal("a third connection was served with two upgraded sessions open and max_connections: 2")
+	}
+	a.Close(websocket.StatusNormalClosure, "")
+	o.sessionEnd(t)
+	waitFor(t, "room for a connection again", func() bool { return !refused() })
+	echo(t, b, websocket.MessageText, []byte("still here"))
+}
