@@ -20,6 +20,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/hashicorp/consul/api"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/consuldev"
 )
 
 // wsOrigin is a real WebSocket server on loopback (coder/websocket): on any path it echoes each
@@ -439,4 +444,88 @@ func TestWebSocketMaxConnections(t *testing.T) {
 	o.sessionEnd(t)
 	waitFor(t, "room for a connection again", func() bool { return !refused() })
 	echo(t, b, websocket.MessageText, []byte("still here"))
+}
+
+// TestWebSocketMergedHop: edge → api's sidecar over Connect mTLS (real Consul, intentions) → a
+// WebSocket app; and app → web's sidecar upstream listener → api's sidecar → the app. The
+// handshake passes the sidecar's intentions check, and a caller the intentions deny gets 403.
+func TestWebSocketMergedHop(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	client := agentClient(t, agent.HTTPAddr)
+	setIntentions(t, client, "api",
+		&api.SourceIntention{Name: "edge", Permissions: []*api.IntentionPermission{
+			{Action: api.IntentionActionAllow, HTTP: &api.IntentionHTTPPermission{PathPrefix: "/public"}},
+		}},
+		&api.SourceIntention{Name: "web", Action: api.IntentionActionAllow},
+	)
+	o := startWSOrigin(t)
+	startEngine(t, sidecarConfigWith(agent.HTTPAddr, "api", hostport(o.srv), "{ address: 127.0.0.1:0, trusted_peers: [ edge ] }"))
+	webApp, _ := startUpstream(t, "web-app", nil)
+	webSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "web", hostport(webApp), "api"))
+	edge := startEngine(t, connectEdgeConfig(agent.HTTPAddr))
+	await.Until(t, 30*time.Second, "edge reaches api through its sidecar", func() bool {
+		code, _ := status(t, edge.url+"/public/plain")
+		return code == http.StatusOK
+	})
+
+	c, resp, err := wsDial(t, edge.addr, "/public/chat", nil)
+	if err != nil {
+		t.Fatalf("dial through the merged hop: %v (response %v)", err, resp)
+	}
+	if c.Subprotocol() != "echo" || resp.Header.Get("X-Origin") != "ws" || len(resp.Header.Values("X-Request-Id")) != 1 {
+		t.Fatalf("101 through two hops: subprotocol %q, header %v", c.Subprotocol(), resp.Header)
+	}
+	if h := o.lastHeader(t); h.Get("X-Meshgate-Identity") != "edge" || h.Get("X-Request-Id") != resp.Header.Get("X-Request-Id") {
+		t.Fatalf("app saw identity %q and request id %q; want edge and the client's %q",
+			h.Get("X-Meshgate-Identity"), h.Get("X-Request-Id"), resp.Header.Get("X-Request-Id"))
+	}
+	echo(t, c, websocket.MessageText, []byte("over mTLS"))
+	echo(t, c, websocket.MessageBinary, []byte{9, 8, 7})
+	big := make([]byte, 1<<20)
+	rand.Read(big)
+	echo(t, c, websocket.MessageBinary, big)
+	readDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _, err := c.Read(ctx)
+		readDone <- err
+	}()
+	pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer pcancel()
+	if err := c.Ping(pctx); err != nil {
+		t.Fatalf("ping through the merged hop: %v", err)
+	}
+	if err := c.Write(pctx, websocket.MessageText, []byte("end read")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-readDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, "done"); err != nil {
+		t.Fatalf("close through the merged hop: %v", err)
+	}
+	if err := o.sessionEnd(t); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+		t.Fatalf("app's session ended with %v", err)
+	}
+
+	// The L7 intention allows the edge /public only: a handshake elsewhere is denied by the
+	// sidecar, and the app never sees it.
+	before := o.requests()
+	if _, resp, err := wsDial(t, edge.addr, "/admin", nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("handshake on /admin: %v, %v; want 403 from the intentions", err, resp)
+	}
+	if o.requests() != before {
+		t.Fatal("a denied handshake reached the app")
+	}
+
+	// web's app through its own sidecar's upstream listener.
+	c2, resp, err := wsDial(t, webSide.listener(conf.SidecarUpstreamName("api")), "/anything", nil)
+	if err != nil {
+		t.Fatalf("dial through web's sidecar: %v (response %v)", err, resp)
+	}
+	echo(t, c2, websocket.MessageText, []byte("web to api"))
+	c2.Close(websocket.StatusNormalClosure, "")
+	o.sessionEnd(t)
 }
