@@ -54,7 +54,7 @@ func startWSOrigin(t *testing.T) *wsOrigin {
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
+		defer func() { _ = c.CloseNow() }()
 		c.SetReadLimit(4 << 20)
 		ctx := context.Background()
 		for {
@@ -104,17 +104,33 @@ func (o *wsOrigin) sessionEnd(t *testing.T) error {
 	}
 }
 
+// dialed is the handshake's answer as the client got it (the body is read and closed).
+type dialed struct {
+	status int
+	header http.Header
+	body   string
+}
+
 // wsDial opens a WebSocket through the edge at addr (ws://addr+path) within 10 s.
-func wsDial(t *testing.T, addr, path string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
+func wsDial(t *testing.T, addr, path string, hdr http.Header) (*websocket.Conn, dialed, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, "ws://"+addr+path, &websocket.DialOptions{Subprotocols: []string{"echo"}, HTTPHeader: hdr})
+	var d dialed
+	if resp != nil {
+		d.status, d.header = resp.StatusCode, resp.Header
+		if resp.Body != nil {
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			d.body = string(b)
+		}
+	}
 	if c != nil {
 		c.SetReadLimit(4 << 20)
-		t.Cleanup(func() { c.CloseNow() })
+		t.Cleanup(func() { _ = c.CloseNow() })
 	}
-	return c, resp, err
+	return c, d, err
 }
 
 // echo sends one message and reads the echo, within 10 s.
@@ -187,10 +203,10 @@ func TestWebSocketThroughEdge(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dial: %v (response %v)", err, resp)
 	}
-	if c.Subprotocol() != "echo" || resp.Header.Get("X-Origin") != "ws" {
-		t.Fatalf("subprotocol %q, X-Origin %q: the origin's 101 fields did not reach the client", c.Subprotocol(), resp.Header.Get("X-Origin"))
+	if c.Subprotocol() != "echo" || resp.header.Get("X-Origin") != "ws" {
+		t.Fatalf("subprotocol %q, X-Origin %q: the origin's 101 fields did not reach the client", c.Subprotocol(), resp.header.Get("X-Origin"))
 	}
-	ids := resp.Header.Values("X-Request-Id")
+	ids := resp.header.Values("X-Request-Id")
 	if len(ids) != 1 || ids[0] == "origin-made-this-up" || ids[0] == "client-id" {
 		t.Fatalf("X-Request-Id %q, want one: the edge's", ids)
 	}
@@ -254,7 +270,7 @@ func TestWebSocketThroughEdge(t *testing.T) {
 	})
 	for dir, least := range map[string]int{"upstream": 1 << 20, "downstream": 1 << 20} {
 		var n float64
-		fmt.Sscan(edgeMetricValue(t, e.admin, `meshgate_websocket_bytes_total{direction="`+dir+`",route="all"}`), &n)
+		_, _ = fmt.Sscan(edgeMetricValue(t, e.admin, `meshgate_websocket_bytes_total{direction="`+dir+`",route="all"}`), &n)
 		if n < float64(least) {
 			t.Errorf("bytes relayed %s = %v, want at least %d", dir, n, least)
 		}
@@ -298,8 +314,8 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 			t.Fatalf("a session with traffic one way was closed: %v", err)
 		}
 	}
-	c.CloseNow()
-	o.sessionEnd(t)
+	_ = c.CloseNow()
+	_ = o.sessionEnd(t)
 
 	// Nothing either way: closed after about 2 s (well within the 10 s bound).
 	c, _, err = wsDial(t, e.addr, "/", nil)
@@ -317,7 +333,7 @@ func TestWebSocketIdleTimeout(t *testing.T) {
 	if took := time.Since(start); took < 1500*time.Millisecond {
 		t.Fatalf("closed after %v, before the 2s idle timeout", took)
 	}
-	o.sessionEnd(t)
+	_ = o.sessionEnd(t)
 }
 
 // TestWebSocketRefusals: routes[].websocket: false answers 403 and a route's policy refuses the
@@ -336,12 +352,11 @@ policies:
 
 	for path, want := range map[string]string{"/nows": "websocket_disabled", "/office": "ip_denied"} {
 		_, resp, err := wsDial(t, e.addr, path, nil)
-		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		if err == nil || resp.status != http.StatusForbidden {
 			t.Fatalf("%s: dial error %v, response %v; want 403", path, err, resp)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		if !strings.Contains(string(b), want) {
-			t.Errorf("%s: body %q, want %s", path, b, want)
+		if !strings.Contains(resp.body, want) {
+			t.Errorf("%s: body %q, want %s", path, resp.body, want)
 		}
 	}
 	if n := o.requests(); n != 0 {
@@ -394,9 +409,12 @@ func TestWebSocketDrainClosesSession(t *testing.T) {
 	if took := time.Since(start); took < time.Second || took > 6*time.Second {
 		t.Fatalf("session closed %v into a 1.5s drain", took)
 	}
-	o.sessionEnd(t)
+	_ = o.sessionEnd(t)
 	select {
-	case <-e.done:
+	case err := <-e.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after the drain")
 	}
@@ -441,7 +459,7 @@ func TestWebSocketMaxConnections(t *testing.T) {
 		t.Fatal("a third connection was served with two upgraded sessions open and max_connections: 2")
 	}
 	a.Close(websocket.StatusNormalClosure, "")
-	o.sessionEnd(t)
+	_ = o.sessionEnd(t)
 	waitFor(t, "room for a connection again", func() bool { return !refused() })
 	echo(t, b, websocket.MessageText, []byte("still here"))
 }
@@ -473,12 +491,12 @@ func TestWebSocketMergedHop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("dial through the merged hop: %v (response %v)", err, resp)
 	}
-	if c.Subprotocol() != "echo" || resp.Header.Get("X-Origin") != "ws" || len(resp.Header.Values("X-Request-Id")) != 1 {
-		t.Fatalf("101 through two hops: subprotocol %q, header %v", c.Subprotocol(), resp.Header)
+	if c.Subprotocol() != "echo" || resp.header.Get("X-Origin") != "ws" || len(resp.header.Values("X-Request-Id")) != 1 {
+		t.Fatalf("101 through two hops: subprotocol %q, header %v", c.Subprotocol(), resp.header)
 	}
-	if h := o.lastHeader(t); h.Get("X-Meshgate-Identity") != "edge" || h.Get("X-Request-Id") != resp.Header.Get("X-Request-Id") {
+	if h := o.lastHeader(t); h.Get("X-Meshgate-Identity") != "edge" || h.Get("X-Request-Id") != resp.header.Get("X-Request-Id") {
 		t.Fatalf("app saw identity %q and request id %q; want edge and the client's %q",
-			h.Get("X-Meshgate-Identity"), h.Get("X-Request-Id"), resp.Header.Get("X-Request-Id"))
+			h.Get("X-Meshgate-Identity"), h.Get("X-Request-Id"), resp.header.Get("X-Request-Id"))
 	}
 	echo(t, c, websocket.MessageText, []byte("over mTLS"))
 	echo(t, c, websocket.MessageBinary, []byte{9, 8, 7})
@@ -513,7 +531,7 @@ func TestWebSocketMergedHop(t *testing.T) {
 	// The L7 intention allows the edge /public only: a handshake elsewhere is denied by the
 	// sidecar, and the app never sees it.
 	before := o.requests()
-	if _, resp, err := wsDial(t, edge.addr, "/admin", nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+	if _, resp, err := wsDial(t, edge.addr, "/admin", nil); err == nil || resp.status != http.StatusForbidden {
 		t.Fatalf("handshake on /admin: %v, %v; want 403 from the intentions", err, resp)
 	}
 	if o.requests() != before {
@@ -527,5 +545,5 @@ func TestWebSocketMergedHop(t *testing.T) {
 	}
 	echo(t, c2, websocket.MessageText, []byte("web to api"))
 	c2.Close(websocket.StatusNormalClosure, "")
-	o.sessionEnd(t)
+	_ = o.sessionEnd(t)
 }
