@@ -144,8 +144,8 @@ func (t *connTable) drain(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// Upgraded tells the listener that c, a connection it accepted (plain or TLS, as fasthttp's
-// hijack handler receives it), now carries an upgraded session: it stays counted against
+// Upgraded tells the listener that c, a connection it accepted (plain or TLS, as a RequestCtx
+// or fasthttp's hijack handler has it), now carries an upgraded session: it stays counted against
 // max_connections and is closed when a drain deadline passes. The returned function is called
 // when the session ends. Other connections are not tracked (the function does nothing).
 func Upgraded(c net.Conn) (done func()) {

@@ -136,9 +136,9 @@ type Options struct {
 	// intentions check). Before routing so an unauthorised caller learns nothing about the
 	// routes; the Identity it sets stays on the request for route filters and the access log.
 	Authorize filter.Filter
-	// Upgraded, when set, is told the hijacked connection of a WebSocket session (the
-	// listener keeps it counted and closes it when a drain deadline passes); the returned
-	// function is called when the session ends.
+	// Upgraded, when set, is told the connection of a WebSocket session about to be hijacked
+	// (the listener keeps it counted and closes it when a drain deadline passes); the
+	// returned function is called when the session ends.
 	Upgraded func(c net.Conn) (done func())
 	// WebSocketIdleTimeout closes a WebSocket session when neither side sent a byte for this
 	// long (0: one hour).

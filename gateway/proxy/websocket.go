@@ -112,6 +112,12 @@ func (h *Handler) upgrade(ctx *fasthttp.RequestCtx, rs *routeState, be *Backend,
 		head:    appendSwitchingHead(make([]byte, 0, 512), &resp.Header, s.reqID),
 		metrics: h.opts.Metrics.ws.bind(rs.Name),
 	}
+	ss.done = func() {}
+	if h.opts.Upgraded != nil {
+		// Told now, while fasthttp still counts the connection, so a shutdown cannot fall
+		// between fasthttp letting go of it and the listener learning about it.
+		ss.done = h.opts.Upgraded(ctx.Conn())
+	}
 	s.ws = ss
 	ctx.SetStatusCode(fasthttp.StatusSwitchingProtocols) // for Serve's metrics and log entry
 	// The session writes the 101 itself: fasthttp would add its own framing (Connection:
@@ -193,6 +199,7 @@ type wsSession struct {
 	idle     time.Duration
 	metrics  wsRouteMetrics
 	entry    accesslog.Entry // the handshake's, copied out of the pooled scratch by hold
+	done     func()          // tells the listener the session ended (Options.Upgraded)
 
 	last    atomic.Int64 // unix ns of the last byte read from either side
 	stop    atomic.Bool  // the session is ending: pipes return at their next wake-up
@@ -214,9 +221,7 @@ func (ss *wsSession) hold(e *accesslog.Entry) {
 // closes that connection when run returns.
 func (ss *wsSession) run(c net.Conn) {
 	defer func() { _ = ss.upstream.Close() }()
-	if f := ss.h.opts.Upgraded; f != nil {
-		defer f(c)()
-	}
+	defer ss.done()
 	m := ss.metrics
 	m.active.Inc()
 	defer m.active.Dec()
