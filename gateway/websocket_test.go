@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +29,7 @@ import (
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/internal/await"
 	"github.com/meshgate/meshgate/internal/consuldev"
+	"github.com/meshgate/meshgate/internal/testcert"
 )
 
 // wsOrigin is a real WebSocket server on loopback (coder/websocket): on any path it echoes each
@@ -545,5 +550,53 @@ func TestWebSocketMergedHop(t *testing.T) {
 	}
 	echo(t, c2, websocket.MessageText, []byte("web to api"))
 	c2.Close(websocket.StatusNormalClosure, "")
+	_ = o.sessionEnd(t)
+}
+
+// TestWebSocketOverTLSListener: wss to a TLS-terminating listener; the origin is told the
+// scheme was https.
+func TestWebSocketOverTLSListener(t *testing.T) {
+	t.Parallel()
+	cert, pool := testcert.SelfSigned(t, "edge.test")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	kder, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := startWSOrigin(t)
+	e := startEngine(t, fmt.Sprintf(`
+admin: { address: 127.0.0.1:0 }
+access_log: { output: "off" }
+listeners:
+  - { name: public, address: 127.0.0.1:0, tls: { certificates: [ { cert_file: %s, key_file: %s } ] } }
+routes: [ { name: all, to: [ { service: origin } ] } ]
+discovery: { static: { origin: [ %s ] } }
+`, certFile, keyFile, hostport(o.srv)))
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}}
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, "wss://"+e.listener("public")+"/secure", &websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer func() { _ = c.CloseNow() }()
+	echo(t, c, websocket.MessageText, []byte("over tls"))
+	if p := o.lastHeader(t).Get("X-Forwarded-Proto"); p != "https" {
+		t.Fatalf("origin saw X-Forwarded-Proto %q, want https", p)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatalf("close: %v", err)
+	}
 	_ = o.sessionEnd(t)
 }
