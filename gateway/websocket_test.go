@@ -600,3 +600,41 @@ discovery: { static: { origin: [ %s ] } }
 	}
 	_ = o.sessionEnd(t)
 }
+
+// TestWebSocketReload: a reload applies routes[].websocket to new handshakes at once and
+// leaves open sessions alone; changing websocket_idle_timeout, a listener setting, is refused.
+func TestWebSocketReload(t *testing.T) {
+	t.Parallel()
+	o := startWSOrigin(t)
+	cfg := wsEdgeConfig(hostport(o.srv), "")
+	e := startEdge(t, cfg)
+	c, _, err := wsDial(t, e.addr, "/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	echo(t, c, websocket.MessageText, []byte("before"))
+
+	off, err := conf.Parse("v2.yaml", []byte(strings.Replace(cfg, "to: [ { service: origin } ]", "to: [ { service: origin } ]\n    websocket: false", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.edge.Reload(off); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, resp, err := wsDial(t, e.addr, "/", nil); err == nil || resp.status != http.StatusForbidden {
+		t.Fatalf("handshake after the reload: %v, %v; want 403", err, resp)
+	}
+	echo(t, c, websocket.MessageText, []byte("after"))
+
+	idle, err := conf.Parse("v3.yaml", []byte(strings.Replace(cfg, "websocket_idle_timeout: 2s", "websocket_idle_timeout: 5s", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.edge.Reload(idle); err == nil || !strings.Contains(err.Error(), "restart") {
+		t.Fatalf("reload changing websocket_idle_timeout: %v, want it refused", err)
+	}
+	if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+		t.Fatal(err)
+	}
+	_ = o.sessionEnd(t)
+}
