@@ -82,7 +82,7 @@ func (h *Handler) upgrade(ctx *fasthttp.RequestCtx, rs *routeState, be *Backend,
 		return fasthttp.StatusBadRequest, ReasonBadRequest
 	}
 	up, ok := be.Cluster.(Upgrader)
-	if !ok {
+	if !ok { // not reachable with the gateway's clusters; an Upstream of tests or embedders
 		return fasthttp.StatusNotImplemented, ReasonProtocol
 	}
 	// The hop-by-hop fields were removed with the others; the upgrade's own two are the only
