@@ -30,6 +30,7 @@ const (
 	defaultLogLevel          = "info"
 	defaultLogFormat         = "json"
 	defaultDrainTimeout      = 30 * time.Second
+	defaultWebSocketIdle     = time.Hour
 )
 
 // defaultRetryOn returns a fresh slice each time so configs never share backing arrays.
@@ -57,6 +58,7 @@ func (c *Config) Defaults() {
 		setDur(&l.ReadTimeout, defaultReadTimeout)
 		setDur(&l.WriteTimeout, defaultWriteTimeout)
 		setDur(&l.IdleTimeout, defaultListenerIdle)
+		setDur(&l.WebSocketIdleTimeout, defaultWebSocketIdle)
 		setSize(&l.MaxHeaderBytes, defaultMaxHeaderBytes)
 		setSize(&l.MaxBodyBytes, defaultMaxBodyBytes)
 		setSize(&l.StreamThreshold, defaultStreamThreshold)
@@ -110,6 +112,10 @@ func (c *Config) Defaults() {
 			r.Timeout = c.Services[r.To[0].Service].RequestTimeout
 		}
 		setDur(&r.Timeout, defaultRouteTimeout)
+		if r.WebSocket == nil {
+			on := true
+			r.WebSocket = &on
+		}
 	}
 
 	if c.AccessLog.Output == "" {

@@ -171,6 +171,9 @@ type Listener struct {
 	HTTP2 *bool `yaml:"http2"`
 	// MaxConcurrentStreams bounds the open streams of one HTTP/2 connection. Default 100.
 	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
+	// WebSocketIdleTimeout closes an upgraded (WebSocket) connection when neither side sent a
+	// byte for this long. Default 1h.
+	WebSocketIdleTimeout Duration `yaml:"websocket_idle_timeout"`
 }
 
 // GRPCRetryCode gives the code number of a gRPC status that retry.on may name. A named status
@@ -224,6 +227,9 @@ type Route struct {
 	Policies []string `yaml:"policies"`
 	Timeout  Duration `yaml:"timeout"` // whole request incl. retries; default 15s; expiry → 504
 	Retry    *Retry   `yaml:"retry"`   // overrides the service's retry policy
+	// WebSocket forwards WebSocket handshakes (Upgrade: websocket) on this route after its
+	// policies ran; false refuses them with 403. Default true.
+	WebSocket *bool `yaml:"websocket"`
 }
 
 // Match is a route's match: every condition given must hold. At most one of Path, PathPrefix, PathRegex.

@@ -120,6 +120,7 @@ func (v *validator) listeners(c *Config) {
 		v.nonNegDur(p.key("read_timeout"), l.ReadTimeout)
 		v.nonNegDur(p.key("write_timeout"), l.WriteTimeout)
 		v.nonNegDur(p.key("idle_timeout"), l.IdleTimeout)
+		v.nonNegDur(p.key("websocket_idle_timeout"), l.WebSocketIdleTimeout)
 		v.nonNeg(p.key("max_header_bytes"), int64(l.MaxHeaderBytes))
 		v.nonNeg(p.key("max_body_bytes"), int64(l.MaxBodyBytes))
 		v.nonNeg(p.key("max_connections"), int64(l.MaxConnections))

@@ -376,7 +376,8 @@ func (e *Server) build(cfg *conf.Config) (map[string]*proxy.Generation, error) {
 	}
 	backends := make([]proxy.RouteBackends, len(cfg.Routes))
 	for i, r := range cfg.Routes {
-		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i], Filters: chains[i], ResponseFilters: respChains[i]}
+		rb := proxy.RouteBackends{Name: r.Name, Retry: retries[i], Filters: chains[i], ResponseFilters: respChains[i],
+			DisableWebSocket: !routeWebSocket(r)}
 		for _, t := range r.To {
 			rb.Backends = append(rb.Backends, proxy.Backend{Cluster: clusters[t.Service], Hash: hashOn(cfg.Services[t.Service])})
 		}
@@ -473,7 +474,8 @@ func sameListeners(a, b *conf.Config) error {
 			x.MaxHeaderBytes != y.MaxHeaderBytes || x.MaxBodyBytes != y.MaxBodyBytes || x.MaxConnections != y.MaxConnections ||
 			x.StreamThreshold != y.StreamThreshold || x.Connect != y.Connect || x.IdentityHeader != y.IdentityHeader ||
 			(x.TLS == nil) != (y.TLS == nil) || (x.TLS != nil && (!slices.Equal(x.TLS.Certificates, y.TLS.Certificates) || x.TLS.RedirectFrom != y.TLS.RedirectFrom)) || !slices.Equal(x.TrustedProxies, y.TrustedProxies) ||
-			!slices.Equal(x.TrustedPeers, y.TrustedPeers) || x.MaxConnectionsPerIP != y.MaxConnectionsPerIP {
+			!slices.Equal(x.TrustedPeers, y.TrustedPeers) || x.MaxConnectionsPerIP != y.MaxConnectionsPerIP ||
+			x.WebSocketIdleTimeout != y.WebSocketIdleTimeout {
 			return fmt.Errorf("listener %q changed: restart meshgate to change listener settings", x.Name)
 		}
 	}

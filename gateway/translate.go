@@ -83,8 +83,15 @@ func handlerOptions(lc conf.Listener) proxy.Options {
 		IdentityHeader:  strings.TrimPrefix(lc.IdentityHeader, "-"),
 		MaxBodyBytes:    int64(lc.MaxBodyBytes),
 		StreamThreshold: int64(lc.StreamThreshold),
+		// Upgraded sessions stay the listener's: counted, and closed by its drain.
+		Upgraded:             listener.Upgraded,
+		WebSocketIdleTimeout: lc.WebSocketIdleTimeout.D(),
 	}
 }
+
+// routeWebSocket says whether a route forwards WebSocket handshakes (routes[].websocket,
+// default true; Defaults sets it, a hand-built config may not).
+func routeWebSocket(r conf.Route) bool { return r.WebSocket == nil || *r.WebSocket }
 
 // listenerRoutes gives each listener the specs of its routes (a route without listeners is on
 // every listener), in config order.

@@ -35,6 +35,8 @@ type translation struct {
 	Register  any                     `json:"register,omitempty"` // what is registered in Consul, in order
 	Identity  any                     `json:"identity,omitempty"` // the Connect identity and its intentions
 	Consul    *consulView             `json:"consul,omitempty"`
+	// WebSocketOff are the routes that refuse WebSocket handshakes (routes[].websocket: false).
+	WebSocketOff []string `json:"websocket_off,omitempty"`
 }
 
 type listenerView struct {
@@ -51,6 +53,7 @@ type listenerView struct {
 	MaxBodyBytes    int64
 	Redirect        string `json:",omitempty"` // tls.redirect_from listener's address
 	RedirectTimeout string `json:",omitempty"`
+	WebSocketIdle   string
 }
 
 type clusterOptsView struct {
@@ -86,6 +89,7 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 			MaxConnectionsPerIP: lo.MaxConnectionsPerIP,
 			TLS:                 ho.TLS, Connect: ho.Connect, TrustedPeers: ho.TrustedPeers,
 			IdentityHeader: ho.IdentityHeader, MaxBodyBytes: ho.MaxBodyBytes,
+			WebSocketIdle: ho.WebSocketIdleTimeout.String(),
 		}
 		for _, p := range lo.PerIPExempt {
 			v.PerIPExempt = append(v.PerIPExempt, p.String())
@@ -102,6 +106,9 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 	specs := make([]route.Spec, len(cfg.Routes))
 	for i, r := range cfg.Routes {
 		specs[i] = routeSpec(i, r)
+		if !routeWebSocket(r) {
+			out.WebSocketOff = append(out.WebSocketOff, r.Name)
+		}
 	}
 	for name, ls := range listenerRoutes(cfg, specs) {
 		out.Routes[name] = ls

@@ -32,9 +32,9 @@ type conn struct {
 	key    netip.Addr
 	// pre holds bytes already read to tell HTTP/2 from HTTP/1.1 (protoMux); Read returns them
 	// first. Set before the connection is handed on, never after.
-	pre []byte
-	// onClose, when set, runs once when the connection closes (protoMux's connection count).
-	onClose func()
+	pre   []byte
+	table *connTable    // the listener's open and upgraded connections (upgraded.go)
+	state atomic.Uint32 // st* bits of upgraded.go
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -68,8 +68,8 @@ func (c *conn) Close() error {
 		if c.limits != nil {
 			c.limits.release(c.key)
 		}
-		if c.onClose != nil {
-			c.onClose()
+		if c.table != nil {
+			c.table.closed(c)
 		}
 	})
 	return err

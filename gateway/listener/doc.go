@@ -26,6 +26,17 @@
 // reload, established connections keep their certificate, and a bad, mismatched, expired or
 // missing file is logged and leaves the previous set in use (validate, then swap).
 //
+// # Upgraded connections
+//
+// A WebSocket session is hijacked from fasthttp, which then forgets it: its Concurrency
+// (max_connections) and its shutdown wait no longer see the connection. Each listener's
+// connTable (upgraded.go) keeps counting it: the connections gauge is given back when the
+// hijacked connection closes, not when fasthttp lets go of it; while upgraded sessions are open,
+// Accept closes a connection that would pass max_connections; and Shutdown, after fasthttp's own
+// drain, waits for the sessions until its context ends and then closes their sockets. The
+// request engine reports a session with Upgraded (the table is found from the connection, as
+// Linger finds its conn, so there is no global registry).
+//
 // RedirectHandler is the handler for a plain listener beside a TLS one: 308 to https://host
 // with the path and query kept, so methods and bodies survive the redirect.
 package listener

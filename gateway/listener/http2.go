@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -54,7 +53,6 @@ type protoMux struct {
 	base *http.Server // carries MaxHeaderBytes and the shutdown hook to the h2 server
 
 	maxConns int
-	open     atomic.Int64 // HTTP/1.1 and HTTP/2 connections, for max_connections
 
 	mu      sync.Mutex
 	h2conns map[net.Conn]struct{}
@@ -145,13 +143,12 @@ func (m *protoMux) run() {
 			m.errOnce.Do(func() { m.err = err })
 			return
 		}
-		if m.maxConns > 0 && m.open.Load() >= int64(m.maxConns) {
+		// fasthttp's Concurrency counts only the HTTP/1.1 connections it serves: with HTTP/2
+		// beside them, max_connections is checked here over every open connection (the
+		// listener's connTable counts them from accept to close, this one included).
+		if lc, ok := c.(*conn); ok && m.maxConns > 0 && lc.table != nil && lc.table.open.Load() > int64(m.maxConns) {
 			_ = c.Close()
 			continue
-		}
-		m.open.Add(1)
-		if lc, ok := c.(*conn); ok {
-			lc.onClose = func() { m.open.Add(-1) }
 		}
 		go m.classify(c)
 	}

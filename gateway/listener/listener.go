@@ -72,7 +72,8 @@ func New(opts Options) (*Listener, error) {
 		return nil, fmt.Errorf("listener %q: %w", opts.Name, err)
 	}
 	bl := &backoffListener{Listener: ln, done: make(chan struct{}), log: opts.Logger, errs: opts.AcceptErrors,
-		limits: newIPLimits(opts.MaxConnectionsPerIP, opts.PerIPExempt, opts.PerIPRefused)}
+		limits: newIPLimits(opts.MaxConnectionsPerIP, opts.PerIPExempt, opts.PerIPRefused),
+		table:  newConnTable(opts.MaxConnections, opts.Connections)}
 	// TLS wraps the backoff listener rather than the socket, so EMFILE backoff still applies
 	// and tls.listener.Close reaches the idempotent backoffListener.Close.
 	var serve net.Listener = bl
@@ -120,7 +121,7 @@ func New(opts Options) (*Listener, error) {
 		SecureErrorLogMessage:        true, // parse-error logs would otherwise print raw Authorization headers
 		CloseOnShutdown:              true,
 		Logger:                       zlog{opts.Logger},
-		ConnState: func(_ net.Conn, st fasthttp.ConnState) {
+		ConnState: func(nc net.Conn, st fasthttp.ConnState) {
 			// Each metric is optional on its own: a missing gauge must not silence the counter.
 			switch st {
 			case fasthttp.StateNew:
@@ -130,8 +131,15 @@ func New(opts Options) (*Listener, error) {
 				if opts.Accepted != nil {
 					opts.Accepted.Inc()
 				}
-			case fasthttp.StateClosed, fasthttp.StateHijacked:
+			case fasthttp.StateClosed:
 				if opts.Connections != nil {
+					opts.Connections.Dec()
+				}
+			case fasthttp.StateHijacked:
+				// Still open (an upgraded session): the gauge is given back when it closes.
+				if c := ownConn(nc); c != nil && c.table != nil {
+					c.table.hijacked(c)
+				} else if opts.Connections != nil {
 					opts.Connections.Dec()
 				}
 			}
@@ -159,17 +167,24 @@ func (l *Listener) Serve() error {
 }
 
 // Shutdown stops accepting, closes idle connections and waits for in-flight requests until ctx
-// ends.
+// ends; upgraded sessions (which fasthttp does not wait for) run until then too and are closed
+// when it ends.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	_ = l.ln.Close()
-	if l.mux == nil {
-		return l.srv.ShutdownWithContext(ctx)
+	var h2done chan error
+	if l.mux != nil {
+		// Both protocols drain at once, within the same deadline.
+		h2done = make(chan error, 1)
+		go func() { h2done <- l.mux.shutdown(ctx) }()
 	}
-	// Both protocols drain at once, within the same deadline.
-	h2done := make(chan error, 1)
-	go func() { h2done <- l.mux.shutdown(ctx) }()
 	err := l.srv.ShutdownWithContext(ctx)
-	return errors.Join(err, <-h2done)
+	if uerr := l.ln.table.drain(ctx); err == nil {
+		err = uerr
+	}
+	if h2done != nil {
+		err = errors.Join(err, <-h2done)
+	}
+	return err
 }
 
 // backoffListener retries Accept on resource exhaustion instead of failing.
@@ -178,6 +193,7 @@ type backoffListener struct {
 	log    zerolog.Logger
 	errs   prometheus.Counter
 	limits *ipLimits // nil: no per-address cap
+	table  *connTable
 
 	once      sync.Once
 	done      chan struct{}
@@ -214,10 +230,18 @@ func (b *backoffListener) Accept() (net.Conn, error) {
 	for {
 		c, err := b.Listener.Accept()
 		if err == nil {
+			if b.table.full() { // max_connections with upgraded sessions counted (upgraded.go)
+				_ = c.Close()
+				continue
+			}
 			lc, ok := b.limits.admit(c)
 			if !ok {
 				_ = c.Close() // over this address's cap: refused before any byte is read
 				continue
+			}
+			if b.table != nil {
+				lc.table = b.table
+				b.table.open.Add(1)
 			}
 			return lc, nil
 		}

@@ -15,6 +15,15 @@
 // use a fake Upstream to check every hygiene and trust rule of docs/security.md on what
 // reaches the backend, without a network.
 //
+// WebSocket (websocket.go) is a branch at the end of the same path: a handshake (GET, HTTP/1.1,
+// Upgrade: websocket, Connection: upgrade; one header-scan bit decides whether to look) passes
+// hygiene, intentions, routing and the route's filters like any request; then, instead of
+// Upstream.Do, the backend's Upgrader dials a host picked by the cluster, and on a 101 the
+// client connection is hijacked from fasthttp and bytes are relayed both ways until either side
+// ends, both are idle for Options.WebSocketIdleTimeout, or the listener (told of the session by
+// Options.Upgraded) closes it at its drain deadline. Any other Upgrade is stripped as a
+// hop-by-hop field. The session logs its one access-log line when it ends.
+//
 // A Generation (route table, backends, filters, bound metrics) is immutable and swapped
 // atomically on reload; requests in flight finish on the one they started with. Per-request
 // memory comes from pools owned by the Handler, and nothing derived from the RequestCtx outlives

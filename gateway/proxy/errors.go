@@ -31,8 +31,9 @@ const (
 	ReasonCircuitOpen      = "circuit_open"      // every usable host's breaker is open
 	ReasonDeadline         = "deadline_exceeded" // the caller's X-Meshgate-Budget-Ms ran out
 	ReasonHTTPVersion      = "http_version_not_supported"
-	ReasonBadMethod        = "invalid_method" // not all upper-case and no route names it
-	ReasonBadPath          = "invalid_path"   // a rewrite would produce a . or .. segment
+	ReasonBadMethod        = "invalid_method"     // not all upper-case and no route names it
+	ReasonBadPath          = "invalid_path"       // a rewrite would produce a . or .. segment
+	ReasonWebSocketOff     = "websocket_disabled" // a WebSocket handshake on a route with websocket: false
 )
 
 // upstreamStatus maps an upstream.Do error to a status and reason code.

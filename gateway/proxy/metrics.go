@@ -11,6 +11,7 @@ import (
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	ws       wsMetrics // websocket.go
 }
 
 // NewMetrics registers the request metrics on reg.
@@ -30,6 +31,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("proxy: register metrics: %w", err)
 		}
+	}
+	var err error
+	if m.ws, err = newWSMetrics(reg); err != nil {
+		return nil, fmt.Errorf("proxy: register metrics: %w", err)
 	}
 	return m, nil
 }

@@ -62,6 +62,9 @@ type RouteBackends struct {
 	Filters  filter.Chain          // run in order before forwarding
 	// ResponseFilters run in order on the upstream's response headers before they are sent.
 	ResponseFilters []filter.ResponseFilter
+	// DisableWebSocket refuses WebSocket handshakes on this route (403); the zero value
+	// forwards them (websocket.go).
+	DisableWebSocket bool
 }
 
 // Generation is one immutable config generation as the request path sees it. A reload builds
@@ -137,6 +140,13 @@ type Options struct {
 	// ConnOf returns the connection an HTTP/2 request arrived on (listener.ConnFromContext):
 	// the engine reads the peer's address and, on a connect listener, its certificate from it.
 	ConnOf func(context.Context) net.Conn
+	// Upgraded, when set, is told the connection of a WebSocket session about to be hijacked
+	// (the listener keeps it counted and closes it when a drain deadline passes); the
+	// returned function is called when the session ends.
+	Upgraded func(c net.Conn) (done func())
+	// WebSocketIdleTimeout closes a WebSocket session when neither side sent a byte for this
+	// long (0: one hour).
+	WebSocketIdleTimeout time.Duration
 }
 
 // Handler is the request engine for one listener: route, forward, render, log.
@@ -160,6 +170,9 @@ func New(opts Options, gen *Generation) (*Handler, error) {
 	}
 	if opts.StreamThreshold <= 0 {
 		opts.StreamThreshold = 64 << 10
+	}
+	if opts.WebSocketIdleTimeout <= 0 {
+		opts.WebSocketIdleTimeout = defaultWebSocketIdle
 	}
 	h := &Handler{opts: opts}
 	if opts.IdentityHeader != "" {
@@ -211,6 +224,7 @@ type scratch struct {
 	h2     bool
 	grpc   bool            // content-type application/grpc: errors are gRPC statuses
 	reqCtx context.Context // the stream's context: a client reset cancels the upstream try
+	ws     *wsSession      // set when the request was upgraded: the session logs it (websocket.go)
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -282,6 +296,11 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 	}
 	e.BytesIn = int64(max(req.Header.ContentLength(), 0))
 	e.BytesOut = int64(ctx.Response.Header.ContentLength())
+	if s.ws != nil { // upgraded: its one access-log line is written when the session ends
+		s.ws.hold(e)
+		s.ws = nil
+		return
+	}
 	h.opts.AccessLog.Log(e)
 }
 
@@ -313,6 +332,8 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	if scan&scanRepeated != 0 {
 		joinRepeated(&req.Header)
 	}
+	// Decided before the hop-by-hop fields go; only a WebSocket handshake gets them back.
+	ws := scan&scanUpgrade != 0 && isWebSocketUpgrade(&req.Header)
 	if scan&scanHopByHop != 0 {
 		s.buf = h.stripHopByHop(&req.Header, s.buf)
 	}
@@ -420,6 +441,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 			return v.Status, v.Reason
 		}
 	}
+	if ws && rs.DisableWebSocket {
+		return fasthttp.StatusForbidden, ReasonWebSocketOff
+	}
 	bi := 0
 	if len(rs.Backends) > 1 {
 		bi = rt.PickTarget(rand.Uint64())
@@ -450,6 +474,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		Context:    s.reqCtx,
 	}
 	call.Deadline, call.CallerDeadline = deadline, callerDeadline
+	if ws {
+		return h.upgrade(ctx, rs, be, out, resp, s)
+	}
 	var limited *limitReader
 	if s.body.done {
 		// A filter read the body (a signature check): forward exactly those bytes, which are

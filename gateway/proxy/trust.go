@@ -50,6 +50,7 @@ const (
 	scanOwned                           // a field the gateway owns is present
 	scanRepeated                        // some name may occur more than once
 	scanBadName                         // a name is not an RFC 9110 token, or has '_'
+	scanUpgrade                         // Upgrade is present: maybe a WebSocket handshake (websocket.go)
 )
 
 // tchar is RFC 9110 §5.6.2's token alphabet, less '_': Envoy and nginx refuse underscores in
@@ -93,8 +94,10 @@ func (h *Handler) scanHeaders(hd *fasthttp.RequestHeader) headerScan {
 		}
 		switch string(k) {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-			"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+			"Te", "Trailer", "Transfer-Encoding":
 			flags |= scanHopByHop
+		case "Upgrade":
+			flags |= scanHopByHop | scanUpgrade
 		case hdrXForwardedFor, hdrXForwardedProto, hdrXForwardedHost, hdrXRequestID, upstream.BudgetHeader,
 			hdrForwarded, hdrXRealIP, hdrXForwardedPort:
 			flags |= scanOwned

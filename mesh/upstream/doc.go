@@ -44,6 +44,11 @@
 // another host for any method. The HTTP/1.1 transport sets the request URI's scheme to match,
 // since fasthttp refuses a request whose scheme disagrees with the client.
 //
+// Upgrades (upgrade.go): Cluster.Upgrade carries an HTTP/1.1 protocol upgrade (WebSocket). The
+// connection leaves HTTP after the 101, so it is dialled for the upgrade and never pooled; host
+// choice, breakers, outlier detection, the TLS config and connect-failure retries are the
+// cluster's, as for Do.
+//
 // Retry rules (why): a request is only re-sent when doing so cannot duplicate a side effect the
 // client did not ask for. A connect failure never reached the upstream, so any method may be
 // retried on another host. A reset before the first response byte, a timeout, or a retryable
