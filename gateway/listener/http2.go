@@ -179,11 +179,16 @@ func (m *protoMux) classify(c net.Conn) {
 	lc, _ := c.(*conn)
 	buf := make([]byte, len(h2Preface))
 	n := 0
-	for n < len(buf) {
+	isH2 := false
+	for {
 		k, err := c.Read(buf[n:])
 		n += k
 		if !bytes.Equal(buf[:n], h2Preface[:n]) {
 			break // not the preface: HTTP/1.x (or garbage, for fasthttp to answer 400)
+		}
+		if n == len(buf) {
+			isH2 = true
+			break
 		}
 		if err != nil {
 			_ = c.Close() // gone or silent before it said which protocol: nothing to answer
@@ -199,7 +204,7 @@ func (m *protoMux) classify(c net.Conn) {
 	} else {
 		c = &prefixConn{Conn: c, pre: buf[:n]}
 	}
-	if n == len(buf) {
+	if isH2 {
 		m.serveH2(c)
 		return
 	}
