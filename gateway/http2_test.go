@@ -92,7 +92,7 @@ func startH2COrigin(t *testing.T) string {
 	}
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
-	srv := &http.Server{Protocols: &p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Protocols: &p, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %d", r.Proto, r.Host, len(b))
 	})}
@@ -136,7 +136,7 @@ func headerBlock(t *testing.T, addr, path string) []byte {
 	var buf bytes.Buffer
 	enc := hpack.NewEncoder(&buf)
 	fields := []string{":method", "GET", ":scheme", "http", ":authority", addr, ":path", path}
-	for i := 0; i < len(fields); i += 2 {
+	for i := 0; i+1 < len(fields); i += 2 {
 		_ = enc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
 	}
 	return buf.Bytes()

@@ -113,7 +113,7 @@ func newHTTP2Transport(addr string, opts *Options) *http2Transport {
 			if err != nil {
 				return nil, err
 			}
-			var c net.Conn = raw
+			c := net.Conn(raw)
 			if tlsCfg != nil {
 				tc := tls.Client(raw, tlsCfg)
 				hctx, cancel := context.WithTimeout(ctx, connectTimeout)
