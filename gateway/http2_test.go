@@ -70,7 +70,7 @@ func TestCurlHTTP2PriorKnowledgeToHTTP1Origin(t *testing.T) {
 // TestCurlHTTP2OverTLS: ALPN h2 on a TLS listener.
 func TestCurlHTTP2OverTLS(t *testing.T) {
 	up, _ := startUpstream(t, "h1", nil)
-	cert, key := writeCert(t, "localhost")
+	cert, key, _ := writeCert(t, "localhost")
 	cfg := strings.Replace(minimal(hostport(up)), "address: 127.0.0.1:0\nroutes",
 		fmt.Sprintf("address: 127.0.0.1:0\n    tls: { certificates: [ { cert_file: %s, key_file: %s } ] }\nroutes", cert, key), 1)
 	e := startEdge(t, cfg)
@@ -300,10 +300,11 @@ func TestHTTP2Abuse(t *testing.T) {
 	})
 }
 
-// writeCert writes a self-signed certificate for name and its key as PEM files.
-func writeCert(t *testing.T, name string) (certFile, keyFile string) {
+// writeCert writes a self-signed certificate for name and its key as PEM files, and returns
+// the pool that trusts it.
+func writeCert(t *testing.T, name string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	cert, _ := testcert.SelfSigned(t, name)
+	cert, pool := testcert.SelfSigned(t, name)
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
 	kder, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
@@ -316,5 +317,5 @@ func writeCert(t *testing.T, name string) (certFile, keyFile string) {
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return certFile, keyFile
+	return certFile, keyFile, pool
 }

@@ -1,38 +1,19 @@
 package gateway
 
 import (
-	"crypto/ecdsa"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
-
-	"github.com/meshgate/meshgate/internal/testcert"
 )
 
 // TestTLSTerminationAndRedirect: a listener with certificate files serves HTTPS (TLS 1.2+)
 // and its redirect_from address answers 308 to the https URL.
 func TestTLSTerminationAndRedirect(t *testing.T) {
 	t.Parallel()
-	cert, pool := testcert.SelfSigned(t, "edge.test")
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	kder, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, pool := writeCert(t, "edge.test")
 	up, seen := startUpstream(t, "origin", nil)
 	e := startEngine(t, fmt.Sprintf(`
 admin: { address: 127.0.0.1:0 }

@@ -4,12 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +26,6 @@ import (
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/internal/await"
 	"github.com/meshgate/meshgate/internal/consuldev"
-	"github.com/meshgate/meshgate/internal/testcert"
 )
 
 // wsOrigin is a real WebSocket server on loopback (coder/websocket): on any path it echoes each
@@ -557,19 +553,7 @@ func TestWebSocketMergedHop(t *testing.T) {
 // scheme was https.
 func TestWebSocketOverTLSListener(t *testing.T) {
 	t.Parallel()
-	cert, pool := testcert.SelfSigned(t, "edge.test")
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	kder, err := x509.MarshalECPrivateKey(cert.PrivateKey.(*ecdsa.PrivateKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, pool := writeCert(t, "edge.test")
 	o := startWSOrigin(t)
 	e := startEngine(t, fmt.Sprintf(`
 admin: { address: 127.0.0.1:0 }

@@ -315,16 +315,7 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 		for k := range n {
 			i := (off + k) % n
 			h := st.hosts[i]
-			var candidate bool
-			switch pass {
-			case 0:
-				candidate = i != idx && i != exclude && !h.Down()
-			case 1:
-				candidate = i != idx && i == exclude && !h.Down()
-			default:
-				candidate = i != idx && h.Down()
-			}
-			if !candidate {
+			if !candidate(pass, i, idx, exclude, h) {
 				continue
 			}
 			if ok, err := c.attempt(h, req, resp, call, deadline, opts); ok {
@@ -335,6 +326,19 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 	}
 	c.metrics.circuitOpen.Inc()
 	return -1, ErrCircuitOpen
+}
+
+// candidate says whether host i (h) may take a try in scan pass pass, after the balancer's
+// choice idx was turned away by its breaker: first hosts neither Down nor the one just tried
+// (exclude), then the one just tried, then Down ones, as the balancers prefer them.
+func candidate(pass, i, idx, exclude int, h *Host) bool {
+	switch pass {
+	case 0:
+		return i != idx && i != exclude && !h.Down()
+	case 1:
+		return i != idx && i == exclude && !h.Down()
+	}
+	return i != idx && h.Down()
 }
 
 // attempt sends one try to h through h's breaker; ok is false when the breaker turned it away

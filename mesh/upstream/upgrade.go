@@ -107,16 +107,7 @@ func (c *Cluster) upgradeOnce(req *fasthttp.Request, resp *fasthttp.Response, ca
 		for k := range n {
 			i := (off + k) % n
 			h := st.hosts[i]
-			var candidate bool
-			switch pass {
-			case 0:
-				candidate = i != idx && i != exclude && !h.Down()
-			case 1:
-				candidate = i != idx && i == exclude && !h.Down()
-			default:
-				candidate = i != idx && h.Down()
-			}
-			if !candidate {
+			if !candidate(pass, i, idx, exclude, h) {
 				continue
 			}
 			if ok, conn, err := c.upgradeAttempt(h, req, resp, call, deadline, opts); ok {
