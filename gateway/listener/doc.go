@@ -7,6 +7,11 @@
 //	                                                                                     ▼
 //	                                                                          proxy.Handler.Serve
 //
+// With HTTP/2 on (Options.HTTP2Handler), a demultiplexer (http2.go) sits where tls.NewListener
+// is: each connection is classified in its own goroutine within the head timeout (the TLS
+// handshake's ALPN, or the plaintext HTTP/2 preface); HTTP/1.x connections go on to fasthttp,
+// HTTP/2 ones are served by x/net/http2 with proxy.Handler.ServeHTTP, and Shutdown drains both.
+//
 // Why the wrapper: fasthttp's accept loop returns for good on any non-temporary Accept error,
 // and EMFILE is not temporary to it, so one burst of connections past the fd limit would stop
 // the listener forever. The wrapper sleeps with backoff instead, and keeps serving the

@@ -28,4 +28,9 @@
 // atomically on reload; requests in flight finish on the one they started with. Per-request
 // memory comes from pools owned by the Handler, and nothing derived from the RequestCtx outlives
 // Serve except a streamed response body, which fasthttp closes after writing.
+//
+// HTTP/2 requests arrive through ServeHTTP (h2.go): each stream gets a pooled RequestCtx built
+// from the http.Request and goes through the same serve; the response is copied to the
+// ResponseWriter with a flush per read and the upstream's trailers. A gRPC request's errors are
+// Trailers-Only gRPC statuses (grpc.go).
 package proxy

@@ -21,7 +21,9 @@
 // (one of the sentinels, which a transport may return itself or leave to classify) and a
 // response, so adding a protocol (HTTP/2, gRPC) means adding a Transport and choosing it in
 // ManagerOptions.NewTransport, with no change to the balancer, outlier detection, breakers or
-// retries. Today every host uses http1Transport: HTTP/1.1 over its own fasthttp.HostClient,
+// retries. Options.Protocol picks it: http2Transport (h2transport.go; HTTP/2 and gRPC over
+// x/net/http2, h2c or h2 by ALPN, full duplex, trailers through TrailerSource, the client's
+// context through ContextTransport) or http1Transport: HTTP/1.1 over its own fasthttp.HostClient,
 // built with the cluster's TLS, timeouts and connection limit, dialling through the Manager's
 // shared TCPDialer. A host's transport is rebuilt only when those settings change
 // (Options.transportKey), and the old one's idle connections are closed.
