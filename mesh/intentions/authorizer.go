@@ -319,6 +319,10 @@ func (a *Authorizer) Run(ctx context.Context) error {
 	defer a.stopTimer()
 	var index uint64
 	delay := a.min
+	// failed: the last query failed. The agent may have restarted since, and Consul's indexes
+	// are per cluster state: a new agent's index can equal the old one by chance, so the first
+	// answer after a failure is never taken as "unchanged" on its index alone.
+	failed := false
 	for {
 		start := time.Now()
 		list, next, err := a.src.Match(ctx, a.dest, index)
@@ -334,10 +338,12 @@ func (a *Authorizer) Run(ctx context.Context) error {
 				return nil
 			}
 			delay = min(delay*2, a.max)
+			failed = true
 			continue
 		}
 		delay = a.min
-		a.apply(list, next)
+		a.apply(list, next, failed)
+		failed = false
 		switch {
 		case next == 0 || next == index:
 			// No index, or a blocking wait that ran out: a source that does not block would
@@ -356,10 +362,11 @@ func (a *Authorizer) Run(ctx context.Context) error {
 	}
 }
 
-func (a *Authorizer) apply(list []Intention, index uint64) {
+// apply installs an answer; force compiles it even when its index equals the rules in use.
+func (a *Authorizer) apply(list []Intention, index uint64, force bool) {
 	now := time.Now()
 	cur := a.rules.Load()
-	if cur != nil && cur.origin == OriginSource && index != 0 && cur.version == index {
+	if !force && cur != nil && cur.origin == OriginSource && index != 0 && cur.version == index {
 		a.confirmed(now) // an unchanged answer still proves the rules current
 		a.refreshSnapshot(cur, now)
 		return

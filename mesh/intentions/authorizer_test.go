@@ -343,3 +343,21 @@ func TestMaxAgeSavesFetchedAt(t *testing.T) {
 		t.Fatalf("fetched_at %v, want between %v and now", d.FetchedAt, before)
 	}
 }
+
+// TestRestartWithSameIndexIsNotUnchanged: after an outage the agent may be a new one whose
+// index happens to equal the old one; its answer (here: no intentions) must replace the
+// rules, not be taken as a confirmation of them.
+func TestRestartWithSameIndexIsNotUnchanged(t *testing.T) {
+	t.Parallel()
+	src := newFakeSource(
+		fakeAnswer{list: []Intention{l4("web", ActionAllow)}, index: 9},
+		fakeAnswer{err: errors.New("connection refused")},
+		fakeAnswer{list: nil, index: 9},
+	)
+	a := newAuthorizer(t, Options{Source: src})
+	start(t, a)
+	await.Until(t, waitLimit, "the answer after the failure", func() bool { return a.Stats().Failures == 1 && !authorize(a, "web", get("/")).Allow })
+	if d := authorize(a, "web", get("/")); d.Allow || d.Intention != LabelDefaultDeny {
+		t.Fatalf("after the restart: %+v; want the default", d)
+	}
+}
