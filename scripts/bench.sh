@@ -2,7 +2,7 @@
 # Benchmarks of meshgate: the entry point of the Go harness in scripts/bench, which starts the
 # peers, runs the load, computes medians and ratios and writes the markdown report.
 #
-# Usage: scripts/bench.sh [edge|sidecar|plugins|jwt|ratelimit|fault|consul|help]   (default: edge)
+# Usage: scripts/bench.sh [edge|grpc|sidecar|plugins|jwt|ratelimit|fault|consul|help]   (default: edge)
 #
 # Settings are environment variables (ROUNDS, DURATION, CONNS, ...): `scripts/bench.sh help`
 # lists them, and docs/benchmarks.md describes every scenario and what it measures.

@@ -15,6 +15,8 @@ func (h *harness) runScenario(ctx context.Context) (string, error) {
 	switch h.scenario {
 	case "edge":
 		return h.edge(ctx)
+	case "grpc":
+		return h.grpcScenario(ctx)
 	case "fault":
 		return h.fault(ctx)
 	case "ratelimit":

@@ -29,7 +29,7 @@ type harness struct {
 
 	clkTck     int
 	clkNote    string
-	tools      []string // Debian packages the scenario runs (each is also its command)
+	tools      []string // commands the scenario runs, from Debian's packages (debianPackage)
 	loadDesc   string   // one line for the report: how the load was made
 	loadBefore string
 	bins       binaries
@@ -37,6 +37,7 @@ type harness struct {
 
 type binaries struct {
 	origin, meshgate, fastproxy, faultload, rateload, jwtgen, consulbench string
+	grpcorigin, grpcload                                                  string
 	stamper, stamperSHA                                                   string
 }
 
@@ -67,6 +68,9 @@ func (h *harness) prepare(ctx context.Context) error {
 	case "edge":
 		h.tools = []string{"nginx", "haproxy", "wrk"}
 		h.loadDesc = wrkDesc
+	case "grpc":
+		h.tools = []string{"nginx", "haproxy", "h2load"}
+		h.loadDesc = "h2load and scripts/bench/grpcload (see each load below)"
 	case "ratelimit":
 		h.tools = []string{"wrk"}
 		h.loadDesc = wrkDesc
@@ -110,7 +114,7 @@ func (h *harness) ensureTools(ctx context.Context) error {
 	var missing []string
 	for _, t := range h.tools {
 		if _, err := exec.LookPath(t); err != nil {
-			missing = append(missing, t)
+			missing = append(missing, debianPackage(t))
 		}
 	}
 	if len(missing) > 0 {
@@ -136,6 +140,14 @@ func (h *harness) ensureTools(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// debianPackage is the Debian package that installs command; most are named alike.
+func debianPackage(command string) string {
+	if command == "h2load" {
+		return "nghttp2-client"
+	}
+	return command
 }
 
 // build compiles the in-tree programs the scenario runs into the cache. go
@@ -180,6 +192,7 @@ func (h *harness) build(ctx context.Context) error {
 		"sidecar": {{&b.rateload, "rateload", "./scripts/bench/rateload"}},
 		"plugins": {{&b.rateload, "rateload", "./scripts/bench/rateload"}, {&b.stamper, "stamper", "./plugins/examples/stamper"}},
 		"jwt":     {{&b.jwtgen, "jwtgen", "./scripts/bench/jwtgen"}},
+		"grpc":    {{&b.grpcorigin, "grpcorigin", "./scripts/bench/grpcorigin"}, {&b.grpcload, "grpcload", "./scripts/bench/grpcload"}},
 		"consul":  {{&b.consulbench, "consulbench", "./scripts/bench/consulbench"}},
 	}
 	for _, x := range builds[h.scenario] {
@@ -293,6 +306,9 @@ func (h *harness) head(title string) string {
 	}
 	if h.uses("wrk") {
 		fmt.Fprintf(&b, "- wrk: %s\n", version("wrk", "-v"))
+	}
+	if h.uses("h2load") {
+		fmt.Fprintf(&b, "- h2load: %s\n", version("h2load", "--version"))
 	}
 	fmt.Fprintf(&b, "- Go: %s\n", version("go", "version"))
 	// Other work on the machine (builds, tests) skews everything, p99 most.

@@ -114,6 +114,9 @@ func usage() string {
 Scenarios (default: edge; "proxy" is the old name of edge):
   edge       the origin directly, nginx, HAProxy, a bare fasthttp reverse proxy and the
              meshgate edge, wrk in alternating rounds: req/s, p50, p99, CPU per request
+  grpc       h2load (HTTP/2) and grpc-go unary and bidirectional-stream load through the
+             origin directly, nginx (grpc_pass), HAProxy (h2) and the meshgate edge; then gRPC
+             through the merged hop vs the classic chain (Consul Connect sidecars)
   sidecar    merged hop vs classic chain through Consul Connect sidecars: saturation,
              fixed rate with vCPU per 1000 req/s, idle RSS
   plugins    0, 1 and 3 out-of-process stamper plugins on the route
@@ -125,6 +128,7 @@ Scenarios (default: edge; "proxy" is the old name of edge):
 Environment (defaults in brackets):
   ROUNDS [3] DURATION [10] WARMUP [2]   rounds, seconds per wrk run, warm-up seconds
   THREADS [2] CONNS [64; jwt, sidecar, plugins: 16]   wrk threads and connections
+  H2_CONNS [4] H2_STREAMS [16]   grpc: HTTP/2 connections, concurrent streams on each
   RATE [1000] RATE_DURATION [20] RATE_WARMUP [2] RATE_CONNS [16]   sidecar, plugins:
              the fixed-rate load (req/s, recorded s, unrecorded s, workers)
   MESHGATE_BIN   prebuilt meshgate (otherwise built from the tree)
@@ -140,7 +144,7 @@ Environment (defaults in brackets):
   PLUGIN_TIMEOUT   plugins: each stamper's call timeout [meshgate's default]
   READY_TIMEOUT [20] MESH_READY_TIMEOUT [60]   seconds a peer gets to answer
 
-Missing tools (nginx, haproxy, wrk; only those the scenario uses) are installed from
+Missing tools (nginx, haproxy, wrk, h2load; only those the scenario uses) are installed from
 Debian's packages with apt-get. Everything else is built from this tree. Nothing talks to
 hosts other than 127.0.0.1. See docs/benchmarks.md.
 `

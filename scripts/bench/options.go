@@ -10,7 +10,7 @@ import (
 
 // scenarios lists every sub-command, in the order the usage shows them.
 func scenarios() []string {
-	return []string{"edge", "sidecar", "plugins", "jwt", "ratelimit", "fault", "consul"}
+	return []string{"edge", "grpc", "sidecar", "plugins", "jwt", "ratelimit", "fault", "consul"}
 }
 
 // options are the knobs of a run. They come from the environment, with the
@@ -19,6 +19,8 @@ func scenarios() []string {
 type options struct {
 	rounds, threads, conns int
 	duration, warmup       time.Duration
+
+	h2Conns, h2Streams int // grpc: HTTP/2 connections and concurrent streams on each
 
 	rate, rateConns          int
 	rateDuration, rateWarmup time.Duration
@@ -55,6 +57,9 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		conns:    p.positive("CONNS", defaultConns(scenario)),
 		duration: p.seconds("DURATION", 10, 1),
 		warmup:   p.seconds("WARMUP", 2, 1),
+
+		h2Conns:   p.positive("H2_CONNS", 4),
+		h2Streams: p.positive("H2_STREAMS", 16),
 
 		rate:         p.positive("RATE", 1000),
 		rateConns:    p.positive("RATE_CONNS", 16),
@@ -106,6 +111,8 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		return o, p.err
 	}
 	switch {
+	case scenario == "grpc" && o.threads > o.h2Conns:
+		return o, fmt.Errorf("THREADS must be at most H2_CONNS (h2load runs at least one connection per thread)")
 	case o.skipMeshgate && scenario != "edge":
 		return o, fmt.Errorf("SKIP_MESHGATE=1 applies to the edge scenario only")
 	case o.changes > o.services:

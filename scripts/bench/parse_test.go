@@ -193,3 +193,86 @@ func TestParseRateload(t *testing.T) {
 }
 
 func approx(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// The h2load reports in testdata/ were captured from h2load 1.52.0 (Debian's nghttp2-client)
+// on this machine: a meshgate round of a smoke run of the grpc scenario, and a run against a
+// meshgate whose origin was down (every answer a 502).
+func TestParseH2load(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		file string
+		want wrkResult
+	}{
+		{"h2load.txt", wrkResult{rps: 4370.50, requests: 8741}},
+		{"h2load-failed.txt", wrkResult{rps: 6296.24, requests: 0, non2xx: 200}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseH2load(readTestdata(t, tt.file))
+			if err != nil {
+				t.Fatalf("parseH2load: %v", err)
+			}
+			if !approx(got.rps, tt.want.rps) || got.requests != tt.want.requests || got.non2xx != tt.want.non2xx || got.socketErrs != tt.want.socketErrs {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if _, err := parseH2load("finished in 2.01s, 4370.50 req/s, 4.47MB/s\n"); err == nil {
+		t.Error("a report without its requests line parsed")
+	}
+}
+
+// testdata/h2load-log.tsv is h2load's --log-file from two real runs: six 200s through
+// meshgate and two 415s from a gRPC server asked a plain GET. Only the 2xx latencies count.
+func TestParseH2loadLog(t *testing.T) {
+	t.Parallel()
+	lat, err := parseH2loadLog(strings.NewReader(readTestdata(t, "h2load-log.tsv")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []float64{603, 1085, 1757, 5488, 9137, 14290}
+	if len(lat) != len(want) {
+		t.Fatalf("got %v, want %v", lat, want)
+	}
+	for i := range want {
+		if lat[i] != want[i] {
+			t.Fatalf("got %v, want %v", lat, want)
+		}
+	}
+	if p := percentileMs(lat, 0.50); !approx(p, 1.757) {
+		t.Errorf("p50 = %v ms, want 1.757", p)
+	}
+	if p := percentileMs(lat, 0.99); !approx(p, 14.290) {
+		t.Errorf("p99 = %v ms, want 14.290", p)
+	}
+	if p := percentileMs(nil, 0.5); !math.IsNaN(p) {
+		t.Errorf("percentile of nothing = %v, want NaN", p)
+	}
+	if _, err := parseH2loadLog(strings.NewReader("1\tok\t2\n")); err == nil {
+		t.Error("a malformed log line parsed")
+	}
+}
+
+// testdata/grpcload*.txt are scripts/bench/grpcload's reports from a smoke run through
+// meshgate and from a run against a proxy whose origin was down.
+func TestParseGrpcload(t *testing.T) {
+	t.Parallel()
+	got, err := parseGrpcload(readTestdata(t, "grpcload.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (wrkResult{rps: 1898.2, p50ms: 28.271, p99ms: 111.082, requests: 3827}); got != want {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	failed, err := parseGrpcload(readTestdata(t, "grpcload-failed.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failed.requests != 0 || failed.non2xx != 9007 {
+		t.Errorf("failed run: got %+v, want 0 requests and 9007 errors", failed)
+	}
+	if _, err := parseGrpcload("requests 5\n"); err == nil {
+		t.Error("a report without rps and percentiles parsed")
+	}
+}

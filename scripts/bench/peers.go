@@ -62,6 +62,16 @@ func addr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 // startNginx starts nginx from a template with PORT, DIR and vals filled in.
 // port 0 picks a free one.
 func (h *harness) startNginx(ctx context.Context, name, tmpl string, port int, vals map[string]string) (*target, error) {
+	t, err := h.spawnNginx(name, tmpl, port, vals)
+	if err != nil {
+		return nil, err
+	}
+	return t, waitReady(ctx, t.proc, t.url("/"), h.readyTimeout(), originOK(""))
+}
+
+// spawnNginx is startNginx without the readiness check, for configurations whose listeners
+// speak no HTTP/1.1 (h2c only); the caller checks readiness its own way.
+func (h *harness) spawnNginx(name, tmpl string, port int, vals map[string]string) (*target, error) {
 	dir, err := h.dir(name)
 	if err != nil {
 		return nil, err
@@ -88,24 +98,33 @@ func (h *harness) startNginx(ctx context.Context, name, tmpl string, port int, v
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: name, port: port, proc: p,
-		note: "2 workers, upstream keepalive 64, access log on (file, buffered)"}
-	return t, waitReady(ctx, p, t.url("/"), h.readyTimeout(), originOK(""))
+	return &target{name: name, port: port, proc: p,
+		note: "2 workers, upstream keepalive 64, access log on (file, buffered)"}, nil
 }
 
 func (h *harness) startHAProxy(ctx context.Context, origin *target) (*target, error) {
-	dir, err := h.dir("haproxy")
-	if err != nil {
-		return nil, err
-	}
 	ports, err := freePorts(1)
 	if err != nil {
 		return nil, err
 	}
+	t, err := h.spawnHAProxy(ctx, "haproxy.cfg.tmpl", map[string]string{
+		"PORT": strconv.Itoa(ports[0]), "ORIGIN_PORT": strconv.Itoa(origin.port)})
+	if err != nil {
+		return nil, err
+	}
+	t.port = ports[0]
+	return t, waitReady(ctx, t.proc, t.url("/"), h.readyTimeout(), originOK(""))
+}
+
+// spawnHAProxy renders tmpl, checks the result with haproxy -c and starts HAProxy; the
+// caller sets the target's port and checks readiness.
+func (h *harness) spawnHAProxy(ctx context.Context, tmpl string, vals map[string]string) (*target, error) {
+	dir, err := h.dir("haproxy")
+	if err != nil {
+		return nil, err
+	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := h.render("haproxy.cfg.tmpl", cfg, map[string]string{
-		"PORT": strconv.Itoa(ports[0]), "ORIGIN_PORT": strconv.Itoa(origin.port),
-	}); err != nil {
+	if err := h.render(tmpl, cfg, vals); err != nil {
 		return nil, err
 	}
 	if out, err := exec.CommandContext(ctx, "haproxy", "-c", "-q", "-f", cfg).CombinedOutput(); err != nil {
@@ -115,9 +134,8 @@ func (h *harness) startHAProxy(ctx context.Context, origin *target) (*target, er
 	if err != nil {
 		return nil, err
 	}
-	t := &target{name: "haproxy", port: ports[0], proc: p,
-		note: "nbthread 2, http-reuse always, NO access log (HAProxy logs only via syslog)"}
-	return t, waitReady(ctx, p, t.url("/"), h.readyTimeout(), originOK(""))
+	return &target{name: "haproxy", proc: p,
+		note: "nbthread 2, http-reuse always, NO access log (HAProxy logs only via syslog)"}, nil
 }
 
 // startFastproxy starts the floor: a bare fasthttp reverse proxy.
@@ -208,11 +226,11 @@ func (h *harness) runMeshgate(ctx context.Context, s meshgateSpec, conf string, 
 	return t, nil
 }
 
-// readyTimeout is how long a path gets to answer: in the sidecar scenario,
+// readyTimeout is how long a path gets to answer: in the sidecar and grpc scenarios,
 // registration → passing check → the caller's watch can take a few check
 // intervals, so paths through Consul get MESH_READY_TIMEOUT.
 func (h *harness) readyTimeout() time.Duration {
-	if h.scenario == "sidecar" {
+	if h.scenario == "sidecar" || h.scenario == "grpc" {
 		return h.opt.meshReadyTimeout
 	}
 	return h.opt.readyTimeout

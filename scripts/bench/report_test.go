@@ -271,7 +271,10 @@ func TestRealTemplates(t *testing.T) {
 		"meshgate-edge-static.yaml.tmpl":  {"ORIGIN_PORT": "3"},
 		"meshgate-edge-connect.yaml.tmpl": {"CONSUL_PORT": "3"},
 		"meshgate-sidecar.yaml.tmpl": {"ADMIN_PORT": "2", "CONSUL_PORT": "3", "NAME": "app", "APP_PORT": "4",
-			"INBOUND_PORT": "5", "UPSTREAMS": "[ ]", "PPROF": "false"},
+			"INBOUND_PORT": "5", "UPSTREAMS": "[ ]", "PPROF": "false", "PROTOCOL": "grpc"},
+		"haproxy-grpc.cfg.tmpl":   {"PORT": "1", "GRPC_PORT": "2", "H2_ORIGIN_PORT": "3", "GRPC_ORIGIN_PORT": "4"},
+		"nginx-grpc.conf.tmpl":    {"DIR": "/tmp/x", "PORT": "1", "GRPC_PORT": "2", "H2_ORIGIN_PORT": "3", "GRPC_ORIGIN_PORT": "4"},
+		"meshgate-grpc.yaml.tmpl": {"GRPC_PORT": "5", "H2_ORIGIN_PORT": "3", "GRPC_ORIGIN_PORT": "4"},
 	}
 	for name, vals := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -307,6 +310,10 @@ func TestParseOptions(t *testing.T) {
 	if err != nil || o.conns != 16 || o.stopTimeout.Seconds() != 15 || o.rate != 1000 {
 		t.Fatalf("sidecar defaults: %+v, %v", o, err)
 	}
+	o, err = parseOptions("grpc", env(nil))
+	if err != nil || o.h2Conns != 4 || o.h2Streams != 16 || o.threads != 2 {
+		t.Fatalf("grpc defaults: %+v, %v", o, err)
+	}
 	o, err = parseOptions("fault", env(map[string]string{"FAULT_DURATION": "8"}))
 	if err != nil || o.faultKillAt.Seconds() != 2 || o.faultAfterFrom.Seconds() != 4 {
 		t.Fatalf("fault schedule: %+v, %v", o, err)
@@ -320,6 +327,7 @@ func TestParseOptions(t *testing.T) {
 		{"edge", map[string]string{"DURATION": "2s"}, `DURATION must be an integer >= 1 (seconds), got "2s"`},
 		{"jwt", map[string]string{"SKIP_MESHGATE": "1"}, "edge scenario only"},
 		{"consul", map[string]string{"SERVICES": "5", "CHANGES": "6"}, "CHANGES must be 0..SERVICES"},
+		{"grpc", map[string]string{"THREADS": "4", "H2_CONNS": "2"}, "THREADS must be at most H2_CONNS"},
 	} {
 		if _, err := parseOptions(tt.scenario, env(tt.env)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s %v: %v, want %q", tt.scenario, tt.env, err, tt.want)

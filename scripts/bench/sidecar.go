@@ -164,6 +164,11 @@ func (h *harness) sidecar(ctx context.Context) (string, error) {
 // waits for its admin /ready (leaf certificate, roots, intentions and
 // registration done).
 func (h *harness) startSidecar(ctx context.Context, agent *consulAgent, name string, appPort int, upstreams string) (*target, error) {
+	return h.startSidecarProto(ctx, agent, name, appPort, "http1", upstreams)
+}
+
+// startSidecarProto is startSidecar for an app that speaks protocol (http1, http2, grpc).
+func (h *harness) startSidecarProto(ctx context.Context, agent *consulAgent, name string, appPort int, protocol, upstreams string) (*target, error) {
 	dir, err := h.dir("sidecar-" + name)
 	if err != nil {
 		return nil, err
@@ -176,7 +181,7 @@ func (h *harness) startSidecar(ctx context.Context, agent *consulAgent, name str
 	if err := h.render("meshgate-sidecar.yaml.tmpl", conf, map[string]string{
 		"ADMIN_PORT": strconv.Itoa(ports[0]), "CONSUL_PORT": strconv.Itoa(agent.http), "NAME": name,
 		"APP_PORT": strconv.Itoa(appPort), "INBOUND_PORT": strconv.Itoa(ports[1]), "UPSTREAMS": upstreams,
-		"PPROF": strconv.FormatBool(h.opt.sidecarProfile),
+		"PPROF": strconv.FormatBool(h.opt.sidecarProfile), "PROTOCOL": protocol,
 	}); err != nil {
 		return nil, err
 	}
