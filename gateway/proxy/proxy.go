@@ -329,7 +329,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	if scan&scanBadName != 0 {
 		return fasthttp.StatusBadRequest, ReasonUnderscoreHeader
 	}
-	if scan&scanRepeated != 0 {
+	if scan&scanRepeated != 0 && hasRepeated(&req.Header) {
 		joinRepeated(&req.Header)
 	}
 	// Decided before the hop-by-hop fields go; only a WebSocket handshake gets them back.

@@ -75,6 +75,26 @@ func TestServeAllocations(t *testing.T) {
 		serveAllocs(t, h, [][2]string{{"X-Forwarded-For", "6.6.6.6, 9.9.9.9"}, {"X-Forwarded-Proto", "https"},
 			{"X-Forwarded-Host", "app.example"}, {"X-Meshgate-Budget-Ms", "900"}, {"Connection", "X-Gone"}, {"X-Gone", "1"}})
 	})
+	// User-Agent and Grpc-Timeout share a Bloom bit in scanHeaders: a "maybe repeated" that is
+	// not must not take the allocating join.
+	t.Run("bloom collision", func(t *testing.T) {
+		serveAllocs(t, testHandler(t, origin(t)), [][2]string{{"User-Agent", "grpc-go/1.85.0"}, {"Grpc-Timeout", "10S"}})
+	})
+}
+
+func TestHasRepeated(t *testing.T) {
+	t.Parallel()
+	var hd fasthttp.RequestHeader
+	hd.Set("User-Agent", "a")
+	hd.Set("Grpc-Timeout", "1S")
+	hd.Set("X-Tag", "1")
+	if hasRepeated(&hd) {
+		t.Error("distinct names reported as repeated")
+	}
+	hd.Add("X-Tag", "2")
+	if !hasRepeated(&hd) {
+		t.Error("a repeated name not reported")
+	}
 }
 
 func serveAllocs(t *testing.T, h *Handler, extra [][2]string) {

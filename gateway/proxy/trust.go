@@ -115,6 +115,27 @@ func (h *Handler) scanHeaders(hd *fasthttp.RequestHeader) headerScan {
 	return flags
 }
 
+// hasRepeated is the exact check behind scanHeaders' Bloom filter, which says "maybe" for
+// names that merely share a hash (User-Agent and Grpc-Timeout do, so every gRPC call with a
+// deadline would take the allocating join): the names compared pairwise, without allocating.
+// Past 32 fields it answers yes and leaves the decision to joinRepeated.
+func hasRepeated(hd *fasthttp.RequestHeader) bool {
+	var buf [32][]byte
+	names := buf[:0]
+	for k := range hd.All() {
+		for _, n := range names {
+			if bytes.Equal(n, k) {
+				return true
+			}
+		}
+		if len(names) == len(buf) {
+			return true
+		}
+		names = append(names, k)
+	}
+	return false
+}
+
 // joinRepeated turns every repeated field into one line, its values joined with ", " in order
 // (RFC 9110 §5.3), so that whatever reads a field (a policy, routing, the owned-header logic,
 // the upstream) sees all of it and the same thing. Rare, so it may allocate.
