@@ -133,8 +133,8 @@ type Options struct {
 	// open (a bidirectional stream) is not replayable. 0: upstream.DefaultRetryBufferBytes
 	// (64 KiB); < 0: no recording. HTTP/1.1 bodies are buffered up to StreamThreshold instead.
 	RetryBufferBytes int64
-	AccessLog       *accesslog.Logger
-	Metrics         *Metrics
+	AccessLog        *accesslog.Logger
+	Metrics          *Metrics
 	// IdentityHeader carries the authenticated caller (filter.Request.Identity: a mesh peer's
 	// service, a JWT subject, an API-key consumer) to the upstream. Whatever the client sent
 	// under this name is always removed first, so it cannot be forged. Empty: not sent.
@@ -236,7 +236,7 @@ type scratch struct {
 	// rec records a streamed HTTP/2 body for a retry; ServeHTTP releases it once the response
 	// is written (the transport may read the body until then).
 	rec *upstream.BodyRecorder
-	ws     *wsSession      // set when the request was upgraded: the session logs it (websocket.go)
+	ws  *wsSession // set when the request was upgraded: the session logs it (websocket.go)
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
