@@ -233,10 +233,10 @@ type scratch struct {
 	h2     bool
 	grpc   bool            // content-type application/grpc: errors are gRPC statuses
 	reqCtx context.Context // the stream's context: a client reset cancels the upstream try
+	ws     *wsSession      // set when the request was upgraded: the session logs it (websocket.go)
 	// rec records a streamed HTTP/2 body for a retry; ServeHTTP releases it once the response
 	// is written (the transport may read the body until then).
 	rec *upstream.BodyRecorder
-	ws  *wsSession // set when the request was upgraded: the session logs it (websocket.go)
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
