@@ -34,8 +34,8 @@ type sentRequest struct {
 	body              []byte
 	bodyErr           error // reading a streamed body failed
 	call              upstream.Call
-	bodySet           bool // call.Body was set (a streamed body)
-	clientFailed      bool // call.Body.ClientFailed() after the body was read
+	bodySet           bool   // call.Body was set (a streamed body)
+	clientFailed      bool   // call.Body.ClientFailed() after the body was read
 	replay            []byte // call.Recorder's replay after the body was read, when complete
 }
 
