@@ -547,6 +547,12 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	}
 
 	err := be.Cluster.Do(out, resp, call)
+	if s.rec != nil && call.Attempts <= 1 {
+		// No try reads the recording (a replay is only sent by a retry) and none will be made
+		// any more: let it go now rather than when a long response ends. The body still
+		// streams through the recorder, which no longer keeps it.
+		s.rec.Release()
+	}
 	e.Upstream = call.Address
 	e.Attempts = call.Attempts
 	e.UpstreamDuration = call.Elapsed

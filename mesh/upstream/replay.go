@@ -52,7 +52,7 @@ type BodyRecorder struct {
 	eof      bool    // the source reported io.EOF within the bound
 	final    bool    // eof, over the bound or failed: nothing more will be recorded
 	released bool
-	done     chan struct{} // closed when final
+	done     chan struct{} // made by a waiting awaitComplete, closed when final
 }
 
 // NewBodyRecorder records what is read of r, up to limit bytes (<= 0: DefaultRetryBufferBytes).
@@ -60,7 +60,7 @@ func NewBodyRecorder(r io.Reader, limit int) *BodyRecorder {
 	if limit <= 0 {
 		limit = DefaultRetryBufferBytes
 	}
-	return &BodyRecorder{r: r, limit: limit, buf: recordBufs.Get().(*[]byte), done: make(chan struct{})}
+	return &BodyRecorder{r: r, limit: limit, buf: recordBufs.Get().(*[]byte)}
 }
 
 // Read implements io.Reader: it reads the source and records what it returned.
@@ -94,7 +94,9 @@ func (b *BodyRecorder) finish(eof bool) {
 	if !eof {
 		b.putBuf()
 	}
-	close(b.done)
+	if b.done != nil {
+		close(b.done)
+	}
 }
 
 func (b *BodyRecorder) putBuf() {
@@ -125,15 +127,20 @@ func (b *BodyRecorder) awaitComplete(grace time.Duration) bool {
 	if b == nil {
 		return false
 	}
-	select {
-	case <-b.done:
-		return b.Complete()
-	default:
+	b.mu.Lock()
+	if b.final || b.released {
+		defer b.mu.Unlock()
+		return b.eof && !b.released
 	}
+	if b.done == nil {
+		b.done = make(chan struct{})
+	}
+	done := b.done
+	b.mu.Unlock()
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
-	case <-b.done:
+	case <-done:
 	case <-t.C:
 	}
 	return b.Complete()
@@ -202,7 +209,9 @@ func (b *BodyRecorder) Release() {
 	b.putBuf()
 	if !b.final {
 		b.final = true
-		close(b.done)
+		if b.done != nil {
+			close(b.done)
+		}
 	}
 }
 
