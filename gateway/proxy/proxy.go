@@ -505,9 +505,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		case cl < 0 && s.h2:
 			// An HTTP/2 body of unknown length may be one side of a conversation (a
 			// bidirectional gRPC stream): nothing may wait for its end before the upstream
-			// has the request. It is streamed as it comes, so the request is not replayable.
-			// Recorded as the upstream reads it, so a unary call or a short client stream
-			// that ended before a retryable answer came can still be retried.
+			// has the request. It is streamed as it comes, and recorded as the upstream reads
+			// it: a unary call or a short client stream that ended within the retry buffer
+			// before a retryable answer came is replayable (Call.Recorder), any other is not.
 			limited = &limitReader{r: req.BodyStream(), left: h.opts.MaxBodyBytes,
 				unlimited: h.opts.MaxBodyBytes <= 0, want: -1}
 			call.Body = limited
