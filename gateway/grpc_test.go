@@ -298,3 +298,141 @@ access_log: { output: "off" }
 		check(t, err, codes.Unimplemented)
 	})
 }
+
+// TestGRPCRetryByStatus: retry.on names a gRPC status, one of two instances answers it, and
+// grpc-go's requests (HTTP/2 without content-length, so their bodies are streamed) are
+// retried on the other with their recorded body, unless the body passed the retry buffer
+// (upstream.DefaultRetryBufferBytes) or had not ended (a bidirectional stream still open).
+func TestGRPCRetryByStatus(t *testing.T) {
+	addrA, a := startGRPC(t, "a")
+	addrB, b := startGRPC(t, "b")
+	a.FailCode.Store(int32(codes.Unavailable))
+	cfg := fmt.Sprintf(`
+admin: { address: 127.0.0.1:0 }
+listeners:
+  - name: public
+    address: 127.0.0.1:0
+routes:
+  - name: grpc
+    match: { path_prefix: /grpc.testing.TestService/ }
+    to: [ { service: origin } ]
+    timeout: 5s
+services:
+  origin:
+    protocol: grpc
+    retry: { attempts: 2, on: [unavailable] }
+    outlier_detection: { disabled: true }
+    circuit_breaker: { disabled: true }
+discovery:
+  static:
+    origin: [ %s, %s ]
+access_log: { output: "off" }
+`, addrA, addrB)
+	e := startEdge(t, cfg)
+	c := dialGRPC(t, e.addr)
+
+	t.Run("unary: a failing instance's answer is retried on the other", func(t *testing.T) {
+		a0, b0 := a.Calls.Load(), b.Calls.Load()
+		const n = 6
+		for i := range n {
+			body := []byte(fmt.Sprintf("ping-%d", i))
+			resp, err := c.UnaryCall(callCtx(t), &testpb.SimpleRequest{Payload: &testpb.Payload{Body: body}})
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+			// The echo proves the retry carried the same body.
+			if resp.GetServerId() != "b" || string(resp.GetPayload().GetBody()) != string(body) {
+				t.Fatalf("call %d: response %v", i, resp)
+			}
+		}
+		// Round robin sends every other first try to a; each of those was retried on b.
+		if got := a.Calls.Load() - a0; got < 1 {
+			t.Fatalf("failing instance got %d calls: nothing was retried", got)
+		}
+		if got := b.Calls.Load() - b0; got != n {
+			t.Fatalf("healthy instance got %d calls, want %d", got, n)
+		}
+	})
+
+	// stream sends size bytes in 1000-byte messages on a client stream until a call reaches
+	// the failing instance; it returns the calls the healthy one got meanwhile and that call's
+	// error. Calls that reached b first must succeed.
+	stream := func(t *testing.T, size int) (int64, error) {
+		t.Helper()
+		for range 4 {
+			a0, b0 := a.Calls.Load(), b.Calls.Load()
+			st, err := c.StreamingInputCall(callCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for sent := 0; sent < size; sent += 1000 {
+				if err := st.Send(&testpb.StreamingInputCallRequest{Payload: &testpb.Payload{Body: make([]byte, 1000)}}); err != nil {
+					break // the answer came; CloseAndRecv reports it
+				}
+			}
+			resp, err := st.CloseAndRecv()
+			if a.Calls.Load() == a0 {
+				if err != nil || int(resp.GetAggregatedPayloadSize()) < size {
+					t.Fatalf("call to the healthy instance: %v, %v", resp, err)
+				}
+				continue
+			}
+			if err == nil && int(resp.GetAggregatedPayloadSize()) < size {
+				t.Fatalf("aggregated %d bytes, sent %d", resp.GetAggregatedPayloadSize(), size)
+			}
+			return b.Calls.Load() - b0, err
+		}
+		t.Fatal("no call reached the failing instance")
+		return 0, nil
+	}
+
+	t.Run("client stream within the retry buffer is retried", func(t *testing.T) {
+		onB, err := stream(t, 20_000)
+		if err != nil || onB != 1 {
+			t.Fatalf("error %v, healthy instance got %d calls: want a retry that succeeded", err, onB)
+		}
+	})
+
+	t.Run("client stream past the retry buffer is not retried", func(t *testing.T) {
+		onB, err := stream(t, 100_000) // > 64 KiB
+		if s, _ := grpcstatus.FromError(err); s.Code() != codes.Unavailable || s.Message() != "failing" {
+			t.Fatalf("status = %v, want the instance's UNAVAILABLE", err)
+		}
+		if onB != 0 {
+			t.Fatalf("healthy instance got %d calls: the oversized body was retried", onB)
+		}
+	})
+
+	t.Run("open bidirectional stream is answered, not retried", func(t *testing.T) {
+		for range 4 {
+			a0, b0 := a.Calls.Load(), b.Calls.Load()
+			st, err := c.FullDuplexCall(callCtx(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Send(&testpb.StreamingOutputCallRequest{Payload: &testpb.Payload{Body: []byte("x")}}); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = st.Recv() // the send side stays open: nothing may wait for its end
+			if a.Calls.Load() == a0 {
+				if err != nil {
+					t.Fatalf("call to the healthy instance: %v", err)
+				}
+				_ = st.CloseSend()
+				continue
+			}
+			if s, _ := grpcstatus.FromError(err); s.Code() != codes.Unavailable {
+				t.Fatalf("status = %v, want UNAVAILABLE", err)
+			}
+			if took := time.Since(start); took > 2*time.Second {
+				t.Fatalf("answer took %v", took)
+			}
+			if got := b.Calls.Load() - b0; got != 0 {
+				t.Fatalf("healthy instance got %d calls: an open stream was retried", got)
+			}
+			return
+		}
+		t.Fatal("no call reached the failing instance")
+	})
+}

@@ -33,12 +33,16 @@ const (
 // trailers. A gRPC request's errors are gRPC statuses (see grpc.go).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := h.acquireCtx(r)
-	defer h.releaseCtx(ctx)
+	var rec *upstream.BodyRecorder
+	defer func() {
+		h.releaseCtx(ctx) // ends the upstream stream, so no try reads the body any more
+		rec.Release()
+	}()
 	s := h.scratch.Get().(*scratch)
 	defer h.scratch.Put(s)
 	s.h2, s.reqCtx = true, r.Context()
 	s.grpc = isGRPC(r.Header.Get("Content-Type"))
-	defer func() { s.h2, s.grpc, s.reqCtx = false, false, nil }()
+	defer func() { rec, s.h2, s.grpc, s.reqCtx, s.rec, s.call.Recorder = s.rec, false, false, nil, nil, nil }()
 
 	h.serve(ctx, s)
 	writeResponse(w, r, ctx, s.grpc)

@@ -127,8 +127,14 @@ type Options struct {
 	Linger          func(c net.Conn)
 	MaxBodyBytes    int64 // requests larger than this get 413
 	StreamThreshold int64 // bodies larger than this are streamed instead of buffered
-	AccessLog       *accesslog.Logger
-	Metrics         *Metrics
+	// RetryBufferBytes bounds the recording of a streamed HTTP/2 request body that lets the
+	// request be retried on a retryable answer (a gRPC status retry.on names, a retryable HTTP
+	// status): a body that ends within it is sent again on the retry, a longer one or one still
+	// open (a bidirectional stream) is not replayable. 0: upstream.DefaultRetryBufferBytes
+	// (64 KiB); < 0: no recording. HTTP/1.1 bodies are buffered up to StreamThreshold instead.
+	RetryBufferBytes int64
+	AccessLog        *accesslog.Logger
+	Metrics          *Metrics
 	// IdentityHeader carries the authenticated caller (filter.Request.Identity: a mesh peer's
 	// service, a JWT subject, an API-key consumer) to the upstream. Whatever the client sent
 	// under this name is always removed first, so it cannot be forged. Empty: not sent.
@@ -170,6 +176,9 @@ func New(opts Options, gen *Generation) (*Handler, error) {
 	}
 	if opts.StreamThreshold <= 0 {
 		opts.StreamThreshold = 64 << 10
+	}
+	if opts.RetryBufferBytes == 0 {
+		opts.RetryBufferBytes = upstream.DefaultRetryBufferBytes
 	}
 	if opts.WebSocketIdleTimeout <= 0 {
 		opts.WebSocketIdleTimeout = defaultWebSocketIdle
@@ -225,6 +234,9 @@ type scratch struct {
 	grpc   bool            // content-type application/grpc: errors are gRPC statuses
 	reqCtx context.Context // the stream's context: a client reset cancels the upstream try
 	ws     *wsSession      // set when the request was upgraded: the session logs it (websocket.go)
+	// rec records a streamed HTTP/2 body for a retry; ServeHTTP releases it once the response
+	// is written (the transport may read the body until then).
+	rec *upstream.BodyRecorder
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -493,11 +505,13 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		case cl < 0 && s.h2:
 			// An HTTP/2 body of unknown length may be one side of a conversation (a
 			// bidirectional gRPC stream): nothing may wait for its end before the upstream
-			// has the request. It is streamed as it comes, so the request is not replayable.
+			// has the request. It is streamed as it comes, and recorded as the upstream reads
+			// it: a unary call or a short client stream that ended within the retry buffer
+			// before a retryable answer came is replayable (Call.Recorder), any other is not.
 			limited = &limitReader{r: req.BodyStream(), left: h.opts.MaxBodyBytes,
 				unlimited: h.opts.MaxBodyBytes <= 0, want: -1}
 			call.Body = limited
-			out.SetBodyStream(limited, -1)
+			out.SetBodyStream(h.record(s, limited, -1), -1)
 			call.Replayable = false
 		case cl < 0:
 			// fasthttp streams every chunked body. Buffer up to the threshold first: small
@@ -521,7 +535,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 			limited = &limitReader{r: req.BodyStream(), left: h.opts.MaxBodyBytes,
 				unlimited: h.opts.MaxBodyBytes <= 0, want: int64(cl)}
 			call.Body = limited
-			out.SetBodyStream(limited, cl)
+			out.SetBodyStream(h.record(s, limited, int64(cl)), cl)
 			call.Replayable = false
 		default:
 			limited = h.acquireLimitReader(req.BodyStream(), h.opts.MaxBodyBytes, 0, int64(cl))
@@ -533,6 +547,12 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	}
 
 	err := be.Cluster.Do(out, resp, call)
+	if s.rec != nil && call.Attempts <= 1 {
+		// No try reads the recording (a replay is only sent by a retry) and none will be made
+		// any more: let it go now rather than when a long response ends. The body still
+		// streams through the recorder, which no longer keeps it.
+		s.rec.Release()
+	}
 	e.Upstream = call.Address
 	e.Attempts = call.Attempts
 	e.UpstreamDuration = call.Elapsed
@@ -583,6 +603,19 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		ctx.Response.Header.SetContentLength(max(cl, 0))
 	}
 	return 0, ""
+}
+
+// record puts a recorder for a retry (Options.RetryBufferBytes) in front of an HTTP/2
+// request's streamed body of length cl (-1: unknown) and hands it to the call, unless
+// recording is off or the announced length already passes the bound.
+func (h *Handler) record(s *scratch, body io.Reader, cl int64) io.Reader {
+	limit := h.opts.RetryBufferBytes
+	if limit < 0 || cl > limit {
+		return body
+	}
+	s.rec = upstream.NewBodyRecorder(body, int(limit))
+	s.call.Recorder = s.rec
+	return s.rec
 }
 
 // parseBudget reads an X-Meshgate-Budget-Ms value: an optionally negative decimal integer of

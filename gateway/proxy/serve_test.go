@@ -34,8 +34,9 @@ type sentRequest struct {
 	body              []byte
 	bodyErr           error // reading a streamed body failed
 	call              upstream.Call
-	bodySet           bool // call.Body was set (a streamed body)
-	clientFailed      bool // call.Body.ClientFailed() after the body was read
+	bodySet           bool   // call.Body was set (a streamed body)
+	clientFailed      bool   // call.Body.ClientFailed() after the body was read
+	replay            []byte // call.Recorder's replay after the body was read, when complete
 }
 
 // values is every value sent under name (any case), one per line.
@@ -88,6 +89,9 @@ func (f *fakeUpstream) Do(out *fasthttp.Request, resp *fasthttp.Response, call *
 	}
 	if call.Body != nil {
 		s.clientFailed = call.Body.ClientFailed()
+	}
+	if call.Recorder.Complete() {
+		s.replay, _ = io.ReadAll(call.Recorder.Replay())
 	}
 	f.mu.Lock()
 	f.sent = append(f.sent, s)

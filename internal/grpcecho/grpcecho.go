@@ -37,6 +37,10 @@ type Service struct {
 	Cancelled atomic.Int64
 	// Calls counts every call.
 	Calls atomic.Int64
+	// FailCode, when non-zero, makes every call of this instance fail with that gRPC code
+	// and message "failing" (a sick instance, for retry tests). A client-streaming call
+	// reads its whole input first, so its failure comes after the request body ended.
+	FailCode atomic.Int32
 }
 
 // Start serves s on a loopback port (h2c, as gRPC servers usually run behind a proxy or
@@ -55,8 +59,16 @@ func Start(s *Service) (addr string, stop func(), err error) {
 // Serve registers s on srv, for callers that own the server (the demo origin).
 func Serve(srv *grpc.Server, s *Service) { testpb.RegisterTestServiceServer(srv, s) }
 
-// prelude applies the metadata the service acts on.
+// prelude applies the metadata the service acts on, then FailCode.
 func (s *Service) prelude(ctx context.Context) error {
+	if err := s.applyMetadata(ctx); err != nil {
+		return err
+	}
+	return s.failing()
+}
+
+// applyMetadata counts the call and applies the metadata the service acts on.
+func (s *Service) applyMetadata(ctx context.Context) error {
 	s.Calls.Add(1)
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get(MDSleepMS); len(v) > 0 {
@@ -73,6 +85,13 @@ func (s *Service) prelude(ctx context.Context) error {
 	if v := md.Get(MDFailCode); len(v) > 0 {
 		n, _ := strconv.Atoi(v[0])
 		return status.Error(codes.Code(n), "requested")
+	}
+	return nil
+}
+
+func (s *Service) failing() error {
+	if c := s.FailCode.Load(); c != 0 {
+		return status.Error(codes.Code(c), "failing")
 	}
 	return nil
 }
@@ -117,13 +136,17 @@ func (s *Service) StreamingOutputCall(in *testpb.StreamingOutputCallRequest, st 
 
 // StreamingInputCall sums the sizes of the payloads it receives.
 func (s *Service) StreamingInputCall(st grpc.ClientStreamingServer[testpb.StreamingInputCallRequest, testpb.StreamingInputCallResponse]) error {
-	if err := s.prelude(st.Context()); err != nil {
+	// Not prelude: FailCode answers after the input (see Service).
+	if err := s.applyMetadata(st.Context()); err != nil {
 		return err
 	}
 	var total int32
 	for {
 		m, err := st.Recv()
 		if errors.Is(err, io.EOF) {
+			if err := s.failing(); err != nil {
+				return err
+			}
 			return st.SendAndClose(&testpb.StreamingInputCallResponse{AggregatedPayloadSize: total})
 		}
 		if err != nil {

@@ -203,6 +203,10 @@ type Call struct {
 	// mis-framed or overran the body limit), the try's failure is the client's and never
 	// counts against the host.
 	Body ClientBody
+	// Recorder, when set, is the streamed request body's recording (req's body stream reads
+	// through it): a body it holds whole (io.EOF within its bound) is replayable although
+	// Replayable is false, and a retry sends the recorded bytes (see BodyRecorder).
+	Recorder *BodyRecorder
 	// Context, when set, is the client's request: a transport that supports it
 	// (ContextTransport) abandons the try when it ends. Nil on the HTTP/1.1 path, where the
 	// client's connection is not watched during a try.
@@ -273,11 +277,14 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 
 		if err == nil {
 			code := resp.StatusCode()
-			if try+1 < attempts && call.Replayable && (call.Idempotent || call.GRPC) && pol.retryResponse(code, resp, call) &&
-				!expired(call.Deadline) && c.mayRetry(opts, try+1, call.Deadline) {
+			// Replayability is asked last of the answer's conditions: a recorded body is
+			// asked now that the head arrived, and may wait a moment for its end (replayGrace).
+			if try+1 < attempts && (call.Idempotent || call.GRPC) && pol.retryResponse(code, resp, call) &&
+				!expired(call.Deadline) && call.replayable() && c.mayRetry(opts, try+1, call.Deadline) {
 				// Discard this answer: its connection is closed rather than drained, which is
 				// cheaper than reading a body nobody will see.
 				_ = resp.CloseBodyStream()
+				call.rewind(req)
 				continue
 			}
 			return nil
@@ -289,6 +296,7 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 		if try+1 >= attempts || expired(call.Deadline) || !retryable(err, pol, call) || !c.mayRetry(opts, try+1, call.Deadline) {
 			return err
 		}
+		call.rewind(req)
 	}
 	return err
 }
@@ -480,9 +488,11 @@ func expired(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
 func retryable(err error, pol *RetryPolicy, call *Call) bool {
 	switch {
 	case errors.Is(err, ErrConnect):
-		// Nothing reached the upstream, so even a streamed body was not consumed.
-		return pol.On&RetryConnectFailure != 0
-	case !call.Replayable || !call.Idempotent:
+		// Nothing reached the upstream, so even a streamed body was not consumed; but a
+		// refused HTTP/2 stream may have had some of a recorded body read, which only a
+		// complete recording can give back.
+		return pol.On&RetryConnectFailure != 0 && (!call.Recorder.touched() || call.replayable())
+	case !call.Idempotent || !call.replayable():
 		return false
 	case errors.Is(err, ErrReset):
 		return pol.On&RetryReset != 0

@@ -55,7 +55,9 @@
 // client did not ask for. A connect failure never reached the upstream, so any method may be
 // retried on another host. A reset before the first response byte, a timeout, or a retryable
 // status may have been processed upstream, so only idempotent methods are retried for those.
-// A streamed request body cannot be replayed, so such requests are tried once. Every retry
+// A streamed request body cannot be replayed, so such requests are tried once, unless a
+// BodyRecorder (Call.Recorder, replay.go: the gateway's HTTP/2 bodies) saw all of it end within
+// its bound by the time the answer came: then the retry sends the recorded bytes. Every retry
 // also needs the cluster's retry budget and waits a jittered backoff that must end before the
 // deadline, so retries cannot multiply load during an outage.
 package upstream
