@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/meshgate/meshgate/internal/httphdr"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
@@ -112,6 +113,9 @@ func (a addrConn) LocalAddr() net.Addr { return &net.TCPAddr{} }
 
 // h2Forbidden are the fields HTTP/2 does not carry (RFC 9113 §8.2.2): a response must not
 // have them, and Content-Length is the writer's to set.
+// h2ResponseField is httphdr's filter for the response: what HTTP/2 allows.
+func h2ResponseField(k, _ []byte) bool { return !h2Forbidden(k) }
+
 func h2Forbidden(k []byte) bool {
 	switch string(k) {
 	case fasthttp.HeaderConnection, "Keep-Alive", "Proxy-Connection", fasthttp.HeaderTransferEncoding,
@@ -127,12 +131,7 @@ func h2Forbidden(k []byte) bool {
 func writeResponse(w http.ResponseWriter, r *http.Request, ctx *fasthttp.RequestCtx, grpc bool) {
 	resp := &ctx.Response
 	hdr := w.Header()
-	for k, v := range resp.Header.All() {
-		if h2Forbidden(k) {
-			continue
-		}
-		hdr.Add(string(k), string(v))
-	}
+	httphdr.Response(hdr, &resp.Header, h2ResponseField)
 	stream := resp.BodyStream()
 	cl := resp.Header.ContentLength()
 	if stream == nil && !resp.SkipBody && !grpc {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http2"
+
+	"github.com/meshgate/meshgate/internal/httphdr"
 )
 
 // Protocol is what a cluster's hosts speak.
@@ -224,30 +226,18 @@ func (t *http2Transport) build(ctx context.Context, req *fasthttp.Request, deadl
 	default:
 		cl = 0
 	}
-	hr, err := http.NewRequestWithContext(ctx, string(req.Header.Method()), u.String(), io.NopCloser(body))
+	// The URL is set afterwards rather than given as a string for NewRequest to parse again.
+	hr, err := http.NewRequestWithContext(ctx, httphdr.Method(req.Header.Method()), "", io.NopCloser(body))
 	if err != nil {
 		return nil, err
 	}
 	if body == http.NoBody {
 		hr.Body = http.NoBody
 	}
-	hr.URL.Opaque = u.Opaque // keep the path byte for byte (NewRequest re-parses it)
+	hr.URL = u // Opaque keeps the path byte for byte
 	hr.ContentLength = cl
 	hr.Host = string(req.Header.Host())
-	for k, v := range req.Header.All() {
-		switch string(k) {
-		case fasthttp.HeaderHost, fasthttp.HeaderContentLength, fasthttp.HeaderConnection,
-			fasthttp.HeaderTransferEncoding:
-			// HTTP/2 carries these in pseudo-headers and frames, and forbids the
-			// connection-specific ones.
-			continue
-		case "Te":
-			if !bytes.EqualFold(v, []byte("trailers")) {
-				continue // only "TE: trailers" is allowed on h2 (RFC 9113 §8.2.2)
-			}
-		}
-		hr.Header.Add(string(k), string(v))
-	}
+	httphdr.Request(hr.Header, &req.Header, h2RequestField)
 	if bytes.HasPrefix(req.Header.ContentType(), []byte("application/grpc")) {
 		// gRPC servers expect "te: trailers" (the gateway strips TE as hop-by-hop), and the
 		// call's deadline travels as grpc-timeout: what is left of this try's, so every hop
@@ -259,6 +249,20 @@ func (t *http2Transport) build(ctx context.Context, req *fasthttp.Request, deadl
 		}
 	}
 	return hr, nil
+}
+
+// h2RequestField says which fields of the gateway's request go on to an HTTP/2 upstream.
+func h2RequestField(k, v []byte) bool {
+	switch string(k) {
+	case fasthttp.HeaderHost, fasthttp.HeaderContentLength, fasthttp.HeaderConnection,
+		fasthttp.HeaderTransferEncoding:
+		// HTTP/2 carries these in pseudo-headers and frames, and forbids the
+		// connection-specific ones.
+		return false
+	case "Te":
+		return bytes.EqualFold(v, []byte("trailers")) // the only TE allowed on h2 (RFC 9113 §8.2.2)
+	}
+	return true
 }
 
 // h2Error maps a failed round trip onto the package's sentinels. The http2 package reports
