@@ -21,11 +21,13 @@
 # Intentions are written through Consul's HTTP API (config entries, with curl): edge → web,
 # edge → api (GET only: an L7 permission), web → api, edge → echo; anything else is denied
 # (meshgate's identity.intentions_default). echo's service-defaults entry says Protocol=grpc,
-# which is how the edge and echo-1's sidecar know to speak HTTP/2 to it. Every app answers with JSON describing the request it got (its
-# service and instance, the path, the headers: X-Forwarded-For, X-Request-Id, ...); web's
-# /calls-api makes web call api through its sidecar. Once a request has gone all the way through,
-# the script prints curl commands, the admin URLs and the Consul UI address, then follows the
-# access logs (one line per hop). Ctrl-C stops everything in order: edge, sidecars (which
+# which is how the edge and echo-1's sidecar (whose config names no protocol) know to speak
+# HTTP/2 to it. Every app answers with a description of the request it got (its service and
+# instance, the path, the headers: X-Forwarded-For, X-Request-Id, ...; JSON, or for echo-1
+# response metadata); web's /calls-api makes web call api through its sidecar. Once a request
+# (and a gRPC call) has gone all the way through, the script prints curl commands, the grpccall
+# command, the admin URLs and the Consul UI address, then follows the access logs (one line per
+# hop). Ctrl-C stops everything in order: edge, sidecars (which
 # deregister from Consul), apps, Consul.
 #
 # Environment:
@@ -291,7 +293,8 @@ EOF
 
 # write_intentions writes the config entries to $TMP/intentions/ and applies them. The protocol
 # must be http before an intention may have HTTP permissions (Consul refuses them otherwise);
-# echo's grpc is what the edge and echo-1's sidecar speak to it (h2), as Envoy would.
+# echo's grpc is what the edge and echo-1's sidecar speak to it (h2), as Envoy would; the sidecar's
+# config names no protocol for its app, so it follows this entry too.
 write_intentions() {
   local d=$TMP/intentions f
   mkdir -p "$d"
@@ -383,9 +386,9 @@ start_app() {
 }
 
 write_sidecar_config() {
-  local i=$1 id=${INST_ID[$1]} svc=${INST_SVC[$1]} ups="[]" proto=""
-  # echo-1 speaks gRPC (h2c) only: its sidecar must deliver HTTP/2 to it.
-  [[ $svc == echo ]] && proto=", protocol: grpc"
+  # No protocol for the app, echo-1 included (it speaks gRPC, h2c only): a sidecar whose config
+  # names none follows its own service's service-defaults in Consul, as the edge does.
+  local i=$1 id=${INST_ID[$1]} svc=${INST_SVC[$1]} ups="[]"
   if [[ $svc == web ]]; then
     ups="
     - { service: api, bind: 127.0.0.1:$WEB_UPSTREAM }  # web-1 calls api here; mTLS onward"
@@ -396,7 +399,7 @@ admin: { address: 127.0.0.1:${SC_ADMIN[i]} }
 discovery:
   consul: { address: 127.0.0.1:$CONSUL_HTTP }
 sidecar:
-  service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:}$proto }  # the app
+  service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:} }  # the app; its protocol: service-defaults
   inbound: { address: 127.0.0.1:${SC_IN[i]}, trusted_peers: [ edge ] }   # mTLS; callers find it in consul; the edge may pass the client's address
   upstreams: $ups
 access_log: { output: "$(access_log "$id")" }
@@ -699,8 +702,8 @@ selftest() {
       fail "gRPC UnaryCall: the edge's request id ${GRPC_RID:-(none)} did not reach echo-1: $GRPC_OUT"
     else
       access_line edge "$GRPC_RID" '"protocol":"HTTP/2.0"' || fail "the edge did not log gRPC request $GRPC_RID on HTTP/2"
-      access_line echo-1 "$GRPC_RID" '"identity":"edge"' && access_line echo-1 "$GRPC_RID" '"protocol":"HTTP/2.0"' ||
-        fail "echo-1's sidecar did not log $GRPC_RID from identity edge on HTTP/2"
+      access_line echo-1 "$GRPC_RID" '"identity":"edge"' || fail "echo-1's sidecar did not log $GRPC_RID from identity edge"
+      access_line echo-1 "$GRPC_RID" '"protocol":"HTTP/2.0"' || fail "echo-1's sidecar did not log $GRPC_RID on HTTP/2"
     fi
     fetch "http://127.0.0.1:$EDGE_ADMIN/clusters"
     blk=$(cluster_block echo <<<"$BODY")
@@ -772,7 +775,8 @@ Intentions (Consul config entries; anything not listed is denied):
   edge → web  allow
   edge → api  allow GET under /api/ only (an L7 permission)
   web  → api  allow
-  edge → echo allow (echo's service-defaults say Protocol grpc: the edge and its sidecar speak h2)
+  edge → echo allow (echo's service-defaults say Protocol grpc: the edge speaks h2 to echo-1's
+              sidecar, which speaks h2c to echo-1; neither config names a protocol)
 
 Try (every app answers with what it received: service, instance, path, headers):
   curl -s $e/hello                # edge → web-1's sidecar → web-1
