@@ -183,16 +183,11 @@ func (r routedSource) watchLocal(ctx context.Context, service string, fn func(di
 		out.Protocol = proto
 		fn(out)
 	}
-	// Static first: it delivers synchronously, so the cluster has its host before build returns.
-	if err := r.static.Watch(ctx, service, func(s discovery.Set) {
-		mu.Lock()
-		defer mu.Unlock()
-		set, haveStatic = s, true
-		deliver()
-	}); err != nil {
-		return err
-	}
-	return r.consul.WatchSubset(ctx, r.localName, consul.Subset{Name: r.localName}, func(s discovery.Set) {
+	// Consul first: a watch another generation (or the snapshot) already answered delivers its
+	// set at once, so the static delivery below carries the known protocol. The other order
+	// would apply http1 to the shared cluster for a moment at every reload, and rebuild its
+	// transports twice.
+	if err := r.consul.WatchSubset(ctx, r.localName, consul.Subset{Name: r.localName}, func(s discovery.Set) {
 		mu.Lock()
 		defer mu.Unlock()
 		if s.Protocol == proto {
@@ -202,6 +197,15 @@ func (r routedSource) watchLocal(ctx context.Context, service string, fn func(di
 		if haveStatic {
 			deliver()
 		}
+	}); err != nil {
+		return err
+	}
+	// Static delivers synchronously, so the cluster has its host before build returns.
+	return r.static.Watch(ctx, service, func(s discovery.Set) {
+		mu.Lock()
+		defer mu.Unlock()
+		set, haveStatic = s, true
+		deliver()
 	})
 }
 

@@ -203,6 +203,31 @@ func TestGRPCSidecarLocalFollowsServiceDefaults(t *testing.T) {
 		})
 	})
 
+	t.Run("a reload keeps the protocol and the app's connection", func(t *testing.T) {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		before := localConns(t, apiSide.admin, local)
+		if before == 0 {
+			t.Fatal("no connection to the app after a call")
+		}
+		cfg, err := conf.Parse("test.yaml", []byte(sidecarConfig(agent.HTTPAddr, "api", appAddr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := apiSide.edge.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		// Were the static endpoints applied before Consul's known protocol, the cluster would
+		// have been http1 for a moment and its host rebuilt, dropping the pooled connection.
+		if got, conns := clusterProtocol(t, apiSide.admin, local), localConns(t, apiSide.admin, local); got != "grpc" || conns != before {
+			t.Fatalf("after a reload: protocol %q with %d connections to the app, want grpc with %d", got, conns, before)
+		}
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("sidecar.service.protocol wins over the entry", func(t *testing.T) {
 		web, _ := startUpstream(t, "legacy-app", nil)
 		_, port, _ := net.SplitHostPort(hostport(web))
@@ -213,6 +238,33 @@ func TestGRPCSidecarLocalFollowsServiceDefaults(t *testing.T) {
 			t.Fatalf("legacy's sidecar speaks %q to its app, want http1 as its config says", got)
 		}
 	})
+}
+
+// localConns is the open connections of cluster name's one host, from the admin /clusters page.
+func localConns(t *testing.T, admin, name string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []struct {
+		Name  string `json:"name"`
+		Hosts []struct {
+			Conns int `json:"open_conns"`
+		} `json:"hosts"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("clusters page: %v: %s", err, b)
+	}
+	for _, c := range out {
+		if c.Name == name && len(c.Hosts) == 1 {
+			return c.Hosts[0].Conns
+		}
+	}
+	t.Fatalf("no cluster %s with one host: %s", name, b)
+	return 0
 }
 
 // TestLocalFollowsRegistry: which sidecar configs leave their app's protocol to Consul.
