@@ -27,14 +27,15 @@
 # response metadata); web's /calls-api makes web call api through its sidecar. Once a request
 # (and a gRPC call) has gone all the way through, the script prints curl commands, the grpccall
 # command, the admin URLs and the Consul UI address, then follows the access logs (one line per
-# hop). Ctrl-C stops everything in order: edge, sidecars (which
-# deregister from Consul), apps, Consul.
+# hop). Ctrl-C stops everything in order: edge, sidecars (which deregister from Consul), apps,
+# Consul.
 #
 # Environment:
 #   DEMO_SELFTEST=1   instead of waiting for Ctrl-C, check the mesh with curl (edge → web through
 #                     web-1's sidecar, edge → api reaching both instances, the web → api chain,
 #                     the L7 permission, a deny intention answered 403 and lifted again, a
-#                     gRPC call edge → echo-1's sidecar → echo-1 with grpc-go, the admin APIs, every meshgate exiting 0 on SIGTERM and deregistering), print
+#                     gRPC call edge → echo-1's sidecar → echo-1 with grpc-go, the admin APIs,
+#                     every meshgate exiting 0 on SIGTERM and deregistering), print
 #                     "selftest: PASS" and exit 0, or exit 1
 #   DEMO_PORT=        the edge's port (default 8080 if free, else a free one)
 #   DEMO_ADMIN_PORT=  the edge's admin port (default 9901 if free, else a free one)
@@ -293,8 +294,8 @@ EOF
 
 # write_intentions writes the config entries to $TMP/intentions/ and applies them. The protocol
 # must be http before an intention may have HTTP permissions (Consul refuses them otherwise);
-# echo's grpc is what the edge and echo-1's sidecar speak to it (h2), as Envoy would; the sidecar's
-# config names no protocol for its app, so it follows this entry too.
+# echo's grpc is what the edge and echo-1's sidecar speak to it (h2), as Envoy would; the
+# sidecar's config names no protocol for its app, so it follows this entry too.
 write_intentions() {
   local d=$TMP/intentions f
   mkdir -p "$d"
@@ -477,7 +478,8 @@ listeners:
   - { name: public, address: 127.0.0.1:$EDGE_PORT }
 routes:                                      # equal priorities keep file order: / last
   - { name: api, match: { path_prefix: /api/ }, to: [ { service: api } ] }
-  - { name: echo, match: { path_prefix: /grpc.testing.TestService/ }, to: [ { service: echo } ] }   # gRPC: the path is /package.Service/Method
+  # gRPC: a call's path is /package.Service/Method
+  - { name: echo, match: { path_prefix: /grpc.testing.TestService/ }, to: [ { service: echo } ] }
   - { name: web, match: { path_prefix: / }, to: [ { service: web } ] }
 discovery:
   consul: { address: 127.0.0.1:$CONSUL_HTTP }
