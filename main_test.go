@@ -512,10 +512,12 @@ func TestEdgePortInUse(t *testing.T) {
 	}
 }
 
-// TestDemoSelftest runs the quick start, scripts/demo.sh, in self-test mode: it builds meshgate
-// and the demo app, starts a Consul dev agent, web-1, api-1 and api-2 each behind a meshgate
-// sidecar, and a Connect edge, then checks the mesh with curl (edge → sidecar → app over mTLS,
-// both api instances, the web → api chain, intentions allowing and denying) and stops it all.
+// TestDemoSelftest runs the quick start, scripts/demo.sh, in self-test mode: it builds meshgate,
+// the demo app and its gRPC client, starts a Consul dev agent, web-1, api-1, api-2 and echo-1
+// (gRPC) each behind a meshgate sidecar, and a Connect edge, then checks the mesh with curl
+// (edge → sidecar → app over mTLS, both api instances, the web → api chain, intentions allowing
+// and denying) and with one grpc-go call (edge → echo-1's sidecar over h2 and mTLS → echo-1),
+// and stops it all.
 func TestDemoSelftest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two binaries and Consul (cached) and runs the whole demo; skipped with -short")
@@ -541,6 +543,7 @@ func TestDemoSelftest(t *testing.T) {
 	for _, want := range []string{
 		// What the user is told to try.
 		"curl -s http://127.0.0.1:", "/calls-api", "/v1/config", "/identity", "/ui/",
+		"/grpccall -addr 127.0.0.1:",
 		// Each check of the self-test.
 		"selftest: ok: edge → web-1's sidecar (mTLS, identity edge) → web-1",
 		"selftest: ok: edge → api alternates over both instances",
@@ -548,6 +551,7 @@ func TestDemoSelftest(t *testing.T) {
 		"selftest: ok: L7 intention: POST /api/hello from edge → 403",
 		"selftest: ok: deny intention web → api: /calls-api answers 403",
 		"selftest: ok: allow intention restored",
+		"selftest: ok: gRPC UnaryCall: grpc-go → edge → echo-1's sidecar (h2, mTLS, identity edge) → echo-1",
 		"selftest: ok: admin APIs answer",
 		"selftest: ok: edge and sidecars exit 0 on SIGTERM; sidecars deregistered from consul",
 		"selftest: PASS",

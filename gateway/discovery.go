@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,9 @@ import (
 // Discovery wiring of the edge:
 //
 //	build(cfg) ─▶ discoverySource(cfg) ─▶ routedSource ─┬─ listed in discovery.static ─▶ static (per config)
+//	                                                     ├─ a sidecar's local app, protocol unset ─▶ static
+//	                                                     │    endpoints + the protocol of Consul's set
+//	                                                     │    for the sidecar's own service
 //	                                                     └─ anything else ─▶ consul.Source (one per process)
 //
 // The Consul source outlives reloads: it is created in NewServer and closed with the server. Each
@@ -110,7 +114,26 @@ func (e *Server) discoverySource(cfg *conf.Config) (discovery.Source, error) {
 		e.log.Warn().Msg("discovery.consul connection settings (address, scheme, datacenter, token, tls, snapshot_dir, wait) take effect at the next restart; subsets apply now")
 	}
 	connect := cfg.Identity != nil && cfg.Identity.Connect
-	return routedSource{static: st, consul: e.disc.consul, subsets: consulSubsets(cc), connect: connect}, nil
+	r := routedSource{static: st, consul: e.disc.consul, subsets: consulSubsets(cc), connect: connect}
+	r.local, r.localName = localFollowsRegistry(cfg)
+	return r, nil
+}
+
+// localFollowsRegistry names a sidecar's local app (its static service) and the sidecar's own
+// Consul service when the app's protocol is left to Consul: neither sidecar.service.protocol
+// nor services.local-<name>.protocol is set. Users who declared Protocol=grpc in the service's
+// service-defaults (for Envoy, or for their callers) need not say it twice; what meshgate's
+// config says wins, as for every other cluster. Both are "" otherwise.
+func localFollowsRegistry(cfg *conf.Config) (local, name string) {
+	sc := cfg.Sidecar
+	if sc == nil || cfg.Discovery.Consul == nil {
+		return "", ""
+	}
+	local = conf.SidecarLocalService(sc.Service.Name)
+	if sc.Service.Protocol != "" || cfg.Services[local].Protocol != "" {
+		return "", ""
+	}
+	return local, sc.Service.Name
 }
 
 // routedSource sends each service to the source that owns it; static always wins, so a service
@@ -122,17 +145,68 @@ type routedSource struct {
 	// connect: Consul services are reached through their Connect sidecars
 	// (/v1/health/connect), with mTLS set on their clusters by build.
 	connect bool
+	// local is a sidecar's local app whose protocol follows Consul's word on localName, the
+	// sidecar's own service (localFollowsRegistry); "" when there is none.
+	local, localName string
 }
 
 var _ discovery.Source = routedSource{}
 
 func (r routedSource) Watch(ctx context.Context, service string, fn func(discovery.Set)) error {
+	if service == r.local && r.local != "" {
+		return r.watchLocal(ctx, service, fn)
+	}
 	if r.static.Has(service) {
 		return r.static.Watch(ctx, service, fn)
 	}
 	sub := r.subsets[service]
 	sub.Connect = r.connect
 	return r.consul.WatchSubset(ctx, service, sub, fn)
+}
+
+// watchLocal delivers the local app's static endpoints with the protocol of the plain Consul
+// watch of the sidecar's own service: its set carries the service-defaults protocol (and
+// keeps it in the snapshot, so a restart during an outage still speaks to the app as Consul
+// last said). Its endpoints, the app's registrations, are not used: the app is where the config
+// says. Until Consul answers the protocol is unset (http1), but the sidecar is not ready
+// before then (Synced waits for that watch and the service-defaults loop), so no caller is
+// served in the wrong protocol. Both watches end with ctx.
+func (r routedSource) watchLocal(ctx context.Context, service string, fn func(discovery.Set)) error {
+	var (
+		mu         sync.Mutex // serialises the two watches' deliveries, so fn sees one order
+		set        discovery.Set
+		haveStatic bool
+		proto      string
+	)
+	deliver := func() { // with mu held
+		out := set
+		out.Protocol = proto
+		fn(out)
+	}
+	// Consul first: a watch another generation (or the snapshot) already answered delivers its
+	// set at once, so the static delivery below carries the known protocol. The other order
+	// would apply http1 to the shared cluster for a moment at every reload, and rebuild its
+	// transports twice.
+	if err := r.consul.WatchSubset(ctx, r.localName, consul.Subset{Name: r.localName}, func(s discovery.Set) {
+		mu.Lock()
+		defer mu.Unlock()
+		if s.Protocol == proto {
+			return // an endpoint change of the app's registrations: nothing of ours
+		}
+		proto = s.Protocol
+		if haveStatic {
+			deliver()
+		}
+	}); err != nil {
+		return err
+	}
+	// Static delivers synchronously, so the cluster has its host before build returns.
+	return r.static.Watch(ctx, service, func(s discovery.Set) {
+		mu.Lock()
+		defer mu.Unlock()
+		set, haveStatic = s, true
+		deliver()
+	})
 }
 
 // ready is the discovery part of /ready: not ready until the first answers are in (latched,

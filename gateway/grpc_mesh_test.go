@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -148,4 +149,155 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 			t.Fatalf("end: %v", err)
 		}
 	})
+}
+
+// TestGRPCSidecarLocalFollowsServiceDefaults: a sidecar whose config names no protocol for its
+// app delivers to it as its own service's service-defaults entry says, as every other cluster
+// follows Consul's entry. The gRPC app speaks h2c only, so grpc-go reaching it through the
+// edge proves api's sidecar spoke HTTP/2 to it without sidecar.service.protocol. A change of
+// the entry applies without a restart, and a protocol in the sidecar's config wins.
+func TestGRPCSidecarLocalFollowsServiceDefaults(t *testing.T) {
+	t.Parallel()
+	agent := consuldev.Start(t)
+	client := agentClient(t, agent.HTTPAddr)
+	setDefaults := func(name, proto string) {
+		t.Helper()
+		if _, _, err := client.ConfigEntries().Set(&api.ServiceConfigEntry{Kind: api.ServiceDefaults, Name: name, Protocol: proto}, nil); err != nil {
+			t.Fatalf("service-defaults %s: %v", name, err)
+		}
+	}
+	setDefaults("api", "grpc")
+	setDefaults("legacy", "grpc")
+	if _, _, err := client.ConfigEntries().Set(&api.ServiceIntentionsConfigEntry{Kind: api.ServiceIntentions, Name: "api",
+		Sources: []*api.SourceIntention{{Name: "edge", Action: api.IntentionActionAllow}}}, nil); err != nil {
+		t.Fatalf("service-intentions: %v", err)
+	}
+
+	appAddr, _ := startGRPC(t, "api-app")
+	apiSide := startEngine(t, sidecarConfig(agent.HTTPAddr, "api", appAddr)) // no protocol
+	local := conf.SidecarLocalService("api")
+	// /ready waits for Consul's first answers, the protocol among them: a caller the sidecar
+	// lets in is never delivered in http1 to a gRPC app first.
+	if got := clusterProtocol(t, apiSide.admin, local); got != "grpc" {
+		t.Fatalf("api's sidecar speaks %q to its app once ready, want grpc from service-defaults", got)
+	}
+	edge := startEngine(t, connectEdgeConfig(agent.HTTPAddr))
+	viaEdge := dialGRPC(t, edge.addr)
+	call := func() error {
+		resp, err := viaEdge.UnaryCall(callCtx(t), &testpb.SimpleRequest{Payload: &testpb.Payload{Body: []byte("hi")}})
+		if err == nil && (string(resp.GetPayload().GetBody()) != "hi" || resp.GetServerId() != "api-app") {
+			err = errors.New("unexpected reply " + resp.String())
+		}
+		return err
+	}
+	await.Until(t, 20*time.Second, "grpc-go reaches api's h2c app through the edge and api's sidecar", func() bool { return call() == nil })
+
+	t.Run("a change of the entry applies without a restart", func(t *testing.T) {
+		setDefaults("api", "http")
+		await.Until(t, 30*time.Second, "api's sidecar follows service-defaults to http", func() bool {
+			return clusterProtocol(t, apiSide.admin, local) == "http1"
+		})
+		setDefaults("api", "grpc")
+		await.Until(t, 30*time.Second, "and back to grpc", func() bool {
+			return clusterProtocol(t, apiSide.admin, local) == "grpc" && call() == nil
+		})
+	})
+
+	t.Run("a reload keeps the protocol and the app's connection", func(t *testing.T) {
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		before := localConns(t, apiSide.admin, local)
+		if before == 0 {
+			t.Fatal("no connection to the app after a call")
+		}
+		cfg, err := conf.Parse("test.yaml", []byte(sidecarConfig(agent.HTTPAddr, "api", appAddr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := apiSide.edge.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		// Were the static endpoints applied before Consul's known protocol, the cluster would
+		// have been http1 for a moment and its host rebuilt, dropping the pooled connection.
+		if got, conns := clusterProtocol(t, apiSide.admin, local), localConns(t, apiSide.admin, local); got != "grpc" || conns != before {
+			t.Fatalf("after a reload: protocol %q with %d connections to the app, want grpc with %d", got, conns, before)
+		}
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("sidecar.service.protocol wins over the entry", func(t *testing.T) {
+		web, _ := startUpstream(t, "legacy-app", nil)
+		_, port, _ := net.SplitHostPort(hostport(web))
+		cfg := strings.Replace(sidecarConfig(agent.HTTPAddr, "legacy", hostport(web)), "port: "+port+" }", "port: "+port+", protocol: http1 }", 1)
+		side := startEngine(t, cfg)
+		// Were the entry followed, /ready would have waited for it and this would say grpc.
+		if got := clusterProtocol(t, side.admin, conf.SidecarLocalService("legacy")); got != "http1" {
+			t.Fatalf("legacy's sidecar speaks %q to its app, want http1 as its config says", got)
+		}
+	})
+}
+
+// localConns is the open connections of cluster name's one host, from the admin /clusters page.
+func localConns(t *testing.T, admin, name string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []struct {
+		Name  string `json:"name"`
+		Hosts []struct {
+			Conns int `json:"open_conns"`
+		} `json:"hosts"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &out); err != nil {
+		t.Fatalf("clusters page: %v: %s", err, b)
+	}
+	for _, c := range out {
+		if c.Name == name && len(c.Hosts) == 1 {
+			return c.Hosts[0].Conns
+		}
+	}
+	t.Fatalf("no cluster %s with one host: %s", name, b)
+	return 0
+}
+
+// TestLocalFollowsRegistry: which sidecar configs leave their app's protocol to Consul.
+func TestLocalFollowsRegistry(t *testing.T) {
+	t.Parallel()
+	base := `
+discovery: { consul: { address: 127.0.0.1:8500 } }
+sidecar:
+  service: { name: api, port: 9000%s }
+  inbound: { address: 127.0.0.1:0 }
+%s`
+	cases := []struct {
+		name, svc, extra, want string
+	}{
+		{"unset: Consul's entry decides", "", "", "api"},
+		{"sidecar.service.protocol wins", ", protocol: grpc", "", ""},
+		{"services.local-api.protocol wins", "", "services: { local-api: { protocol: http1 } }", ""},
+	}
+	for _, tc := range cases {
+		cfg, err := conf.Parse("t.yaml", []byte(strings.TrimSpace(fmt.Sprintf(base, tc.svc, tc.extra))))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		local, name := localFollowsRegistry(cfg.Expanded())
+		if name != tc.want || (name != "" && local != conf.SidecarLocalService("api")) {
+			t.Errorf("%s: localFollowsRegistry = %q, %q; want %q", tc.name, local, name, tc.want)
+		}
+	}
+	edge, err := conf.Parse("t.yaml", []byte(connectEdgeConfig("127.0.0.1:8500")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if local, name := localFollowsRegistry(edge.Expanded()); local != "" || name != "" {
+		t.Errorf("an edge has no local app, got %q, %q", local, name)
+	}
 }

@@ -4,31 +4,38 @@
 #
 # Usage: scripts/demo.sh
 #
-# Builds meshgate and the demo app (scripts/demoorigin), builds Consul once (cached, by
-# scripts/install-consul.sh), then starts on free 127.0.0.1 ports:
+# Builds meshgate, the demo app (scripts/demoorigin) and a gRPC client (scripts/grpccall), builds
+# Consul once (cached, by scripts/install-consul.sh), then starts on free 127.0.0.1 ports:
 #
 #   consul agent -dev            registry, Connect CA and intentions (in memory)
 #   web-1         demo app  +  `meshgate sidecar` (mTLS inbound; upstream api on a local port)
 #   api-1, api-2  demo apps +  `meshgate sidecar` each (mTLS inbound)
-#   edge          `meshgate edge`, Connect identity "edge": /api/* → api, /* → web, reaching
-#                 each service through its sidecars over mTLS (the merged hop)
+#   echo-1        the demo app as a gRPC service (demoorigin -grpc, h2c) +  `meshgate sidecar`
+#   edge          `meshgate edge`, Connect identity "edge": /api/* → api,
+#                 /grpc.testing.TestService/* → echo, /* → web, reaching each service through
+#                 its sidecars over mTLS (the merged hop)
 #
 #   curl ─▶ edge ══mTLS══▶ web-1's sidecar ─▶ web-1 ─▶ web-1's sidecar ══mTLS══▶ api-N's sidecar ─▶ api-N
+#   grpccall ─h2c─▶ edge ══h2, mTLS══▶ echo-1's sidecar ─h2c─▶ echo-1
 #
 # Intentions are written through Consul's HTTP API (config entries, with curl): edge → web,
-# edge → api (GET only: an L7 permission), web → api; anything else is denied (meshgate's
-# identity.intentions_default). Every app answers with JSON describing the request it got (its
-# service and instance, the path, the headers: X-Forwarded-For, X-Request-Id, ...); web's
-# /calls-api makes web call api through its sidecar. Once a request has gone all the way through,
-# the script prints curl commands, the admin URLs and the Consul UI address, then follows the
-# access logs (one line per hop). Ctrl-C stops everything in order: edge, sidecars (which
-# deregister from Consul), apps, Consul.
+# edge → api (GET only: an L7 permission), web → api, edge → echo; anything else is denied
+# (meshgate's identity.intentions_default). echo's service-defaults entry says Protocol=grpc,
+# which is how the edge and echo-1's sidecar (whose config names no protocol) know to speak
+# HTTP/2 to it. Every app answers with a description of the request it got (its service and
+# instance, the path, the headers: X-Forwarded-For, X-Request-Id, ...; JSON, or for echo-1
+# response metadata); web's /calls-api makes web call api through its sidecar. Once a request
+# (and a gRPC call) has gone all the way through, the script prints curl commands, the grpccall
+# command, the admin URLs and the Consul UI address, then follows the access logs (one line per
+# hop). Ctrl-C stops everything in order: edge, sidecars (which deregister from Consul), apps,
+# Consul.
 #
 # Environment:
 #   DEMO_SELFTEST=1   instead of waiting for Ctrl-C, check the mesh with curl (edge → web through
 #                     web-1's sidecar, edge → api reaching both instances, the web → api chain,
-#                     the L7 permission, a deny intention answered 403 and lifted again, the
-#                     admin APIs, every meshgate exiting 0 on SIGTERM and deregistering), print
+#                     the L7 permission, a deny intention answered 403 and lifted again, a
+#                     gRPC call edge → echo-1's sidecar → echo-1 with grpc-go, the admin APIs,
+#                     every meshgate exiting 0 on SIGTERM and deregistering), print
 #                     "selftest: PASS" and exit 0, or exit 1
 #   DEMO_PORT=        the edge's port (default 8080 if free, else a free one)
 #   DEMO_ADMIN_PORT=  the edge's admin port (default 9901 if free, else a free one)
@@ -68,14 +75,15 @@ PIDS=()
 KINDS=()
 ADMINS=()
 
-# The instances: app + sidecar each. Index 0 is web-1, 1 and 2 are api-1 and api-2.
-INST_ID=(web-1 api-1 api-2)
-INST_SVC=(web api api)
-APP_PID=("" "" "")
-APP_ADDR=("" "" "")
-SC_PID=("" "" "")
-SC_ADMIN=("" "" "")
-SC_IN=("" "" "")
+# The instances: app + sidecar each. Index 0 is web-1, 1 and 2 are api-1 and api-2, 3 is echo-1
+# (the gRPC one).
+INST_ID=(web-1 api-1 api-2 echo-1)
+INST_SVC=(web api api echo)
+APP_PID=("" "" "" "")
+APP_ADDR=("" "" "" "")
+SC_PID=("" "" "" "")
+SC_ADMIN=("" "" "" "")
+SC_IN=("" "" "" "")
 WEB_UPSTREAM="" # web-1's sidecar's listener for api
 
 log() { echo "demo: $*" >&2; }
@@ -285,12 +293,19 @@ EOF
 }
 
 # write_intentions writes the config entries to $TMP/intentions/ and applies them. The protocol
-# must be http before an intention may have HTTP permissions (Consul refuses them otherwise).
+# must be http before an intention may have HTTP permissions (Consul refuses them otherwise);
+# echo's grpc is what the edge and echo-1's sidecar speak to it (h2), as Envoy would; the
+# sidecar's config names no protocol for its app, so it follows this entry too.
 write_intentions() {
   local d=$TMP/intentions f
   mkdir -p "$d"
   echo '{"Kind": "service-defaults", "Name": "web", "Protocol": "http"}' >"$d/web-defaults.json"
   echo '{"Kind": "service-defaults", "Name": "api", "Protocol": "http"}' >"$d/api-defaults.json"
+  echo '{"Kind": "service-defaults", "Name": "echo", "Protocol": "grpc"}' >"$d/echo-defaults.json"
+  cat >"$d/echo.json" <<'EOF'
+{"Kind": "service-intentions", "Name": "echo",
+ "Sources": [{"Name": "edge", "Action": "allow"}]}
+EOF
   cat >"$d/web.json" <<'EOF'
 {"Kind": "service-intentions", "Name": "web",
  "Sources": [{"Name": "edge", "Action": "allow"}]}
@@ -302,7 +317,7 @@ EOF
 EOF
   # For the user to try (and the self-test): the same, with web denied.
   sed 's/"Name": "web", "Action": "allow"/"Name": "web", "Action": "deny"/' "$d/api.json" >"$d/api-deny-web.json"
-  for f in web-defaults api-defaults web api; do
+  for f in web-defaults api-defaults echo-defaults web api echo; do
     consul_api PUT /v1/config "@$d/$f.json" >/dev/null || { log "writing $d/$f.json to consul failed"; return 1; }
   done
 }
@@ -330,7 +345,7 @@ access_view() {
         identity) from=${v:+ from $v} ;; error) err=${v:+ ($v)} ;;
       esac
     done
-    [[ $ua == "$PROBE_ID" ]] && continue # the demo's own readiness probes
+    [[ $ua == "$PROBE_ID"* ]] && continue # the demo's own readiness probes (grpc-go appends its name)
     [[ -n $svc ]] && svc=" → $svc${up:+ $up}"
     printf '%-14s %s %s %s%s%s%s  %sms  req %s\n' "$label" "$status" "$method" "$path" \
       "$from" "$svc" "$err" "$ms" "${id:0:8}"
@@ -360,6 +375,7 @@ start_app() {
   local i=$1 id=${INST_ID[$1]} args=()
   rm -f "$TMP/logs/$id.addr"
   [[ ${INST_SVC[i]} == web ]] && args+=(-call "api=http://127.0.0.1:$WEB_UPSTREAM")
+  [[ ${INST_SVC[i]} == echo ]] && args+=(-grpc)
   "$BIN/demoorigin" -name "${INST_SVC[i]}" -instance "$id" -addr 127.0.0.1:0 \
     -addr-file "$TMP/logs/$id.addr" ${args[@]+"${args[@]}"} </dev/null >"$TMP/logs/$id.app.log" 2>&1 &
   APP_PID[i]=$!
@@ -371,6 +387,8 @@ start_app() {
 }
 
 write_sidecar_config() {
+  # No protocol for the app, echo-1 included (it speaks gRPC, h2c only): a sidecar whose config
+  # names none follows its own service's service-defaults in Consul, as the edge does.
   local i=$1 id=${INST_ID[$1]} svc=${INST_SVC[$1]} ups="[]"
   if [[ $svc == web ]]; then
     ups="
@@ -382,7 +400,7 @@ admin: { address: 127.0.0.1:${SC_ADMIN[i]} }
 discovery:
   consul: { address: 127.0.0.1:$CONSUL_HTTP }
 sidecar:
-  service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:} }  # the app
+  service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:} }  # the app; its protocol: service-defaults
   inbound: { address: 127.0.0.1:${SC_IN[i]}, trusted_peers: [ edge ] }   # mTLS; callers find it in consul; the edge may pass the client's address
   upstreams: $ups
 access_log: { output: "$(access_log "$id")" }
@@ -431,12 +449,12 @@ await_mg() {
   return 1
 }
 
-# start_instances starts the three instances together and waits for their sidecars; an
+# start_instances starts the instances together and waits for their sidecars; an
 # instance whose sidecar lost a port race is restarted on other ports.
 start_instances() {
   local i attempt rc
-  for i in 0 1 2; do start_instance "$i" || return 1; done
-  for i in 0 1 2; do
+  for i in "${!INST_ID[@]}"; do start_instance "$i" || return 1; done
+  for i in "${!INST_ID[@]}"; do
     for attempt in 1 2 3; do
       rc=0
       await_mg "${SC_PID[i]}" "${SC_ADMIN[i]}" "${INST_ID[i]}'s sidecar" "${INST_ID[i]}" || rc=$?
@@ -458,8 +476,10 @@ admin: { address: 127.0.0.1:$EDGE_ADMIN }
 identity: { service: edge, connect: true }   # a Connect peer: services are reached via their sidecars, mTLS
 listeners:
   - { name: public, address: 127.0.0.1:$EDGE_PORT }
-routes:                                      # equal priorities keep file order: /api/ first
+routes:                                      # equal priorities keep file order: / last
   - { name: api, match: { path_prefix: /api/ }, to: [ { service: api } ] }
+  # gRPC: a call's path is /package.Service/Method
+  - { name: echo, match: { path_prefix: /grpc.testing.TestService/ }, to: [ { service: echo } ] }
   - { name: web, match: { path_prefix: / }, to: [ { service: web } ] }
 discovery:
   consul: { address: 127.0.0.1:$CONSUL_HTTP }
@@ -523,6 +543,29 @@ await_request() {
     sleep 0.1
   done
   log "$desc: no answer from $want within ${READY_TIMEOUT}s; last: $CODE $BODY"
+  return 1
+}
+
+# grpc_call [GRPCCALL ARGS...]: one UnaryCall through the edge with scripts/grpccall; sets
+# GRPC_OUT (what it printed) and GRPC_RID (the edge's x-request-id), and fails as the call did.
+GRPC_OUT=""
+GRPC_RID=""
+grpc_call() {
+  local rc=0
+  GRPC_OUT=$("$BIN/grpccall" -addr "127.0.0.1:$EDGE_PORT" "$@" 2>&1) || rc=$?
+  GRPC_RID=$(sed -n 's/^  header  x-request-id: //p' <<<"$GRPC_OUT" | head -n 1)
+  return $rc
+}
+
+# await_grpc polls a gRPC call through the edge until echo-1 answers it, within READY_TIMEOUT.
+await_grpc() {
+  local until=$(($(now_ms) + READY_TIMEOUT * 1000))
+  while (($(now_ms) < until)); do
+    grpc_call -user-agent "$PROBE_ID" -payload warm-up -timeout 2s && [[ $GRPC_OUT == *"server_id: echo-1"* ]] && return 0
+    sleep 0.1
+  done
+  log "edge → echo (gRPC): no answer from echo-1 within ${READY_TIMEOUT}s; last:"
+  echo "$GRPC_OUT" >&2
   return 1
 }
 
@@ -643,7 +686,38 @@ selftest() {
   fi
   ((FAILURES == n)) && ok "allow intention restored: /calls-api answers 200 again"
 
-  # 6. Admin APIs of the edge and every sidecar.
+  # 6. gRPC: a grpc-go client → the edge (h2c) → echo-1's sidecar (h2 over Connect mTLS, the
+  # merged hop) → echo-1 (h2c). The app answers with the metadata it received, so the
+  # caller's identity shows the call went through echo-1's sidecar (it authenticated the edge);
+  # both access logs have the edge's request id on HTTP/2.
+  n=$FAILURES
+  h="grpc-selftest-$RANDOM"
+  if ! grpc_call -payload "$h"; then
+    fail "gRPC UnaryCall through the edge: $GRPC_OUT"
+  else
+    [[ $GRPC_OUT == *"server_id: echo-1"* && $GRPC_OUT == *"payload:   \"$h\""* ]] ||
+      fail "gRPC UnaryCall: want echo-1 to echo $h: $GRPC_OUT"
+    [[ $GRPC_OUT == *"header  seen-x-meshgate-identity: edge"* ]] ||
+      fail "gRPC UnaryCall: echo-1 did not get the caller identity edge from its sidecar: $GRPC_OUT"
+    [[ $GRPC_OUT == *"trailer x-echo-trailer: t-echo-1"* ]] || fail "gRPC UnaryCall: the app's trailer is missing: $GRPC_OUT"
+    if [[ -z $GRPC_RID || $GRPC_OUT != *"header  seen-x-request-id: $GRPC_RID"* ]]; then
+      fail "gRPC UnaryCall: the edge's request id ${GRPC_RID:-(none)} did not reach echo-1: $GRPC_OUT"
+    else
+      access_line edge "$GRPC_RID" '"protocol":"HTTP/2.0"' || fail "the edge did not log gRPC request $GRPC_RID on HTTP/2"
+      access_line echo-1 "$GRPC_RID" '"identity":"edge"' || fail "echo-1's sidecar did not log $GRPC_RID from identity edge"
+      access_line echo-1 "$GRPC_RID" '"protocol":"HTTP/2.0"' || fail "echo-1's sidecar did not log $GRPC_RID on HTTP/2"
+    fi
+    fetch "http://127.0.0.1:$EDGE_ADMIN/clusters"
+    blk=$(cluster_block echo <<<"$BODY")
+    [[ $blk == *'"protocol": "grpc"'* && $blk == *"\"127.0.0.1:${SC_IN[3]}\""* ]] ||
+      fail "edge /clusters: echo should be grpc (service-defaults) at echo-1's sidecar 127.0.0.1:${SC_IN[3]}: $blk"
+    fetch "http://127.0.0.1:${SC_ADMIN[3]}/clusters"
+    blk=$(cluster_block local-echo <<<"$BODY")
+    [[ $blk == *'"protocol": "grpc"'* ]] || fail "echo-1's sidecar /clusters: local-echo should be grpc: $blk"
+  fi
+  ((FAILURES == n)) && ok "gRPC UnaryCall: grpc-go → edge → echo-1's sidecar (h2, mTLS, identity edge) → echo-1"
+
+  # 7. Admin APIs of the edge and every sidecar.
   n=$FAILURES
   for h in "$EDGE_ADMIN" "${SC_ADMIN[@]}"; do
     for i in /ready /clusters /routes /identity /metrics; do
@@ -652,9 +726,9 @@ selftest() {
       [[ $i != /identity || $BODY == *spiffe://* ]] || fail "admin 127.0.0.1:$h/identity shows no SPIFFE ID: $BODY"
     done
   done
-  ((FAILURES == n)) && ok "admin APIs answer (/ready /clusters /routes /identity /metrics) on the edge and 3 sidecars"
+  ((FAILURES == n)) && ok "admin APIs answer (/ready /clusters /routes /identity /metrics) on the edge and ${#SC_ADMIN[@]} sidecars"
 
-  # 7. Shutdown: every meshgate exits 0 on SIGTERM and the sidecars deregister.
+  # 8. Shutdown: every meshgate exits 0 on SIGTERM and the sidecars deregister.
   n=$FAILURES
   for pid in "$EDGE_PID" "${SC_PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "$EDGE_PID" "${SC_PID[@]}"; do
@@ -663,7 +737,7 @@ selftest() {
     [[ $rc == 0 ]] || fail "meshgate pid $pid exited $rc after SIGTERM"
     forget "$pid"
   done
-  for h in web api web-sidecar-proxy api-sidecar-proxy; do
+  for h in web api echo web-sidecar-proxy api-sidecar-proxy echo-sidecar-proxy; do
     fetch "http://127.0.0.1:$CONSUL_HTTP/v1/catalog/service/$h"
     [[ $CODE == 200 && $BODY != *'"ServiceID"'* ]] || fail "$h still in consul's catalog after the sidecars stopped: $CODE $BODY"
   done
@@ -680,18 +754,21 @@ selftest() {
 # ---- main --------------------------------------------------------------------------------
 
 banner() {
-  local e=http://127.0.0.1:$EDGE_PORT c=http://127.0.0.1:$CONSUL_HTTP i
+  local e=http://127.0.0.1:$EDGE_PORT c=http://127.0.0.1:$CONSUL_HTTP i h
   cat <<EOF
 
 meshgate demo is up: $1
   edge ══mTLS══▶ sidecars ─▶ apps;  web-1 ─▶ its sidecar ══mTLS══▶ api sidecars ─▶ api-1, api-2
+  gRPC: edge ══h2, mTLS══▶ echo-1's sidecar ─h2c─▶ echo-1
 
 EOF
   printf '  %-14s %-44s %s\n' process "listens on" admin edge "$e" "http://127.0.0.1:$EDGE_ADMIN"
-  for i in 0 1 2; do
+  for i in "${!INST_ID[@]}"; do
     printf '  %-14s %-44s http://127.0.0.1:%s\n' "${INST_ID[i]} sidecar" \
       "mTLS 127.0.0.1:${SC_IN[i]}$([[ $i == 0 ]] && echo ", api: 127.0.0.1:$WEB_UPSTREAM")" "${SC_ADMIN[i]}"
-    printf '  %-14s %s\n' "${INST_ID[i]} app" "${APP_ADDR[i]} (plain HTTP on loopback; the mesh reaches it through its sidecar)"
+    h="plain HTTP"
+    [[ ${INST_SVC[i]} == echo ]] && h="gRPC, h2c"
+    printf '  %-14s %s\n' "${INST_ID[i]} app" "${APP_ADDR[i]} ($h on loopback; the mesh reaches it through its sidecar)"
   done
   cat <<EOF
   consul         $c   (UI: $c/ui/)
@@ -700,6 +777,8 @@ Intentions (Consul config entries; anything not listed is denied):
   edge → web  allow
   edge → api  allow GET under /api/ only (an L7 permission)
   web  → api  allow
+  edge → echo allow (echo's service-defaults say Protocol grpc: the edge speaks h2 to echo-1's
+              sidecar, which speaks h2c to echo-1; neither config names a protocol)
 
 Try (every app answers with what it received: service, instance, path, headers):
   curl -s $e/hello                # edge → web-1's sidecar → web-1
@@ -708,14 +787,21 @@ Try (every app answers with what it received: service, instance, path, headers):
   curl -si $e/calls-api | grep -i request-id   # one id (the edge's), every hop
   curl -i -X POST $e/api/hello    # 403: the L7 intention allows edge only GET on api
 
+One gRPC call (grpc-go, h2c to the edge; echo-1 answers with the metadata it received):
+  $BIN/grpccall -addr 127.0.0.1:$EDGE_PORT -payload hi
+      # edge → echo-1's sidecar (h2 over mTLS) → echo-1: "seen-x-meshgate-identity: edge" is
+      # the caller its sidecar authenticated. Any gRPC client works the same way (grpcurl
+      # -plaintext, say, with grpc-go's interop/grpc_testing protos): the path is
+      # /grpc.testing.TestService/<Method>, h2c to 127.0.0.1:$EDGE_PORT.
+
 Deny web → api, see 403, allow it again (Consul's HTTP API; no consul CLI needed):
   curl -s -X PUT --data @$TMP/intentions/api-deny-web.json $c/v1/config
   curl -i $e/calls-api            # 403 intention_denied, from an api sidecar, relayed by web-1
   curl -s -X PUT --data @$TMP/intentions/api.json $c/v1/config
 
-Admin APIs (edge: $EDGE_ADMIN; sidecars web-1: ${SC_ADMIN[0]}, api-1: ${SC_ADMIN[1]}, api-2: ${SC_ADMIN[2]}):
+Admin APIs (edge: $EDGE_ADMIN; sidecars web-1: ${SC_ADMIN[0]}, api-1: ${SC_ADMIN[1]}, api-2: ${SC_ADMIN[2]}, echo-1: ${SC_ADMIN[3]}):
   curl -s http://127.0.0.1:$EDGE_ADMIN/ready
-  curl -s http://127.0.0.1:$EDGE_ADMIN/clusters     # web and api: their sidecars' mTLS addresses
+  curl -s http://127.0.0.1:$EDGE_ADMIN/clusters     # web, api, echo: their sidecars' mTLS addresses; echo's protocol grpc
   curl -s http://127.0.0.1:$EDGE_ADMIN/routes
   curl -s http://127.0.0.1:$EDGE_ADMIN/identity     # the edge's SPIFFE ID and certificate
   curl -s http://127.0.0.1:$EDGE_ADMIN/metrics | grep ^meshgate_
@@ -736,8 +822,9 @@ main() {
   command -v curl >/dev/null || die "curl is needed (requests, and Consul's HTTP API)"
   command -v go >/dev/null || die "the Go toolchain is needed to build meshgate"
   mkdir -p "$BIN"
-  log "building meshgate and the demo app into $BIN"
-  (cd "$ROOT" && go build -o "$BIN/meshgate" . && go build -o "$BIN/demoorigin" ./scripts/demoorigin)
+  log "building meshgate, the demo app and the gRPC client into $BIN"
+  # One go build for the three: they link in parallel.
+  (cd "$ROOT" && go build -o "$BIN/" . ./scripts/demoorigin ./scripts/grpccall)
   log "installing consul (scripts/install-consul.sh: the first build takes several minutes, then it is cached)"
   CONSUL_BIN=$("$ROOT/scripts/install-consul.sh" | tail -n 1) || die "scripts/install-consul.sh failed"
   [[ -x $CONSUL_BIN ]] || die "install-consul.sh printed '$CONSUL_BIN', not an executable"
@@ -748,9 +835,9 @@ main() {
   t_mesh=$(now_ms)
   log "starting consul agent -dev"
   start_consul || exit 1
-  log "writing service-defaults and intentions to consul (edge → web, edge → api GET, web → api)"
+  log "writing service-defaults and intentions to consul (edge → web, edge → api GET, web → api, edge → echo)"
   write_intentions || exit 1
-  log "starting web-1, api-1, api-2, each with a meshgate sidecar; waiting for their /ready"
+  log "starting web-1, api-1, api-2, echo-1 (gRPC), each with a meshgate sidecar; waiting for their /ready"
   start_instances || exit 1
   log "starting the edge; waiting for its /ready"
   start_edge || exit 1
@@ -764,6 +851,8 @@ main() {
   await_request "edge → api" "http://127.0.0.1:$EDGE_PORT/api/warm-up" api-1 || exit 1
   await_request "edge → api" "http://127.0.0.1:$EDGE_PORT/api/warm-up" api-2 || exit 1
   await_request "web → api" "http://127.0.0.1:$EDGE_PORT/calls-api" web-1 || exit 1
+  log "waiting for a gRPC call to go edge → echo-1's sidecar → echo-1"
+  await_grpc || exit 1
 
   banner "$first"
   if [[ $SELFTEST == 1 ]]; then

@@ -22,6 +22,13 @@
 // app → sidecar → sidecar → app chain. X-Request-Id and traceparent are passed on, so one id
 // follows the request through every hop.
 //
+// With -grpc the app is a gRPC service instead (h2c, as gRPC apps behind a sidecar usually
+// are): grpc-go's interop TestService from internal/grpcecho, whose UnaryCall echoes the
+// payload and names the instance in ServerId. Every unary call also answers, in response
+// headers "seen-<key>", the request metadata that reached the app (x-meshgate-identity: the
+// caller its sidecar authenticated over mTLS, x-request-id, x-forwarded-for, ...), the gRPC
+// counterpart of the JSON description; scripts/grpccall prints them.
+//
 // /health answers 200 "ok" without logging (for checks). The app listens on 127.0.0.1:0 by
 // default and writes the bound address to -addr-file, so the demo never has to guess a free
 // port for it. It uses net/http, not fasthttp: it stands in for an ordinary application, and
@@ -44,6 +51,11 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/meshgate/meshgate/internal/grpcecho"
 )
 
 func main() {
@@ -101,6 +113,7 @@ func run() error {
 	addrFile := flag.String("addr-file", "", "write the bound host:port to this file once listening")
 	upstreams := calls{}
 	flag.Var(upstreams, "call", "NAME=URL: /calls-NAME calls URL/NAME/called-by-<name> (repeatable)")
+	grpcMode := flag.Bool("grpc", false, "serve the gRPC TestService (h2c) instead of HTTP")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
@@ -110,6 +123,21 @@ func run() error {
 	bound := ln.Addr().String()
 	if *instance == "" {
 		*instance = bound
+	}
+	if *grpcMode {
+		srv := grpc.NewServer(grpc.UnaryInterceptor(echoMetadata))
+		grpcecho.Serve(srv, &grpcecho.Service{Name: *instance})
+		return serve(ln, *addrFile, *name, *instance, func() error { return srv.Serve(ln) }, func(ctx context.Context) error {
+			// GracefulStop waits for open calls; the context bounds that wait.
+			done := make(chan struct{})
+			go func() { srv.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-ctx.Done():
+				srv.Stop()
+			}
+			return nil
+		})
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 
@@ -152,21 +180,32 @@ func run() error {
 		_, _ = w.Write(append(body, '\n')) // the client went away; nothing useful to do
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return serve(ln, *addrFile, *name, *instance, func() error { return srv.Serve(ln) }, func(ctx context.Context) error {
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+}
 
+// serve runs start until SIGINT or SIGTERM, then shutdown (bounded to 5s). The bound address
+// goes to addrFile once the listener is up.
+func serve(ln net.Listener, addrFile, name, instance string, start func() error, shutdown func(context.Context) error) error {
+	bound := ln.Addr().String()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- start() }()
 
-	if *addrFile != "" {
+	if addrFile != "" {
 		// Write then rename, so a reader polling for the file never sees half an address.
-		tmp := filepath.Join(filepath.Dir(*addrFile), "."+filepath.Base(*addrFile)+".tmp")
+		tmp := filepath.Join(filepath.Dir(addrFile), "."+filepath.Base(addrFile)+".tmp")
 		if err := os.WriteFile(tmp, []byte(bound+"\n"), 0o644); err != nil {
 			return fmt.Errorf("write addr file: %w", err)
 		}
-		if err := os.Rename(tmp, *addrFile); err != nil {
+		if err := os.Rename(tmp, addrFile); err != nil {
 			return fmt.Errorf("write addr file: %w", err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "demoorigin: %s (%s) listening on %s\n", *name, *instance, bound)
+	fmt.Fprintf(os.Stderr, "demoorigin: %s (%s) listening on %s\n", name, instance, bound)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -176,11 +215,29 @@ func run() error {
 	case <-sig:
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := shutdown(ctx); err != nil {
 			return fmt.Errorf("shutdown: %w", err)
 		}
 		return nil
 	}
+}
+
+// echoMetadata answers every unary call with the request metadata the app received, as
+// response headers "seen-<key>", so the caller sees what the mesh added on the way (the
+// caller's identity from the app's sidecar, the edge's request id). Keys gRPC or HTTP/2 own
+// (pseudo-headers, grpc-*, content-type, te) are left out: they are the transport's, not the
+// mesh's, and some may not be sent back as headers.
+func echoMetadata(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	out := metadata.MD{}
+	for k, v := range md {
+		if strings.HasPrefix(k, ":") || strings.HasPrefix(k, "grpc-") || k == "content-type" || k == "te" {
+			continue
+		}
+		out["seen-"+k] = v
+	}
+	_ = grpc.SetHeader(ctx, out) // fails only once headers went out, which a handler has not done yet
+	return handler(ctx, req)
 }
 
 // callOut GETs url on behalf of the request r (its method is not passed on: the demo's chain is
