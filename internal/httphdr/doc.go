@@ -5,6 +5,7 @@
 // The straightforward conversion, Header.Add(string(k), string(v)) per field, costs three or
 // four allocations a field (the name, the value, the []string, the canonicalised key) —
 // about forty per proxied gRPC call, and with them a share of the garbage collector's work.
-// Request and Response do it in two: one string holding every value, one []string holding every slot,
-// and the map's own growth; the common field names are interned constants.
+// Request and Response do it in three: one buffer holding every value, one []string holding
+// every slot, and the small struct that hands them out; the common field names are interned
+// constants.
 package httphdr

@@ -3,76 +3,81 @@ package httphdr
 import (
 	"net/http"
 	"net/textproto"
+	"strings"
 
 	"github.com/valyala/fasthttp"
 )
 
-// maxFields is how many fields the conversion handles without allocating per field; the
-// rest of a header with more (rare: a browser sends about fifteen) goes through Header.Add.
-const maxFields = 48
-
-type field struct{ k, v []byte }
-
 // Request adds to dst every field of h for which keep says yes (nil: every field), in order,
 // as Header.Add would. Names are expected in canonical form (fasthttp normalises them); one
 // that is not is canonicalised, as Add does.
+//
+// Two passes over h rather than a copy of its fields into an array: on the HTTP/2 path this
+// runs on a goroutine x/net/http2 started for the stream, and every KiB of frame it needs
+// beyond the starting stack is a stack copy per request.
 func Request(dst http.Header, h *fasthttp.RequestHeader, keep func(k, v []byte) bool) {
-	// One loop per header type, not a shared function taking an iter.Seq2: ranging over the
-	// inlined h.All() keeps the loop's closure, and with it the array, on the stack.
-	var arr [maxFields]field
-	fs := arr[:0]
-	for k, v := range h.All() {
-		if keep != nil && !keep(k, v) {
-			continue
+	n, size := 0, 0
+	for k, v := range h.All() { // h.All is inlined: the loop's closure stays on the stack
+		if keep == nil || keep(k, v) {
+			n++
+			size += len(v)
 		}
-		if len(fs) == maxFields {
-			dst.Add(string(k), string(v))
-			continue
-		}
-		fs = append(fs, field{k, v})
 	}
-	fill(dst, fs)
+	if n == 0 {
+		return
+	}
+	f := newFiller(n, size)
+	for k, v := range h.All() {
+		if keep == nil || keep(k, v) {
+			f.add(dst, k, v)
+		}
+	}
 }
 
 // Response is Request for a response header.
 func Response(dst http.Header, h *fasthttp.ResponseHeader, keep func(k, v []byte) bool) {
-	var arr [maxFields]field
-	fs := arr[:0]
+	n, size := 0, 0
 	for k, v := range h.All() {
-		if keep != nil && !keep(k, v) {
-			continue
+		if keep == nil || keep(k, v) {
+			n++
+			size += len(v)
 		}
-		if len(fs) == maxFields {
-			dst.Add(string(k), string(v))
-			continue
-		}
-		fs = append(fs, field{k, v})
 	}
-	fill(dst, fs)
-}
-
-// fill adds fs to dst with one string for every value and one []string for every slot.
-func fill(dst http.Header, fs []field) {
-	if len(fs) == 0 {
+	if n == 0 {
 		return
 	}
-	var stack [2048]byte // the values are gathered here, then copied once into their string
-	buf := stack[:0]
-	for _, f := range fs {
-		buf = append(buf, f.v...)
-	}
-	values := string(buf)
-	slots := make([]string, len(fs))
-	off := 0
-	for i, f := range fs {
-		slots[i] = values[off : off+len(f.v)]
-		off += len(f.v)
-		key := Name(f.k)
-		if prev, ok := dst[key]; ok {
-			dst[key] = append(prev, slots[i])
-		} else {
-			dst[key] = slots[i : i+1 : i+1] // full slice: a later append must not overwrite slot i+1
+	f := newFiller(n, size)
+	for k, v := range h.All() {
+		if keep == nil || keep(k, v) {
+			f.add(dst, k, v)
 		}
+	}
+}
+
+// filler hands out the values from one string and the slots from one []string.
+type filler struct {
+	values strings.Builder
+	slots  []string
+}
+
+func newFiller(n, size int) *filler {
+	f := &filler{slots: make([]string, 0, n)}
+	f.values.Grow(size)
+	return f
+}
+
+func (f *filler) add(dst http.Header, k, v []byte) {
+	// The builder never reallocates (it was grown to the total), so every string taken from
+	// it stays valid: String() shares its buffer.
+	start := f.values.Len()
+	f.values.Write(v)
+	f.slots = append(f.slots, f.values.String()[start:])
+	i := len(f.slots) - 1
+	key := Name(k)
+	if prev, ok := dst[key]; ok {
+		dst[key] = append(prev, f.slots[i])
+	} else {
+		dst[key] = f.slots[i : i+1 : i+1] // full slice: a later append must not overwrite slot i+1
 	}
 }
 

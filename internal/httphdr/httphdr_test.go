@@ -58,9 +58,10 @@ func TestRequestAllocations(t *testing.T) { // not parallel: AllocsPerRun counts
 		clear(dst)
 		Request(dst, &h, nil)
 	})
-	// One string holding the values and one []string of slots; Header.Add would make about 30.
-	if n > 2 {
-		t.Fatalf("Request allocates %.0f times for 8 interned fields, want 2", n)
+	// The filler, one buffer holding the values and one []string of slots; Header.Add would
+	// make about 30.
+	if n > 3 {
+		t.Fatalf("Request allocates %.0f times for 8 interned fields, want 3", n)
 	}
 }
 
@@ -82,15 +83,15 @@ func TestResponse(t *testing.T) {
 	}
 }
 
-// More fields than the array holds: the rest go through Add, nothing is lost.
+// Many fields, repeated: every value lands, in order.
 func TestManyFields(t *testing.T) {
 	var h fasthttp.RequestHeader
-	for i := range maxFields + 5 {
+	for i := range 60 {
 		h.Add("X-F", string(rune('a'+i%26)))
 	}
 	got := http.Header{}
 	Request(got, &h, nil)
-	if len(got["X-F"]) != maxFields+5 {
-		t.Fatalf("%d values, want %d", len(got["X-F"]), maxFields+5)
+	if len(got["X-F"]) != 60 || got["X-F"][59] != string(rune('a'+59%26)) {
+		t.Fatalf("got %v", got["X-F"])
 	}
 }

@@ -110,6 +110,12 @@ func newHTTP2Transport(addr string, opts *Options) *http2Transport {
 		// AllowHTTP lets the http scheme through; the dial below speaks TLS or not by the
 		// cluster's config, and always to this host, whatever the request's authority says.
 		AllowHTTP: true,
+		// No dynamic table for request headers: every request carries a fresh x-request-id
+		// (and trace context), so with the default 4 KiB table each one was added and an old
+		// entry evicted, on a goroutine x/net starts per request whose stack grew for it
+		// (hpack's add/evict and the stack copies were ~10% of an h2 load's profile). The
+		// static table and Huffman coding still apply; upstream links are loopback or a LAN.
+		MaxEncoderHeaderTableSize: 1,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
 			raw, err := dialer.DialContext(ctx, "tcp", addr)
 			if err != nil {
