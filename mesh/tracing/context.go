@@ -242,3 +242,6 @@ func (t TraceID) String() string { return string(appendHex(nil, t[:])) }
 
 // String is the id in lower-case hex.
 func (s SpanID) String() string { return string(appendHex(nil, s[:])) }
+
+// MarshalText spells the format as the config does (for /config-like views and golden files).
+func (f Format) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
