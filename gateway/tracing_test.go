@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -321,4 +322,78 @@ func metricAtLeast(t *testing.T, e *edgeUnderTest, series string, min float64) b
 		}
 	}
 	return false
+}
+
+// sample_errors: a failed request that the ratio left out is recorded after all (its server
+// span alone: the upstream was already told "not sampled"); a successful one is not.
+func TestTracingSampleErrors(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	up, saw := startUpstream(t, "a", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	})
+	e := tracedEdge(t, rcv.URL, ", sample_ratio: 0, sample_errors: true", hostport(up))
+	get(t, e.url+"/ok", nil)
+	r, _ := saw.last(t)
+	okTrace, _, _ := traceparentOf(t, r.Header.Get("Traceparent"))
+	if resp, _ := get(t, e.url+"/fail", nil); resp.StatusCode != 500 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	r, _ = saw.last(t)
+	failTrace, _, flags := traceparentOf(t, r.Header.Get("Traceparent"))
+	if flags != "00" {
+		t.Errorf("upstream told flags %s: the decision is made before the answer", flags)
+	}
+	srv, clients := spansOf(t, rcv, failTrace, 1)
+	if len(clients) != 0 || srv.Attr("http.response.status_code") != int64(500) || srv.Status.Code.String() != "STATUS_CODE_ERROR" {
+		t.Errorf("failed request's span %v (clients %v)", srv, clients)
+	}
+	if got := rcv.Trace(okTrace); len(got) != 0 {
+		t.Errorf("a successful unsampled request was recorded: %v", got)
+	}
+}
+
+// HTTP/2 on both sides (h2c client, protocol: http2 upstream) is traced the same way: the
+// stream's server span, the try's client span, the upstream's traceparent naming it.
+func TestTracingHTTP2(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	got := make(chan string, 1)
+	srv := &http.Server{Protocols: &p, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Proto + " " + r.Header.Get("Traceparent")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	cfg := strings.Replace(minimal(ln.Addr().String()), "discovery:", "services:\n  origin: { protocol: http2 }\ndiscovery:", 1)
+	e := startEdge(t, cfg+fmt.Sprintf("tracing: { endpoint: %q, sample_ratio: 1, batch_size: 1, batch_interval: 10ms }\n", rcv.URL))
+
+	var cp http.Protocols
+	cp.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &cp}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get(e.url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+		t.Fatalf("%s %d", resp.Proto, resp.StatusCode)
+	}
+	proto, tp, _ := strings.Cut(<-got, " ")
+	if proto != "HTTP/2.0" {
+		t.Fatalf("upstream spoke %s", proto)
+	}
+	trace, parent, _ := traceparentOf(t, tp)
+	srvSpan, clients := spansOf(t, rcv, trace, 2)
+	if srvSpan.Attr("network.protocol.version") != "2" || clients[0].SpanID() != parent || clients[0].ParentID() != srvSpan.SpanID() {
+		t.Errorf("server span %v; client span %s (parent %s), upstream's parent %s", srvSpan, clients[0].SpanID(), clients[0].ParentID(), parent)
+	}
 }
