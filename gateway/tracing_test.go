@@ -397,3 +397,41 @@ func TestTracingHTTP2(t *testing.T) {
 		t.Errorf("server span %v; client span %s (parent %s), upstream's parent %s", srvSpan, clients[0].SpanID(), clients[0].ParentID(), parent)
 	}
 }
+
+// Two meshgate hops (edge → a second instance in front of the app, as a sidecar would be: the
+// same engine) make one connected trace: each hop's server span is the child of the previous
+// hop's client span, and the app's traceparent names the last client span. The inner hop
+// samples nothing by ratio, and records the trace anyway: the first hop decided.
+func TestTracingTwoHopsOneTrace(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	app, saw := startUpstream(t, "app", nil)
+	block := func(name, ratio string) string {
+		return fmt.Sprintf("tracing: { endpoint: %q, sample_ratio: %s, batch_size: 1, batch_interval: 10ms, service_name: %s }\n", rcv.URL, ratio, name)
+	}
+	inner := startEdge(t, minimal(hostport(app))+block("inner", "0"))
+	edge := startEdge(t, minimal(inner.addr)+block("edge", "1"))
+	if resp, _ := get(t, edge.url+"/x", nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	r, _ := saw.last(t)
+	trace, parent, flags := traceparentOf(t, r.Header.Get("Traceparent"))
+	if flags != "01" {
+		t.Fatalf("app told flags %s", flags)
+	}
+	waitFor(t, "4 spans of the trace", func() bool { return len(rcv.Trace(trace)) >= 4 })
+	by := map[string]otlptest.Span{}
+	for _, s := range rcv.Trace(trace) {
+		by[s.Service+" "+s.Kind.String()] = s
+	}
+	es, ec := by["edge SPAN_KIND_SERVER"], by["edge SPAN_KIND_CLIENT"]
+	is, ic := by["inner SPAN_KIND_SERVER"], by["inner SPAN_KIND_CLIENT"]
+	if es.Span == nil || ec.Span == nil || is.Span == nil || ic.Span == nil || len(rcv.Trace(trace)) != 4 {
+		t.Fatalf("spans of the trace: %v", rcv.Trace(trace))
+	}
+	if len(es.ParentSpanId) != 0 || ec.ParentID() != es.SpanID() || is.ParentID() != ec.SpanID() ||
+		ic.ParentID() != is.SpanID() || parent != ic.SpanID() {
+		t.Errorf("chain broken: edge server %s ← client %s(parent %s) ← inner server %s(parent %s) ← client %s(parent %s) ← app's parent %s",
+			es.SpanID(), ec.SpanID(), ec.ParentID(), is.SpanID(), is.ParentID(), ic.SpanID(), ic.ParentID(), parent)
+	}
+}
