@@ -12,6 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
+	grpcstatus "google.golang.org/grpc/status"
+
+	"github.com/meshgate/meshgate/internal/grpcecho"
 	"github.com/meshgate/meshgate/internal/otlptest"
 )
 
@@ -433,5 +439,52 @@ func TestTracingTwoHopsOneTrace(t *testing.T) {
 		ic.ParentID() != is.SpanID() || parent != ic.SpanID() {
 		t.Errorf("chain broken: edge server %s ← client %s(parent %s) ← inner server %s(parent %s) ← client %s(parent %s) ← app's parent %s",
 			es.SpanID(), ec.SpanID(), ec.ParentID(), is.SpanID(), is.ParentID(), ic.SpanID(), ic.ParentID(), parent)
+	}
+}
+
+// gRPC through the edge: the caller's trace continues, and an error status in a Trailers-Only
+// answer marks both spans (rpc.grpc.status_code, status ERROR) though the HTTP status is 200.
+// A success's status is a trailer after the body, which the spans (ended when the response is
+// handed over) do not see: they carry no gRPC code and no error.
+func TestTracingGRPC(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	addr, _ := startGRPC(t, "a")
+	e := startEdge(t, grpcEdgeConfig(addr, "")+fmt.Sprintf("tracing: { endpoint: %q, sample_ratio: 0, batch_size: 1, batch_interval: 10ms }\n", rcv.URL))
+	c := dialGRPC(t, e.addr)
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for i, code := range []codes.Code{codes.OK, codes.NotFound} {
+		sid := fmt.Sprintf("00f067aa0ba902b%d", i)
+		ctx := metadata.AppendToOutgoingContext(callCtx(t), "traceparent", "00-"+tid+"-"+sid+"-01")
+		if code != codes.OK {
+			ctx = metadata.AppendToOutgoingContext(ctx, grpcecho.MDFailCode, fmt.Sprint(int(code)))
+		}
+		_, err := c.UnaryCall(ctx, &testpb.SimpleRequest{})
+		if s, _ := grpcstatus.FromError(err); s.Code() != code {
+			t.Fatalf("status %v, want %v", err, code)
+		}
+		waitFor(t, "the call's two spans", func() bool { return len(rcv.Trace(tid)) == 2*(i+1) })
+		var want any // OK: no code seen
+		if code != codes.OK {
+			want = int64(code)
+		}
+		for _, s := range rcv.Trace(tid) {
+			if s.ParentID() != sid && (s.Kind.String() == "SPAN_KIND_SERVER") {
+				continue // the other call's
+			}
+			if s.Kind.String() == "SPAN_KIND_CLIENT" {
+				continue
+			}
+			if s.Attr("rpc.grpc.status_code") != want || (s.Status.Code.String() == "STATUS_CODE_ERROR") != (code != codes.OK) ||
+				s.Attr("network.protocol.version") != "2" || s.Name != "POST grpc" {
+				t.Errorf("code %v: server span %v", code, s)
+			}
+			for _, c := range rcv.Trace(tid) {
+				if c.Kind.String() == "SPAN_KIND_CLIENT" && c.ParentID() == s.SpanID() && (c.Attr("rpc.grpc.status_code") != want ||
+					(c.Status.Code.String() == "STATUS_CODE_ERROR") != (code != codes.OK)) {
+					t.Errorf("code %v: client span %v", code, c)
+				}
+			}
+		}
 	}
 }
