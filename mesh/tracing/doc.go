@@ -16,7 +16,7 @@
 // the clusters (mesh/upstream: a client span per try) can both use it. It knows no header
 // library either: headers are reached through Carrier, which *fasthttp.RequestHeader satisfies.
 //
-// Cost: a request that is not sampled costs a parse of its trace headers, two random numbers
+// Cost: a request that is not sampled costs a parse of its trace headers, a few random numbers
 // and the headers written upstream, with no allocation (Span lives in the caller's pooled
 // memory, ids are arrays, formatting appends to the caller's buffer). Only a sampled span
 // allocates: its name, attributes and the copy that goes to the queue. A collector that is slow
