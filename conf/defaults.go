@@ -135,6 +135,7 @@ func (c *Config) Defaults() {
 	consulDefaults(c)
 	sidecarDefaults(c)
 	pluginDefaults(c)
+	c.tracingDefaults() // tracing.go
 }
 
 func (s *Service) defaults() {

@@ -26,6 +26,8 @@ type Config struct {
 	Sidecar *Sidecar `yaml:"sidecar"`
 	// Plugins are out-of-process filters (plugins.go), declared once and used by policies.
 	Plugins map[string]Plugin `yaml:"plugins"`
+	// Tracing sends spans to an OpenTelemetry collector (tracing.go). Off when absent.
+	Tracing *Tracing `yaml:"tracing"`
 
 	// expanded marks the result of Expanded: its sidecar parts are already listeners, routes
 	// and a static service, so the name-collision checks do not apply to them.

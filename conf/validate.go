@@ -38,6 +38,7 @@ func validate(c *Config) []problem {
 	v.policies(c)
 	v.plugins(c) // plugins.go
 	v.sidecar(c) // sidecar.go, identity included
+	v.tracing(c) // tracing.go
 	if c.AccessLog.Output == "" {
 		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/gateway/proxy"
 	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/tracing"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
@@ -54,6 +56,7 @@ type Server struct {
 	mesh      *edgeMesh      // Connect identity and intentions; nil without identity.connect (mesh.go)
 	metrics   *proxy.Metrics
 	access    *accesslog.Logger
+	tracer    *tracing.Tracer // nil without a tracing block
 	admin     *admin.Server
 	listeners []*listener.Listener
 	handlers  map[string]*proxy.Handler // by listener name
@@ -169,6 +172,17 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 	// The first generation is built before anything listens, so the first request is routed.
 	e.fileCfg, e.kv = cfg, newEdgeKV(cfg, e.disc, e.log)
 	cfg, kvRes := e.withKV(cfg) // the snapshot's KV documents, if any, serve from the start
+	if cfg.Tracing != nil {
+		// After the merge and the sidecar expansion: a sidecar's spans take its identity's name.
+		// Closed after the listeners (components unwind in reverse), so the last requests'
+		// spans get their export.
+		to := tracingOptions(cfg)
+		to.Registerer, to.Logger = reg, e.log
+		if e.tracer, err = tracing.New(to); err != nil {
+			return nil, fmt.Errorf("meshgate: %w", err)
+		}
+		e.add(component{name: "tracing", start: func(context.Context) error { e.tracer.Start(); return nil }, close: e.tracer.Close})
+	}
 	if e.mesh, err = newEdgeMesh(cfg, e.disc, reg, e.log); err != nil {
 		return nil, fmt.Errorf("meshgate: %w", err)
 	}
@@ -304,6 +318,7 @@ func (e *Server) proxyOptions(lc conf.Listener) proxy.Options {
 		o.Authorize = e.mesh.authorizer()
 	}
 	o.AccessLog, o.Metrics = e.access, e.metrics
+	o.Tracer = e.tracer // nil: tracing off
 	return o
 }
 
@@ -448,8 +463,8 @@ func (e *Server) reload(cfg *conf.Config) error {
 	if !slices.Equal(cfg.Admin.AllowedHosts, old.Admin.AllowedHosts) {
 		return errors.New("admin.allowed_hosts changed: restart meshgate to apply it")
 	}
-	if cfg.AccessLog != old.AccessLog || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown {
-		e.log.Warn().Msg("access_log, log and shutdown settings take effect at the next restart; the rest of the reload applies now")
+	if cfg.AccessLog != old.AccessLog || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown || !reflect.DeepEqual(cfg.Tracing, old.Tracing) {
+		e.log.Warn().Msg("access_log, log, shutdown and tracing settings take effect at the next restart; the rest of the reload applies now")
 	}
 	e.registrationReloaded(cfg)
 	gens, err := e.build(cfg)

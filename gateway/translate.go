@@ -27,6 +27,7 @@ import (
 	"github.com/meshgate/meshgate/mesh/identity"
 	"github.com/meshgate/meshgate/mesh/intentions"
 	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/tracing"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
@@ -492,4 +493,31 @@ func identityOptions(ic *conf.Identity) identity.Options {
 func intentionsOptions(ic *conf.Identity) intentions.Options {
 	return intentions.Options{Destination: ic.Service, DefaultAllow: ic.IntentionsDefault == "allow",
 		MaxAge: max(ic.MaxSnapshotAge.D(), 0)} // negative: no limit
+}
+
+// Tracing. The tracer's settings; the assembly adds the metrics registry and the logger.
+
+// tracingOptions is tracing's part of the config (cfg.Tracing set). The service name falls back
+// to the Connect identity, so an edge and its sidecars' spans are named by the services Consul
+// knows them as.
+func tracingOptions(cfg *conf.Config) tracing.Options {
+	tc := cfg.Tracing
+	o := tracing.Options{Endpoint: tc.Endpoint, ServiceName: tc.ServiceName, SampleRatio: tracing.DefaultSampleRatio,
+		SampleErrors: tc.SampleErrors, QueueSize: tc.QueueSize, BatchSize: tc.BatchSize,
+		BatchInterval: tc.BatchInterval.D(), ExportTimeout: tc.ExportTimeout.D()}
+	if tc.SampleRatio != nil {
+		o.SampleRatio = *tc.SampleRatio
+	}
+	for _, p := range tc.Propagation {
+		if f, ok := tracing.ParseFormat(p); ok { // validated: every name parses
+			o.Propagation = append(o.Propagation, f)
+		}
+	}
+	if o.ServiceName == "" {
+		o.ServiceName = "meshgate"
+		if cfg.Identity != nil && cfg.Identity.Service != "" {
+			o.ServiceName = cfg.Identity.Service
+		}
+	}
+	return o
 }

@@ -37,6 +37,7 @@ type translation struct {
 	Consul    *consulView             `json:"consul,omitempty"`
 	// WebSocketOff are the routes that refuse WebSocket handshakes (routes[].websocket: false).
 	WebSocketOff []string `json:"websocket_off,omitempty"`
+	Tracing      any      `json:"tracing,omitempty"` // the tracer's options
 }
 
 type listenerView struct {
@@ -175,6 +176,9 @@ func translateForTest(t *testing.T, cfg *conf.Config) translation {
 	if ic := cfg.Identity; ic != nil && ic.Connect {
 		out.Identity = map[string]any{"identity": plain(reflect.ValueOf(identityOptions(ic))),
 			"intentions": plain(reflect.ValueOf(intentionsOptions(ic)))}
+	}
+	if cfg.Tracing != nil {
+		out.Tracing = plain(reflect.ValueOf(tracingOptions(cfg)))
 	}
 	if cc := cfg.Discovery.Consul; cc != nil {
 		cl, co := clientOptions(cc), consulOptions(cc)

@@ -29,6 +29,12 @@
 // memory comes from pools owned by the Handler, and nothing derived from the RequestCtx outlives
 // Serve except a streamed response body, which fasthttp closes after writing.
 //
+// With Options.Tracer set (tracing.go), serve starts the request's server span first (its parent
+// read from the trace headers, mesh/tracing deciding the sampling), buildRequest makes the trace
+// headers owned ones carrying the gateway's span, upstream.Call.Trace lets Cluster.Do record a
+// client span per try, and the span is finished with the response's attributes. An unsampled
+// request allocates nothing for it; without a Tracer the path is as it was.
+//
 // HTTP/2 requests arrive through ServeHTTP (h2.go): each stream gets a pooled RequestCtx built
 // from the http.Request and goes through the same serve; the response is copied to the
 // ResponseWriter with a flush per read and the upstream's trailers. A gRPC request's errors are

@@ -19,6 +19,7 @@ import (
 	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/gateway/route"
 	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/tracing"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
@@ -153,6 +154,10 @@ type Options struct {
 	// WebSocketIdleTimeout closes a WebSocket session when neither side sent a byte for this
 	// long (0: one hour).
 	WebSocketIdleTimeout time.Duration
+	// Tracer, when set, gives every request a server span (tracing.go) and makes the trace
+	// context an owned header: the upstream gets the gateway's, once. Nil: tracing is off and
+	// trace headers pass through as any end-to-end header.
+	Tracer *tracing.Tracer
 }
 
 // Handler is the request engine for one listener: route, forward, render, log.
@@ -241,6 +246,10 @@ type scratch struct {
 	// rec records a streamed HTTP/2 body for a retry; ServeHTTP releases it once the response
 	// is written (the transport may read the body until then).
 	rec *upstream.BodyRecorder
+	// span is the request's server span, started only when Options.Tracer is set; tbuf holds
+	// the trace header values written upstream (tracing.go).
+	span tracing.Span
+	tbuf []byte
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -270,6 +279,9 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 		e.Protocol = protoHTTP10
 	}
 	s.reqID = s.reqID[:0]
+	if h.opts.Tracer != nil {
+		h.opts.Tracer.StartServer(&s.span, &req.Header, start)
+	}
 
 	status, reason := h.forward(ctx, gen, s, remote)
 	if len(s.reqID) == 0 { // rejected before the id was decided
@@ -312,6 +324,9 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 	}
 	e.BytesIn = int64(max(req.Header.ContentLength(), 0))
 	e.BytesOut = int64(ctx.Response.Header.ContentLength())
+	if s.span.Started() {
+		h.endSpan(ctx, s, status, start.Add(took))
+	}
 	if s.ws != nil { // upgraded: its one access-log line is written when the session ends
 		s.ws.hold(e)
 		s.ws = nil
@@ -488,6 +503,9 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		Replayable: true,
 		GRPC:       s.grpc,
 		Context:    s.reqCtx,
+	}
+	if s.span.Started() {
+		call.Trace = &s.span
 	}
 	call.Deadline, call.CallerDeadline = deadline, callerDeadline
 	if ws {
@@ -741,6 +759,12 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 		out.Header.SetBytesV(hdrXForwardedHost, req.Header.Host())
 	}
 	out.Header.SetBytesV(hdrXRequestID, s.reqID)
+	if s.span.Started() {
+		// The trace context is owned like the request id: whatever the client sent is gone and
+		// the gateway's span is the upstream's parent (a recorded request's tries replace it
+		// with their own client spans in upstream.Cluster.Do).
+		s.tbuf = h.opts.Tracer.Propagate(&out.Header, &s.span, s.tbuf)
+	}
 	return true
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/tracing"
 )
 
 // Sentinel errors returned by Cluster.Do; the gateway's error renderer maps them to statuses.
@@ -214,6 +215,11 @@ type Call struct {
 	// GRPC marks a gRPC call: a try's outcome also reads grpc-status (UNAVAILABLE and the
 	// policy's GRPC codes are host failures and retryable).
 	GRPC bool
+	// Trace, when set and recording, is the request's server span: every try gets a client
+	// span under it, and the try's request carries that span as the trace parent (so the
+	// upstream's spans hang under the try that reached it, and retries are visible). An
+	// unrecorded span costs nothing here: the request already carries the trace context.
+	Trace *tracing.Span
 
 	// Outputs.
 	Address  string        // last host tried
@@ -379,6 +385,10 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 	call.Address = h.Address
 	setBudgetHeader(req, deadline)
 	start := time.Now()
+	var span *tracing.Span
+	if call.Trace != nil && call.Trace.Recording() {
+		span = c.startTrySpan(h, req, call, start) // sampled: may allocate
+	}
 	h.Begin()
 	var err error
 	if ct, ok := h.transport.(ContextTransport); ok && call.Context != nil {
@@ -410,7 +420,45 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 		err = fmt.Errorf("%w: %w", ErrClientBody, err)
 	}
 	h.End(took, o == tryFailed)
+	if span != nil {
+		endTrySpan(span, resp, err, call.GRPC, start.Add(took))
+	}
 	return o, err
+}
+
+// startTrySpan starts the client span of one try and makes it the trace parent the upstream
+// sees, replacing the server span's context the engine wrote.
+func (c *Cluster) startTrySpan(h *Host, req *fasthttp.Request, call *Call, start time.Time) *tracing.Span {
+	sp := new(tracing.Span)
+	call.Trace.StartChild(sp, string(req.Header.Method())+" "+c.name, tracing.Client, start)
+	sp.SetString("meshgate.service", c.name)
+	sp.SetString("meshgate.upstream.address", h.Address)
+	sp.SetInt("meshgate.attempt", int64(call.Attempts))
+	call.Trace.Tracer().Inject(&req.Header, sp.Context(), nil)
+	return sp
+}
+
+// endTrySpan records a try's outcome: the status it answered (and a gRPC Trailers-Only
+// status), or the error that ended it.
+func endTrySpan(sp *tracing.Span, resp *fasthttp.Response, err error, grpc bool, end time.Time) {
+	switch {
+	case err != nil:
+		sp.SetString("error.type", err.Error())
+		sp.SetStatus(tracing.Error, err.Error())
+	default:
+		code := resp.StatusCode()
+		sp.SetInt("http.response.status_code", int64(code))
+		if g, ok := GRPCStatus(&resp.Header); grpc && ok {
+			sp.SetInt("rpc.grpc.status_code", int64(g))
+			if g != 0 {
+				sp.SetStatus(tracing.Error, "grpc-status "+strconv.Itoa(g))
+			}
+		}
+		if code >= 500 {
+			sp.SetStatus(tracing.Error, strconv.Itoa(code))
+		}
+	}
+	sp.End(end)
 }
 
 // outcomeOf says how a try reflects on its host. Only what the host did counts: our own

@@ -60,4 +60,9 @@
 // its bound by the time the answer came: then the retry sends the recorded bytes. Every retry
 // also needs the cluster's retry budget and waits a jittered backoff that must end before the
 // deadline, so retries cannot multiply load during an outage.
+//
+// Tracing: when Call.Trace is a recording server span (mesh/tracing), send records each try as
+// a client span under it (host, attempt, status or error) and writes that span into the try's
+// trace headers, so the upstream's own spans hang under the try that reached it. An unrecorded
+// or absent span costs one nil-or-bool check.
 package upstream
