@@ -65,6 +65,8 @@ type Tracer struct {
 	dropFull prometheus.Counter
 	dropFail prometheus.Counter
 	failures prometheus.Counter
+	body     []byte        // the export request, reused by the exporter goroutine
+	scratch  encodeScratch // its nested messages
 
 	ctx      context.Context // cancelled by Close: an export in flight is abandoned
 	cancel   context.CancelFunc
