@@ -62,7 +62,18 @@ func (t *Tracer) flush(ctx context.Context, batch []SpanData) []SpanData {
 	} else {
 		t.exported.Add(float64(len(batch)))
 	}
-	clear(batch) // let the attributes go
+	for i := range batch {
+		// The encoded request holds copies: the slices go back for new spans (the strings in
+		// them are let go by the clear below).
+		if a := batch[i].Attrs; cap(a) > 0 {
+			clear(a)
+			select {
+			case t.freeAttrs <- a[:0]:
+			default:
+			}
+		}
+	}
+	clear(batch)
 	return batch[:0]
 }
 

@@ -93,15 +93,28 @@ func (sp *Span) SetName(name string) {
 // SetString adds a string attribute to a recording span.
 func (sp *Span) SetString(key, v string) {
 	if sp.recording {
-		sp.attrs = append(sp.attrs, Attr{Key: key, Str: v})
+		sp.attrs = append(sp.reuse(), Attr{Key: key, Str: v})
 	}
 }
 
 // SetInt adds an integer attribute to a recording span.
 func (sp *Span) SetInt(key string, v int64) {
 	if sp.recording {
-		sp.attrs = append(sp.attrs, Attr{Key: key, Int: v, IsInt: true})
+		sp.attrs = append(sp.reuse(), Attr{Key: key, Int: v, IsInt: true})
 	}
+}
+
+// reuse is the span's attribute slice, taken on the first attribute from the ones the
+// exporter handed back, so a sampled span does not grow a new one each time.
+func (sp *Span) reuse() []Attr {
+	if sp.attrs == nil && sp.t != nil {
+		select {
+		case a := <-sp.t.freeAttrs:
+			return a
+		default:
+		}
+	}
+	return sp.attrs
 }
 
 // SetStatus sets a recording span's outcome.

@@ -65,8 +65,10 @@ type Tracer struct {
 	dropFull prometheus.Counter
 	dropFail prometheus.Counter
 	failures prometheus.Counter
-	body     []byte        // the export request, reused by the exporter goroutine
-	scratch  encodeScratch // its nested messages
+	// freeAttrs holds attribute slices the exporter is done with, for new spans to reuse.
+	freeAttrs chan []Attr
+	body      []byte        // the export request, reused by the exporter goroutine
+	scratch   encodeScratch // its nested messages
 
 	ctx      context.Context // cancelled by Close: an export in flight is abandoned
 	cancel   context.CancelFunc
@@ -106,6 +108,7 @@ func New(opts Options) (*Tracer, error) {
 	}
 	t := &Tracer{opts: opts, url: strings.TrimSuffix(opts.Endpoint, "/") + "/v1/traces",
 		sampler: NewSampler(opts.SampleRatio), queue: make(chan SpanData, opts.QueueSize),
+		freeAttrs: make(chan []Attr, opts.QueueSize),
 		// Its own transport, so Close can release its connections and nothing is shared with
 		// the process's other clients.
 		client: &http.Client{Transport: &http.Transport{MaxIdleConns: 2, IdleConnTimeout: 90 * time.Second}},
