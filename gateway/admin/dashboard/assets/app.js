@@ -169,6 +169,7 @@
     const cnt = sumBy(now, "meshgate_request_duration_seconds_count", "route");
     const cnt0 = before ? sumBy(before, "meshgate_request_duration_seconds_count", "route") : new Map();
     for (const route of [...reqs.keys()].sort()) {
+      if (route === "" && !reqs.get(route)) continue; // nothing unmatched yet: no row
       const rps = rate(reqs.get(route), reqs0.get(route), dt);
       const e5 = rate(c5.get(route), c5b.get(route), dt);
       const dn = (cnt.get(route) || 0) - (cnt0.get(route) || 0);
@@ -184,8 +185,9 @@
         const q = quantile(0.99, bs);
         p99 = q === null ? null : q * 1000;
       }
+      // route="" counts requests that matched no route (404s and early rejections).
       rows.push(el("tr", { "data-route": route },
-        el("td", {}, route),
+        el("td", { class: route ? "" : "muted" }, route || "(no route)"),
         num(fmt.rate(rps), { class: "num rps", "data-value": rps }),
         num(fmt.rate(rate(c4.get(route), c4b.get(route), dt))),
         num(fmt.rate(e5), { class: "num " + (e5 > 0 ? "bad" : "") }),
@@ -296,10 +298,10 @@
     if (!prev) nodes.push(empty("Rates appear after the second scrape."));
     const routeRows = routeTraffic(samples, prev && prev.samples, dt);
     nodes.push(el("h3", {}, "Per route (downstream)"),
-      routeRows.length ? table(["Route", "#req/s", "#4xx/s", "#5xx/s", "#errors", "#mean ms", "#p99 ms"], routeRows) : empty("No requests counted yet."));
+      routeRows.length ? table(["Route", "#req/s", "#4xx/s", "#5xx/s", "#5xx %", "#mean ms", "#p99 ms"], routeRows) : empty("No requests counted yet."));
     if (clusters.value) {
       nodes.push(el("h3", {}, "Per service (upstream)"),
-        clusters.value.length ? table(["Service", "#req/s", "#err/s", "#errors", "#retries/s", "#EWMA ms", "#in flight"],
+        clusters.value.length ? table(["Service", "#req/s", "#err/s", "#err %", "#retries/s", "#EWMA ms", "#in flight"],
           serviceTraffic(clusters.value, prev && prev.clusters, samples, prev && prev.samples, dt)) : empty("No services."));
     }
     fill("traffic", nodes);
@@ -328,7 +330,7 @@
           num(h.requests), num(h.errors), num(h.consecutive_errors), num(h.open_conns));
       });
       return el("div", { "data-cluster": c.name },
-        el("h3", {}, c.name + " ", el("span", { class: c.panic ? "bad" : "note" }, "(" + flags.join(", ") + ")")),
+        el("h3", {}, c.name + " ", el("span", { class: c.panic ? "bad" : "muted" }, "(" + flags.join(", ") + ")")),
         rows.length ? table(["Endpoint", "#Weight", "Health", "Ejected", "Breaker", "#In flight", "#EWMA ms", "#req/s",
           "#Requests", "#Errors", "#Consec. errors", "#Conns"], rows) : empty("No endpoints."));
     }));

@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "also write docs/img/dashboard.png from TestDashboardInChromium")
+
+// chromium finds the browser. CI must run this test (scripts/test.sh installs Debian's chromium
+// package), so there a missing browser fails; elsewhere it skips with what to install.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium not found: CI must install Debian's chromium package (scripts/test.sh does when it is missing)")
+	}
+	t.Skip("chromium not found; install Debian's chromium package to run the dashboard test")
+	return ""
+}
+
+// dashboardView is what the probe script reads from the rendered page.
+type dashboardView struct {
+	State      string            `json:"state"`
+	Status     string            `json:"status"`
+	Refreshes  int               `json:"refreshes"`
+	Sections   map[string]string `json:"sections"`
+	Health     []string          `json:"health"`
+	RouteRPS   float64           `json:"routeRPS"`
+	ServiceRPS float64           `json:"serviceRPS"`
+}
+
+// dashboardProbe summarises the DOM; it is evaluated in the page, so it sees what a person sees
+// (what app.js rendered), not what the admin endpoints answer.
+const dashboardProbe = `(() => {
+  const text = (sel) => { const e = document.querySelector(sel); return e ? e.textContent : null; };
+  const ids = ["listeners", "routes", "traffic", "clusters", "identity", "intentions", "plugins"];
+  const rps = (sel) => { const e = document.querySelector(sel); return e && e.dataset.value ? Number(e.dataset.value) : 0; };
+  return {
+    state: document.body.dataset.state,
+    status: text("#status"),
+    refreshes: Number(document.body.dataset.refreshes),
+    sections: Object.fromEntries(ids.map((id) => [id, text("#" + id + " .body")])),
+    health: [...document.querySelectorAll('#clusters [data-cluster="api"] tr[data-host] td.health')].map((e) => e.textContent),
+    routeRPS: rps('#traffic tr[data-route="api"] td.rps'),
+    serviceRPS: rps('#traffic tr[data-service="api"] td.rps'),
+  };
+})()`
+
+// TestDashboardInChromium loads the admin page of a real edge, with traffic flowing to real
+// upstreams, in headless Chromium and checks the rendered DOM: every section, the names from
+// the config, each endpoint's health, and a request rate above zero, which needs two scrapes of
+// /metrics and /clusters by the page's own refresh loop.
+func TestDashboardInChromium(t *testing.T) {
+	bin := chromium(t)
+	api1, _ := startUpstream(t, "api-1", nil)
+	api2, _ := startUpstream(t, "api-2", nil)
+	web, _ := startUpstream(t, "web", func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/fail") {
+			w.WriteHeader(http.StatusInternalServerError) // some 5xx for the error columns
+		}
+	})
+	e := startEdge(t, fmt.Sprintf(`
+admin: { address: 127.0.0.1:0 }
+listeners: [ { name: public, address: 127.0.0.1:0 } ]
+routes:
+  - { name: api, match: { path_prefix: /api/ }, to: [ { service: api } ] }
+  - { name: web, match: { path_prefix: / }, to: [ { service: web } ] }
+discovery:
+  static:
+    api: [ %s, %s ]
+    web: [ %s ]
+access_log: { output: "off" }
+`, hostport(api1), hostport(api2), hostport(web)))
+
+	// Traffic until the test has seen its rates; paced so that it stays light on 2 cores.
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			// One web request in four fails: errors to show, but below the breaker's ratio.
+			path := [...]string{"/api/users", "/", "/api/orders", "/", "/api/users", "/", "/api/orders", "/fail"}[i%8]
+			if resp, err := client.Get(e.url + path); err == nil {
+				resp.Body.Close()
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.WindowSize(1280, 900))
+	if os.Geteuid() == 0 {
+		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run its sandbox as root (CI)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	// Script errors and CSP violations reach the console; any of them fails the test.
+	var mu sync.Mutex
+	var problems []string
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithListener(func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			if d.Exception != nil {
+				problems = append(problems, fmt.Sprintf("exception: %s %s (%s:%d)", d.Text, d.Exception.Description, d.URL, d.LineNumber+1))
+			} else {
+				problems = append(problems, fmt.Sprintf("exception: %s (%s:%d)", d.Text, d.URL, d.LineNumber+1))
+			}
+		case *log.EventEntryAdded:
+			if ev.Entry.Level == log.EntryLevelError && !strings.HasSuffix(ev.Entry.URL, "/favicon.ico") {
+				problems = append(problems, "console: "+ev.Entry.Text+" "+ev.Entry.URL)
+			}
+		}
+	}))
+	defer cancel()
+	// The first Run starts the browser and must not carry a timeout (it would end the browser);
+	// the waits below are bounded by the poll's own timeout.
+	if err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1280, 900),
+		chromedp.Navigate("http://"+e.admin+"/?refresh=0.3"),
+	); err != nil {
+		t.Fatalf("load the dashboard: %v", err)
+	}
+	const ready = `(() => { const v = ` + dashboardProbe + `; return v.routeRPS > 0 && v.serviceRPS > 0 && v.health.length === 2 && v.refreshes >= 3; })()`
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](ready,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		v, _ := chromedp.Run(ctx, chromedp.Evaluate[dashboardView](dashboardProbe))
+		t.Fatalf("the page never showed rates and both api endpoints: %v\nrendered: %+v", err, v)
+	}
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[dashboardView](dashboardProbe))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if v.State != "ok" {
+		t.Errorf("page state %q, status %q", v.State, v.Status)
+	}
+	for section, want := range map[string][]string{
+		"listeners":  {"public", "127.0.0.1:0"},
+		"routes":     {"api", "web", "/api/*"},
+		"traffic":    {"Per route", "Per service", "api", "web"},
+		"clusters":   {"api", "web", hostport(api1), hostport(api2), "healthy", "closed"},
+		"identity":   {"No mesh identity"},
+		"intentions": {"No intentions in force"},
+		"plugins":    {"No plugins configured."},
+	} {
+		got, ok := v.Sections[section]
+		if !ok || got == "" {
+			t.Errorf("section %s is missing or empty", section)
+			continue
+		}
+		if strings.Contains(got, "Could not render") {
+			t.Errorf("section %s failed: %s", section, got)
+		}
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("section %s lacks %q: %s", section, w, got)
+			}
+		}
+	}
+	for i, h := range v.Health {
+		if h != "healthy" {
+			t.Errorf("api endpoint %d shows %q", i, h)
+		}
+	}
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	shot := filepath.Join(t.TempDir(), "dashboard.png")
+	if err := os.WriteFile(shot, png, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", shot, len(png))
+	if *updateScreenshot {
+		if err := os.WriteFile(filepath.Join("..", "docs", "img", "dashboard.png"), png, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Errorf("browser reported %s", p)
+	}
+}
