@@ -1,40 +1,22 @@
 package gateway
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/meshgate/meshgate/internal/browsertest"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "also write docs/img/dashboard.png from TestDashboardInChromium")
-
-// chromium finds the browser. CI must run this test (scripts/test.sh installs Debian's chromium
-// package), so there a missing browser fails; elsewhere it skips with what to install.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatal("chromium not found: CI must install Debian's chromium package (scripts/test.sh does when it is missing)")
-	}
-	t.Skip("chromium not found; install Debian's chromium package to run the dashboard test")
-	return ""
-}
 
 // dashboardView is what the probe script reads from the rendered page.
 type dashboardView struct {
@@ -69,7 +51,6 @@ const dashboardProbe = `(() => {
 // the config, each endpoint's health, and a request rate above zero, which needs two scrapes of
 // /metrics and /clusters by the page's own refresh loop.
 func TestDashboardInChromium(t *testing.T) {
-	bin := chromium(t)
 	api1, _ := startUpstream(t, "api-1", nil)
 	api2, _ := startUpstream(t, "api-2", nil)
 	web, _ := startUpstream(t, "web", func(w http.ResponseWriter, r *http.Request) {
@@ -115,39 +96,8 @@ access_log: { output: "off" }
 	}()
 	defer func() { close(stop); wg.Wait() }()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.WindowSize(1280, 900))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run its sandbox as root (CI)
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	// Script errors and CSP violations reach the console; any of them fails the test.
-	var mu sync.Mutex
-	var problems []string
-	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithListener(func(ev any) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch ev := ev.(type) {
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			if d.Exception != nil {
-				problems = append(problems, fmt.Sprintf("exception: %s %s (%s:%d)", d.Text, d.Exception.Description, d.URL, d.LineNumber+1))
-			} else {
-				problems = append(problems, fmt.Sprintf("exception: %s (%s:%d)", d.Text, d.URL, d.LineNumber+1))
-			}
-		case *log.EventEntryAdded:
-			if ev.Entry.Level == log.EntryLevelError && !strings.HasSuffix(ev.Entry.URL, "/favicon.ico") {
-				problems = append(problems, "console: "+ev.Entry.Text+" "+ev.Entry.URL)
-			}
-		}
-	}))
-	defer cancel()
-	// The first Run starts the browser and must not carry a timeout (it would end the browser);
-	// the waits below are bounded by the poll's own timeout.
-	if err := chromedp.Do(ctx,
-		chromedp.EmulateViewport(1280, 900),
-		chromedp.Navigate("http://"+e.admin+"/?refresh=0.3"),
-	); err != nil {
+	ctx, console := browsertest.Start(t, 1280, 900)
+	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+e.admin+"/?refresh=0.3")); err != nil {
 		t.Fatalf("load the dashboard: %v", err)
 	}
 	const ready = `(() => { const v = ` + dashboardProbe + `; return v.routeRPS > 0 && v.serviceRPS > 0 && v.health.length === 2 && v.refreshes >= 3; })()`
@@ -207,9 +157,7 @@ access_log: { output: "off" }
 			t.Fatal(err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
+	for _, p := range console.Problems() {
 		t.Errorf("browser reported %s", p)
 	}
 }

@@ -23,7 +23,7 @@
       else if (k.startsWith("data-")) e.setAttribute(k, String(v));
       else if (k === "title") e.title = String(v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === undefined || c === null) continue;
       e.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -48,7 +48,7 @@
   }
 
   function fill(id, ...nodes) {
-    document.querySelector("#" + id + " .body").replaceChildren(...nodes.flat());
+    document.querySelector("#" + id + " .body").replaceChildren(...nodes.flat(Infinity));
   }
 
   const fmt = {
@@ -253,8 +253,8 @@
     const names = new Set(ls.map((l) => l.name));
     for (const n of Object.keys(routes.value || {})) if (!names.has(n)) ls.push({ name: n });
     if (!ls.length) return fill("listeners", empty("No listeners."));
-    const on = (v) => (v === undefined || v === "null" || v === "false" || v === "" ? "no" : "yes");
-    fill("listeners", table(["Name", "Address", "TLS", "HTTP/2", "Connect", "#Routes"], ls.map((l) =>
+    const on = (v) => (v === undefined ? "–" : v === "null" || v === "false" || v === "" ? "no" : "yes");
+    fill("listeners", cfg.absent ? empty("No /config endpoint on this admin API: listener names from /routes only.") : [], table(["Name", "Address", "TLS", "HTTP/2", "Connect", "#Routes"], ls.map((l) =>
       el("tr", { "data-listener": l.name },
         el("td", {}, l.name), el("td", { class: "mono" }, l.address || "–"),
         el("td", {}, on(l.tls)), el("td", {}, on(l.http2)), el("td", {}, on(l.connect)),
