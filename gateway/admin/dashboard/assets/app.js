@@ -68,7 +68,8 @@
 
   async function get(path, kind) {
     try {
-      const r = await fetch(path, { cache: "no-store", credentials: "same-origin" });
+      // Bounded, so one hung endpoint cannot stop the refresh loop.
+      const r = await fetch(path, { cache: "no-store", credentials: "same-origin", signal: AbortSignal.timeout(Math.max(period, 5000)) });
       if (r.status === 404) return { absent: true };
       if (!r.ok) return { error: path + " answered " + r.status };
       return { value: kind === "json" ? await r.json() : await r.text() };
@@ -419,8 +420,10 @@
     document.body.dataset.refreshes = String(refreshes);
   }
 
+  // A tab nobody looks at does not scrape; the first refresh after it shows again gives rates
+  // over the whole gap, and the next one over the period again.
   async function loop() {
-    await refresh();
+    if (!document.hidden || refreshes === 0) await refresh();
     setTimeout(loop, period);
   }
 
