@@ -27,6 +27,10 @@ type dashboardView struct {
 	Health     []string          `json:"health"`
 	RouteRPS   float64           `json:"routeRPS"`
 	ServiceRPS float64           `json:"serviceRPS"`
+	// Of route api: latency over the last interval; of route web: 5xx/s (/fail answers 500).
+	MeanMS float64 `json:"meanMS"`
+	P99MS  float64 `json:"p99MS"`
+	Web5xx float64 `json:"web5xx"`
 }
 
 // dashboardProbe summarises the DOM; it is evaluated in the page, so it sees what a person sees
@@ -34,22 +38,25 @@ type dashboardView struct {
 const dashboardProbe = `(() => {
   const text = (sel) => { const e = document.querySelector(sel); return e ? e.textContent : null; };
   const ids = ["listeners", "routes", "traffic", "clusters", "identity", "intentions", "plugins"];
-  const rps = (sel) => { const e = document.querySelector(sel); return e && e.dataset.value ? Number(e.dataset.value) : 0; };
+  const value = (sel) => { const e = document.querySelector(sel); return e && e.dataset.value ? Number(e.dataset.value) : 0; };
   return {
     state: document.body.dataset.state,
     status: text("#status"),
     refreshes: Number(document.body.dataset.refreshes),
     sections: Object.fromEntries(ids.map((id) => [id, text("#" + id + " .body")])),
     health: [...document.querySelectorAll('#clusters [data-cluster="api"] tr[data-host] td.health')].map((e) => e.textContent),
-    routeRPS: rps('#traffic tr[data-route="api"] td.rps'),
-    serviceRPS: rps('#traffic tr[data-service="api"] td.rps'),
+    routeRPS: value('#traffic tr[data-route="api"] td.rps'),
+    serviceRPS: value('#traffic tr[data-service="api"] td.rps'),
+    meanMS: value('#traffic tr[data-route="api"] td.mean'),
+    p99MS: value('#traffic tr[data-route="api"] td.p99'),
+    web5xx: value('#traffic tr[data-route="web"] td.e5xx'),
   };
 })()`
 
 // TestDashboardInChromium loads the admin page of a real edge, with traffic flowing to real
 // upstreams, in headless Chromium and checks the rendered DOM: every section, the names from
-// the config, each endpoint's health, and a request rate above zero, which needs two scrapes of
-// /metrics and /clusters by the page's own refresh loop.
+// the config, each endpoint's health, and request rates, 5xx rates and latency above zero,
+// which need two scrapes of /metrics and /clusters by the page's own refresh loop.
 func TestDashboardInChromium(t *testing.T) {
 	api1, _ := startUpstream(t, "api-1", nil)
 	api2, _ := startUpstream(t, "api-2", nil)
@@ -100,15 +107,15 @@ access_log: { output: "off" }
 	if err := chromedp.Do(ctx, chromedp.Navigate("http://"+e.admin+"/?refresh=0.3")); err != nil {
 		t.Fatalf("load the dashboard: %v", err)
 	}
-	const ready = `(() => { const v = ` + dashboardProbe + `; return v.routeRPS > 0 && v.serviceRPS > 0 && v.health.length === 2 && v.refreshes >= 3; })()`
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](ready,
-		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second))); err != nil {
-		v, _ := chromedp.Run(ctx, chromedp.Evaluate[dashboardView](dashboardProbe))
-		t.Fatalf("the page never showed rates and both api endpoints: %v\nrendered: %+v", err, v)
-	}
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[dashboardView](dashboardProbe))
+	// The poll returns the first view that shows everything, so the checks below all look at
+	// one refresh; the rates need the page's own loop to have scraped twice with traffic between.
+	const ready = `(() => { const v = ` + dashboardProbe + `;
+	  return v.routeRPS > 0 && v.serviceRPS > 0 && v.meanMS > 0 && v.web5xx > 0 && v.health.length === 2 && v.refreshes >= 3 && v; })()`
+	v, err := chromedp.Run(ctx, chromedp.Poll[dashboardView](ready,
+		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
 	if err != nil {
-		t.Fatal(err)
+		v, _ := chromedp.Run(ctx, chromedp.Evaluate[dashboardView](dashboardProbe))
+		t.Fatalf("the page never showed rates, latency and both api endpoints: %v\nrendered: %+v", err, v)
 	}
 
 	if v.State != "ok" {
@@ -136,6 +143,9 @@ access_log: { output: "off" }
 				t.Errorf("section %s lacks %q: %s", section, w, got)
 			}
 		}
+	}
+	if v.MeanMS <= 0 || v.P99MS <= 0 {
+		t.Errorf("route api latency: mean %v ms, p99 %v ms; want both above 0", v.MeanMS, v.P99MS)
 	}
 	for i, h := range v.Health {
 		if h != "healthy" {

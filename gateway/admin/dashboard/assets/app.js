@@ -191,10 +191,10 @@
         el("td", { class: route ? "" : "muted" }, route || "(no route)"),
         num(fmt.rate(rps), { class: "num rps", "data-value": rps }),
         num(fmt.rate(rate(c4.get(route), c4b.get(route), dt))),
-        num(fmt.rate(e5), { class: "num " + (e5 > 0 ? "bad" : "") }),
+        num(fmt.rate(e5), { class: "num e5xx " + (e5 > 0 ? "bad" : ""), "data-value": e5 }),
         num(fmt.pct(rps > 0 && e5 !== null ? e5 / rps : null)),
-        num(fmt.ms(mean)),
-        num(fmt.ms(p99))));
+        num(fmt.ms(mean), { class: "num mean", "data-value": mean }),
+        num(fmt.ms(p99), { class: "num p99", "data-value": p99 })));
     }
     return rows;
   }
