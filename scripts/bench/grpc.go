@@ -445,11 +445,8 @@ func (h *harness) grpcMesh(ctx context.Context, app *target, l load) (meshRun, e
 		`{"Kind":"service-intentions","Name":"app","Sources":[{"Name":"edge","Action":"allow"},{"Name":"client","Action":"allow"}]}`,
 	} {
 		st, body, err := httpDo(ctx, http.MethodPut, agent.url("/v1/config"), "", []byte(entry))
-		if err != nil {
-			return meshRun{}, fmt.Errorf("PUT /v1/config for %s: %w", entry, err)
-		}
-		if st != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
-			return meshRun{}, fmt.Errorf("PUT /v1/config answered %d %q for %s", st, body, entry)
+		if err != nil || st != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
+			return meshRun{}, fmt.Errorf("PUT /v1/config answered %d %q (%v) for %s", st, body, err, entry)
 		}
 	}
 	h.logf("starting app's sidecar (in front of grpcorigin's gRPC port)")
