@@ -440,14 +440,8 @@ func (h *harness) grpcMesh(ctx context.Context, app *target, l load) (meshRun, e
 	if err != nil {
 		return meshRun{}, err
 	}
-	for _, entry := range []string{
-		`{"Kind":"service-defaults","Name":"app","Protocol":"grpc"}`,
-		`{"Kind":"service-intentions","Name":"app","Sources":[{"Name":"edge","Action":"allow"},{"Name":"client","Action":"allow"}]}`,
-	} {
-		st, body, err := httpDo(ctx, http.MethodPut, agent.url("/v1/config"), "", []byte(entry))
-		if err != nil || st != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
-			return meshRun{}, fmt.Errorf("PUT /v1/config answered %d %q (%v) for %s", st, body, err, entry)
-		}
+	if err := putConfigEntries(ctx, agent, "grpc"); err != nil {
+		return meshRun{}, err
 	}
 	h.logf("starting app's sidecar (in front of grpcorigin's gRPC port)")
 	appSC, err := h.startSidecarProto(ctx, agent, "app", app.port, "grpc", "[ ]")

@@ -37,7 +37,7 @@ type harness struct {
 
 type binaries struct {
 	origin, meshgate, fastproxy, faultload, rateload, jwtgen, consulbench string
-	grpcorigin, grpcload                                                  string
+	grpcorigin, grpcload, otlpsink                                        string
 	stamper, stamperSHA                                                   string
 }
 
@@ -194,6 +194,12 @@ func (h *harness) build(ctx context.Context) error {
 		"jwt":     {{&b.jwtgen, "jwtgen", "./scripts/bench/jwtgen"}},
 		"grpc":    {{&b.grpcorigin, "grpcorigin", "./scripts/bench/grpcorigin"}, {&b.grpcload, "grpcload", "./scripts/bench/grpcload"}},
 		"consul":  {{&b.consulbench, "consulbench", "./scripts/bench/consulbench"}},
+	}
+	if h.scenario == "edge" && h.opt.edgeTracing {
+		builds["edge"] = append(builds["edge"], struct {
+			dst       *string
+			name, pkg string
+		}{&b.otlpsink, "otlpsink", "./scripts/bench/otlpsink"})
 	}
 	for _, x := range builds[h.scenario] {
 		if *x.dst, err = goBuild(x.name, x.pkg); err != nil {

@@ -134,6 +134,7 @@ Environment (defaults in brackets):
   MESHGATE_BIN   prebuilt meshgate (otherwise built from the tree)
   SKIP_MESHGATE=1   edge only: leave meshgate out
   EDGE_NOLOG=1   edge only: also a meshgate with the access log off ("meshgate-nolog")
+  EDGE_TRACING=1   edge only: also meshgates with tracing on, sampled at 0, 1% and 100%
   BENCH_OUT      results file [<tmpdir>/bench-results.md]
   BENCH_CACHE    built binaries [${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench]
   KEEP_LOGS=1    keep the access logs in the temp dir

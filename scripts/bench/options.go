@@ -28,6 +28,7 @@ type options struct {
 	meshgateBin  string
 	skipMeshgate bool
 	edgeNoLog    bool   // edge: also a meshgate with the access log off
+	edgeTracing  bool   // edge: also meshgates with tracing on, sampled at 0, 1% and 100%
 	out          string // results file; empty: <tmp>/bench-results.md
 	cache        string // built binaries
 	keepLogs     bool
@@ -69,6 +70,7 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		meshgateBin:  getenv("MESHGATE_BIN"),
 		skipMeshgate: getenv("SKIP_MESHGATE") == "1",
 		edgeNoLog:    getenv("EDGE_NOLOG") == "1",
+		edgeTracing:  getenv("EDGE_TRACING") == "1",
 		out:          getenv("BENCH_OUT"),
 		cache:        getenv("BENCH_CACHE"),
 		keepLogs:     getenv("KEEP_LOGS") == "1",

@@ -36,14 +36,8 @@ func (h *harness) sidecar(ctx context.Context) (string, error) {
 	}
 	// Intentions first: the sidecar denies callers no intention matches.
 	h.logf("setting intentions edge -> app and client -> app (allow)")
-	for _, entry := range []string{
-		`{"Kind":"service-defaults","Name":"app","Protocol":"http"}`,
-		`{"Kind":"service-intentions","Name":"app","Sources":[{"Name":"edge","Action":"allow"},{"Name":"client","Action":"allow"}]}`,
-	} {
-		st, body, err := httpDo(ctx, http.MethodPut, agent.url("/v1/config"), "", []byte(entry))
-		if err != nil || st != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
-			return "", fmt.Errorf("PUT /v1/config answered %d %q (%v) for %s", st, body, err, entry)
-		}
+	if err := putConfigEntries(ctx, agent, "http"); err != nil {
+		return "", err
 	}
 
 	h.logf("starting the app (benchorigin) and its sidecar")
@@ -158,6 +152,21 @@ func (h *harness) sidecar(ctx context.Context) (string, error) {
 
 	return h.sidecarReport(sidecarFigures{agent: agent, paths: paths, wrk: wrkR, rate: rateR,
 		idle: idleMem, loaded: loadedMem, idleCPU: idleCPU}), nil
+}
+
+// putConfigEntries writes app's service-defaults (its protocol: http or grpc) and the allow
+// intentions edge -> app and client -> app through the agent's HTTP API.
+func putConfigEntries(ctx context.Context, agent *consulAgent, protocol string) error {
+	for _, entry := range []string{
+		`{"Kind":"service-defaults","Name":"app","Protocol":"` + protocol + `"}`,
+		`{"Kind":"service-intentions","Name":"app","Sources":[{"Name":"edge","Action":"allow"},{"Name":"client","Action":"allow"}]}`,
+	} {
+		st, body, err := httpDo(ctx, http.MethodPut, agent.url("/v1/config"), "", []byte(entry))
+		if err != nil || st != http.StatusOK || strings.TrimSpace(string(body)) != "true" {
+			return fmt.Errorf("PUT /v1/config answered %d %q (%v) for %s", st, body, err, entry)
+		}
+	}
+	return nil
 }
 
 // startSidecar starts `meshgate sidecar` for service name fronting appPort and
