@@ -542,7 +542,7 @@ func TestDemoSelftest(t *testing.T) {
 	}
 	for _, want := range []string{
 		// What the user is told to try.
-		"curl -s http://127.0.0.1:", "/calls-api", "/v1/config", "/identity", "/ui/",
+		"curl -s http://127.0.0.1:", "/calls-api", "/v1/config", "/identity", "/ui/", "Dashboard (open it in a browser",
 		"/grpccall -addr 127.0.0.1:",
 		// Each check of the self-test.
 		"selftest: ok: edge → web-1's sidecar (mTLS, identity edge) → web-1",

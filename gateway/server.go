@@ -23,6 +23,7 @@ import (
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/gateway/accesslog"
 	"github.com/meshgate/meshgate/gateway/admin"
+	"github.com/meshgate/meshgate/gateway/admin/dashboard"
 	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/gateway/proxy"
 	"github.com/meshgate/meshgate/gateway/route"
@@ -228,6 +229,10 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 	err = e.admin.Handle("/identity", jsonHandler(e.mesh.view))
 	if err == nil {
 		err = e.admin.Handle("/plugins", jsonHandler(e.policies.plugins.Statuses))
+	}
+	if err == nil {
+		// The page reads only the endpoints above, so it shows nothing curl could not.
+		err = dashboard.Register(e.admin)
 	}
 	if err == nil && cfg.Admin.Pprof {
 		err = registerPprof(e.admin)

@@ -720,13 +720,14 @@ selftest() {
   # 7. Admin APIs of the edge and every sidecar.
   n=$FAILURES
   for h in "$EDGE_ADMIN" "${SC_ADMIN[@]}"; do
-    for i in /ready /clusters /routes /identity /metrics; do
+    for i in / /ready /clusters /routes /identity /metrics; do
       fetch "http://127.0.0.1:$h$i"
       [[ $CODE == 200 ]] || fail "admin 127.0.0.1:$h$i: $CODE $BODY"
       [[ $i != /identity || $BODY == *spiffe://* ]] || fail "admin 127.0.0.1:$h/identity shows no SPIFFE ID: $BODY"
+      [[ $i != / || $BODY == *'src="/dashboard/app.js"'* ]] || fail "admin 127.0.0.1:$h/ is not the dashboard: $BODY"
     done
   done
-  ((FAILURES == n)) && ok "admin APIs answer (/ready /clusters /routes /identity /metrics) on the edge and ${#SC_ADMIN[@]} sidecars"
+  ((FAILURES == n)) && ok "admin APIs answer (/ /ready /clusters /routes /identity /metrics) on the edge and ${#SC_ADMIN[@]} sidecars"
 
   # 8. Shutdown: every meshgate exits 0 on SIGTERM and the sidecars deregister.
   n=$FAILURES
@@ -798,6 +799,10 @@ Deny web → api, see 403, allow it again (Consul's HTTP API; no consul CLI need
   curl -s -X PUT --data @$TMP/intentions/api-deny-web.json $c/v1/config
   curl -i $e/calls-api            # 403 intention_denied, from an api sidecar, relayed by web-1
   curl -s -X PUT --data @$TMP/intentions/api.json $c/v1/config
+
+Dashboard (open it in a browser; it refreshes itself):
+  http://127.0.0.1:$EDGE_ADMIN/     # the edge: routes, clusters, live rates, identity, intentions
+  http://127.0.0.1:${SC_ADMIN[1]}/     # api-1's sidecar: its inbound intentions, its upstreams
 
 Admin APIs (edge: $EDGE_ADMIN; sidecars web-1: ${SC_ADMIN[0]}, api-1: ${SC_ADMIN[1]}, api-2: ${SC_ADMIN[2]}, echo-1: ${SC_ADMIN[3]}):
   curl -s http://127.0.0.1:$EDGE_ADMIN/ready

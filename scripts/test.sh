@@ -48,6 +48,17 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   fi
 fi
 
+echo "== chromium (the dashboard test loads the admin page in headless Chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
+  if [ "$sudo" = none ]; then
+    echo "warning: chromium is missing and neither root nor sudo is available; the dashboard test will skip (and fail when CI is set)" >&2
+  elif ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update &&
+           $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }; then
+    echo "warning: installing chromium failed; the dashboard test will skip (and fail when CI is set)" >&2
+  fi
+fi
+
 echo "== consul (tests that need a real agent start their own on free loopback ports)"
 # The first build takes several minutes; later runs reuse the cached binary. A failed build
 # fails the run: without the binary, Consul tests skip locally but fail when CI is set.

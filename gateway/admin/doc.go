@@ -15,7 +15,8 @@
 //	├─ Config   func() ([]byte, error) ─▶ GET /config    text/yaml, secrets already redacted
 //	├─ Clusters func() any            ──▶ GET /clusters  indented JSON
 //	├─ Routes   func() any            ──▶ GET /routes    indented JSON
-//	└─ Handle(pattern, h)             ──▶ what the assembly adds: /identity, /plugins, /debug/pprof/
+//	└─ Handle(pattern, h)             ──▶ what the assembly adds: / (package dashboard), /identity,
+//	                                      /plugins, /debug/pprof/
 //	                                      GET /live      200 "ok" while the process runs
 //
 // Lifecycle: New validates options; Listen binds (so bind errors surface synchronously and tests
