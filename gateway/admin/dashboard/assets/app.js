@@ -255,10 +255,11 @@
     for (const n of Object.keys(routes.value || {})) if (!names.has(n)) ls.push({ name: n });
     if (!ls.length) return fill("listeners", empty("No listeners."));
     const on = (v) => (v === undefined ? "–" : v === "null" || v === "false" || v === "" ? "no" : "yes");
+    // listeners[].http2 defaults to on: only an explicit false turns it off.
     fill("listeners", cfg.absent ? empty("No /config endpoint on this admin API: listener names from /routes only.") : [], table(["Name", "Address", "TLS", "HTTP/2", "Connect", "#Routes"], ls.map((l) =>
       el("tr", { "data-listener": l.name },
         el("td", {}, l.name), el("td", { class: "mono" }, l.address || "–"),
-        el("td", {}, on(l.tls)), el("td", {}, on(l.http2)), el("td", {}, on(l.connect)),
+        el("td", {}, on(l.tls)), el("td", {}, l.http2 === "false" ? "no" : "yes"), el("td", {}, on(l.connect)),
         num(((routes.value || {})[l.name] || []).length)))));
   }
 
