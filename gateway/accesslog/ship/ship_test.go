@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/gateway/accesslog"
 	"github.com/meshgate/meshgate/gateway/accesslog/ship"
@@ -431,4 +432,8 @@ func TestMessageID(t *testing.T) {
 	if a, b := ship.MessageID(none), ship.MessageID(other); a == b || a[:2] != "h-" {
 		t.Fatalf("lines without a request id: ids %q and %q, want distinct hashes", a, b)
 	}
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, await.IgnoreIdleConns()...)
 }
