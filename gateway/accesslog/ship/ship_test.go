@@ -154,15 +154,28 @@ func (s *shipper) counter(t *testing.T, name string, labels ...string) int {
 	return int(total)
 }
 
-func (s *shipper) shipped(t *testing.T) int { return s.counter(t, "meshgate_access_log_shipped_total") }
-func (s *shipper) spooled(t *testing.T) int { return s.counter(t, "meshgate_access_log_spooled_total") }
+func (s *shipper) shipped(t *testing.T) int {
+	t.Helper()
+	return s.counter(t, "meshgate_access_log_shipped_total")
+}
+
+func (s *shipper) spooled(t *testing.T) int {
+	t.Helper()
+	return s.counter(t, "meshgate_access_log_spooled_total")
+}
+
 func (s *shipper) replayed(t *testing.T) int {
+	t.Helper()
 	return s.counter(t, "meshgate_access_log_replayed_total")
 }
+
 func (s *shipper) dropped(t *testing.T) int {
+	t.Helper()
 	return s.counter(t, "meshgate_access_log_ship_dropped_total")
 }
+
 func (s *shipper) spoolBytes(t *testing.T) int {
+	t.Helper()
 	return s.counter(t, "meshgate_access_log_spool_bytes")
 }
 

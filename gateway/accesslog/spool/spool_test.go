@@ -141,11 +141,16 @@ func TestTornTailTruncatedAndSkipped(t *testing.T) {
 		name string
 		tear func(t *testing.T, path string, size int64)
 	}{
-		{"half a header", func(t *testing.T, p string, _ int64) { appendBytes(t, p, []byte{0, 0, 0}) }},
+		{"half a header", func(t *testing.T, p string, _ int64) {
+			t.Helper()
+			appendBytes(t, p, []byte{0, 0, 0})
+		}},
 		{"length beyond the end", func(t *testing.T, p string, _ int64) {
+			t.Helper()
 			appendBytes(t, p, []byte{0, 0, 0, 50, 1, 2, 3, 4, 'p', 'a', 'r'})
 		}},
 		{"checksum mismatch", func(t *testing.T, p string, size int64) {
+			t.Helper()
 			f, err := os.OpenFile(p, os.O_RDWR, 0)
 			if err != nil {
 				t.Fatal(err)
