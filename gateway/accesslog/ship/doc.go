@@ -15,6 +15,11 @@
 //	                     commit the checkpoint after each acknowledged batch;
 //	                     spool empty ─▶ back to direct
 //
+// The Publisher runs on a goroutine of its own while the shipper waits for acks, so a broker
+// that accepts messages but does not acknowledge them does not stop the queue from draining:
+// lines that arrive meanwhile are held (up to QueueSize) for the next batch, and past that the
+// batch in flight and the held lines are spilled to the spool, in that order.
+//
 // Once spilling starts everything goes through the spool until it has drained: a line that
 // skipped the spool while older ones waited in it would reach the broker out of order.
 // Delivery is at least once: a batch whose acks did not all arrive is sent again, and a restart

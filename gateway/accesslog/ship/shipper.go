@@ -85,7 +85,8 @@ type Shipper struct {
 	spooling bool
 	nextTry  time.Time
 	batch    [][]byte
-	msgs     []Message
+	held     [][]byte  // lines that arrived while a direct batch waited for its acks
+	msgs     []Message // owned by the Publisher while a publish is in flight
 }
 
 // New opens the spool and starts the shipper goroutine. Call Close to stop it.
@@ -202,20 +203,45 @@ func (s *Shipper) tick() {
 	s.m.spoolBytes(s.sp.Bytes())
 }
 
-// sendBatch publishes the direct batch; on failure the batch starts the spool.
+// sendBatch publishes the direct batch; on failure the batch starts the spool. Lines that
+// arrived while it waited for acks (held) come after it: they become the next batch, or
+// follow it into the spool.
 func (s *Shipper) sendBatch(timeout time.Duration) {
-	err := s.publish(s.batch, timeout)
-	if err == nil {
-		s.m.shipped(len(s.batch), 0)
-	} else {
-		s.spooling = true
-		s.nextTry = time.Now().Add(s.opts.RetryInterval)
-		for _, line := range s.batch {
-			s.toSpool(line)
+	for len(s.batch) > 0 {
+		err := s.publish(s.batch, timeout)
+		switch {
+		case s.spooling:
+			// publish spilled the batch and the held lines to the spool while it waited; if
+			// the batch was acknowledged after all, its replay is de-duplicated by message id.
+			if err == nil {
+				s.m.shipped(len(s.batch), 0)
+			} else {
+				s.nextTry = time.Now().Add(s.opts.RetryInterval)
+			}
+		case err == nil:
+			s.m.shipped(len(s.batch), 0)
+		default:
+			s.spooling = true
+			s.nextTry = time.Now().Add(s.opts.RetryInterval)
+			for _, line := range s.batch {
+				s.toSpool(line)
+			}
+			s.spillHeld()
+		}
+		clear(s.batch)
+		s.batch, s.held = s.held, s.batch[:0]
+		if s.spooling || len(s.batch) < s.opts.BatchSize {
+			return // a partial batch waits for the next tick or for more lines
 		}
 	}
-	clear(s.batch)
-	s.batch = s.batch[:0]
+}
+
+func (s *Shipper) spillHeld() {
+	for _, line := range s.held {
+		s.toSpool(line)
+	}
+	clear(s.held)
+	s.held = s.held[:0]
 }
 
 func (s *Shipper) toSpool(line []byte) {
@@ -283,6 +309,10 @@ func (s *Shipper) shutdown() {
 	}
 }
 
+// publish sends lines and waits for the outcome. The Publisher runs on a goroutine of its own
+// meanwhile, so that waiting for acks (up to timeout, with a hung broker) does not stop this
+// goroutine from taking lines off the queue: they go to the spool while spooling, else they
+// are held in memory, up to QueueSize, for the next batch, and beyond that spilled to the spool.
 func (s *Shipper) publish(lines [][]byte, timeout time.Duration) error {
 	s.msgs = s.msgs[:0]
 	for _, line := range lines {
@@ -290,9 +320,32 @@ func (s *Shipper) publish(lines [][]byte, timeout time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	err := s.opts.Publisher.Publish(ctx, s.msgs)
-	clear(s.msgs)
-	return err
+	done := make(chan error, 1)
+	go func() { done <- s.opts.Publisher.Publish(ctx, s.msgs) }()
+	for {
+		select {
+		case err := <-done:
+			clear(s.msgs)
+			return err
+		case line := <-s.ch:
+			switch {
+			case s.spooling:
+				s.toSpool(line)
+			case len(s.held) < s.opts.QueueSize:
+				s.held = append(s.held, line)
+			default:
+				// The sink is slow enough that memory would have to grow: spill now. The
+				// batch in flight goes first, then what was held, so order is kept whatever
+				// its outcome; the Publisher only reads the lines, so sharing them is safe.
+				s.spooling = true
+				for _, l := range lines {
+					s.toSpool(l)
+				}
+				s.spillHeld()
+				s.toSpool(line)
+			}
+		}
+	}
 }
 
 // requestIDKey is how the access log encodes the request id (accesslog.FieldRequestID). A
