@@ -249,6 +249,7 @@ func (s *Shipper) toSpool(line []byte) {
 		s.m.dropped(ReasonSpoolError, 1)
 		return
 	}
+	s.m.spoolBytes(s.sp.Bytes()) // before the count, so a reader seeing the count sees the bytes
 	s.m.spooled(1)
 }
 
@@ -321,7 +322,7 @@ func (s *Shipper) publish(lines [][]byte, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- s.opts.Publisher.Publish(ctx, s.msgs) }()
+	go func(msgs []Message) { done <- s.opts.Publisher.Publish(ctx, msgs) }(s.msgs)
 	for {
 		select {
 		case err := <-done:
