@@ -161,7 +161,13 @@ func (s *Spool) load() error {
 	for len(s.segs) > 0 && s.segs[0].seq < ck.Segment {
 		s.removeFirst()
 	}
-	if len(s.segs) > 0 && s.segs[0].seq > ck.Segment {
+	switch {
+	case len(s.segs) == 0:
+		// The checkpoint's segment is gone (dropped by a cap, or a crash came between removing
+		// it and rewriting the checkpoint): the next segment created gets its number and must
+		// be read from its start.
+		s.ckpt.Offset = 0
+	case s.segs[0].seq > ck.Segment:
 		s.ckpt = Position{Segment: s.segs[0].seq}
 	}
 	if len(s.segs) > 0 && s.segs[0].seq == s.ckpt.Segment {
@@ -437,16 +443,16 @@ func (s *Spool) Commit(b Batch) error {
 		return nil
 	}
 	s.ckpt, s.ckptN = b.next, b.nextN
+	if s.Empty() {
+		s.ckpt, s.ckptN = Position{Segment: s.nextSeq}, 0 // past every segment: all go
+	}
+	// The checkpoint first, then the files: a crash in between leaves acknowledged segments
+	// that Open removes, never a checkpoint into a segment that is gone.
+	err := s.writeCheckpoint()
 	for len(s.segs) > 0 && s.segs[0].seq < s.ckpt.Segment {
 		s.removeFirst()
 	}
-	if s.Empty() {
-		for len(s.segs) > 0 {
-			s.removeFirst()
-		}
-		s.ckpt, s.ckptN = Position{Segment: s.nextSeq}, 0
-	}
-	return s.writeCheckpoint()
+	return err
 }
 
 // Empty reports whether every record was committed (or dropped).

@@ -286,3 +286,24 @@ func TestRejectsOversizedRecordAndBadOptions(t *testing.T) {
 		t.Fatal("empty dir accepted")
 	}
 }
+
+// TestStaleCheckpointIntoMissingSegment: a checkpoint naming a segment that is gone, with an
+// offset (a crash between removing the segment and rewriting the checkpoint), must not make
+// the spool skip the first bytes of the next segment, which gets that number.
+func TestStaleCheckpointIntoMissingSegment(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := open(t, Options{Dir: dir}, drops{})
+	appendN(t, s, 0, 10)
+	drain(t, s, 100)
+	s.ckpt = Position{Segment: 2, Offset: 5 * 19} // what the crash left
+	if err := s.writeCheckpoint(); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	s2 := open(t, Options{Dir: dir}, drops{})
+	appendN(t, s2, 10, 20)
+	if got := drain(t, s2, 100); !slices.Equal(got, want(10, 20)) {
+		t.Fatalf("after a stale checkpoint: %v", got)
+	}
+}
