@@ -442,7 +442,11 @@ func (s *Spool) Commit(b Batch) error {
 	if len(b.Records) == 0 {
 		return nil
 	}
-	s.ckpt, s.ckptN = b.next, b.nextN
+	// A cap may have dropped the batch's segments while it was in flight and moved the
+	// checkpoint past them; it never moves back.
+	if b.next.Segment > s.ckpt.Segment || b.next.Segment == s.ckpt.Segment && b.next.Offset > s.ckpt.Offset {
+		s.ckpt, s.ckptN = b.next, b.nextN
+	}
 	if s.Empty() {
 		s.ckpt, s.ckptN = Position{Segment: s.nextSeq}, 0 // past every segment: all go
 	}

@@ -307,3 +307,25 @@ func TestStaleCheckpointIntoMissingSegment(t *testing.T) {
 		t.Fatalf("after a stale checkpoint: %v", got)
 	}
 }
+
+// TestCommitAfterCapDroppedTheBatch: records read for a batch, then dropped by the size cap
+// while the batch was in flight; committing the batch must not move the checkpoint back.
+func TestCommitAfterCapDroppedTheBatch(t *testing.T) {
+	t.Parallel()
+	d := drops{}
+	s := open(t, Options{Dir: t.TempDir(), SegmentBytes: 200, MaxBytes: 400}, d)
+	appendN(t, s, 0, 5)
+	b, _ := s.ReadBatch(5, 1<<20)
+	appendN(t, s, 5, 40) // the first segments go to the cap meanwhile
+	before := s.Checkpoint()
+	if err := s.Commit(b); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Checkpoint(); got != before {
+		t.Fatalf("checkpoint moved from %+v to %+v", before, got)
+	}
+	got := drain(t, s, 100)
+	if len(got) == 0 || got[len(got)-1] != "record-0039" || !slices.Equal(got, want(40-len(got), 40)) {
+		t.Fatalf("after the cap: %v", got)
+	}
+}
