@@ -124,6 +124,7 @@ func (c *Config) Defaults() {
 	if c.AccessLog.BufferSize == 0 {
 		c.AccessLog.BufferSize = defaultAccessLogBuffer
 	}
+	c.AccessLog.defaults() // accesslog.go
 	if c.Log.Level == "" {
 		c.Log.Level = defaultLogLevel
 	}

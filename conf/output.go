@@ -77,6 +77,9 @@ func Redacted(c *Config) *Config {
 		}
 		out.Plugins[name] = p
 	}
+	for i := range out.AccessLog.Sinks {
+		out.AccessLog.Sinks[i].URL = redactAddresses(out.AccessLog.Sinks[i].URL)
+	}
 	for name, p := range out.Policies {
 		p.redact() // what each kind holds that is secret: Policy.redactKind
 		out.Policies[name] = p
@@ -123,6 +126,15 @@ func redactAddress(s string) string {
 		return redactedValue + "@" + s[at+1:]
 	}
 	return s
+}
+
+// redactAddresses is redactAddress for a comma-separated list (a NATS cluster's URLs).
+func redactAddresses(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = redactAddress(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
 }
 
 // redactedValue replaces secrets in the effective config; it says a value is set without

@@ -439,6 +439,26 @@ type Registration struct {
 type AccessLog struct {
 	Output     string `yaml:"output"`      // "stdout" (default), "off", or a file path
 	BufferSize int    `yaml:"buffer_size"` // entries buffered before dropping; default 8192
+	// Sinks receive every line as well as Output (log shipping); Spool is where lines wait
+	// while a sink fails. See accesslog.go.
+	Sinks []LogSink `yaml:"sinks"`
+	Spool LogSpool  `yaml:"spool"`
+}
+
+// LogSink is one destination for shipped access-log lines.
+type LogSink struct {
+	Name    string `yaml:"name"`    // metrics label and spool subdirectory; default: kind
+	Kind    string `yaml:"kind"`    // "nats" (JetStream)
+	URL     string `yaml:"url"`     // nats://host:port, several comma-separated
+	Subject string `yaml:"subject"` // subject every line is published on
+	Stream  string `yaml:"stream"`  // JetStream stream capturing subject; created if missing
+}
+
+// LogSpool is the disk spool of the sinks; each sink has a subdirectory named after it.
+type LogSpool struct {
+	Dir      string   `yaml:"dir"`       // required with sinks
+	MaxBytes ByteSize `yaml:"max_bytes"` // per sink; default 1GiB
+	MaxAge   Duration `yaml:"max_age"`   // default 24h
 }
 
 // Log is the process log (zerolog).

@@ -36,15 +36,10 @@ func validate(c *Config) []problem {
 	v.consul(c)
 	v.kvPrefix(c) // fragment.go
 	v.policies(c)
-	v.plugins(c) // plugins.go
-	v.sidecar(c) // sidecar.go, identity included
-	v.tracing(c) // tracing.go
-	if c.AccessLog.Output == "" {
-		v.add(path{"access_log", "output"}, "must not be empty (use \"off\" to disable)")
-	}
-	if c.AccessLog.BufferSize < 0 {
-		v.add(path{"access_log", "buffer_size"}, "must not be negative")
-	}
+	v.plugins(c)   // plugins.go
+	v.sidecar(c)   // sidecar.go, identity included
+	v.tracing(c)   // tracing.go
+	v.accessLog(c) // accesslog.go
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		v.add(path{"log", "level"}, "%q is not one of debug, info, warn, error", c.Log.Level)
 	}

@@ -159,7 +159,11 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 		return nil, err
 	}
 	e.add(component{name: "policies", close: e.policies.close})
-	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped}); err != nil {
+	sinks, err := e.startLogSinks(cfg.AccessLog, reg) // logship.go; closed after the logger
+	if err != nil {
+		return nil, fmt.Errorf("meshgate: access log: %w", err)
+	}
+	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped, Sinks: sinks}); err != nil {
 		return nil, fmt.Errorf("meshgate: access log: %w", err)
 	}
 	e.add(component{name: "access log", close: func() { _ = e.access.Close() }})
@@ -468,7 +472,7 @@ func (e *Server) reload(cfg *conf.Config) error {
 	if !slices.Equal(cfg.Admin.AllowedHosts, old.Admin.AllowedHosts) {
 		return errors.New("admin.allowed_hosts changed: restart meshgate to apply it")
 	}
-	if cfg.AccessLog != old.AccessLog || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown || !reflect.DeepEqual(cfg.Tracing, old.Tracing) {
+	if !cfg.AccessLog.Equal(old.AccessLog) || cfg.Log != old.Log || cfg.Shutdown != old.Shutdown || !reflect.DeepEqual(cfg.Tracing, old.Tracing) {
 		e.log.Warn().Msg("access_log, log, shutdown and tracing settings take effect at the next restart; the rest of the reload applies now")
 	}
 	e.registrationReloaded(cfg)

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/discovery/consul"
 	"github.com/meshgate/meshgate/discovery/static"
+	"github.com/meshgate/meshgate/gateway/accesslog/ship"
+	"github.com/meshgate/meshgate/gateway/accesslog/spool"
 	"github.com/meshgate/meshgate/gateway/auth/apikey"
 	"github.com/meshgate/meshgate/gateway/auth/hmac"
 	"github.com/meshgate/meshgate/gateway/auth/jwt"
@@ -520,4 +523,26 @@ func tracingOptions(cfg *conf.Config) tracing.Options {
 		}
 	}
 	return o
+}
+
+// logSink is what one access_log.sinks entry becomes; the assembly dials the publisher and adds
+// the metrics. Each sink spools in its own subdirectory of spool.dir, named after it, so two
+// sinks never share a checkpoint.
+type logSink struct {
+	NATS ship.NATSOptions
+	Ship ship.Options
+}
+
+func logSinkOptions(a conf.AccessLog) []logSink {
+	out := make([]logSink, 0, len(a.Sinks))
+	for _, s := range a.Sinks {
+		out = append(out, logSink{
+			NATS: ship.NATSOptions{URL: s.URL, Subject: s.Subject, Stream: s.Stream},
+			Ship: ship.Options{
+				Name:  s.Name,
+				Spool: spool.Options{Dir: filepath.Join(a.Spool.Dir, s.Name), MaxBytes: int64(a.Spool.MaxBytes), MaxAge: a.Spool.MaxAge.D()},
+			},
+		})
+	}
+	return out
 }

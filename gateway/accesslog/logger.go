@@ -55,6 +55,17 @@ type Options struct {
 	Writer io.Writer
 	// DrainTimeout bounds how long Close and Reopen wait for the writer goroutine. Default 5s.
 	DrainTimeout time.Duration
+	// Sinks receive every line the writer goroutine writes, after the local output (log
+	// shipping, package accesslog/ship). With Output "off" they are the only destination.
+	// The Logger does not close them: close them after the Logger, so its last lines reach them.
+	Sinks []Sink
+}
+
+// Sink is a destination besides the local output. Offer is called on the writer goroutine, never
+// on the request path, with a line (ending in '\n') that is reused after the call: it must copy
+// what it keeps and must not block, or it would hold up the local log.
+type Sink interface {
+	Offer(line []byte)
 }
 
 // Logger writes access-log lines asynchronously. Log is safe for concurrent use and never
@@ -66,6 +77,7 @@ type Logger struct {
 	drainTimeout time.Duration
 	droppedTotal prometheus.Counter
 	writeErrors  prometheus.Counter
+	sinks        []Sink
 
 	dropped atomic.Uint64
 	closed  atomic.Bool
@@ -97,6 +109,7 @@ func New(opts Options) (*Logger, error) {
 		drainTimeout: opts.DrainTimeout,
 		droppedTotal: opts.Dropped,
 		writeErrors:  opts.WriteErrors,
+		sinks:        opts.Sinks,
 	}
 	if l.drainTimeout == 0 {
 		l.drainTimeout = defaultDrainTimeout
@@ -104,6 +117,8 @@ func New(opts Options) (*Logger, error) {
 	switch {
 	case opts.Writer != nil:
 		l.out = opts.Writer
+	case opts.Output == OutputOff && len(opts.Sinks) > 0:
+		l.out = io.Discard // the sinks still need the writer goroutine
 	case opts.Output == OutputOff:
 		l.closed.Store(true) // Log short-circuits on closed; no goroutine, nothing to close
 		return l, nil

@@ -60,6 +60,9 @@ func (l *Logger) write(bp *[]byte) {
 	if _, err := l.bw.Write(*bp); err != nil {
 		l.writeFailed()
 	}
+	for _, s := range l.sinks {
+		s.Offer(*bp)
+	}
 	l.put(bp)
 }
 

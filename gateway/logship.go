@@ -1,0 +1,40 @@
+package gateway
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/conf"
+	"github.com/meshgate/meshgate/gateway/accesslog"
+	"github.com/meshgate/meshgate/gateway/accesslog/ship"
+)
+
+// startLogSinks starts one shipper per access_log.sinks entry. Each is a component of its own,
+// added before the access log so that unwinding closes the logger first: its last lines then
+// still reach the shippers, which publish or spool them.
+func (e *Server) startLogSinks(a conf.AccessLog, reg prometheus.Registerer) ([]accesslog.Sink, error) {
+	if len(a.Sinks) == 0 {
+		return nil, nil
+	}
+	m, err := ship.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	var out []accesslog.Sink
+	for _, so := range logSinkOptions(a) {
+		pub, err := ship.DialNATS(so.NATS)
+		if err != nil {
+			return nil, err
+		}
+		so.Ship.Publisher, so.Ship.Metrics = pub, m
+		s, err := ship.New(so.Ship)
+		if err != nil {
+			_ = pub.Close()
+			return nil, fmt.Errorf("sink %s: %w", so.Ship.Name, err)
+		}
+		e.add(component{name: "access log sink " + so.Ship.Name, close: func() { _ = s.Close() }})
+		out = append(out, s)
+	}
+	return out, nil
+}
