@@ -186,6 +186,13 @@ func (t *http2Transport) DoContext(ctx context.Context, req *fasthttp.Request, r
 	res, err := t.t.RoundTrip(hr)
 	if err != nil {
 		cancel()
+		if hr.Header.Get("Grpc-Timeout") != "" && time.Until(deadline) <= grpcDeadlineSlack {
+			// The upstream was told what was left in whole milliseconds, rounded down, so it
+			// gives up (and grpc-go resets the stream) a moment before our own deadline: a
+			// failure that close to the deadline is the deadline, not a broken upstream, and
+			// must neither read as upstream_reset to the caller nor count against the host.
+			return fmt.Errorf("%w: %w", ErrTimeout, err)
+		}
 		return h2Error(ctx, err)
 	}
 	resp.Reset()
@@ -256,6 +263,10 @@ func (t *http2Transport) build(ctx context.Context, req *fasthttp.Request, deadl
 	}
 	return hr, nil
 }
+
+// grpcDeadlineSlack is how far before the deadline an upstream that was sent grpc-timeout may
+// end the stream because of it: the millisecond the value was rounded down by, and a little.
+const grpcDeadlineSlack = 3 * time.Millisecond
 
 // h2RequestField says which fields of the gateway's request go on to an HTTP/2 upstream.
 func h2RequestField(k, v []byte) bool {
