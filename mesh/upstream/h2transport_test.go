@@ -29,7 +29,7 @@ func TestH2UpstreamResetAtItsDeadlineIsATimeout(t *testing.T) {
 				panic(http.ErrAbortHandler)
 			}
 			time.Sleep(time.Duration(ms) * time.Millisecond) // the upstream's own deadline
-			panic(http.ErrAbortHandler)                       // RST_STREAM, no status
+			panic(http.ErrAbortHandler)                      // RST_STREAM, no status
 		})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
