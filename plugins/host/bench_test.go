@@ -8,33 +8,43 @@ import (
 
 	"github.com/meshgate/meshgate/gateway/filter"
 	pb "github.com/meshgate/meshgate/plugins/proto"
+	"github.com/meshgate/meshgate/plugins/sdk"
 )
 
 // BenchmarkFilterRequest is one request through the stamper as a filter: state load,
-// breaker, pooled message, the gRPC stream call with its deadline, and the decision applied
-// (one header set). It reports the p50 and p99 of single calls besides the mean.
+// breaker, pooled message, the call with its deadline, and the decision applied (one header
+// set). It reports the p50 and p99 of single calls besides the mean, on each transport in the
+// same run: socket (the socketpair, the default) and grpc (the Manager told not to offer the
+// socket: the fallback's pooled gRPC stream).
 func BenchmarkFilterRequest(b *testing.B) {
-	h := newHarness(b)
-	p := h.ensure(b, pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`))
-	r := request("GET", "/api/orders?id=7", "Authorization", "Bearer t")
-	for range 100 { // warm the stream pool and the message pool
-		if v := p.Request(r); v != (filter.Verdict{}) {
-			b.Fatalf("verdict %+v", v)
-		}
+	for _, tr := range [...]string{sdk.TransportSocket, sdk.TransportGRPC} {
+		b.Run("transport="+tr, func(b *testing.B) {
+			h := newHarnessWith(b, ManagerOptions{GRPCOnly: tr == sdk.TransportGRPC})
+			p := h.ensure(b, pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`))
+			if got := p.Status().Transport; got != tr {
+				b.Fatalf("transport = %q, want %q", got, tr)
+			}
+			r := request("GET", "/api/orders?id=7", "Authorization", "Bearer t")
+			for range 100 { // warm the stream pool and the message pool
+				if v := p.Request(r); v != (filter.Verdict{}) {
+					b.Fatalf("verdict %+v", v)
+				}
+			}
+			lat := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				start := time.Now()
+				v := p.Request(r)
+				lat = append(lat, time.Since(start))
+				if v.Status != 0 {
+					b.Fatalf("verdict %+v", v)
+				}
+			}
+			b.StopTimer()
+			reportPercentiles(b, lat)
+		})
 	}
-	lat := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		v := p.Request(r)
-		lat = append(lat, time.Since(start))
-		if v.Status != 0 {
-			b.Fatalf("verdict %+v", v)
-		}
-	}
-	b.StopTimer()
-	reportPercentiles(b, lat)
 }
 
 // BenchmarkClientOnRequest is the same call made on the sdk.Client directly, with the same
@@ -66,22 +76,26 @@ func BenchmarkClientOnRequest(b *testing.B) {
 }
 
 // BenchmarkFilterRequestParallel is the filter called from many goroutines, as a busy proxy
-// calls it.
+// calls it, on each transport.
 func BenchmarkFilterRequestParallel(b *testing.B) {
-	h := newHarness(b)
-	o := pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`)
-	o.Timeout = time.Second // measure throughput, not how often a loaded machine misses 50ms
-	p := h.ensure(b, o)
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		r := request("GET", "/api/orders?id=7")
-		for pb.Next() {
-			if v := p.Request(r); v.Status != 0 {
-				b.Errorf("verdict %+v", v)
-				return
-			}
-		}
-	})
+	for _, tr := range [...]string{sdk.TransportSocket, sdk.TransportGRPC} {
+		b.Run("transport="+tr, func(b *testing.B) {
+			h := newHarnessWith(b, ManagerOptions{GRPCOnly: tr == sdk.TransportGRPC})
+			o := pluginOptions(b, "stamp", "stamper", `{"request":{"X-Stamp":"v1"}}`)
+			o.Timeout = time.Second // measure throughput, not how often a loaded machine misses 50ms
+			p := h.ensure(b, o)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				r := request("GET", "/api/orders?id=7")
+				for pb.Next() {
+					if v := p.Request(r); v.Status != 0 {
+						b.Errorf("verdict %+v", v)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 func reportPercentiles(b *testing.B, lat []time.Duration) {

@@ -69,8 +69,15 @@ type harness struct {
 // failure the log is printed.
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, ManagerOptions{})
+}
+
+// newHarnessWith is newHarness with opts (their Logger and Registerer are the harness's).
+func newHarnessWith(t testing.TB, opts ManagerOptions) *harness {
+	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), log: &syncBuffer{}}
-	m, err := NewManager(ManagerOptions{Logger: zerolog.New(h.log).Level(zerolog.DebugLevel), Registerer: h.reg})
+	opts.Logger, opts.Registerer = zerolog.New(h.log).Level(zerolog.DebugLevel), h.reg
+	m, err := NewManager(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
