@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/internal/plugintest"
+	"github.com/meshgate/meshgate/plugins/sdk"
 )
 
 // The tests run the example plugins as real processes. They are built once, here: a link of
@@ -63,6 +64,24 @@ type harness struct {
 	m   *Manager
 	reg *prometheus.Registry
 	log *syncBuffer
+	// transport, when set, is what ensure checks every plugin it starts calls over.
+	transport string
+}
+
+// eachTransport runs f as one parallel subtest per transport: the socket (what plugins
+// built with the SDK get) and the gRPC fallback (a Manager that offers no socket, which the
+// host treats exactly as a plugin that does not claim one). The behaviour under test must be
+// the same on both.
+func eachTransport(t *testing.T, f func(t *testing.T, h *harness)) {
+	t.Helper()
+	for _, tr := range [...]string{sdk.TransportSocket, sdk.TransportGRPC} {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			h := newHarnessWith(t, ManagerOptions{GRPCOnly: tr == sdk.TransportGRPC})
+			h.transport = tr
+			f(t, h)
+		})
+	}
 }
 
 // newHarness returns a Manager that is closed (and its processes gone) when t ends; on
@@ -96,6 +115,11 @@ func (h *harness) ensure(t testing.TB, o Options) *Plugin {
 	p, err := h.m.Ensure(o)
 	if err != nil {
 		t.Fatalf("Ensure(%s): %v", o.Name, err)
+	}
+	if h.transport != "" {
+		if got := p.Status().Transport; got != h.transport {
+			t.Fatalf("Ensure(%s): transport %q, want %q", o.Name, got, h.transport)
+		}
 	}
 	return p
 }
