@@ -25,7 +25,8 @@ import (
 
 func TestStamperDecisionApplied(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		p := h.ensure(t, pluginOptions(t, "stamp", "stamper",
 			`{"request":{"X-Stamp":"v1","X-A":"1"},"response":{"X-Served-Via":"meshgate"}}`))
 
@@ -90,7 +91,8 @@ func TestStamperDecisionApplied(t *testing.T) {
 
 func TestAPIKeyDeniesAndIdentifies(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		sum := sha256.Sum256([]byte("billing-secret"))
 		p := h.ensure(t, pluginOptions(t, "auth", "apikey",
 			fmt.Sprintf(`{"keys":[{"consumer":"billing","sha256":%q}]}`, hex.EncodeToString(sum[:]))))
@@ -138,7 +140,8 @@ func TestCrashMidLoad(t *testing.T) {
 	for _, policy := range []string{PolicyClosed, PolicyOpen} {
 		t.Run(policy, func(t *testing.T) {
 			t.Parallel()
-			eachTransport(t, func(t *testing.T, h *harness) {
+			eachTransport(t, func(h *harness) {
+				t := h.t
 				o := pluginOptions(t, "mis", "misbehave", "")
 				o.FailurePolicy = policy
 				p := h.ensure(t, o)
@@ -219,7 +222,8 @@ func TestCrashMidLoad(t *testing.T) {
 // TestRestartResendsConfig: a restarted process gets the configuration again.
 func TestRestartResendsConfig(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		// Every call fails, and the header is ignored (so nothing can crash it but a kill).
 		o := pluginOptions(t, "cfg", "misbehave", `{"mode":"error","obey_header":false}`)
 		p := h.ensure(t, o)
@@ -246,7 +250,8 @@ func TestRestartResendsConfig(t *testing.T) {
 // failed, the reason shown) and back off; once it is back, the next attempt brings it up.
 func TestRestartFailsThenRecovers(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		dir := t.TempDir()
 		path, moved := filepath.Join(dir, "stamper"), filepath.Join(dir, "stamper.away")
 		b, err := os.ReadFile(binary("stamper"))
@@ -298,7 +303,8 @@ func TestRestartFailsThenRecovers(t *testing.T) {
 
 func TestHangHitsDeadlineThenBreakerOpens(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		o := pluginOptions(t, "hang", "misbehave", "")
 		o.Timeout = 30 * time.Millisecond
 		o.FailurePolicy = PolicyClosed
@@ -354,7 +360,8 @@ func TestHangHitsDeadlineThenBreakerOpens(t *testing.T) {
 
 func TestDeadlineCappedByRequest(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		o := pluginOptions(t, "slow", "misbehave", "")
 		o.Timeout = 5 * time.Second
 		p := h.ensure(t, o)

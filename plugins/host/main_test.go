@@ -66,20 +66,23 @@ type harness struct {
 	log *syncBuffer
 	// transport, when set, is what ensure checks every plugin it starts calls over.
 	transport string
+	// t is the subtest an eachTransport body runs in (nil otherwise).
+	t *testing.T
 }
 
 // eachTransport runs f as one parallel subtest per transport: the socket (what plugins
 // built with the SDK get) and the gRPC fallback (a Manager that offers no socket, which the
 // host treats exactly as a plugin that does not claim one). The behaviour under test must be
 // the same on both.
-func eachTransport(t *testing.T, f func(t *testing.T, h *harness)) {
+// f gets its subtest as h.t: a func(t *testing.T, ...) would be taken for a test helper.
+func eachTransport(t *testing.T, f func(h *harness)) {
 	t.Helper()
 	for _, tr := range [...]string{sdk.TransportSocket, sdk.TransportGRPC} {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
 			h := newHarnessWith(t, ManagerOptions{GRPCOnly: tr == sdk.TransportGRPC})
-			h.transport = tr
-			f(t, h)
+			h.transport, h.t = tr, t
+			f(h)
 		})
 	}
 }

@@ -78,7 +78,8 @@ func TestConcurrentCallsMatched(t *testing.T) {
 		keys = append(keys, fmt.Sprintf(`{"consumer":"c%d","sha256":%q}`, i, hex.EncodeToString(sum[:])))
 	}
 	config := `{"keys":[` + strings.Join(keys, ",") + `]}`
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		o := pluginOptions(t, "auth", "apikey", config)
 		o.Timeout = 5 * time.Second // a loaded machine must not turn this into a timeout test
 		p := h.ensure(t, o)
@@ -124,7 +125,8 @@ func TestConcurrentCallsMatched(t *testing.T) {
 // waiting call.
 func TestKilledMidCallFailsAtOnce(t *testing.T) {
 	t.Parallel()
-	eachTransport(t, func(t *testing.T, h *harness) {
+	eachTransport(t, func(h *harness) {
+		t := h.t
 		o := pluginOptions(t, "mis", "misbehave", "")
 		o.Timeout = 20 * time.Second
 		o.FailurePolicy = PolicyClosed

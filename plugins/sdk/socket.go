@@ -110,7 +110,7 @@ func finishFrame(b []byte, kind byte, id uint64) ([]byte, error) {
 	if len(b)-frameHeader > maxFramePayload {
 		return b, fmt.Errorf("message of %d bytes is over the socket's %d", len(b)-frameHeader, maxFramePayload)
 	}
-	binary.BigEndian.PutUint32(b[0:4], uint32(len(b)-4))
+	binary.BigEndian.PutUint32(b[0:4], uint32(len(b)-4)) //nolint:gosec // at most maxFramePayload+9, checked above
 	b[4] = kind
 	binary.BigEndian.PutUint64(b[5:13], id)
 	return b, nil
