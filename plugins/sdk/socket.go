@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,13 +138,24 @@ func readFrame(r *bufio.Reader, hdr *[frameHeader]byte, payload *[]byte) (byte, 
 }
 
 // socketClient is the host's end of a plugin's socketpair. Calls write a frame and wait for
-// their reply; one reader goroutine per socket matches replies to waiting calls by id. No
-// goroutine per call: a call waits on its own pooled channel, and gives up on its ctx.
+// their reply, matched by call id. There is no reader goroutine and no goroutine per call:
+// the waiting call that holds the reading token reads the socket for everyone, handing other
+// calls their replies, until its own arrives (or its deadline passes); then another waiting
+// call takes the token. An uncontended call so reads its own reply, and the only goroutine
+// woken is the one waiting for it: a reader goroutine would add a hand-off (and a wake-up of
+// an idle thread) to every call.
 type socketClient struct {
 	conn net.Conn
 	// wmu makes a frame one write and lets each writer set its own write deadline.
 	wmu  sync.Mutex
 	bufs frameBuffers
+
+	// reading is the token (capacity 1: holding it is having sent on it). rbuf and rpos are
+	// the token holder's: bytes read and not yet framed are rbuf[rpos:]; a frame cut by a
+	// deadline stays there for the next holder.
+	reading chan struct{}
+	rbuf    []byte
+	rpos    int
 
 	mu      sync.Mutex
 	pending map[uint64]*socketCall
@@ -153,12 +165,11 @@ type socketClient struct {
 	calls sync.Pool // *socketCall
 	// active is set once the plugin said it serves the socket (Describe or Configure).
 	active atomic.Bool
-	done   chan struct{} // closed when the reader has ended
 }
 
-// socketCall is one call waiting for its reply. The reader fills out (or err) only after
-// taking the call out of pending, and then signals ready; the caller reads them only after
-// ready, so the two never touch them at once.
+// socketCall is one call waiting for its reply. The token holder fills out (or err) only
+// after taking the call out of pending, and then signals ready; the caller reads them only
+// after ready, so the two never touch them at once.
 type socketCall struct {
 	reply byte // the kind of reply expected
 	out   proto.Message
@@ -167,14 +178,20 @@ type socketCall struct {
 }
 
 func newSocketClient(conn net.Conn) *socketClient {
-	s := &socketClient{conn: conn, pending: make(map[uint64]*socketCall), done: make(chan struct{})}
+	s := &socketClient{
+		conn:    conn,
+		pending: make(map[uint64]*socketCall),
+		reading: make(chan struct{}, 1),
+		rbuf:    make([]byte, 0, readBuffer),
+	}
 	s.calls.New = func() any { return &socketCall{ready: make(chan struct{}, 1)} }
-	go s.read()
 	return s
 }
 
-// call sends in as a frame of kind and waits for the reply into out, until ctx is done.
+// call sends in as a frame of kind and waits for the reply into out, until ctx's deadline.
 // Errors are gRPC statuses (from the plugin, or UNAVAILABLE when the socket broke) or ctx's.
+// ctx must have a deadline (the host's calls all do): a call reading for the others is
+// bounded by it, not by a cancellation.
 func (s *socketClient) call(ctx context.Context, kind, reply byte, in, out proto.Message) error {
 	c := s.calls.Get().(*socketCall)
 	c.reply, c.out, c.err = reply, out, nil
@@ -206,11 +223,11 @@ func (s *socketClient) call(ctx context.Context, kind, reply byte, in, out proto
 	*bp = b
 	s.bufs.put(bp)
 	if werr != nil {
-		if n == 0 && ctx.Err() != nil {
+		if n == 0 && errors.Is(werr, os.ErrDeadlineExceeded) {
 			// Nothing of the frame went out (a plugin not reading, its buffer full): this
 			// call timed out, and the stream of frames is intact.
 			if s.forget(id) {
-				return ctx.Err()
+				return deadlineErr(ctx)
 			}
 		} else {
 			// Half a frame is on the wire: nothing after it can be framed.
@@ -220,15 +237,32 @@ func (s *socketClient) call(ctx context.Context, kind, reply byte, in, out proto
 
 	select {
 	case <-c.ready:
-	case <-ctx.Done():
-		if s.forget(id) {
-			return ctx.Err()
+		return c.err
+	case s.reading <- struct{}{}:
+		s.readFor(ctx, c)
+		<-s.reading // the next waiting call, if any, takes over
+		select {
+		case <-c.ready:
+			return c.err
+		default: // the deadline passed first
 		}
-		// The reader took the call first: its reply (or the socket's error) is coming, and a
-		// reply that won the race with ctx is still a good reply.
-		<-c.ready
+	case <-ctx.Done():
 	}
+	if s.forget(id) {
+		return deadlineErr(ctx)
+	}
+	// Someone took the call first: its reply (or the socket's error) is coming, and a reply
+	// that won the race with ctx is still a good reply.
+	<-c.ready
 	return c.err
+}
+
+// deadlineErr is ctx's error once its deadline has passed. The socket's own deadline (set to
+// ctx's) can fire a moment before ctx's timer does, and the caller must see what ctx says,
+// not a nil error: that moment is all it waits.
+func deadlineErr(ctx context.Context) error {
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 // write writes one frame, bounded by ctx's deadline.
@@ -242,7 +276,93 @@ func (s *socketClient) write(ctx context.Context, b []byte) (int, error) {
 	return s.conn.Write(b)
 }
 
-// forget takes call id out of pending; false if the reader (or fail) already took it.
+// readFor reads and hands out replies, holding the token, until mine has its reply, ctx's
+// deadline passes, or the socket fails (which fails mine too).
+func (s *socketClient) readFor(ctx context.Context, mine *socketCall) {
+	if len(mine.ready) > 0 {
+		return // answered while this call waited for the token
+	}
+	d, _ := ctx.Deadline()
+	if err := s.conn.SetReadDeadline(d); err != nil {
+		s.fail(err)
+		return
+	}
+	for {
+		for {
+			kind, id, payload, ok, err := s.nextFrame()
+			if err != nil {
+				s.fail(err)
+				return
+			}
+			if !ok {
+				break
+			}
+			if s.deliver(kind, id, payload) == mine {
+				return
+			}
+		}
+		if len(s.rbuf) == cap(s.rbuf) {
+			s.fail(errors.New("read buffer full")) // nextFrame grows it for any valid frame
+			return
+		}
+		n, err := s.conn.Read(s.rbuf[len(s.rbuf):cap(s.rbuf)])
+		s.rbuf = s.rbuf[:len(s.rbuf)+n]
+		if err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				s.fail(err) // the plugin's end closed: it died (it is the only other holder)
+			}
+			return
+		}
+	}
+}
+
+// nextFrame takes the next complete frame out of rbuf; ok is false when there is none yet
+// (rbuf is then compacted, and grown for a frame larger than it).
+func (s *socketClient) nextFrame() (kind byte, id uint64, payload []byte, ok bool, err error) {
+	buf := s.rbuf[s.rpos:]
+	if len(buf) >= frameHeader {
+		n := binary.BigEndian.Uint32(buf[0:4])
+		if n < frameHeader-4 || n-(frameHeader-4) > maxFramePayload {
+			return 0, 0, nil, false, fmt.Errorf("bad frame length %d", n)
+		}
+		if total := 4 + int(n); len(buf) >= total {
+			s.rpos += total
+			return buf[4], binary.BigEndian.Uint64(buf[5:13]), buf[frameHeader:total], true, nil
+		} else if total > cap(s.rbuf) {
+			grown := make([]byte, len(buf), total)
+			copy(grown, buf)
+			s.rbuf, s.rpos = grown, 0
+			return 0, 0, nil, false, nil
+		}
+	}
+	// Keep only the unframed tail, at the front; after a large frame, go back to the usual
+	// size.
+	switch {
+	case len(buf) == 0 && cap(s.rbuf) > keepBuffer:
+		s.rbuf = make([]byte, 0, readBuffer)
+	case s.rpos > 0:
+		s.rbuf = s.rbuf[:copy(s.rbuf, buf)]
+	}
+	s.rpos = 0
+	return 0, 0, nil, false, nil
+}
+
+// deliver hands a reply to the call waiting for it and returns that call (nil when its caller
+// gave up on it).
+func (s *socketClient) deliver(kind byte, id uint64, payload []byte) *socketCall {
+	s.mu.Lock()
+	c := s.pending[id]
+	delete(s.pending, id)
+	s.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	c.err = decodeReply(kind, c.reply, payload, c.out)
+	c.ready <- struct{}{}
+	return c
+}
+
+// forget takes call id out of pending; false if a reader (or fail) already took it.
 func (s *socketClient) forget(id uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -268,35 +388,9 @@ func (s *socketClient) fail(cause error) {
 	}
 }
 
-// close ends the socket and waits for the reader (the host stopping the process).
+// close ends the socket (the host stopping the process); waiting calls fail with it.
 func (s *socketClient) close() {
 	s.fail(errors.New("closed by the host"))
-	<-s.done
-}
-
-// read is the socket's one reader: it hands each reply to the call waiting for it, and fails
-// them all when the socket ends.
-func (s *socketClient) read() {
-	defer close(s.done)
-	r := bufio.NewReaderSize(s.conn, readBuffer)
-	var hdr [frameHeader]byte
-	var payload []byte
-	for {
-		kind, id, err := readFrame(r, &hdr, &payload)
-		if err != nil {
-			s.fail(err)
-			return
-		}
-		s.mu.Lock()
-		c := s.pending[id]
-		delete(s.pending, id)
-		s.mu.Unlock()
-		if c == nil {
-			continue // its caller gave up on it
-		}
-		c.err = decodeReply(kind, c.reply, payload, c.out)
-		c.ready <- struct{}{}
-	}
 }
 
 // decodeReply unmarshals a reply frame into out (protobuf copies what it keeps, so payload
