@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,6 +30,9 @@ func (echo) Describe() Capabilities {
 func (echo) OnRequest(ctx context.Context, r *Request) (Decision, error) {
 	if r.Path == "/fail" {
 		return Decision{}, errors.New("told to fail")
+	}
+	if r.Path == "/big" { // the body back, as a reply of many socket reads
+		return Respond(200, string(r.Body)), nil
 	}
 	if d, err := time.ParseDuration(r.Query); err == nil {
 		select {
@@ -242,5 +246,84 @@ func TestSocketFromEnv(t *testing.T) {
 		if _, err := socketFromEnv(env(v)); err == nil {
 			t.Errorf("%s=%s: no error", SocketFDEnv, v)
 		}
+	}
+}
+
+// TestSocketTokenPassesOnTimeout: calls that time out while holding the reading token hand it
+// on, and a frame cut by a deadline is finished by the next holder: the calls with time left
+// all get their own replies.
+func TestSocketTokenPassesOnTimeout(t *testing.T) {
+	t.Parallel()
+	c, _ := socketConnect(t, echo{})
+	const workers, each = 16, 30
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				path := fmt.Sprintf("/w%d/c%d", w, i)
+				if w%2 == 0 { // gives up long before its reply
+					if _, err := onRequest(c, 2*time.Millisecond, path, "20ms"); !errors.Is(err, context.DeadlineExceeded) {
+						errs <- fmt.Errorf("%s: %v, want DeadlineExceeded", path, err)
+						return
+					}
+					continue
+				}
+				d, err := onRequest(c, 10*time.Second, path, fmt.Sprintf("%dus", (w*11+i*17)%3000))
+				if err != nil || echoed(d) != path {
+					errs <- fmt.Errorf("%s: reply for %q, %v", path, echoed(d), err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestSocketLargeMessages: messages far larger than one read (the read buffer grows for them
+// and shrinks back), interleaved with small ones on the same socket.
+func TestSocketLargeMessages(t *testing.T) {
+	t.Parallel()
+	c, _ := socketConnect(t, echo{})
+	body := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 4 {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				var out pb.RequestDecision
+				path := "/big"
+				if w%2 == 1 {
+					path = fmt.Sprintf("/small/%d/%d", w, i)
+				}
+				err := c.OnRequest(ctx, &pb.RequestPhase{Path: []byte(path), Body: []byte(body)}, &out)
+				cancel()
+				switch {
+				case err != nil:
+					errs <- fmt.Errorf("%s: %w", path, err)
+					return
+				case path == "/big" && string(out.GetRespond().GetBody()) != body:
+					errs <- fmt.Errorf("%s: a body of %d bytes back, want %d", path, len(out.GetRespond().GetBody()), len(body))
+					return
+				case path != "/big" && echoed(&out) != path:
+					errs <- fmt.Errorf("%s: reply for %q", path, echoed(&out))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
