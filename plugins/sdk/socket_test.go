@@ -19,8 +19,8 @@ import (
 // other, as the host and a plugin process have them. process_test.go and the host's tests
 // run it across a real exec.
 
-// echo answers each request with its own path in X-Echo, after the delay its query asks for,
-// or fails when the path is /fail.
+// echo answers each request with its own path in X-Echo, after the delay its query asks for
+// (or at its deadline with ctx's error for "hang"), or fails when the path is /fail.
 type echo struct{}
 
 func (echo) Describe() Capabilities {
@@ -33,6 +33,10 @@ func (echo) OnRequest(ctx context.Context, r *Request) (Decision, error) {
 	}
 	if r.Path == "/big" { // the body back, as a reply of many socket reads
 		return Respond(200, string(r.Body)), nil
+	}
+	if r.Query == "hang" { // until the call's deadline: its answer is always ctx's error
+		<-ctx.Done()
+		return Decision{}, ctx.Err()
 	}
 	if d, err := time.ParseDuration(r.Query); err == nil {
 		select {
@@ -176,9 +180,8 @@ func TestSocketErrorsClassified(t *testing.T) {
 	if _, err := onRequest(c, time.Second, "/fail", ""); !errors.Is(err, ErrFailed) {
 		t.Errorf("failing handler: %v, want ErrFailed", err)
 	}
-	// The handler waits past the call's deadline but not its own (the plugin gets the
-	// deadline in timeout_nanos, so a 200ms wait against 20ms: it returns ctx's error late).
-	if _, err := onRequest(c, 20*time.Millisecond, "/slow", "200ms"); !errors.Is(err, context.DeadlineExceeded) {
+	// The handler waits for its deadline (the plugin gets it in timeout_nanos).
+	if _, err := onRequest(c, 20*time.Millisecond, "/slow", "hang"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("slow call: %v, want DeadlineExceeded", err)
 	}
 	for i := range 5 {
@@ -193,7 +196,7 @@ func TestSocketErrorsClassified(t *testing.T) {
 	errs := make(chan error, waiting)
 	for i := range waiting {
 		go func() {
-			_, err := onRequest(c, 10*time.Second, fmt.Sprintf("/wait/%d", i), "10s")
+			_, err := onRequest(c, 10*time.Second, fmt.Sprintf("/wait/%d", i), "hang")
 			errs <- err
 		}()
 	}
@@ -265,7 +268,7 @@ func TestSocketTokenPassesOnTimeout(t *testing.T) {
 			for i := range each {
 				path := fmt.Sprintf("/w%d/c%d", w, i)
 				if w%2 == 0 { // gives up long before its reply
-					if _, err := onRequest(c, 2*time.Millisecond, path, "20ms"); !errors.Is(err, context.DeadlineExceeded) {
+					if _, err := onRequest(c, 2*time.Millisecond, path, "hang"); !errors.Is(err, context.DeadlineExceeded) {
 						errs <- fmt.Errorf("%s: %v, want DeadlineExceeded", path, err)
 						return
 					}
