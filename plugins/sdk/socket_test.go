@@ -269,14 +269,14 @@ func TestSocketTokenPassesOnTimeout(t *testing.T) {
 				path := fmt.Sprintf("/w%d/c%d", w, i)
 				if w%2 == 0 { // gives up long before its reply
 					if _, err := onRequest(c, 2*time.Millisecond, path, "hang"); !errors.Is(err, context.DeadlineExceeded) {
-						errs <- fmt.Errorf("%s: %v, want DeadlineExceeded", path, err)
+						errs <- fmt.Errorf("%s: %w, want DeadlineExceeded", path, err)
 						return
 					}
 					continue
 				}
 				d, err := onRequest(c, 10*time.Second, path, fmt.Sprintf("%dus", (w*11+i*17)%3000))
 				if err != nil || echoed(d) != path {
-					errs <- fmt.Errorf("%s: reply for %q, %v", path, echoed(d), err)
+					errs <- fmt.Errorf("%s: reply for %q, %w", path, echoed(d), err)
 					return
 				}
 			}
