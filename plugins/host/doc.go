@@ -16,8 +16,9 @@
 //	request ─▶ Plugin.Request: load cur ─▶ no process? failure policy, at once
 //	                             │
 //	           pooled RequestPhase (only the parts the plugin asked for, pointing into the
-//	           request's own buffers) ─▶ breaker.Execute ─▶ sdk.Client.OnRequest (a pooled
-//	           stream, deadline = min(timeout, request deadline))
+//	           request's own buffers) ─▶ breaker.Execute ─▶ sdk.Client.OnRequest (a frame on
+//	           the process's socketpair, or a pooled gRPC stream for a plugin that does not
+//	           serve the socket; deadline = min(timeout, request deadline))
 //	                             │
 //	           decision checked, then applied: header edits, path, consumer ─▶ continue
 //	                                            or the plugin's own response ─▶ Written
@@ -27,6 +28,16 @@
 // reload. A swap stores the new state first and then waits for the old process's in-flight
 // calls before stopping it; a call registers itself before re-checking cur (see acquire), so
 // none is sent to a process being stopped and none is dropped.
+//
+// Why a socketpair per process: a call on a gRPC stream pays HTTP/2 framing, TLS records and
+// several goroutine hand-offs on each side; on a unix socket only the two processes share, a
+// call is one write and one read of the same protobuf message, framed with a call id so many
+// are in flight at once. go-plugin still launches the process, checks its checksum, performs
+// the handshake and carries Describe and Configure. The child end is passed at exec
+// (ExtraFiles) and our copy of it closed right after, so the child's exit is what closes the
+// socket and fails the calls waiting on it, at once, like a broken gRPC connection. The plugin
+// claims the socket in Describe; one that does not is called over gRPC (the fallback), and the
+// two transports classify failures identically so the policy around them does not change.
 //
 // Why requests never wait for a process: while one is down, restarting, or its breaker is
 // open, calls fail at once and the failure policy answers (closed: 503 plugin_unavailable or

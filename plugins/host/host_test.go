@@ -25,107 +25,111 @@ import (
 
 func TestStamperDecisionApplied(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	p := h.ensure(t, pluginOptions(t, "stamp", "stamper",
-		`{"request":{"X-Stamp":"v1","X-A":"1"},"response":{"X-Served-Via":"meshgate"}}`))
+	eachTransport(t, func(h *harness) {
+		t := h.t
+		p := h.ensure(t, pluginOptions(t, "stamp", "stamper",
+			`{"request":{"X-Stamp":"v1","X-A":"1"},"response":{"X-Served-Via":"meshgate"}}`))
 
-	r := request("GET", "/api/orders?id=7", "X-Stamp", "from-client", "X-Stamp", "twice")
-	if v := p.Request(r); v != (filter.Verdict{}) {
-		t.Fatalf("verdict = %+v, want continue", v)
-	}
-	// Set replaces every value the client sent.
-	if got := r.Ctx.Request.Header.PeekAll("X-Stamp"); len(got) != 1 || string(got[0]) != "v1" {
-		t.Errorf("X-Stamp = %q, want only v1", got)
-	}
-	if got := string(r.Ctx.Request.Header.Peek("X-A")); got != "1" {
-		t.Errorf("X-A = %q", got)
-	}
-
-	resp := &fasthttp.Response{}
-	resp.SetStatusCode(200)
-	p.Response(r, resp)
-	if got := string(resp.Header.Peek("X-Served-Via")); got != "meshgate" {
-		t.Errorf("response X-Served-Via = %q, want meshgate", got)
-	}
-
-	if got := h.calls("stamp", "request", "ok"); got != 1 {
-		t.Errorf("request calls ok = %v, want 1", got)
-	}
-	if got := h.calls("stamp", "response", "ok"); got != 1 {
-		t.Errorf("response calls ok = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(h.m.metrics.up.WithLabelValues("stamp")); got != 1 {
-		t.Errorf("up = %v, want 1", got)
-	}
-
-	st := p.Status()
-	if st.State != StateRunning || st.PID == 0 || st.Path != binary("stamper") || st.Calls != 2 || st.Errors != 0 {
-		t.Errorf("status = %+v", st)
-	}
-	// The stamper cannot deny, so an unset policy is open.
-	if st.FailurePolicy != PolicyOpen || st.Breaker != "closed" || st.Timeout != "50ms" {
-		t.Errorf("status policy/breaker/timeout = %s/%s/%s", st.FailurePolicy, st.Breaker, st.Timeout)
-	}
-	if c := st.Capabilities; c == nil || c.Name != "stamper" || strings.Join(c.Phases, ",") != "request,response" {
-		t.Errorf("capabilities = %+v", st.Capabilities)
-	}
-	// /plugins is JSON.
-	b, err := json.Marshal(h.m.Statuses())
-	if err != nil || !strings.Contains(string(b), `"name":"stamp"`) || !strings.Contains(string(b), `"state":"running"`) {
-		t.Errorf("Statuses JSON = %s, %v", b, err)
-	}
-
-	// The plugin's own log line, re-logged under its name.
-	await.Until(t, 10*time.Second, "the plugin's log line with plugin=stamp", func() bool {
-		for line := range strings.Lines(h.log.String()) {
-			if strings.Contains(line, `"plugin":"stamp"`) && strings.Contains(line, `"source":"plugin"`) &&
-				strings.Contains(line, `"message":"configured"`) && strings.Contains(line, `"level":"info"`) {
-				return true
-			}
+		r := request("GET", "/api/orders?id=7", "X-Stamp", "from-client", "X-Stamp", "twice")
+		if v := p.Request(r); v != (filter.Verdict{}) {
+			t.Fatalf("verdict = %+v, want continue", v)
 		}
-		return false
+		// Set replaces every value the client sent.
+		if got := r.Ctx.Request.Header.PeekAll("X-Stamp"); len(got) != 1 || string(got[0]) != "v1" {
+			t.Errorf("X-Stamp = %q, want only v1", got)
+		}
+		if got := string(r.Ctx.Request.Header.Peek("X-A")); got != "1" {
+			t.Errorf("X-A = %q", got)
+		}
+
+		resp := &fasthttp.Response{}
+		resp.SetStatusCode(200)
+		p.Response(r, resp)
+		if got := string(resp.Header.Peek("X-Served-Via")); got != "meshgate" {
+			t.Errorf("response X-Served-Via = %q, want meshgate", got)
+		}
+
+		if got := h.calls("stamp", "request", "ok"); got != 1 {
+			t.Errorf("request calls ok = %v, want 1", got)
+		}
+		if got := h.calls("stamp", "response", "ok"); got != 1 {
+			t.Errorf("response calls ok = %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(h.m.metrics.up.WithLabelValues("stamp")); got != 1 {
+			t.Errorf("up = %v, want 1", got)
+		}
+
+		st := p.Status()
+		if st.State != StateRunning || st.PID == 0 || st.Path != binary("stamper") || st.Calls != 2 || st.Errors != 0 {
+			t.Errorf("status = %+v", st)
+		}
+		// The stamper cannot deny, so an unset policy is open.
+		if st.FailurePolicy != PolicyOpen || st.Breaker != "closed" || st.Timeout != "50ms" {
+			t.Errorf("status policy/breaker/timeout = %s/%s/%s", st.FailurePolicy, st.Breaker, st.Timeout)
+		}
+		if c := st.Capabilities; c == nil || c.Name != "stamper" || strings.Join(c.Phases, ",") != "request,response" {
+			t.Errorf("capabilities = %+v", st.Capabilities)
+		}
+		// /plugins is JSON.
+		b, err := json.Marshal(h.m.Statuses())
+		if err != nil || !strings.Contains(string(b), `"name":"stamp"`) || !strings.Contains(string(b), `"state":"running"`) {
+			t.Errorf("Statuses JSON = %s, %v", b, err)
+		}
+
+		// The plugin's own log line, re-logged under its name.
+		await.Until(t, 10*time.Second, "the plugin's log line with plugin=stamp", func() bool {
+			for line := range strings.Lines(h.log.String()) {
+				if strings.Contains(line, `"plugin":"stamp"`) && strings.Contains(line, `"source":"plugin"`) &&
+					strings.Contains(line, `"message":"configured"`) && strings.Contains(line, `"level":"info"`) {
+					return true
+				}
+			}
+			return false
+		})
 	})
 }
 
 func TestAPIKeyDeniesAndIdentifies(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	sum := sha256.Sum256([]byte("billing-secret"))
-	p := h.ensure(t, pluginOptions(t, "auth", "apikey",
-		fmt.Sprintf(`{"keys":[{"consumer":"billing","sha256":%q}]}`, hex.EncodeToString(sum[:]))))
+	eachTransport(t, func(h *harness) {
+		t := h.t
+		sum := sha256.Sum256([]byte("billing-secret"))
+		p := h.ensure(t, pluginOptions(t, "auth", "apikey",
+			fmt.Sprintf(`{"keys":[{"consumer":"billing","sha256":%q}]}`, hex.EncodeToString(sum[:]))))
 
-	// No key: the plugin's own 401, written on the response for the engine to send as is.
-	r := request("GET", "/api/orders")
-	v := p.Request(r)
-	if v != (filter.Verdict{Status: 401, Reason: ReasonResponse, Written: true}) {
-		t.Fatalf("verdict = %+v, want the plugin's 401, written", v)
-	}
-	resp := &r.Ctx.Response
-	if resp.StatusCode() != 401 || string(resp.Body()) != "missing API key\n" ||
-		string(resp.Header.Peek("WWW-Authenticate")) != `ApiKey header="X-Api-Key"` ||
-		!strings.HasPrefix(string(resp.Header.ContentType()), "text/plain") {
-		t.Errorf("response = %d %q, headers:\n%s", resp.StatusCode(), resp.Body(), &resp.Header)
-	}
-	if len(r.Identity) != 0 {
-		t.Errorf("identity = %q after a denial", r.Identity)
-	}
+		// No key: the plugin's own 401, written on the response for the engine to send as is.
+		r := request("GET", "/api/orders")
+		v := p.Request(r)
+		if v != (filter.Verdict{Status: 401, Reason: ReasonResponse, Written: true}) {
+			t.Fatalf("verdict = %+v, want the plugin's 401, written", v)
+		}
+		resp := &r.Ctx.Response
+		if resp.StatusCode() != 401 || string(resp.Body()) != "missing API key\n" ||
+			string(resp.Header.Peek("WWW-Authenticate")) != `ApiKey header="X-Api-Key"` ||
+			!strings.HasPrefix(string(resp.Header.ContentType()), "text/plain") {
+			t.Errorf("response = %d %q, headers:\n%s", resp.StatusCode(), resp.Body(), &resp.Header)
+		}
+		if len(r.Identity) != 0 {
+			t.Errorf("identity = %q after a denial", r.Identity)
+		}
 
-	// The right key: continue, the consumer is the request's identity, the key does not go
-	// upstream.
-	r = request("GET", "/api/orders", "X-Api-Key", "billing-secret")
-	if v := p.Request(r); v != (filter.Verdict{}) {
-		t.Fatalf("verdict = %+v, want continue", v)
-	}
-	if string(r.Identity) != "billing" {
-		t.Errorf("identity = %q, want billing", r.Identity)
-	}
-	if r.Ctx.Request.Header.Peek("X-Api-Key") != nil {
-		t.Error("the API key is still on the upstream request")
-	}
-	// It can deny, so an unset failure policy is closed.
-	if st := p.Status(); st.FailurePolicy != PolicyClosed || st.Capabilities == nil || !st.Capabilities.CanDeny {
-		t.Errorf("status = %+v", st)
-	}
+		// The right key: continue, the consumer is the request's identity, the key does not go
+		// upstream.
+		r = request("GET", "/api/orders", "X-Api-Key", "billing-secret")
+		if v := p.Request(r); v != (filter.Verdict{}) {
+			t.Fatalf("verdict = %+v, want continue", v)
+		}
+		if string(r.Identity) != "billing" {
+			t.Errorf("identity = %q, want billing", r.Identity)
+		}
+		if r.Ctx.Request.Header.Peek("X-Api-Key") != nil {
+			t.Error("the API key is still on the upstream request")
+		}
+		// It can deny, so an unset failure policy is closed.
+		if st := p.Status(); st.FailurePolicy != PolicyClosed || st.Capabilities == nil || !st.Capabilities.CanDeny {
+			t.Errorf("status = %+v", st)
+		}
+	})
 }
 
 // TestCrashMidLoad crashes the plugin on one request of a sequential stream: that request
@@ -136,74 +140,80 @@ func TestCrashMidLoad(t *testing.T) {
 	for _, policy := range []string{PolicyClosed, PolicyOpen} {
 		t.Run(policy, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t)
-			o := pluginOptions(t, "mis", "misbehave", "")
-			o.FailurePolicy = policy
-			p := h.ensure(t, o)
-			pid := p.Status().PID
+			eachTransport(t, func(h *harness) {
+				t := h.t
+				o := pluginOptions(t, "mis", "misbehave", "")
+				o.FailurePolicy = policy
+				p := h.ensure(t, o)
+				pid := p.Status().PID
 
-			const total, crashAt = 200, 50
-			var failed int
-			for i := range total {
-				var r *filter.Request
-				if i == crashAt {
-					r = request("GET", "/", "X-Misbehave", "crash")
-				} else {
-					r = request("GET", "/")
-				}
-				v := p.Request(r)
-				switch {
-				case i < crashAt && v != (filter.Verdict{}):
-					t.Fatalf("call %d before the crash: %+v", i, v)
-				case policy == PolicyClosed && v != (filter.Verdict{}):
-					if v != (filter.Verdict{Status: 503, Reason: ReasonUnavailable}) {
-						t.Fatalf("call %d: verdict %+v, want 503 %s", i, v, ReasonUnavailable)
+				const total, crashAt = 200, 50
+				var failed int
+				for i := range total {
+					var r *filter.Request
+					if i == crashAt {
+						r = request("GET", "/", "X-Misbehave", "crash")
+					} else {
+						r = request("GET", "/")
 					}
-					failed++
-				case policy == PolicyOpen && v != (filter.Verdict{}):
-					t.Fatalf("call %d: verdict %+v, want continue (open)", i, v)
+					v := p.Request(r)
+					switch {
+					case i < crashAt && v != (filter.Verdict{}):
+						t.Fatalf("call %d before the crash: %+v", i, v)
+					case policy == PolicyClosed && v != (filter.Verdict{}):
+						if v != (filter.Verdict{Status: 503, Reason: ReasonUnavailable}) {
+							t.Fatalf("call %d: verdict %+v, want 503 %s", i, v, ReasonUnavailable)
+						}
+						failed++
+					case policy == PolicyOpen && v != (filter.Verdict{}):
+						t.Fatalf("call %d: verdict %+v, want continue (open)", i, v)
+					}
 				}
-			}
-			if i := crashAt; policy == PolicyClosed && failed == 0 {
-				t.Fatalf("no request failed closed after the crash at call %d", i)
-			}
-			t.Logf("%v of the %d calls from the crash on got the failure policy (%s)",
-				h.calls("mis", "request", "unavailable"), total-crashAt, policy)
+				if i := crashAt; policy == PolicyClosed && failed == 0 {
+					t.Fatalf("no request failed closed after the crash at call %d", i)
+				}
+				t.Logf("%v of the %d calls from the crash on got the failure policy (%s)",
+					h.calls("mis", "request", "unavailable"), total-crashAt, policy)
 
-			await.Until(t, 10*time.Second, "the plugin restarted and running", func() bool {
-				st := p.Status()
-				return st.State == StateRunning && st.PID != 0 && st.PID != pid
-			})
-			if got := h.restarts("mis"); got != 1 {
-				t.Errorf("restarts = %v, want 1", got)
-			}
-			st := p.Status()
-			if st.Restarts != 1 || st.LastError != "" {
-				t.Errorf("status after restart = %+v", st)
-			}
-			// Failures were counted as such, never as the plugin's errors.
-			unavailable := h.calls("mis", "request", "unavailable")
-			if unavailable < 1 || h.calls("mis", "request", "error") != 0 {
-				t.Errorf("calls: unavailable=%v error=%v", unavailable, h.calls("mis", "request", "error"))
-			}
-			if policy == PolicyOpen && st.FailedOpen != uint64(unavailable) {
-				t.Errorf("failed_open = %d, want %v", st.FailedOpen, unavailable)
-			}
-			if policy == PolicyClosed && st.FailedClosed != uint64(failed) {
-				t.Errorf("failed_closed = %d, want %d", st.FailedClosed, failed)
-			}
-			// Served again, with the breaker untouched by the crash.
-			for i := range 50 {
-				if v := p.Request(request("GET", "/")); v != (filter.Verdict{}) {
-					t.Fatalf("call %d after the restart: %+v", i, v)
+				await.Until(t, 10*time.Second, "the plugin restarted and running", func() bool {
+					st := p.Status()
+					return st.State == StateRunning && st.PID != 0 && st.PID != pid
+				})
+				if got := h.restarts("mis"); got != 1 {
+					t.Errorf("restarts = %v, want 1", got)
 				}
-			}
-			if st.Breaker != "closed" {
-				t.Errorf("breaker = %s after a crash, want closed", st.Breaker)
-			}
-			await.Until(t, 10*time.Second, "the crash in the log", func() bool {
-				return strings.Contains(h.log.String(), "crashing on command") &&
-					strings.Contains(h.log.String(), "exit status 3")
+				st := p.Status()
+				if st.Restarts != 1 || st.LastError != "" {
+					t.Errorf("status after restart = %+v", st)
+				}
+				// Failures were counted as such, never as the plugin's errors.
+				unavailable := h.calls("mis", "request", "unavailable")
+				if unavailable < 1 || h.calls("mis", "request", "error") != 0 {
+					t.Errorf("calls: unavailable=%v error=%v", unavailable, h.calls("mis", "request", "error"))
+				}
+				if policy == PolicyOpen && st.FailedOpen != uint64(unavailable) {
+					t.Errorf("failed_open = %d, want %v", st.FailedOpen, unavailable)
+				}
+				if policy == PolicyClosed && st.FailedClosed != uint64(failed) {
+					t.Errorf("failed_closed = %d, want %d", st.FailedClosed, failed)
+				}
+				// Served again, with the breaker untouched by the crash.
+				for i := range 50 {
+					if v := p.Request(request("GET", "/")); v != (filter.Verdict{}) {
+						t.Fatalf("call %d after the restart: %+v", i, v)
+					}
+				}
+				if st.Breaker != "closed" {
+					t.Errorf("breaker = %s after a crash, want closed", st.Breaker)
+				}
+				await.Until(t, 10*time.Second, "the crash in the log", func() bool {
+					return strings.Contains(h.log.String(), "crashing on command") &&
+						strings.Contains(h.log.String(), "exit status 3")
+				})
+				// The restarted process got a socket of its own.
+				if got := p.Status().Transport; got != h.transport {
+					t.Errorf("transport after the restart = %q, want %q", got, h.transport)
+				}
 			})
 		})
 	}
@@ -212,168 +222,176 @@ func TestCrashMidLoad(t *testing.T) {
 // TestRestartResendsConfig: a restarted process gets the configuration again.
 func TestRestartResendsConfig(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	// Every call fails, and the header is ignored (so nothing can crash it but a kill).
-	o := pluginOptions(t, "cfg", "misbehave", `{"mode":"error","obey_header":false}`)
-	p := h.ensure(t, o)
-	pid := p.Status().PID
-	if v := p.Request(request("GET", "/")); v != (filter.Verdict{}) {
-		t.Fatalf("verdict = %+v, want open (misbehave cannot deny)", v)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	await.Until(t, 10*time.Second, "the plugin restarted", func() bool {
-		st := p.Status()
-		return st.State == StateRunning && st.PID != pid
+	eachTransport(t, func(h *harness) {
+		t := h.t
+		// Every call fails, and the header is ignored (so nothing can crash it but a kill).
+		o := pluginOptions(t, "cfg", "misbehave", `{"mode":"error","obey_header":false}`)
+		p := h.ensure(t, o)
+		pid := p.Status().PID
+		if v := p.Request(request("GET", "/")); v != (filter.Verdict{}) {
+			t.Fatalf("verdict = %+v, want open (misbehave cannot deny)", v)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		await.Until(t, 10*time.Second, "the plugin restarted", func() bool {
+			st := p.Status()
+			return st.State == StateRunning && st.PID != pid
+		})
+		before := h.calls("cfg", "request", "error")
+		p.Request(request("GET", "/"))
+		if got := h.calls("cfg", "request", "error"); got != before+1 {
+			t.Errorf("after restart: error calls %v → %v; the configuration (mode error) was not re-sent", before, got)
+		}
 	})
-	before := h.calls("cfg", "request", "error")
-	p.Request(request("GET", "/"))
-	if got := h.calls("cfg", "request", "error"); got != before+1 {
-		t.Errorf("after restart: error calls %v → %v; the configuration (mode error) was not re-sent", before, got)
-	}
 }
 
 // TestRestartFailsThenRecovers: while the executable is missing, restarts fail (state
 // failed, the reason shown) and back off; once it is back, the next attempt brings it up.
 func TestRestartFailsThenRecovers(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	dir := t.TempDir()
-	path, moved := filepath.Join(dir, "stamper"), filepath.Join(dir, "stamper.away")
-	b, err := os.ReadFile(binary("stamper"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	o := Options{Name: "stamp", Path: path, SHA256: sha256Hex(t, path)}
-	p := h.ensure(t, o)
-	pid := p.Status().PID
+	eachTransport(t, func(h *harness) {
+		t := h.t
+		dir := t.TempDir()
+		path, moved := filepath.Join(dir, "stamper"), filepath.Join(dir, "stamper.away")
+		b, err := os.ReadFile(binary("stamper"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		o := Options{Name: "stamp", Path: path, SHA256: sha256Hex(t, path)}
+		p := h.ensure(t, o)
+		pid := p.Status().PID
 
-	if err := os.Rename(path, moved); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	await.Until(t, 10*time.Second, "a failed restart", func() bool {
-		st := p.Status()
-		return st.State == StateFailed && strings.Contains(st.LastError, "no such file")
+		if err := os.Rename(path, moved); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		await.Until(t, 10*time.Second, "a failed restart", func() bool {
+			st := p.Status()
+			return st.State == StateFailed && strings.Contains(st.LastError, "no such file")
+		})
+		// Down: open policy, answered at once.
+		var v filter.Verdict
+		if took := timed(func() { v = p.Request(request("GET", "/")) }); v != (filter.Verdict{}) || took > 5*time.Millisecond {
+			t.Errorf("while down: %+v after %s, want continue at once", v, took)
+		}
+		if got := testutil.ToFloat64(h.m.metrics.up.WithLabelValues("stamp")); got != 0 {
+			t.Errorf("up = %v while down", got)
+		}
+
+		if err := os.Rename(moved, path); err != nil {
+			t.Fatal(err)
+		}
+		await.Until(t, 10*time.Second, "running again", func() bool { return p.Status().State == StateRunning })
+		if got := h.restarts("stamp"); got < 2 {
+			t.Errorf("restarts = %v, want at least 2 (one failed, one good)", got)
+		}
+		r := request("GET", "/")
+		if v := p.Request(r); v != (filter.Verdict{}) || string(r.Ctx.Request.Header.Peek("X-Stamped-By")) != "stamper" {
+			t.Errorf("after recovery: %+v, X-Stamped-By %q", v, r.Ctx.Request.Header.Peek("X-Stamped-By"))
+		}
+		if st := p.Status(); st.LastError != "" || st.PID == pid {
+			t.Errorf("status after recovery = %+v", st)
+		}
 	})
-	// Down: open policy, answered at once.
-	var v filter.Verdict
-	if took := timed(func() { v = p.Request(request("GET", "/")) }); v != (filter.Verdict{}) || took > 5*time.Millisecond {
-		t.Errorf("while down: %+v after %s, want continue at once", v, took)
-	}
-	if got := testutil.ToFloat64(h.m.metrics.up.WithLabelValues("stamp")); got != 0 {
-		t.Errorf("up = %v while down", got)
-	}
-
-	if err := os.Rename(moved, path); err != nil {
-		t.Fatal(err)
-	}
-	await.Until(t, 10*time.Second, "running again", func() bool { return p.Status().State == StateRunning })
-	if got := h.restarts("stamp"); got < 2 {
-		t.Errorf("restarts = %v, want at least 2 (one failed, one good)", got)
-	}
-	r := request("GET", "/")
-	if v := p.Request(r); v != (filter.Verdict{}) || string(r.Ctx.Request.Header.Peek("X-Stamped-By")) != "stamper" {
-		t.Errorf("after recovery: %+v, X-Stamped-By %q", v, r.Ctx.Request.Header.Peek("X-Stamped-By"))
-	}
-	if st := p.Status(); st.LastError != "" || st.PID == pid {
-		t.Errorf("status after recovery = %+v", st)
-	}
 }
 
 func TestHangHitsDeadlineThenBreakerOpens(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	o := pluginOptions(t, "hang", "misbehave", "")
-	o.Timeout = 30 * time.Millisecond
-	o.FailurePolicy = PolicyClosed
-	p := h.ensure(t, o)
+	eachTransport(t, func(h *harness) {
+		t := h.t
+		o := pluginOptions(t, "hang", "misbehave", "")
+		o.Timeout = 30 * time.Millisecond
+		o.FailurePolicy = PolicyClosed
+		p := h.ensure(t, o)
 
-	for i := range breakerConsecutive {
-		var v filter.Verdict
-		took := timed(func() { v = p.Request(request("GET", "/", "X-Misbehave", "hang")) })
-		if v != (filter.Verdict{Status: 503, Reason: ReasonTimeout}) {
-			t.Fatalf("hang %d: verdict %+v, want 503 %s", i, v, ReasonTimeout)
+		for i := range breakerConsecutive {
+			var v filter.Verdict
+			took := timed(func() { v = p.Request(request("GET", "/", "X-Misbehave", "hang")) })
+			if v != (filter.Verdict{Status: 503, Reason: ReasonTimeout}) {
+				t.Fatalf("hang %d: verdict %+v, want 503 %s", i, v, ReasonTimeout)
+			}
+			if took < o.Timeout || took > 2*time.Second {
+				t.Errorf("hang %d answered after %s, want about the %s timeout", i, took, o.Timeout)
+			}
 		}
-		if took < o.Timeout || took > 2*time.Second {
-			t.Errorf("hang %d answered after %s, want about the %s timeout", i, took, o.Timeout)
+		if got := h.calls("hang", "request", "timeout"); got != breakerConsecutive {
+			t.Errorf("timeouts = %v, want %d", got, breakerConsecutive)
 		}
-	}
-	if got := h.calls("hang", "request", "timeout"); got != breakerConsecutive {
-		t.Errorf("timeouts = %v, want %d", got, breakerConsecutive)
-	}
-	if st := p.Status(); st.Breaker != "open" {
-		t.Fatalf("breaker = %s after %d timeouts, want open", st.Breaker, breakerConsecutive)
-	}
-	if got := testutil.ToFloat64(h.m.metrics.breaker.WithLabelValues("hang")); got != 2 {
-		t.Errorf("breaker gauge = %v, want 2 (open)", got)
-	}
+		if st := p.Status(); st.Breaker != "open" {
+			t.Fatalf("breaker = %s after %d timeouts, want open", st.Breaker, breakerConsecutive)
+		}
+		if got := testutil.ToFloat64(h.m.metrics.breaker.WithLabelValues("hang")); got != 2 {
+			t.Errorf("breaker gauge = %v, want 2 (open)", got)
+		}
 
-	// Open: even a well-behaved request fails fast, without waiting for the plugin.
-	var slowest time.Duration
-	for range 20 {
-		var v filter.Verdict
-		took := timed(func() { v = p.Request(request("GET", "/")) })
-		slowest = max(slowest, took)
-		if v != (filter.Verdict{Status: 503, Reason: ReasonUnavailable}) {
-			t.Fatalf("with the breaker open: verdict %+v", v)
+		// Open: even a well-behaved request fails fast, without waiting for the plugin.
+		var slowest time.Duration
+		for range 20 {
+			var v filter.Verdict
+			took := timed(func() { v = p.Request(request("GET", "/")) })
+			slowest = max(slowest, took)
+			if v != (filter.Verdict{Status: 503, Reason: ReasonUnavailable}) {
+				t.Fatalf("with the breaker open: verdict %+v", v)
+			}
 		}
-	}
-	if slowest > 5*time.Millisecond {
-		t.Errorf("calls with the breaker open took up to %s, want well under the timeout", slowest)
-	}
-	t.Logf("slowest call with the breaker open: %s", slowest)
-	if got := h.calls("hang", "request", "circuit_open"); got != 20 {
-		t.Errorf("circuit_open = %v, want 20", got)
-	}
+		if slowest > 5*time.Millisecond {
+			t.Errorf("calls with the breaker open took up to %s, want well under the timeout", slowest)
+		}
+		t.Logf("slowest call with the breaker open: %s", slowest)
+		if got := h.calls("hang", "request", "circuit_open"); got != 20 {
+			t.Errorf("circuit_open = %v, want 20", got)
+		}
 
-	// After the open period one probe goes through, and a good answer closes it again.
-	await.Until(t, 10*time.Second, "the breaker closing after a good probe", func() bool {
-		return p.Request(request("GET", "/")) == (filter.Verdict{}) && p.Status().Breaker == "closed"
+		// After the open period one probe goes through, and a good answer closes it again.
+		await.Until(t, 10*time.Second, "the breaker closing after a good probe", func() bool {
+			return p.Request(request("GET", "/")) == (filter.Verdict{}) && p.Status().Breaker == "closed"
+		})
+		if p.Status().PID == 0 {
+			t.Error("a hang cost the process")
+		}
 	})
-	if p.Status().PID == 0 {
-		t.Error("a hang cost the process")
-	}
 }
 
 func TestDeadlineCappedByRequest(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t)
-	o := pluginOptions(t, "slow", "misbehave", "")
-	o.Timeout = 5 * time.Second
-	p := h.ensure(t, o)
+	eachTransport(t, func(h *harness) {
+		t := h.t
+		o := pluginOptions(t, "slow", "misbehave", "")
+		o.Timeout = 5 * time.Second
+		p := h.ensure(t, o)
 
-	// The request has 50ms left: the call gets no more, although the plugin's is 5s.
-	r := request("GET", "/", "X-Misbehave", "slow=3s")
-	r.Deadline = time.Now().Add(50 * time.Millisecond)
-	var v filter.Verdict
-	took := timed(func() { v = p.Request(r) })
-	if v != (filter.Verdict{}) { // misbehave cannot deny: open
-		t.Errorf("verdict = %+v, want continue (open)", v)
-	}
-	if took > time.Second {
-		t.Errorf("call took %s, want about the request's 50ms", took)
-	}
-	if got := h.calls("slow", "request", "timeout"); got != 1 {
-		t.Errorf("timeouts = %v, want 1", got)
-	}
+		// The request has 50ms left: the call gets no more, although the plugin's is 5s.
+		r := request("GET", "/", "X-Misbehave", "slow=3s")
+		r.Deadline = time.Now().Add(50 * time.Millisecond)
+		var v filter.Verdict
+		took := timed(func() { v = p.Request(r) })
+		if v != (filter.Verdict{}) { // misbehave cannot deny: open
+			t.Errorf("verdict = %+v, want continue (open)", v)
+		}
+		if took > time.Second {
+			t.Errorf("call took %s, want about the request's 50ms", took)
+		}
+		if got := h.calls("slow", "request", "timeout"); got != 1 {
+			t.Errorf("timeouts = %v, want 1", got)
+		}
 
-	// No time left at all: the plugin is not called.
-	r = request("GET", "/")
-	r.Deadline = time.Now().Add(-time.Millisecond)
-	p.Request(r)
-	if got := h.calls("slow", "request", "timeout"); got != 2 {
-		t.Errorf("timeouts = %v, want 2", got)
-	}
-	if got := h.calls("slow", "request", "ok"); got != 0 {
-		t.Errorf("ok = %v, want 0", got)
-	}
+		// No time left at all: the plugin is not called.
+		r = request("GET", "/")
+		r.Deadline = time.Now().Add(-time.Millisecond)
+		p.Request(r)
+		if got := h.calls("slow", "request", "timeout"); got != 2 {
+			t.Errorf("timeouts = %v, want 2", got)
+		}
+		if got := h.calls("slow", "request", "ok"); got != 0 {
+			t.Errorf("ok = %v, want 0", got)
+		}
+	})
 }
 
 func TestEnsureRefusesBrokenPlugins(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,12 +77,30 @@ func pluginEnv(getenv func(string) string) []string {
 	return env
 }
 
+// childSocketFD is the plugin's end of the socketpair in the child: ExtraFiles[0] becomes
+// descriptor 3 (0, 1 and 2 are stdin, stdout and stderr).
+const childSocketFD = 3
+
 // startInstance starts sp's executable through go-plugin (gRPC only, AutoMTLS, checksum
-// verified before exec), then calls Describe and Configure. Its log lines go to log.
-func startInstance(log zerolog.Logger, sp *spec, breakerGauge prometheus.Gauge) (*instance, sdk.Capabilities, error) {
+// verified before exec), then calls Describe and Configure. Its log lines go to log. Unless
+// grpcOnly, the process gets one end of a socketpair for its per-request calls (see
+// sdk.SocketFDEnv); a plugin that does not claim it in Describe is called over gRPC.
+func startInstance(log zerolog.Logger, sp *spec, breakerGauge prometheus.Gauge, grpcOnly bool) (*instance, sdk.Capabilities, error) {
 	cmd := exec.Command(sp.path, sp.args...)
 	cmd.SysProcAttr = sysProcAttr()
 	cmd.Env = pluginEnv(os.Getenv)
+	var hostEnd, childEnd *os.File
+	if !grpcOnly {
+		var err error
+		hostEnd, childEnd, err = socketpair()
+		if err != nil {
+			// Slower, not broken: the calls go over gRPC.
+			log.Warn().Err(err).Msg("no socket for the plugin; calling it over gRPC")
+		} else {
+			cmd.ExtraFiles = []*os.File{childEnd}
+			cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", sdk.SocketFDEnv, childSocketFD))
+		}
+	}
 	proc := plugin.NewClient(&plugin.ClientConfig{
 		// The proxy's environment holds secrets (CONSUL_HTTP_TOKEN, Redis passwords via
 		// ${ENV}); a plugin gets only pluginEnv's few variables and its own config.
@@ -99,17 +118,41 @@ func startInstance(log zerolog.Logger, sp *spec, breakerGauge prometheus.Gauge) 
 		SyncStderr: &lineWriter{z: log, level: zerolog.WarnLevel, source: "stderr"},
 	})
 	cp, err := proc.Client()
-	if err != nil {
+	if childEnd != nil {
+		// The child has its copy since exec (or never will); ours must go, so that the
+		// child's exit closes the socket and fails its waiting calls at once.
+		_ = childEnd.Close() // nothing to do about a close error on a descriptor we only held
+	}
+	var rpc *sdk.Client
+	fail := func() {
 		proc.Kill()
+		if rpc != nil {
+			rpc.Close()
+		} else if hostEnd != nil {
+			_ = hostEnd.Close()
+		}
+	}
+	if err != nil {
+		fail()
 		if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
 			return nil, sdk.Capabilities{}, fmt.Errorf("%s: the executable's sha256 does not match the configured checksum: %w", sp.path, err)
 		}
 		return nil, sdk.Capabilities{}, fmt.Errorf("start %s: %w", sp.path, err)
 	}
-	rpc, err := sdk.Dispense(cp)
+	rpc, err = sdk.Dispense(cp)
 	if err != nil {
-		proc.Kill()
+		fail()
 		return nil, sdk.Capabilities{}, fmt.Errorf("start %s: %w", sp.path, err)
+	}
+	if hostEnd != nil {
+		conn, err := net.FileConn(hostEnd)
+		_ = hostEnd.Close() // FileConn holds its own duplicate
+		hostEnd = nil
+		if err != nil {
+			log.Warn().Err(err).Msg("no socket for the plugin; calling it over gRPC")
+		} else {
+			rpc.OfferSocket(conn)
+		}
 	}
 	inst := &instance{
 		proc:         proc,
@@ -128,12 +171,12 @@ func startInstance(log zerolog.Logger, sp *spec, breakerGauge prometheus.Gauge) 
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	if _, err := rpc.Describe(ctx); err != nil {
-		proc.Kill()
+		fail()
 		return nil, sdk.Capabilities{}, fmt.Errorf("%s: %w", sp.path, err)
 	}
 	caps, err := rpc.Configure(ctx, sp.config)
 	if err != nil {
-		proc.Kill()
+		fail()
 		return nil, sdk.Capabilities{}, fmt.Errorf("%s: %w", sp.path, err)
 	}
 	return inst, caps, nil
@@ -201,8 +244,12 @@ func (i *instance) drain(bound time.Duration) {
 	}
 }
 
-// kill stops the process (gracefully first, as go-plugin does) and waits until it is gone.
-func (i *instance) kill() { i.proc.Kill() }
+// kill stops the process (gracefully first, as go-plugin does) and waits until it is gone,
+// then releases its socket.
+func (i *instance) kill() {
+	i.proc.Kill()
+	i.rpc.Close()
+}
 
 // exitDescription says how the process ended, once rpc.Exited() is closed (go-plugin waits
 // for the process before closing it, so ProcessState is set by then).

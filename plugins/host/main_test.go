@@ -19,6 +19,7 @@ import (
 
 	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/internal/plugintest"
+	"github.com/meshgate/meshgate/plugins/sdk"
 )
 
 // The tests run the example plugins as real processes. They are built once, here: a link of
@@ -63,14 +64,42 @@ type harness struct {
 	m   *Manager
 	reg *prometheus.Registry
 	log *syncBuffer
+	// transport, when set, is what ensure checks every plugin it starts calls over.
+	transport string
+	// t is the subtest an eachTransport body runs in (nil otherwise).
+	t *testing.T
+}
+
+// eachTransport runs f as one parallel subtest per transport: the socket (what plugins
+// built with the SDK get) and the gRPC fallback (a Manager that offers no socket, which the
+// host treats exactly as a plugin that does not claim one). The behaviour under test must be
+// the same on both.
+// f gets its subtest as h.t: a func(t *testing.T, ...) would be taken for a test helper.
+func eachTransport(t *testing.T, f func(h *harness)) {
+	t.Helper()
+	for _, tr := range [...]string{sdk.TransportSocket, sdk.TransportGRPC} {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			h := newHarnessWith(t, ManagerOptions{GRPCOnly: tr == sdk.TransportGRPC})
+			h.transport, h.t = tr, t
+			f(h)
+		})
+	}
 }
 
 // newHarness returns a Manager that is closed (and its processes gone) when t ends; on
 // failure the log is printed.
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, ManagerOptions{})
+}
+
+// newHarnessWith is newHarness with opts (their Logger and Registerer are the harness's).
+func newHarnessWith(t testing.TB, opts ManagerOptions) *harness {
+	t.Helper()
 	h := &harness{reg: prometheus.NewRegistry(), log: &syncBuffer{}}
-	m, err := NewManager(ManagerOptions{Logger: zerolog.New(h.log).Level(zerolog.DebugLevel), Registerer: h.reg})
+	opts.Logger, opts.Registerer = zerolog.New(h.log).Level(zerolog.DebugLevel), h.reg
+	m, err := NewManager(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,6 +118,11 @@ func (h *harness) ensure(t testing.TB, o Options) *Plugin {
 	p, err := h.m.Ensure(o)
 	if err != nil {
 		t.Fatalf("Ensure(%s): %v", o.Name, err)
+	}
+	if h.transport != "" {
+		if got := p.Status().Transport; got != h.transport {
+			t.Fatalf("Ensure(%s): transport %q, want %q", o.Name, got, h.transport)
+		}
 	}
 	return p
 }

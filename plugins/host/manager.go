@@ -35,6 +35,10 @@ var ErrClosed = errors.New("plugin manager closed")
 type ManagerOptions struct {
 	Logger     zerolog.Logger
 	Registerer prometheus.Registerer // required
+	// GRPCOnly keeps every plugin's per-request calls on gRPC streams: no socketpair is
+	// offered at exec. For comparing the transports, and as a way out should the socket
+	// misbehave somewhere.
+	GRPCOnly bool
 }
 
 // Options is one plugin as the configuration declares it. The assembly translates conf.Plugin
@@ -123,6 +127,8 @@ type Manager struct {
 
 	// wg counts the background goroutines: process watchers, restarts, stops.
 	wg sync.WaitGroup
+
+	grpcOnly bool
 }
 
 // NewManager registers the plugin metrics on opts.Registerer.
@@ -131,7 +137,7 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{log: opts.Logger, metrics: met, plugins: make(map[string]*Plugin)}, nil
+	return &Manager{log: opts.Logger, metrics: met, plugins: make(map[string]*Plugin), grpcOnly: opts.GRPCOnly}, nil
 }
 
 // Ensure makes the named plugin run as o describes, and returns it; the *Plugin for a name

@@ -326,7 +326,7 @@ func (p *Plugin) setStatus(f func(*status)) {
 // launch starts a process for sp, and describes and configures it. Errors name what failed
 // (checksum, start, configuration) for the user; the process is gone when one is returned.
 func (p *Plugin) launch(sp *spec) (*instance, sdk.Capabilities, error) {
-	return startInstance(p.log, sp, p.met.breaker)
+	return startInstance(p.log, sp, p.met.breaker, p.m.grpcOnly)
 }
 
 // Status is one plugin as /plugins shows it.
@@ -348,6 +348,10 @@ type Status struct {
 	Timeout       string `json:"timeout"`
 	// Breaker is the circuit breaker's state: closed, half-open or open.
 	Breaker string `json:"breaker"`
+	// Transport carries the per-request calls of the running process: "socket" (the
+	// socketpair passed at exec) or "grpc" (a plugin that does not serve the socket, or a
+	// Manager told not to offer it); empty while there is no process.
+	Transport string `json:"transport,omitempty"`
 	// Calls counts requests that needed the plugin; Errors those it did not answer (any
 	// result but ok), FailedOpen and FailedClosed how the failure policy treated them.
 	Calls        uint64 `json:"calls"`
@@ -399,6 +403,7 @@ func (p *Plugin) Status() Status {
 	}
 	if lv.inst != nil {
 		out.Breaker = lv.inst.breaker.State().String()
+		out.Transport = lv.inst.rpc.Transport()
 	}
 	if sh := lv.shape; sh != nil {
 		out.Capabilities = sh.status()

@@ -85,9 +85,15 @@ type Capabilities struct {
 	// can_deny marks a plugin that may answer on its own (authentication, validation): when it
 	// cannot be reached the host fails closed (503) unless the user chose otherwise, because
 	// skipping an auth check silently would let every request through.
-	CanDeny       bool `protobuf:"varint,7,opt,name=can_deny,json=canDeny,proto3" json:"can_deny,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CanDeny bool `protobuf:"varint,7,opt,name=can_deny,json=canDeny,proto3" json:"can_deny,omitempty"`
+	// socket_transport says the plugin serves OnRequest and OnResponse on the socketpair the
+	// host passed it at exec (the fd named by MESHGATE_PLUGIN_FASTFD): frames of
+	// [4-byte big-endian length][1-byte kind][8-byte call id][one of the phase messages below],
+	// several calls in flight matched by call id. A plugin sets it only when it found that fd;
+	// the host then sends those calls there instead of on the streams (docs/plugins.md).
+	SocketTransport bool `protobuf:"varint,8,opt,name=socket_transport,json=socketTransport,proto3" json:"socket_transport,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Capabilities) Reset() {
@@ -165,6 +171,13 @@ func (x *Capabilities) GetResponse() *ResponseParts {
 func (x *Capabilities) GetCanDeny() bool {
 	if x != nil {
 		return x.CanDeny
+	}
+	return false
+}
+
+func (x *Capabilities) GetSocketTransport() bool {
+	if x != nil {
+		return x.SocketTransport
 	}
 	return false
 }
@@ -1068,7 +1081,7 @@ var File_plugin_proto protoreflect.FileDescriptor
 const file_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\fplugin.proto\x12\x12meshgate.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\x92\x02\n" +
+	"\x0fDescribeRequest\"\xbd\x02\n" +
 	"\fCapabilities\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1d\n" +
@@ -1078,7 +1091,8 @@ const file_plugin_proto_rawDesc = "" +
 	"onResponse\x12:\n" +
 	"\arequest\x18\x05 \x01(\v2 .meshgate.plugin.v1.RequestPartsR\arequest\x12=\n" +
 	"\bresponse\x18\x06 \x01(\v2!.meshgate.plugin.v1.ResponsePartsR\bresponse\x12\x19\n" +
-	"\bcan_deny\x18\a \x01(\bR\acanDeny\"9\n" +
+	"\bcan_deny\x18\a \x01(\bR\acanDeny\x12)\n" +
+	"\x10socket_transport\x18\b \x01(\bR\x0fsocketTransport\"9\n" +
 	"\x0fHeaderSelection\x12\x10\n" +
 	"\x03all\x18\x01 \x01(\bR\x03all\x12\x14\n" +
 	"\x05names\x18\x02 \x03(\tR\x05names\"\xce\x01\n" +

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/meshgate/meshgate/plugins/proto"
 )
@@ -43,6 +45,9 @@ type Client struct {
 	requests, responses streamPool
 	// unaryOnly is set once the plugin answers a stream with UNIMPLEMENTED.
 	unaryOnly atomic.Bool
+	// sock is the socket the host offered (OfferSocket); nil when none was. Calls use it once
+	// the plugin said it serves it (sock.active).
+	sock *socketClient
 }
 
 // maxIdleStreams bounds the streams a Client keeps open per phase between calls: as many as
@@ -86,6 +91,40 @@ func NewClient(conn grpc.ClientConnInterface, exited <-chan struct{}) *Client {
 	}
 }
 
+// OfferSocket gives the Client the host's end of the socketpair whose other end the plugin
+// process got at exec (see SocketFDEnv). Call it before Describe: the Client moves OnRequest
+// and OnResponse to the socket once the plugin's Describe or Configure says it serves it, and
+// keeps them on gRPC otherwise (a plugin built without the socket transport, or told not to
+// use it). The Client owns conn from now on; Close closes it.
+func (c *Client) OfferSocket(conn net.Conn) {
+	c.sock = newSocketClient(conn)
+}
+
+// Transport is TransportSocket when the per-request calls go over the socket, else
+// TransportGRPC.
+func (c *Client) Transport() string {
+	if c.sock != nil && c.sock.active.Load() {
+		return TransportSocket
+	}
+	return TransportGRPC
+}
+
+// Close releases the socket (if one was offered) and waits for its reader; calls waiting on
+// it fail with ErrUnavailable. The gRPC connection is go-plugin's to close.
+func (c *Client) Close() {
+	if c.sock != nil {
+		c.sock.close()
+	}
+}
+
+// negotiate turns the socket on when the plugin's capabilities say it serves it. It is never
+// turned off: the same process keeps serving it.
+func (c *Client) negotiate(caps *pb.Capabilities) {
+	if c.sock != nil && caps.GetSocketTransport() {
+		c.sock.active.Store(true)
+	}
+}
+
 // Exited is closed once the plugin process has exited (never, for a Client from NewClient
 // with a nil channel). Calls made after that fail fast with ErrUnavailable.
 func (c *Client) Exited() <-chan struct{} { return c.exited }
@@ -96,6 +135,7 @@ func (c *Client) Describe(ctx context.Context) (Capabilities, error) {
 	if err := c.invoke(ctx, pb.Plugin_Describe_FullMethodName, "Describe", &pb.DescribeRequest{}, &out); err != nil {
 		return Capabilities{}, err
 	}
+	c.negotiate(&out)
 	return capabilitiesFromProto(&out), nil
 }
 
@@ -111,6 +151,7 @@ func (c *Client) Configure(ctx context.Context, config []byte) (Capabilities, er
 		// A plugin from another SDK may not send them: ask.
 		return c.Describe(ctx)
 	}
+	c.negotiate(out.GetCapabilities())
 	return capabilitiesFromProto(out.GetCapabilities()), nil
 }
 
@@ -120,12 +161,18 @@ func (c *Client) Configure(ctx context.Context, config []byte) (Capabilities, er
 // the plugin sees the same deadline on a stream as on a unary call.
 func (c *Client) OnRequest(ctx context.Context, in *pb.RequestPhase, out *pb.RequestDecision) error {
 	in.TimeoutNanos = timeoutNanos(ctx)
+	if c.sock != nil && c.sock.active.Load() {
+		return c.onSocket(ctx, kindRequest, kindDecision, "OnRequest", in, out)
+	}
 	return c.call(ctx, &c.requests, pb.Plugin_OnRequest_FullMethodName, "OnRequest", in, out)
 }
 
 // OnResponse runs the response phase, writing the mutation into out like OnRequest.
 func (c *Client) OnResponse(ctx context.Context, in *pb.ResponsePhase, out *pb.ResponseMutation) error {
 	in.TimeoutNanos = timeoutNanos(ctx)
+	if c.sock != nil && c.sock.active.Load() {
+		return c.onSocket(ctx, kindResponse, kindMutation, "OnResponse", in, out)
+	}
 	return c.call(ctx, &c.responses, pb.Plugin_OnResponse_FullMethodName, "OnResponse", in, out)
 }
 
@@ -136,6 +183,20 @@ func timeoutNanos(ctx context.Context) uint64 {
 	}
 	// At least 1ns: 0 would mean "no deadline" to the plugin.
 	return uint64(max(time.Until(d), 1))
+}
+
+// onSocket makes a per-request call on the socket. Its errors are gRPC statuses like a
+// stream's, so callError classifies both transports' failures the same way.
+func (c *Client) onSocket(ctx context.Context, kind, reply byte, name string, in, out proto.Message) error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("%s: %w: process exited", name, ErrUnavailable)
+	default:
+	}
+	if err := c.sock.call(ctx, kind, reply, in, out); err != nil {
+		return c.callError(ctx, name, err)
+	}
+	return nil
 }
 
 // call makes a per-request call on a pooled stream, or unary when the plugin has no streams.

@@ -13,6 +13,9 @@
 //	│    pooled streams for    │  (unary); OnRequest, │     p.OnRequest / OnResponse │
 //	│    the per-request calls,│  OnResponse (pooled  │                              │
 //	│    Exited() channel)     │  streams or unary)   │                              │
+//	│   socketClient ──────────┼─ socketpair (fd 3) ─▶│   serveSocket: same server   │
+//	│   (OnRequest/OnResponse  │  framed protobuf,    │   (when MESHGATE_PLUGIN_     │
+//	│    once claimed)         │  matched by call id  │    FASTFD is set)            │
 //	│   hclog ◀────────────────┼── stderr (JSON) ◀────┼── sdk.NewLogger()            │
 //	└──────────────────────────┘                      └──────────────────────────────┘
 //

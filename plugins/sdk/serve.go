@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
+	"os"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -21,15 +24,66 @@ import (
 // Serve runs p as a plugin process and returns when the host is done with it. Call it from
 // main; started by hand (without the host's handshake) the binary explains that it is a plugin
 // and exits 1. It serves over gRPC only, with the mTLS certificates the host negotiates
-// (go-plugin's AutoMTLS).
-func Serve(p Plugin) {
+// (go-plugin's AutoMTLS), and, when the host passed it a socketpair (SocketFDEnv), serves the
+// per-request calls there too: nothing for the plugin's author to do.
+func Serve(p Plugin, opts ...ServeOption) {
+	var o serveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	logger := NewLogger()
+	s := newServer(p, logger)
+	if !o.noSocket {
+		conn, err := socketFromEnv(os.Getenv)
+		switch {
+		case err != nil:
+			// The host falls back to gRPC when Describe does not claim the socket.
+			logger.Warn("not serving the host's socket", "error", err)
+		case conn != nil:
+			s.socket = true
+			go s.serveSocket(conn)
+		}
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: Handshake(),
-		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{server: newServer(p, logger)}},
+		Plugins:         plugin.PluginSet{PluginName: &GRPCPlugin{server: s}},
 		GRPCServer:      plugin.DefaultGRPCServer,
 		Logger:          logger,
 	})
+}
+
+// ServeOption changes how Serve serves a plugin.
+type ServeOption func(*serveOptions)
+
+type serveOptions struct {
+	noSocket bool
+}
+
+// WithoutSocket serves every call over gRPC, ignoring the socket the host offers, as a plugin
+// built before the socket transport does. It exists to exercise the host's fallback (the
+// tests, comparisons); a plugin has no reason to use it otherwise.
+func WithoutSocket() ServeOption {
+	return func(o *serveOptions) { o.noSocket = true }
+}
+
+// socketFromEnv opens the plugin's end of the host's socketpair; nil, nil when the host
+// passed none (an older host, or a platform without socketpairs).
+func socketFromEnv(getenv func(string) string) (net.Conn, error) {
+	v := getenv(SocketFDEnv)
+	if v == "" {
+		return nil, nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q is not an inherited descriptor", SocketFDEnv, v)
+	}
+	f := os.NewFile(uintptr(fd), "meshgate-socket")
+	defer func() { _ = f.Close() }() // FileConn holds its own duplicate
+	conn, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%d: %w", SocketFDEnv, fd, err)
+	}
+	return conn, nil
 }
 
 // notHandled answers a call for a phase the plugin does not take part in; the host only makes
@@ -47,6 +101,8 @@ type server struct {
 	response ResponseHandler // nil: no response phase
 	phases   Phase
 	log      hclog.Logger
+	// socket is set when the process serves the host's socket too (Describe says so).
+	socket bool
 }
 
 var _ pb.PluginServer = (*server)(nil)
@@ -93,7 +149,9 @@ func (s *server) describe() (*pb.Capabilities, error) {
 	} else {
 		caps.Phases = s.phases
 	}
-	return capabilitiesToProto(caps), nil
+	pc := capabilitiesToProto(caps)
+	pc.SocketTransport = s.socket
+	return pc, nil
 }
 
 func (s *server) Configure(_ context.Context, in *pb.ConfigureRequest) (_ *pb.ConfigureResponse, err error) {

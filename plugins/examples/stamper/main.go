@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"slices"
@@ -16,7 +17,16 @@ import (
 )
 
 func main() {
-	sdk.Serve(newStamper(sdk.NewLogger()))
+	// -grpc-only makes the stamper a plugin that does not serve the host's socket, as one
+	// built before the socket transport: the host's tests and benchmarks use it to exercise
+	// the gRPC fallback.
+	grpcOnly := flag.Bool("grpc-only", false, "serve every call over gRPC, ignoring the host's socket")
+	flag.Parse()
+	var opts []sdk.ServeOption
+	if *grpcOnly {
+		opts = append(opts, sdk.WithoutSocket())
+	}
+	sdk.Serve(newStamper(sdk.NewLogger()), opts...)
 }
 
 // config is the parsed configuration:
