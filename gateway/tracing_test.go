@@ -318,13 +318,13 @@ func TestTracingCollectorTrouble(t *testing.T) {
 }
 
 // metricAtLeast reports whether the edge's sample named series (with labels, as exposed) is at
-// least min.
-func metricAtLeast(t *testing.T, e *edgeUnderTest, series string, min float64) bool {
+// least floor.
+func metricAtLeast(t *testing.T, e *edgeUnderTest, series string, floor float64) bool {
 	t.Helper()
 	for line := range strings.SplitSeq(metricsOf(t, e), "\n") {
 		if v, ok := strings.CutPrefix(line, series+" "); ok {
 			f, err := strconv.ParseFloat(v, 64)
-			return err == nil && f >= min
+			return err == nil && f >= floor
 		}
 	}
 	return false
@@ -373,7 +373,7 @@ func TestTracingHTTP2(t *testing.T) {
 	var p http.Protocols
 	p.SetUnencryptedHTTP2(true)
 	got := make(chan string, 1)
-	srv := &http.Server{Protocols: &p, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := &http.Server{Protocols: &p, ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		got <- r.Proto + " " + r.Header.Get("Traceparent")
 	})}
 	go func() { _ = srv.Serve(ln) }()

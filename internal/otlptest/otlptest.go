@@ -20,9 +20,13 @@ type Span struct {
 	Service string
 }
 
-// TraceID, SpanID and ParentID are the ids in lower-case hex, as traceparent spells them.
-func (s Span) TraceID() string  { return hex.EncodeToString(s.TraceId) }
-func (s Span) SpanID() string   { return hex.EncodeToString(s.SpanId) }
+// TraceID is the trace id in lower-case hex, as traceparent spells it.
+func (s Span) TraceID() string { return hex.EncodeToString(s.TraceId) }
+
+// SpanID is the span id in lower-case hex.
+func (s Span) SpanID() string { return hex.EncodeToString(s.SpanId) }
+
+// ParentID is the parent span id in lower-case hex (empty for a root).
 func (s Span) ParentID() string { return hex.EncodeToString(s.ParentSpanId) }
 
 // Attr is the attribute key's value as a string or an int64 (nil when absent).
@@ -54,6 +58,7 @@ type Receiver struct {
 
 // Start runs a receiver until the test ends.
 func Start(t testing.TB) *Receiver {
+	t.Helper()
 	r := &Receiver{}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	r.URL = r.srv.URL

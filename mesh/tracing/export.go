@@ -90,7 +90,7 @@ func (t *Tracer) export(ctx context.Context, batch []SpanData) error {
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()                      // read-side close: the answer was read or is not needed
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // keep the connection reusable
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("collector answered %s", resp.Status)
