@@ -19,7 +19,7 @@ import (
 type pluginEdge struct {
 	t      *target
 	n      int      // stamper policies on the route
-	procs  []string // "name pid state phases" from /plugins
+	procs  []string // "name pid state phases transport" from /plugins
 	names  []string // plugin names from /plugins
 	phases int      // phases the first plugin implements
 	stamps string   // the X-Stamp-* headers the upstream saw
@@ -173,6 +173,7 @@ type pluginStatus struct {
 	Name         string `json:"name"`
 	Pid          int    `json:"pid"`
 	State        string `json:"state"`
+	Transport    string `json:"transport"` // socket or grpc (empty: not running)
 	Capabilities struct {
 		Phases []string `json:"phases"`
 	} `json:"capabilities"`
@@ -196,7 +197,11 @@ func (h *harness) checkPlugins(ctx context.Context, e *pluginEdge) error {
 		if phases == "" {
 			phases = "-"
 		}
-		e.procs = append(e.procs, fmt.Sprintf("%s %d %s %s", p.Name, p.Pid, p.State, phases))
+		transport := p.Transport
+		if transport == "" {
+			transport = "-"
+		}
+		e.procs = append(e.procs, fmt.Sprintf("%s %d %s %s %s", p.Name, p.Pid, p.State, phases, transport))
 		e.names = append(e.names, p.Name)
 		if p.State == "running" {
 			running++
@@ -380,7 +385,7 @@ func (h *harness) pluginsReport(f pluginFigures) string {
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	b.WriteString(h.head("meshgate plugin overhead"))
 	w("## Setup\n\n")
-	tb := newTable("instance", "route policies", "plugin processes (name pid state phases)", "upstream saw (checked before and after the load)")
+	tb := newTable("instance", "route policies", "plugin processes (name pid state phases transport)", "upstream saw (checked before and after the load)")
 	for _, e := range f.edges {
 		procs, stamps := strings.Join(e.procs, "; "), e.stamps
 		if procs == "" {
@@ -393,7 +398,7 @@ func (h *harness) pluginsReport(f pluginFigures) string {
 	}
 	w("%s\n", tb)
 	phases := max(f.edges[1].phases, 1)
-	w("- plugin: plugins/examples/stamper (go build into %s, sha256 %s); it asks for no request part and sets one request header; it implements both phases, so every plugin on the route costs %d gRPC calls per request (request + response phase)\n", h.bins.stamper, h.bins.stamperSHA, phases)
+	w("- plugin: plugins/examples/stamper (go build into %s, sha256 %s); it asks for no request part and sets one request header; it implements both phases, so every plugin on the route costs %d calls per request (request + response phase), over the transport the setup table names\n", h.bins.stamper, h.bins.stamperSHA, phases)
 	timeout := o.pluginTimeout
 	if timeout == "" {
 		timeout = "50ms (the default)"
@@ -445,8 +450,8 @@ func (h *harness) pluginsReport(f pluginFigures) string {
 	w("### Per plugin and per call\n\n| figure | added p50 µs | added p99 µs | target (p50) | verdict |\n|---|---:|---:|---|---|\n")
 	w("| per plugin, 1 plugin − 0 (%d calls) | %s | %s | ≤ 30 µs | %s |\n", phases, signed(a50_1, 1), signed(a99_1, 1), atMost(a50_1, 30))
 	w("| per plugin, (3 plugins − 0) / 3 | %s | %s | ≤ 30 µs | %s |\n", signed(a50_3, 1), signed(a99_3, 1), atMost(a50_3, 30))
-	w("| per gRPC call, 1 plugin: the above / %d | %s | %s | | |\n", phases, signed(a50_1/ph, 1), signed(a99_1/ph, 1))
-	w("| per gRPC call, 3 plugins: the above / %d | %s | %s | | |\n\n", phases, signed(a50_3/ph, 1), signed(a99_3/ph, 1))
+	w("| per call, 1 plugin: the above / %d | %s | %s | | |\n", phases, signed(a50_1/ph, 1), signed(a99_1/ph, 1))
+	w("| per call, 3 plugins: the above / %d | %s | %s | | |\n\n", phases, signed(a50_3/ph, 1), signed(a99_3/ph, 1))
 	per = nil
 	for i := range min(len(q["p0"]), len(q["p1"]), len(q["p3"])) {
 		base := q["p0"][i].get("p50_ms")
