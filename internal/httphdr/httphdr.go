@@ -34,7 +34,10 @@ func Request(dst http.Header, h *fasthttp.RequestHeader, keep func(k, v []byte) 
 	}
 }
 
-// Response is Request for a response header.
+// Response is Request for a response header. It repeats Request's body on purpose: a shared
+// function taking h.All() as an iter.Seq2 (or a generic one over both header types) calls the
+// iterator through a func value, which makes the loop's closure escape: an allocation per
+// request where these two have none.
 func Response(dst http.Header, h *fasthttp.ResponseHeader, keep func(k, v []byte) bool) {
 	n, size := 0, 0
 	for k, v := range h.All() {
