@@ -211,6 +211,7 @@ func (f *intentionsFilter) Request(r *filter.Request) filter.Verdict {
 	req := &r.Ctx.Request
 	caller := intentions.Caller{Partition: peer.Partition, Namespace: peer.Namespace, Service: src}
 	d := f.authz.Authorize(caller, req.Header.Method(), req.URI().Path(), &req.Header)
+	r.Notes.Intention, r.Notes.IntentionAllow = d.Intention, d.Allow
 	if d.Allow {
 		return filter.Verdict{}
 	}

@@ -84,16 +84,31 @@ func TestTraceContinuityThroughTheMesh(t *testing.T) {
 	}
 	// Walk up from the api app's parent: client, server, client, server, ... to the root.
 	var chain []string
+	var walked []otlptest.Span
 	for id := parent; id != "" && id != "0000000000000000"; {
 		s, ok := byID[id]
 		if !ok {
 			t.Fatalf("span %s (parent of %v) is not in the trace: %v", id, chain, spans)
 		}
 		chain = append(chain, s.Service+":"+strings.TrimPrefix(s.Kind.String(), "SPAN_KIND_"))
+		walked = append(walked, s)
 		id = s.ParentID()
 	}
 	want := []string{"api:CLIENT", "api:SERVER", "web:CLIENT", "web:SERVER", "web:CLIENT", "web:SERVER", "edge:CLIENT", "edge:SERVER"}
 	if strings.Join(chain, " ") != strings.Join(want, " ") {
 		t.Fatalf("span chain from the api app up: %v, want %v", chain, want)
+	}
+	// The two inbound (connect) listeners say which intention let the caller in; the edge's
+	// public listener and web's upstream listener evaluate none.
+	for i, wantIx := range map[int]string{1: "web→api allow", 3: "", 5: "edge→web allow", 7: ""} {
+		s := walked[i]
+		got, _ := s.Attr("meshgate.intention").(string)
+		dec, _ := s.Attr("meshgate.intention.decision").(string)
+		switch {
+		case wantIx == "" && (got != "" || dec != ""):
+			t.Errorf("%s: intention %q (%s), want none", chain[i], got, dec)
+		case wantIx != "" && (got != wantIx || dec != "allow"):
+			t.Errorf("%s: intention %q decision %q, want %q allow", chain[i], got, dec, wantIx)
+		}
 	}
 }

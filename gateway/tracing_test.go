@@ -90,6 +90,11 @@ func TestTracingServerAndClientSpans(t *testing.T) {
 			t.Errorf("server span %s = %v, want %v", k, got, want)
 		}
 	}
+	for _, k := range []string{"meshgate.plugin.duration_us", "meshgate.intention", "meshgate.intention.decision"} {
+		if got := srv.Attr(k); got != nil {
+			t.Errorf("server span %s = %v on a route without plugins behind a public listener", k, got)
+		}
+	}
 	if cli.ParentID() != srv.SpanID() || cli.SpanID() != parent {
 		t.Errorf("client span %s (parent %s); server span %s; upstream's parent %s", cli.SpanID(), cli.ParentID(), srv.SpanID(), parent)
 	}
@@ -107,6 +112,32 @@ func TestTracingServerAndClientSpans(t *testing.T) {
 		t.Errorf("receiver: %d requests, %d not OTLP", n, bad)
 	}
 	waitFor(t, "spans exported counted", func() bool { return metricAtLeast(t, e, "meshgate_tracing_spans_exported_total", 2) })
+}
+
+// A route with a plugin: the server span says how long the plugin's calls (request and response
+// phase, a real plugin process) took, and that is part of the request's time.
+func TestTracingPluginTime(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	up, saw := startUpstream(t, "origin", nil)
+	yaml := minimal(hostport(up)) + "plugins:\n" +
+		pluginYAML(t, "stamp", "stamper", "    config: { request: { X-Stamped-By: meshgate }, response: { X-Stamp: out } }\n") +
+		"policies: { stamp: { plugin: stamp } }\n" +
+		fmt.Sprintf("tracing: { endpoint: %q, sample_ratio: 1, batch_size: 1, batch_interval: 10ms }\n", rcv.URL)
+	yaml = strings.Replace(yaml, "    to: [ { service: origin } ]\n", "    to: [ { service: origin } ]\n    policies: [ stamp ]\n", 1)
+	e := startEdge(t, yaml)
+	resp, _ := get(t, e.url+"/x", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Stamp") != "out" {
+		t.Fatalf("status %d, X-Stamp %q: the plugin did not run", resp.StatusCode, resp.Header.Get("X-Stamp"))
+	}
+	r, _ := saw.last(t)
+	trace, _, _ := traceparentOf(t, r.Header.Get("Traceparent"))
+	srv, _ := spansOf(t, rcv, trace, 2)
+	us, ok := srv.Attr("meshgate.plugin.duration_us").(int64)
+	total := int64(srv.EndTimeUnixNano-srv.StartTimeUnixNano) / 1000
+	if !ok || us <= 0 || us > total {
+		t.Fatalf("server span meshgate.plugin.duration_us = %v, want in (0, %d] (the span's own µs)", srv.Attr("meshgate.plugin.duration_us"), total)
+	}
 }
 
 // Each try is a client span of its own, and each reaches the upstream with itself as parent.
@@ -147,12 +178,17 @@ func TestTracingSpanPerAttempt(t *testing.T) {
 		}
 		switch a {
 		case 1:
-			if c.Attr("http.response.status_code") != int64(503) || c.Status.Code.String() != "STATUS_CODE_ERROR" {
+			if c.Attr("http.response.status_code") != int64(503) || c.Status.Code.String() != "STATUS_CODE_ERROR" ||
+				c.Attr("meshgate.retry.reason") != nil {
 				t.Errorf("first try span %v", c)
 			}
 		case 2:
 			if c.Attr("http.response.status_code") != int64(200) || c.Status.Code.String() == "STATUS_CODE_ERROR" {
 				t.Errorf("second try span %v", c)
+			}
+			// The retry says why it was made: the first try's 503.
+			if r, st := c.Attr("meshgate.retry.reason"), c.Attr("meshgate.retry.status"); r != "retriable-status-code" || st != int64(503) {
+				t.Errorf("second try: retry reason %v, status %v; want retriable-status-code, 503", r, st)
 			}
 		}
 	}

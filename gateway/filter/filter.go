@@ -20,9 +20,24 @@ type Request struct {
 	// RequestID is the request's id as the engine decided it (a trusted sender's, or its own):
 	// the client's X-Request-Id lines are gone from Ctx by the time filters run.
 	RequestID []byte
+	// Notes is what filters report about the request for its trace span; the engine reads it
+	// only when the request's span is recorded.
+	Notes Notes
 
 	// body is the engine's reader of the whole request body (SetBody); nil outside the engine.
 	body BodySource
+}
+
+// Notes are facts filters report for the request's server span (docs/observability.md): cheap
+// to set (no allocation), read only when the request is traced.
+type Notes struct {
+	// Intention is the label of what decided a connect listener's authorisation (the
+	// intention's name, or "default deny" and the like); IntentionAllow is the decision.
+	// Empty when no intention was evaluated.
+	Intention      string
+	IntentionAllow bool
+	// PluginTime is the time spent in plugin calls, request and response phases together.
+	PluginTime time.Duration
 }
 
 // BodySource reads a request's whole body for a filter that must see it. The engine's

@@ -250,6 +250,8 @@ type scratch struct {
 	// the trace header values written upstream (tracing.go).
 	span tracing.Span
 	tbuf []byte
+	// notes are the filters' reports for the span (filter.Notes), kept past forward.
+	notes filter.Notes
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -279,6 +281,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 		e.Protocol = protoHTTP10
 	}
 	s.reqID = s.reqID[:0]
+	s.notes = filter.Notes{}
 	if h.opts.Tracer != nil {
 		h.opts.Tracer.StartServer(&s.span, &req.Header, start)
 	}
@@ -402,6 +405,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	s.body.reset(req, h.opts.MaxBodyBytes)
 	fr.SetBody(&s.body)
 	defer func() { // drop the ctx references before the scratch goes back to the pool
+		s.notes = fr.Notes // endSpan runs after this
 		*fr = filter.Request{}
 		s.body.release()
 	}()

@@ -59,6 +59,17 @@ func (h *Handler) endSpan(ctx *fasthttp.RequestCtx, s *scratch, status int, end 
 		if grpcOK {
 			sp.SetInt("rpc.grpc.status_code", int64(grpcCode))
 		}
+		if n := &s.notes; n.Intention != "" {
+			decision := "deny"
+			if n.IntentionAllow {
+				decision = "allow"
+			}
+			sp.SetString("meshgate.intention.decision", decision)
+			sp.SetString("meshgate.intention", n.Intention)
+		}
+		if pt := s.notes.PluginTime; pt > 0 {
+			sp.SetInt("meshgate.plugin.duration_us", pt.Microseconds())
+		}
 		if failed {
 			msg := e.Error
 			if msg == "" {

@@ -225,7 +225,21 @@ type Call struct {
 	Address  string        // last host tried
 	Attempts int           // tries made
 	Elapsed  time.Duration // time spent waiting on upstreams
+	// RetryReason is why the last retry was made (a Retry* reason), empty when there was
+	// none; RetryStatus is the HTTP status (or, for gRPC, the grpc-status) of the answer that
+	// was retried, 0 when a transport error was. They label the retry's client span.
+	RetryReason string
+	RetryStatus int
 }
+
+// Why a try was made again (Call.RetryReason; the names of Envoy's retry_on conditions).
+const (
+	RetryReasonConnect = "connect-failure"
+	RetryReasonReset   = "reset"
+	RetryReasonTimeout = "timeout"
+	RetryReasonStatus  = "retriable-status-code" // an HTTP status the policy retries
+	RetryReasonGRPC    = "retriable-grpc-status" // a grpc-status the policy retries
+)
 
 // ClientBody is a streamed request body that knows whether the client broke it.
 type ClientBody interface {
@@ -290,6 +304,10 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 				// Discard this answer: its connection is closed rather than drained, which is
 				// cheaper than reading a body nobody will see.
 				_ = resp.CloseBodyStream()
+				call.RetryReason, call.RetryStatus = RetryReasonStatus, code
+				if g, ok := GRPCStatus(&resp.Header); call.GRPC && ok && g != 0 {
+					call.RetryReason, call.RetryStatus = RetryReasonGRPC, g
+				}
 				call.rewind(req)
 				continue
 			}
@@ -302,6 +320,7 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 		if try+1 >= attempts || expired(call.Deadline) || !retryable(err, pol, call) || !c.mayRetry(opts, try+1, call.Deadline) {
 			return err
 		}
+		call.RetryReason, call.RetryStatus = retryReason(err), 0
 		call.rewind(req)
 	}
 	return err
@@ -434,6 +453,12 @@ func (c *Cluster) startTrySpan(h *Host, req *fasthttp.Request, call *Call, start
 	sp.SetString("meshgate.service", c.name)
 	sp.SetString("meshgate.upstream.address", h.Address)
 	sp.SetInt("meshgate.attempt", int64(call.Attempts))
+	if call.Attempts > 1 && call.RetryReason != "" {
+		sp.SetString("meshgate.retry.reason", call.RetryReason)
+		if call.RetryStatus != 0 {
+			sp.SetInt("meshgate.retry.status", int64(call.RetryStatus))
+		}
+	}
 	call.Trace.Tracer().Inject(&req.Header, sp.Context(), nil)
 	return sp
 }
@@ -532,6 +557,17 @@ func setBudgetHeader(req *fasthttp.Request, deadline time.Time) {
 }
 
 func expired(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
+
+// retryReason names the condition under which retryable let err be retried.
+func retryReason(err error) string {
+	switch {
+	case errors.Is(err, ErrConnect):
+		return RetryReasonConnect
+	case errors.Is(err, ErrReset):
+		return RetryReasonReset
+	}
+	return RetryReasonTimeout
+}
 
 func retryable(err error, pol *RetryPolicy, call *Call) bool {
 	switch {

@@ -45,10 +45,12 @@ func (p *Plugin) Request(r *filter.Request) filter.Verdict {
 		cancel()
 		return struct{}{}, breakerOutcome(err)
 	})
+	took := time.Since(start)
+	r.Notes.PluginTime += took // for the trace: failed and timed-out calls cost the request too
 	if errors.Is(berr, gobreaker.ErrOpenState) || errors.Is(berr, gobreaker.ErrTooManyRequests) {
 		return p.failed(lv, phaseRequest, resultCircuitOpen, berr)
 	}
-	p.met.duration[phaseRequest].Observe(time.Since(start).Seconds())
+	p.met.duration[phaseRequest].Observe(took.Seconds())
 	if err != nil {
 		return p.failed(lv, phaseRequest, classify(err), err)
 	}
@@ -94,11 +96,13 @@ func (p *Plugin) Response(r *filter.Request, resp *fasthttp.Response) {
 		cancel()
 		return struct{}{}, breakerOutcome(err)
 	})
+	took := time.Since(start)
+	r.Notes.PluginTime += took
 	if errors.Is(berr, gobreaker.ErrOpenState) || errors.Is(berr, gobreaker.ErrTooManyRequests) {
 		p.failed(lv, phaseResponse, resultCircuitOpen, berr)
 		return
 	}
-	p.met.duration[phaseResponse].Observe(time.Since(start).Seconds())
+	p.met.duration[phaseResponse].Observe(took.Seconds())
 	if err == nil {
 		err = applyMutation(resp, &c.out)
 	}
