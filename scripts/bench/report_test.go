@@ -263,7 +263,7 @@ func TestRealTemplates(t *testing.T) {
 		"haproxy.cfg.tmpl":                {"PORT": "1", "ORIGIN_PORT": "3"},
 		"nginx.conf.tmpl":                 {"DIR": "/tmp/x", "PORT": "1", "ORIGIN_PORT": "3"},
 		"nginx-sidecar.conf.tmpl":         {"DIR": "/tmp/x", "PORT": "1", "UPSTREAM_PORT": "3"},
-		"meshgate.yaml.tmpl":              {"ORIGIN_PORT": "3", "ACCESS_LOG": "off", "TRACING": ""},
+		"meshgate.yaml.tmpl":              {"ORIGIN_PORT": "3", "ACCESS_LOG": "off", "TRACING": "", "SHIP": ""},
 		"meshgate-fault.yaml.tmpl":        {"ORIGIN_PORT_1": "3", "ORIGIN_PORT_2": "4", "ORIGIN_PORT_3": "5"},
 		"meshgate-ratelimit.yaml.tmpl":    {"ORIGIN_PORT": "3", "ROUTE_POLICIES": "[ never ]"},
 		"meshgate-jwt.yaml.tmpl":          {"ORIGIN_PORT": "3", "ROUTE_POLICIES": "[ token ]", "JWKS_URL": "http://127.0.0.1:4/jwks.json", "ISSUER": "i", "AUDIENCE": "a"},
