@@ -138,11 +138,11 @@ func (h *harness) wrkWindow(ctx context.Context, t *target, label, file string, 
 	if s.wrk.non2xx != 0 || s.wrk.socketErrs != 0 {
 		h.logf("%s %s: %d non-2xx/3xx, %d socket errors", t.name, label, s.wrk.non2xx, s.wrk.socketErrs)
 	}
-	cpu := num(s.cpuUs, 1)
+	cpu := num(s.cpuUs, 1) + " µs/req"
 	if t.broker != nil {
-		cpu += fmt.Sprintf(" (+%s %s µs/req)", t.broker.name, num(s.brokerCPUUs, 1))
+		cpu += fmt.Sprintf(" (+ %s %s)", t.broker.name, num(s.brokerCPUUs, 1))
 	}
-	h.logf("%-9s %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU %s µs/req", t.name, label, s.wrk.rps, s.wrk.p50ms, s.wrk.p99ms, cpu)
+	h.logf("%-9s %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU %s", t.name, label, s.wrk.rps, s.wrk.p50ms, s.wrk.p99ms, cpu)
 	return s, nil
 }
 
