@@ -331,12 +331,15 @@ func analyzeDrain(points []drainPoint, base float64) drainResult {
 
 // shipOutage is the outage phase's record.
 type shipOutage struct {
-	before, down           sample
-	atStop, atRestart      shipCounters
-	ready                  time.Duration // from the restart's start to nats-server's /healthz
-	drain                  drainResult
-	drainErr               string // why the drain was not measured to its end
-	afterRounds, afterSpan deliveryCheck
+	before, down      sample
+	atStop, atRestart shipCounters
+	ready             time.Duration // from the restart's start to nats-server's /healthz
+	drain             drainResult
+	drainErr          string // why the drain was not measured to its end
+	// CPU µs per replayed line over the drain, of meshgate and of the restarted nats-server
+	// (its start-up included); NaN when nothing was replayed.
+	drainCPU, drainBrokerCPU float64
+	afterRounds, afterSpan   deliveryCheck
 }
 
 // shipPhase checks delivery after the rounds, then stops nats-server under load, starts it
@@ -365,6 +368,10 @@ func (h *harness) shipPhase(ctx context.Context, t *target, b *natsBroker) (*shi
 	}
 	h.logf("starting nats-server again (same port and store); %.0f lines spooled, %.1f MB in the spool",
 		o.atRestart.spooled-o.atStop.spooled, o.atRestart.spoolBytes/1e6)
+	mg0, err := h.ticks(t)
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	if err := h.runNATS(ctx, b); err != nil {
 		return nil, err
@@ -391,8 +398,21 @@ func (h *harness) shipPhase(ctx context.Context, t *target, b *natsBroker) (*shi
 			return nil, err
 		}
 	}
+	mg1, err := h.ticks(t)
+	if err != nil {
+		return nil, err
+	}
+	bt, err := processTicks(b.proc.pid())
+	if err != nil {
+		return nil, err
+	}
 	_ = os.WriteFile(filepath.Join(h.rawDir(), "ship-drain-polls.txt"), []byte("# seconds since restart, replayed_total, spool_bytes\n"+polls.String()), 0o644)
 	o.drain = analyzeDrain(points, o.atRestart.replayed)
+	o.drainCPU, o.drainBrokerCPU = math.NaN(), math.NaN()
+	if n := int64(o.drain.lines); n > 0 {
+		o.drainCPU = cpuPerRequestMicros(mg1-mg0, h.clkTck, n)
+		o.drainBrokerCPU = cpuPerRequestMicros(bt, h.clkTck, n)
+	}
 	h.logf("drain: %.0f lines replayed, spool empty after %s (%s), %.0f lines/s",
 		o.drain.lines, o.drain.empty.Round(time.Millisecond), strconv.FormatBool(o.drain.drained), o.drain.rate)
 	if o.afterSpan, err = h.settle(ctx, t, b, "after the outage and drain", 15*time.Second); err != nil {
@@ -450,6 +470,9 @@ func (h *harness) shipReport(r rounds, o *shipOutage) string {
 	default:
 		fmt.Fprintf(&b, "- first line replayed after %s; spool empty after %s (time to empty, from the restart)\n", d.firstReplay.Round(time.Millisecond), d.empty.Round(time.Millisecond))
 		fmt.Fprintf(&b, "- **replay rate: %.0f lines/s** (%.0f lines, from the last poll before the first replayed line to the first that saw the spool empty); peak over 1 s: %.0f lines/s\n", d.rate, d.lines, d.peak)
+	}
+	if d.lines > 0 {
+		fmt.Fprintf(&b, "- CPU per replayed line over the drain: meshgate %s µs, nats-server %s µs (its start-up included)\n", num(o.drainCPU, 1), num(o.drainBrokerCPU, 1))
 	}
 	if len(d.perSecond) > 0 {
 		cells := make([]string, len(d.perSecond))
