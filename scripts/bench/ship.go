@@ -479,7 +479,7 @@ func (h *harness) shipReport(r rounds, o *shipOutage) string {
 		for i, v := range d.perSecond {
 			cells[i] = strconv.FormatFloat(v, 'f', 0, 64)
 		}
-		fmt.Fprintf(&b, "- lines replayed in each second since the restart began: %s\n", strings.Join(cells, ", "))
+		fmt.Fprintf(&b, "- lines replayed in each second since the restart began (the last second is partial): %s\n", strings.Join(cells, ", "))
 	}
 	fmt.Fprintf(&b, "- polls: %s/ship-drain-polls.txt\n", h.rawDir())
 
