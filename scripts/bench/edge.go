@@ -58,13 +58,15 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 		return "", err
 	}
 	ts := []*target{&direct, nginx, haproxy, fast}
+	var broker *natsBroker
+	var shipTarget *target
 	if !h.opt.skipMeshgate {
 		specs := []meshgateSpec{{name: "meshgate", note: "edge mode, metrics on, access log on (file)",
-			vals: map[string]string{"ACCESS_LOG": filepath.Join(h.tmp, "meshgate", "access.log"), "TRACING": ""}}}
+			vals: map[string]string{"ACCESS_LOG": filepath.Join(h.tmp, "meshgate", "access.log"), "TRACING": "", "SHIP": ""}}}
 		if h.opt.edgeNoLog {
 			// What the access log costs, measured in the same run (issue 16's table has both rows).
 			specs = append(specs, meshgateSpec{name: "meshgate-nolog", note: "edge mode, metrics on, access log off",
-				vals: map[string]string{"ACCESS_LOG": "off", "TRACING": ""}})
+				vals: map[string]string{"ACCESS_LOG": "off", "TRACING": "", "SHIP": ""}})
 		}
 		if h.opt.edgeTracing {
 			// What tracing costs (issue 15): the same edge with tracing on, unsampled, at 1% and
@@ -76,8 +78,17 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 			for _, x := range tracingVariants() {
 				tr := fmt.Sprintf("tracing: { endpoint: %q, sample_ratio: %s }", sink, x.ratio)
 				specs = append(specs, meshgateSpec{name: x.name, note: "as meshgate, tracing on, sample_ratio " + x.ratio + " (OTLP/HTTP to scripts/bench/otlpsink)",
-					vals: map[string]string{"ACCESS_LOG": filepath.Join(h.tmp, x.name, "access.log"), "TRACING": tr}})
+					vals: map[string]string{"ACCESS_LOG": filepath.Join(h.tmp, x.name, "access.log"), "TRACING": tr, "SHIP": ""}})
 			}
+		}
+		if h.opt.edgeShip {
+			// What shipping the access log costs (the issue's "log shipping cost with the sink
+			// up"): the same edge and file log, plus a nats sink on a real nats-server.
+			h.logf("starting nats-server (JetStream)")
+			if broker, err = h.startNATS(ctx); err != nil {
+				return "", err
+			}
+			specs = append(specs, h.shipSpec(broker))
 		}
 		for _, s := range specs {
 			h.logf("starting %s", s.name)
@@ -87,12 +98,22 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 			if err != nil {
 				return "", err
 			}
+			if s.name == "meshgate-ship" {
+				mg.broker, shipTarget = broker.proc, mg
+			}
 			ts = append(ts, mg)
 		}
 	}
 	r, err := h.measure(ctx, ts, nil)
 	if err != nil {
 		return "", err
+	}
+	var outage *shipOutage
+	if shipTarget != nil {
+		// After the rounds, so that the outage and its spool do not touch them.
+		if outage, err = h.shipPhase(ctx, shipTarget, broker); err != nil {
+			return "", err
+		}
 	}
 	names := targetNames(ts)
 
@@ -103,11 +124,17 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 	if h.opt.edgeTracing && !h.opt.skipMeshgate {
 		b.WriteString(tracingRatios(r))
 	}
+	if outage != nil {
+		b.WriteString(h.shipReport(r, outage))
+	}
 	b.WriteString("\n## Targets\n\n")
 	for _, t := range ts {
 		fmt.Fprintf(&b, "- %s: %s\n", t.name, t.note)
 	}
 	b.WriteString("- note: HAProxy and the bare fasthttp proxy run without an access log; nginx and meshgate write one.\n")
+	if broker != nil {
+		fmt.Fprintf(&b, "- nats-server: %s, JetStream on, file store in the temp dir, on 127.0.0.1; its CPU is reported in the log shipping section, not in meshgate-ship's\n", version("nats-server", "--version"))
+	}
 	fmt.Fprintf(&b, "- note: wrk, the proxy and the origin share the same %d CPUs.\n", nproc())
 	b.WriteString("- CPU µs/req: the target's utime+stime (its workers included) read from /proc before and after each round, divided by the requests wrk completed in it; for direct it is the origin's own.\n\n")
 	b.WriteString(h.roundsTable("Rounds", r, names))

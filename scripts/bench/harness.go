@@ -68,6 +68,11 @@ func (h *harness) prepare(ctx context.Context) error {
 	case "edge":
 		h.tools = []string{"nginx", "haproxy", "wrk"}
 		h.loadDesc = wrkDesc
+		if o.edgeShip {
+			h.tools = append(h.tools, "nats-server")
+			h.loadDesc += fmt.Sprintf("; then meshgate-ship's broker outage: wrk %s with nats-server up, %s with it down, the drain polled every %s (at most %s)",
+				o.shipOutage, o.shipOutage, o.shipPoll, o.shipDrainTimeout)
+		}
 	case "grpc":
 		h.tools = []string{"nginx", "haproxy", "h2load"}
 		h.loadDesc = "h2load and scripts/bench/grpcload (see each load below)"
@@ -218,7 +223,8 @@ func (h *harness) build(ctx context.Context) error {
 }
 
 // cleanup stops every peer and drops the access logs, which reach hundreds of
-// MB per run and which the results do not need.
+// MB per run and which the results do not need (with EDGE_SHIP also the JetStream
+// store, which holds the same lines, and whatever a spool still holds).
 func (h *harness) cleanup() {
 	h.sup.stopAll(h.opt.stopTimeout)
 	if h.tmp != "" && !h.opt.keepLogs {
@@ -226,6 +232,8 @@ func (h *harness) cleanup() {
 		for _, l := range logs {
 			_ = os.Remove(l)
 		}
+		_ = os.RemoveAll(filepath.Join(h.tmp, "nats", "store"))
+		_ = os.RemoveAll(filepath.Join(h.tmp, "meshgate-ship", "spool"))
 	}
 }
 
@@ -312,6 +320,9 @@ func (h *harness) head(title string) string {
 	}
 	if h.uses("wrk") {
 		fmt.Fprintf(&b, "- wrk: %s\n", version("wrk", "-v"))
+	}
+	if h.uses("nats-server") {
+		fmt.Fprintf(&b, "- nats-server: %s\n", version("nats-server", "--version"))
 	}
 	if h.uses("h2load") {
 		fmt.Fprintf(&b, "- h2load: %s\n", version("h2load", "--version"))

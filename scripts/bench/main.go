@@ -135,6 +135,10 @@ Environment (defaults in brackets):
   SKIP_MESHGATE=1   edge only: leave meshgate out
   EDGE_NOLOG=1   edge only: also a meshgate with the access log off ("meshgate-nolog")
   EDGE_TRACING=1   edge only: also meshgates with tracing on, sampled at 0, 1% and 100%
+  EDGE_SHIP=1   edge only: also "meshgate-ship", shipping its access log to a nats-server
+             (JetStream); then the broker stopped under load and started again: replay rate
+  SHIP_OUTAGE [10] SHIP_DRAIN_TIMEOUT [120]   EDGE_SHIP: seconds of load with the broker
+             down (and, before, up); seconds the spool gets to drain
   BENCH_OUT      results file [<tmpdir>/bench-results.md]
   BENCH_CACHE    built binaries [${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench]
   KEEP_LOGS=1    keep the access logs in the temp dir
@@ -145,7 +149,7 @@ Environment (defaults in brackets):
   PLUGIN_TIMEOUT   plugins: each stamper's call timeout [meshgate's default]
   READY_TIMEOUT [20] MESH_READY_TIMEOUT [60]   seconds a peer gets to answer
 
-Missing tools (nginx, haproxy, wrk, h2load; only those the scenario uses) are installed from
+Missing tools (nginx, haproxy, wrk, h2load, nats-server; only those the scenario uses) are installed from
 Debian's packages with apt-get. Everything else is built from this tree. Nothing talks to
 hosts other than 127.0.0.1. See docs/benchmarks.md.
 `

@@ -15,6 +15,9 @@ import (
 type sample struct {
 	wrk   wrkResult
 	cpuUs float64 // CPU µs per request of the target's process; NaN when it has none
+	// brokerCPUUs is the CPU µs per request of the target's broker (meshgate-ship's
+	// nats-server), reported beside cpuUs and not in it; NaN (or 0 in tests) without one.
+	brokerCPUUs float64
 }
 
 // rounds holds every target's samples, by round (index 0 is round 1).
@@ -30,10 +33,11 @@ func (r rounds) median(name string, f func(sample) float64) float64 {
 	return median(vals)
 }
 
-func rps(s sample) float64   { return s.wrk.rps }
-func p50(s sample) float64   { return s.wrk.p50ms }
-func p99(s sample) float64   { return s.wrk.p99ms }
-func cpuUs(s sample) float64 { return s.cpuUs }
+func rps(s sample) float64         { return s.wrk.rps }
+func p50(s sample) float64         { return s.wrk.p50ms }
+func p99(s sample) float64         { return s.wrk.p99ms }
+func cpuUs(s sample) float64       { return s.cpuUs }
+func brokerCPUUs(s sample) float64 { return s.brokerCPUUs }
 
 // errorsCell summarises errors over all rounds; any error flags the target.
 func (r rounds) errorsCell(name string) string {
@@ -93,31 +97,52 @@ func (h *harness) warmUp(ctx context.Context, ts []*target, extra []string) erro
 // wrkRound runs one measured wrk window against t, reading the CPU time of
 // t's process (and its children) before and after.
 func (h *harness) wrkRound(ctx context.Context, t *target, round int, extra []string) (sample, error) {
-	out := filepath.Join(h.rawDir(), fmt.Sprintf("%s-round%d.txt", t.name, round))
+	return h.wrkWindow(ctx, t, fmt.Sprintf("round %d", round), fmt.Sprintf("%s-round%d.txt", t.name, round),
+		int(h.opt.duration.Seconds()), extra)
+}
+
+// wrkWindow is one recorded wrk run of seconds against t into raw/file, with the CPU of t's
+// processes (and of its broker, if it has one) read before and after; label names it in the log.
+func (h *harness) wrkWindow(ctx context.Context, t *target, label, file string, seconds int, extra []string) (sample, error) {
+	out := filepath.Join(h.rawDir(), file)
 	t0, err := h.ticks(t)
 	if err != nil {
 		return sample{}, err
 	}
-	text, werr := h.wrk(ctx, out, int(h.opt.duration.Seconds()), true, extra, t.url("/"))
+	b0, err := h.brokerTicks(t)
+	if err != nil {
+		return sample{}, err
+	}
+	text, werr := h.wrk(ctx, out, seconds, true, extra, t.url("/"))
 	t1, err := h.ticks(t)
 	if err != nil {
 		return sample{}, err
 	}
-	s := sample{cpuUs: math.NaN()}
+	b1, err := h.brokerTicks(t)
+	if err != nil {
+		return sample{}, err
+	}
+	s := sample{cpuUs: math.NaN(), brokerCPUUs: math.NaN()}
 	if s.wrk, err = parseWrk(text); err != nil {
 		if ctx.Err() != nil {
 			return s, ctx.Err()
 		}
-		return s, fmt.Errorf("could not parse wrk output for %s round %d (%s; wrk: %v): %w\n%s", t.name, round, out, werr, err, text)
+		return s, fmt.Errorf("could not parse wrk output for %s %s (%s; wrk: %v): %w\n%s", t.name, label, out, werr, err, text)
 	}
 	if len(t.cpuProcs()) > 0 {
 		s.cpuUs = cpuPerRequestMicros(t1-t0, h.clkTck, s.wrk.requests)
 	}
-	if s.wrk.non2xx != 0 || s.wrk.socketErrs != 0 {
-		h.logf("%s round %d: %d non-2xx/3xx, %d socket errors", t.name, round, s.wrk.non2xx, s.wrk.socketErrs)
+	if t.broker != nil && !t.broker.exited() {
+		s.brokerCPUUs = cpuPerRequestMicros(b1-b0, h.clkTck, s.wrk.requests)
 	}
-	cpu := num(s.cpuUs, 1)
-	h.logf("%-9s round %d: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU %s µs/req", t.name, round, s.wrk.rps, s.wrk.p50ms, s.wrk.p99ms, cpu)
+	if s.wrk.non2xx != 0 || s.wrk.socketErrs != 0 {
+		h.logf("%s %s: %d non-2xx/3xx, %d socket errors", t.name, label, s.wrk.non2xx, s.wrk.socketErrs)
+	}
+	cpu := num(s.cpuUs, 1) + " µs/req"
+	if t.broker != nil {
+		cpu += fmt.Sprintf(" (+ %s %s)", t.broker.name, num(s.brokerCPUUs, 1))
+	}
+	h.logf("%-9s %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU %s", t.name, label, s.wrk.rps, s.wrk.p50ms, s.wrk.p99ms, cpu)
 	return s, nil
 }
 
@@ -207,6 +232,15 @@ func (h *harness) rateRound(ctx context.Context, t *target, round int, procs []l
 func (h *harness) warmupRequests(name string) int64 {
 	b, _ := os.ReadFile(filepath.Join(h.rawDir(), name+"-warmup.txt"))
 	return wrkRequestCount(string(b))
+}
+
+// brokerTicks is the CPU time of t's broker (and its children); 0 without one, or once it has
+// stopped (the outage phase stops it on purpose).
+func (h *harness) brokerTicks(t *target) (uint64, error) {
+	if t.broker == nil || t.broker.exited() {
+		return 0, nil
+	}
+	return processTicks(t.broker.pid())
 }
 
 // ticks sums the CPU time of the processes a target is charged for.

@@ -29,9 +29,13 @@ type options struct {
 	skipMeshgate bool
 	edgeNoLog    bool   // edge: also a meshgate with the access log off
 	edgeTracing  bool   // edge: also meshgates with tracing on, sampled at 0, 1% and 100%
+	edgeShip     bool   // edge: also a meshgate shipping its access log to a nats-server
 	out          string // results file; empty: <tmp>/bench-results.md
 	cache        string // built binaries
 	keepLogs     bool
+
+	shipOutage, shipDrainTimeout time.Duration // EDGE_SHIP: load with the broker down; the drain's limit
+	shipPoll                     time.Duration // EDGE_SHIP: /metrics polling during the outage and the drain
 
 	readyTimeout     time.Duration
 	meshReadyTimeout time.Duration
@@ -71,9 +75,14 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		skipMeshgate: getenv("SKIP_MESHGATE") == "1",
 		edgeNoLog:    getenv("EDGE_NOLOG") == "1",
 		edgeTracing:  getenv("EDGE_TRACING") == "1",
+		edgeShip:     getenv("EDGE_SHIP") == "1",
 		out:          getenv("BENCH_OUT"),
 		cache:        getenv("BENCH_CACHE"),
 		keepLogs:     getenv("KEEP_LOGS") == "1",
+
+		shipOutage:       p.seconds("SHIP_OUTAGE", 10, 1),
+		shipDrainTimeout: p.seconds("SHIP_DRAIN_TIMEOUT", 120, 1),
+		shipPoll:         100 * time.Millisecond,
 
 		readyTimeout:     p.seconds("READY_TIMEOUT", 20, 1),
 		meshReadyTimeout: p.seconds("MESH_READY_TIMEOUT", 60, 1),
@@ -117,6 +126,8 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		return o, fmt.Errorf("THREADS must be at most H2_CONNS (h2load runs at least one connection per thread)")
 	case o.skipMeshgate && scenario != "edge":
 		return o, fmt.Errorf("SKIP_MESHGATE=1 applies to the edge scenario only")
+	case o.edgeShip && (scenario != "edge" || o.skipMeshgate):
+		return o, fmt.Errorf("EDGE_SHIP=1 applies to the edge scenario with meshgate (not with SKIP_MESHGATE=1)")
 	case o.changes > o.services:
 		return o, fmt.Errorf("CHANGES must be 0..SERVICES")
 	}

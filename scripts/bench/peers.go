@@ -19,6 +19,9 @@ type target struct {
 	note  string
 	proc  *proc   // the target's own process
 	cpu   []*proc // whose CPU a wrk round charges to the target (each with its children); nil: proc alone
+	// broker is a process the target depends on whose CPU a wrk round reports beside the
+	// target's, not in it (meshgate-ship's nats-server); nil for most.
+	broker *proc
 }
 
 // cpuProcs are the processes a wrk round reads CPU time from.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestMedian(t *testing.T) {
@@ -263,7 +264,7 @@ func TestRealTemplates(t *testing.T) {
 		"haproxy.cfg.tmpl":                {"PORT": "1", "ORIGIN_PORT": "3"},
 		"nginx.conf.tmpl":                 {"DIR": "/tmp/x", "PORT": "1", "ORIGIN_PORT": "3"},
 		"nginx-sidecar.conf.tmpl":         {"DIR": "/tmp/x", "PORT": "1", "UPSTREAM_PORT": "3"},
-		"meshgate.yaml.tmpl":              {"ORIGIN_PORT": "3", "ACCESS_LOG": "off", "TRACING": ""},
+		"meshgate.yaml.tmpl":              {"ORIGIN_PORT": "3", "ACCESS_LOG": "off", "TRACING": "", "SHIP": ""},
 		"meshgate-fault.yaml.tmpl":        {"ORIGIN_PORT_1": "3", "ORIGIN_PORT_2": "4", "ORIGIN_PORT_3": "5"},
 		"meshgate-ratelimit.yaml.tmpl":    {"ORIGIN_PORT": "3", "ROUTE_POLICIES": "[ never ]"},
 		"meshgate-jwt.yaml.tmpl":          {"ORIGIN_PORT": "3", "ROUTE_POLICIES": "[ token ]", "JWKS_URL": "http://127.0.0.1:4/jwks.json", "ISSUER": "i", "AUDIENCE": "a"},
@@ -306,6 +307,10 @@ func TestParseOptions(t *testing.T) {
 	if err != nil || o.rounds != 1 || o.duration.Seconds() != 2 || o.conns != 64 || o.cache != "/c" {
 		t.Fatalf("edge: %+v, %v", o, err)
 	}
+	o, err = parseOptions("edge", env(map[string]string{"EDGE_SHIP": "1"}))
+	if err != nil || !o.edgeShip || o.shipOutage != 10*time.Second || o.shipDrainTimeout != 120*time.Second {
+		t.Fatalf("edge ship defaults: %+v, %v", o, err)
+	}
 	o, err = parseOptions("sidecar", env(nil))
 	if err != nil || o.conns != 16 || o.stopTimeout.Seconds() != 15 || o.rate != 1000 {
 		t.Fatalf("sidecar defaults: %+v, %v", o, err)
@@ -328,6 +333,9 @@ func TestParseOptions(t *testing.T) {
 		{"jwt", map[string]string{"SKIP_MESHGATE": "1"}, "edge scenario only"},
 		{"consul", map[string]string{"SERVICES": "5", "CHANGES": "6"}, "CHANGES must be 0..SERVICES"},
 		{"grpc", map[string]string{"THREADS": "4", "H2_CONNS": "2"}, "THREADS must be at most H2_CONNS"},
+		{"edge", map[string]string{"EDGE_SHIP": "1", "SKIP_MESHGATE": "1"}, "EDGE_SHIP=1 applies to the edge scenario with meshgate"},
+		{"jwt", map[string]string{"EDGE_SHIP": "1"}, "EDGE_SHIP=1 applies to the edge scenario"},
+		{"edge", map[string]string{"EDGE_SHIP": "1", "SHIP_OUTAGE": "0"}, "SHIP_OUTAGE must be an integer >= 1"},
 	} {
 		if _, err := parseOptions(tt.scenario, env(tt.env)); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s %v: %v, want %q", tt.scenario, tt.env, err, tt.want)
