@@ -376,7 +376,7 @@ func field(b []byte, num protowire.Number, typ protowire.Type) ([]byte, bool) {
 	return out, found
 }
 
-// errRejected tells a *Rejected apart for the Shipper.
+// asRejected tells a *Rejected apart for the Shipper, however it was wrapped.
 func asRejected(err error) (*Rejected, bool) {
 	var r *Rejected
 	ok := errors.As(err, &r)
