@@ -78,7 +78,12 @@ func Redacted(c *Config) *Config {
 		out.Plugins[name] = p
 	}
 	for i := range out.AccessLog.Sinks {
-		out.AccessLog.Sinks[i].URL = redactAddresses(out.AccessLog.Sinks[i].URL)
+		sk := &out.AccessLog.Sinks[i]
+		sk.URL = redactAddresses(sk.URL)
+		sk.Endpoint = redactAddress(sk.Endpoint)
+		for k := range sk.Headers {
+			sk.Headers[k] = redactedValue // an otlp sink's headers are its credentials
+		}
 	}
 	for name, p := range out.Policies {
 		p.redact() // what each kind holds that is secret: Policy.redactKind

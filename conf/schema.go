@@ -447,11 +447,20 @@ type AccessLog struct {
 
 // LogSink is one destination for shipped access-log lines.
 type LogSink struct {
-	Name    string `yaml:"name"`    // metrics label and spool subdirectory; default: kind
-	Kind    string `yaml:"kind"`    // "nats" (JetStream)
+	Name string `yaml:"name"` // metrics label and spool subdirectory; default: kind
+	Kind string `yaml:"kind"` // "nats" (JetStream) or "otlp" (OTLP/HTTP logs)
+	// nats
 	URL     string `yaml:"url"`     // nats://host:port, several comma-separated
 	Subject string `yaml:"subject"` // subject every line is published on
 	Stream  string `yaml:"stream"`  // JetStream stream capturing subject; created if missing
+	// otlp
+	Endpoint string            `yaml:"endpoint"` // http(s)://collector:4318; lines go to its /v1/logs
+	Headers  map[string]string `yaml:"headers"`  // sent with every export (auth); redacted in /config
+	// The shipper's batching, per sink (0: the default).
+	BatchSize     int      `yaml:"batch_size"`     // lines per publish; default 256
+	FlushInterval Duration `yaml:"flush_interval"` // a partial batch waits this long; default 50ms
+	AckTimeout    Duration `yaml:"ack_timeout"`    // bound on one publish; default 5s
+	QueueSize     int      `yaml:"queue_size"`     // lines waiting for the shipper; default 8192
 }
 
 // LogSpool is the disk spool of the sinks; each sink has a subdirectory named after it.

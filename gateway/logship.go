@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,8 +14,8 @@ import (
 // startLogSinks starts one shipper per access_log.sinks entry. Each is a component of its own,
 // added before the access log so that unwinding closes the logger first: its last lines then
 // still reach the shippers, which publish or spool them.
-func (e *Server) startLogSinks(a conf.AccessLog, reg prometheus.Registerer) ([]accesslog.Sink, error) {
-	if len(a.Sinks) == 0 {
+func (e *Server) startLogSinks(cfg *conf.Config, reg prometheus.Registerer) ([]accesslog.Sink, error) {
+	if len(cfg.AccessLog.Sinks) == 0 {
 		return nil, nil
 	}
 	m, err := ship.NewMetrics(reg)
@@ -22,8 +23,17 @@ func (e *Server) startLogSinks(a conf.AccessLog, reg prometheus.Registerer) ([]a
 		return nil, err
 	}
 	var out []accesslog.Sink
-	for _, so := range logSinkOptions(a) {
-		pub, err := ship.DialNATS(so.NATS)
+	host, _ := os.Hostname() // host.name of the OTLP resource; left out when unknown
+	for _, so := range logSinkOptions(cfg) {
+		var pub ship.Publisher
+		var err error
+		switch so.Kind {
+		case conf.SinkOTLP:
+			so.OTLP.HostName = host
+			pub, err = ship.NewOTLP(so.OTLP)
+		default:
+			pub, err = ship.DialNATS(so.NATS)
+		}
 		if err != nil {
 			return nil, err
 		}

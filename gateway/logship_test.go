@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/meshgate/meshgate/gateway/accesslog/ship"
+	"github.com/meshgate/meshgate/internal/otlptest"
 )
 
 // startNATS runs a real nats-server with JetStream in the test process on port (-1: any) and
@@ -138,5 +139,71 @@ func TestEdgeShipsAccessLogThroughOutage(t *testing.T) {
 		if paths[i] != "/orders/"+strconv.Itoa(i) {
 			t.Fatalf("line %d is %s", i, paths[i])
 		}
+	}
+}
+
+// TestEdgeShipsAccessLogOverOTLP: requests through a real edge succeed while its OTLP
+// collector is down (their lines are spooled); once it is back every line arrives, in request
+// order, as a record with the request id attribute (what de-duplicates downstream: OTLP has no
+// message id), the status and the edge's service.name.
+func TestEdgeShipsAccessLogOverOTLP(t *testing.T) {
+	t.Parallel()
+	rcv := otlptest.Start(t)
+	rcv.Stop() // down before the edge starts: it must start anyway
+	up, _ := startUpstream(t, "origin", nil)
+	e := startEdge(t, strings.Replace(minimal(hostport(up)), `access_log: { output: "off" }`, fmt.Sprintf(`access_log:
+  output: "off"
+  sinks: [ { kind: otlp, endpoint: %q, headers: { Authorization: "Bearer t" }, flush_interval: 5ms } ]
+  spool: { dir: %q }
+`, rcv.URL, t.TempDir()), 1))
+
+	const n = 30
+	for i := range n {
+		r, _ := get(t, e.url+"/orders/"+strconv.Itoa(i), nil)
+		if r.StatusCode != 200 {
+			t.Fatalf("request %d with the sink down: status %d", i, r.StatusCode)
+		}
+	}
+	waitFor(t, "the lines spooled", func() bool {
+		return metricSum(t, e, "meshgate_access_log_spooled_total", `sink="otlp"`) == n
+	})
+	rcv.Restart(t)
+	waitFor(t, "the spool replayed", func() bool {
+		return metricSum(t, e, "meshgate_access_log_replayed_total", `sink="otlp"`) >= n &&
+			metricSum(t, e, "meshgate_access_log_spool_bytes", `sink="otlp"`) == 0
+	})
+	if r, _ := get(t, e.url+"/after", nil); r.StatusCode != 200 {
+		t.Fatalf("status %d", r.StatusCode)
+	}
+	waitFor(t, "a line shipped directly", func() bool { return len(rcv.Logs()) >= n+1 })
+	if d := metricSum(t, e, "meshgate_access_log_ship_dropped_total", ""); d != 0 {
+		t.Fatalf("%d lines dropped", d)
+	}
+	e.stop(t)
+
+	seen := map[string]bool{}
+	var paths []string
+	for _, l := range rcv.Logs() {
+		id, _ := l.Attr(ship.AttrRequestID).(string)
+		if id == "" || id != ship.MessageID([]byte(l.Line())) || l.Attr(ship.AttrStatus) != int64(200) ||
+			l.ResourceAttr("service.name") != "meshgate" || l.Attr(ship.AttrRoute) == nil {
+			t.Fatalf("record %d: %v", len(paths), l.LogRecord)
+		}
+		if seen[id] {
+			continue // a batch sent again: at least once
+		}
+		seen[id] = true
+		paths = append(paths, l.Attr(ship.AttrPath).(string))
+	}
+	if len(paths) != n+1 || paths[n] != "/after" {
+		t.Fatalf("received %d lines, want %d in request order: %v", len(paths), n+1, paths)
+	}
+	for i := range n {
+		if paths[i] != "/orders/"+strconv.Itoa(i) {
+			t.Fatalf("line %d is %s", i, paths[i])
+		}
+	}
+	if rcv.LogHeader("Authorization") != "Bearer t" {
+		t.Fatal("the configured header was not sent")
 	}
 }

@@ -159,7 +159,7 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 		return nil, err
 	}
 	e.add(component{name: "policies", close: e.policies.close})
-	sinks, err := e.startLogSinks(cfg.AccessLog, reg) // logship.go; closed after the logger
+	sinks, err := e.startLogSinks(cfg, reg) // logship.go; closed after the logger
 	if err != nil {
 		return nil, fmt.Errorf("meshgate: access log: %w", err)
 	}

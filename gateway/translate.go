@@ -525,24 +525,49 @@ func tracingOptions(cfg *conf.Config) tracing.Options {
 	return o
 }
 
-// logSink is what one access_log.sinks entry becomes; the assembly dials the publisher and adds
-// the metrics. Each sink spools in its own subdirectory of spool.dir, named after it, so two
-// sinks never share a checkpoint.
+// logSink is what one access_log.sinks entry becomes; the assembly dials the publisher of its
+// Kind and adds the metrics (and, for otlp, the host name: the process's, not the config's).
+// Each sink spools in its own subdirectory of spool.dir, named after it, so two sinks never
+// share a checkpoint.
 type logSink struct {
+	Kind string
 	NATS ship.NATSOptions
+	OTLP ship.OTLPOptions
 	Ship ship.Options
 }
 
-func logSinkOptions(a conf.AccessLog) []logSink {
+func logSinkOptions(cfg *conf.Config) []logSink {
+	a := cfg.AccessLog
 	out := make([]logSink, 0, len(a.Sinks))
 	for _, s := range a.Sinks {
-		out = append(out, logSink{
-			NATS: ship.NATSOptions{URL: s.URL, Subject: s.Subject, Stream: s.Stream},
+		ls := logSink{
+			Kind: s.Kind,
 			Ship: ship.Options{
-				Name:  s.Name,
-				Spool: spool.Options{Dir: filepath.Join(a.Spool.Dir, s.Name), MaxBytes: int64(a.Spool.MaxBytes), MaxAge: a.Spool.MaxAge.D()},
+				Name:      s.Name,
+				Spool:     spool.Options{Dir: filepath.Join(a.Spool.Dir, s.Name), MaxBytes: int64(a.Spool.MaxBytes), MaxAge: a.Spool.MaxAge.D()},
+				QueueSize: s.QueueSize, BatchSize: s.BatchSize, FlushInterval: s.FlushInterval.D(), AckTimeout: s.AckTimeout.D(),
 			},
-		})
+		}
+		switch s.Kind {
+		case conf.SinkOTLP:
+			// The records' service.name is the spans' (tracing.service_name, identity.service,
+			// "meshgate"), so a backend puts the gateway's logs and traces under one service.
+			ls.OTLP = ship.OTLPOptions{Endpoint: s.Endpoint, Headers: maps.Clone(s.Headers), ServiceName: logServiceName(cfg)}
+		default:
+			ls.NATS = ship.NATSOptions{URL: s.URL, Subject: s.Subject, Stream: s.Stream, AckTimeout: s.AckTimeout.D()}
+		}
+		out = append(out, ls)
 	}
 	return out
+}
+
+// logServiceName is the service name tracing uses (tracingOptions), without needing tracing on.
+func logServiceName(cfg *conf.Config) string {
+	switch {
+	case cfg.Tracing != nil && cfg.Tracing.ServiceName != "":
+		return cfg.Tracing.ServiceName
+	case cfg.Identity != nil && cfg.Identity.Service != "":
+		return cfg.Identity.Service
+	}
+	return "meshgate"
 }

@@ -2,14 +2,18 @@ package otlptest
 
 import (
 	"encoding/hex"
+	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 )
@@ -30,8 +34,28 @@ func (s Span) SpanID() string { return hex.EncodeToString(s.SpanId) }
 func (s Span) ParentID() string { return hex.EncodeToString(s.ParentSpanId) }
 
 // Attr is the attribute key's value as a string or an int64 (nil when absent).
-func (s Span) Attr(key string) any {
-	for _, kv := range s.Attributes {
+func (s Span) Attr(key string) any { return attr(s.Attributes, key) }
+
+// Log is one received log record with its resource's attributes and the request it came in
+// (its position among the accepted /v1/logs requests, from 0), which tells a resent batch's
+// copies from the first.
+type Log struct {
+	*logspb.LogRecord
+	Resource []*commonpb.KeyValue
+	Request  int
+}
+
+// Attr is the record attribute key's value as a string or an int64 (nil when absent).
+func (l Log) Attr(key string) any { return attr(l.Attributes, key) }
+
+// ResourceAttr is the resource attribute key's value as a string or an int64.
+func (l Log) ResourceAttr(key string) any { return attr(l.Resource, key) }
+
+// Line is the record's body when it is a string (an access-log line).
+func (l Log) Line() string { return l.LogRecord.GetBody().GetStringValue() }
+
+func attr(kvs []*commonpb.KeyValue, key string) any {
+	for _, kv := range kvs {
 		if kv.Key != key {
 			continue
 		}
@@ -45,31 +69,98 @@ func (s Span) Attr(key string) any {
 	return nil
 }
 
-// Receiver is the server.
+// Receiver is the server. It answers POST /v1/traces and POST /v1/logs.
 type Receiver struct {
 	URL  string // base URL: the exporter's endpoint
-	srv  *httptest.Server
-	mu   sync.Mutex
-	got  []Span
-	reqs int
-	bad  int
-	hold chan struct{} // non-nil: handlers wait for it to close
+	addr string // host:port, kept across Stop and Restart
+
+	mu       sync.Mutex
+	srv      *http.Server
+	done     chan struct{} // closed when srv's Serve returned
+	got      []Span
+	logs     []Log
+	logReqs  int
+	headers  http.Header // of the last logs request
+	reqs     int
+	bad      int
+	status   int   // non-zero: answer every request with it, keeping nothing
+	rejectN  int64 // partial success: reject this many records of each logs request
+	rejectMs string
+	hold     chan struct{} // non-nil: handlers wait for it to close
 }
 
-// Start runs a receiver until the test ends.
+// Start runs a receiver on a loopback port chosen by the system until the test ends.
 func Start(t testing.TB) *Receiver {
 	t.Helper()
-	r := &Receiver{}
-	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
-	r.URL = r.srv.URL
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Receiver{addr: ln.Addr().String()}
+	r.URL = "http://" + r.addr
+	r.serveOn(ln)
 	t.Cleanup(r.Close)
 	return r
+}
+
+func (r *Receiver) serveOn(ln net.Listener) {
+	srv := &http.Server{Handler: http.HandlerFunc(r.serve), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	r.mu.Lock()
+	r.srv, r.done = srv, done
+	r.mu.Unlock()
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln) // returns ErrServerClosed on Stop
+	}()
 }
 
 // Close releases held requests and stops the server.
 func (r *Receiver) Close() {
 	r.Release()
-	r.srv.Close()
+	r.Stop()
+}
+
+// Stop closes the listener and every connection, as a collector that went down: exports fail
+// to connect until Restart. Safe to call when stopped.
+func (r *Receiver) Stop() {
+	r.mu.Lock()
+	srv, done := r.srv, r.done
+	r.srv = nil
+	r.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	_ = srv.Close()
+	<-done
+}
+
+// Restart listens on the same port again after Stop. Listening on a port just closed works on
+// the systems tests run on (Go sets SO_REUSEADDR); a port another process took meanwhile fails
+// the test, which on loopback in a test run does not happen in practice.
+func (r *Receiver) Restart(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", r.addr)
+	if err != nil {
+		t.Fatalf("otlptest: restart on %s: %v", r.addr, err)
+	}
+	r.serveOn(ln)
+}
+
+// Respond makes every request answer code (429, 503, 400...) and keep nothing; 0 goes back to
+// accepting.
+func (r *Receiver) Respond(code int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.status = code
+}
+
+// RejectLogs makes each accepted logs request report a partial success: the first n records
+// rejected with msg (they are not kept). 0 goes back to full success.
+func (r *Receiver) RejectLogs(n int64, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rejectN, r.rejectMs = n, msg
 }
 
 // Hold makes every request wait (a slow collector) until Release.
@@ -91,9 +182,11 @@ func (r *Receiver) Release() {
 	}
 }
 
+var errNotExport = errors.New("not an OTLP/HTTP protobuf export")
+
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	r.mu.Lock()
-	hold := r.hold
+	hold, status := r.hold, r.status
 	r.reqs++
 	r.mu.Unlock()
 	if hold != nil {
@@ -104,12 +197,29 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	body, err := io.ReadAll(req.Body)
-	var msg coltracepb.ExportTraceServiceRequest
-	if err == nil && req.URL.Path == "/v1/traces" && req.Method == http.MethodPost &&
-		req.Header.Get("Content-Type") == "application/x-protobuf" {
-		err = proto.Unmarshal(body, &msg)
-	} else if err == nil {
-		err = io.ErrUnexpectedEOF
+	if err == nil && (req.Method != http.MethodPost || req.Header.Get("Content-Type") != "application/x-protobuf") {
+		err = errNotExport
+	}
+	if err == nil && status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	var out proto.Message
+	switch {
+	case err != nil:
+	case req.URL.Path == "/v1/traces":
+		var msg coltracepb.ExportTraceServiceRequest
+		if err = proto.Unmarshal(body, &msg); err == nil {
+			r.keepSpans(&msg)
+			out = &coltracepb.ExportTraceServiceResponse{}
+		}
+	case req.URL.Path == "/v1/logs":
+		var msg collogspb.ExportLogsServiceRequest
+		if err = proto.Unmarshal(body, &msg); err == nil {
+			out = r.keepLogs(&msg, req.Header)
+		}
+	default:
+		err = errNotExport
 	}
 	if err != nil {
 		r.mu.Lock()
@@ -118,24 +228,48 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "bad export", http.StatusBadRequest)
 		return
 	}
+	b, _ := proto.Marshal(out)
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(b)
+}
+
+func (r *Receiver) keepSpans(msg *coltracepb.ExportTraceServiceRequest) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for _, rs := range msg.ResourceSpans {
-		svc := ""
-		for _, kv := range rs.GetResource().GetAttributes() {
-			if kv.Key == "service.name" {
-				svc = kv.Value.GetStringValue()
-			}
-		}
+		svc, _ := attr(rs.GetResource().GetAttributes(), "service.name").(string)
 		for _, ss := range rs.ScopeSpans {
 			for _, s := range ss.Spans {
 				r.got = append(r.got, Span{Span: s, Service: svc})
 			}
 		}
 	}
-	r.mu.Unlock()
-	out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
+}
+
+func (r *Receiver) keepLogs(msg *collogspb.ExportLogsServiceRequest, h http.Header) *collogspb.ExportLogsServiceResponse {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.logReqs
+	r.logReqs++
+	r.headers = h.Clone()
+	skip := r.rejectN
+	for _, rl := range msg.ResourceLogs {
+		res := rl.GetResource().GetAttributes()
+		for _, sl := range rl.ScopeLogs {
+			for _, lr := range sl.LogRecords {
+				if skip > 0 {
+					skip--
+					continue
+				}
+				r.logs = append(r.logs, Log{LogRecord: lr, Resource: res, Request: n})
+			}
+		}
+	}
+	resp := &collogspb.ExportLogsServiceResponse{}
+	if r.rejectN > 0 {
+		resp.PartialSuccess = &collogspb.ExportLogsPartialSuccess{RejectedLogRecords: r.rejectN - skip, ErrorMessage: r.rejectMs}
+	}
+	return resp
 }
 
 // Spans is every span received so far.
@@ -145,8 +279,22 @@ func (r *Receiver) Spans() []Span {
 	return append([]Span(nil), r.got...)
 }
 
-// Requests counts export requests received (held ones included); Bad those refused as not
-// an OTLP/HTTP protobuf trace export.
+// Logs is every log record kept so far, in the order received.
+func (r *Receiver) Logs() []Log {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Log(nil), r.logs...)
+}
+
+// LogHeader is header key of the last accepted logs request.
+func (r *Receiver) LogHeader(key string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.headers.Get(key)
+}
+
+// Requests counts export requests received (held ones and those answered with Respond's code
+// included); Bad those refused as not an OTLP/HTTP protobuf export.
 func (r *Receiver) Requests() (n, bad int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

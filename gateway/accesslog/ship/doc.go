@@ -1,5 +1,6 @@
 // Package ship owns access-log shipping: it takes the lines the access logger writes and
-// delivers them, in batches and in order, to a sink (NATS JetStream today), keeping them in a
+// delivers them, in batches and in order, to a sink (NATS JetStream or an OTLP/HTTP logs
+// collector), keeping them in a
 // disk spool (package accesslog/spool) while the sink is failing.
 //
 // The request path never sees this package. The logger's writer goroutine hands each line to
@@ -31,5 +32,17 @@
 // A spool that is not empty when the Shipper starts (meshgate was stopped or crashed during an
 // outage) puts it in spooling mode from the start, so the backlog goes out first.
 //
-// Kafka and OTLP logs are not implemented; a Publisher for them would slot in beside NATS.
+// Two Publishers exist. NATS (nats.go) publishes asynchronously and waits for every ack. OTLP
+// (otlp.go) POSTs a batch as one ExportLogsServiceRequest to /v1/logs, hand-encoded with
+// protowire on the publish goroutine (one LogRecord per line: the line's time, a severity from
+// its status, the line as the body, its key fields as attributes). OTLP has no message id, so
+// its copies are not de-duplicated by the collector; the meshgate.request_id attribute is what
+// de-duplicates downstream.
+//
+// A sink that answers but will never take some lines (an OTLP partial success, or a 400 for the
+// whole request) says so with *Rejected: the Shipper counts those lines as dropped with its
+// reason and moves on, because retrying them could only hold every later line behind them.
+// Every other error is a failure to retry through the spool.
+//
+// Kafka is not implemented; a Publisher for it would slot in beside these.
 package ship

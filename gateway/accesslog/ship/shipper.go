@@ -208,18 +208,15 @@ func (s *Shipper) tick() {
 // follow it into the spool.
 func (s *Shipper) sendBatch(timeout time.Duration) {
 	for len(s.batch) > 0 {
-		err := s.publish(s.batch, timeout)
+		done := s.settle(s.publish(s.batch, timeout), len(s.batch), false)
 		switch {
 		case s.spooling:
 			// publish spilled the batch and the held lines to the spool while it waited; if
 			// the batch was acknowledged after all, its replay is de-duplicated by message id.
-			if err == nil {
-				s.m.shipped(len(s.batch), 0)
-			} else {
+			if !done {
 				s.nextTry = time.Now().Add(s.opts.RetryInterval)
 			}
-		case err == nil:
-			s.m.shipped(len(s.batch), 0)
+		case done:
 		default:
 			s.spooling = true
 			s.nextTry = time.Now().Add(s.opts.RetryInterval)
@@ -268,16 +265,37 @@ func (s *Shipper) replay() {
 			s.spooling = false
 			return
 		}
-		if err := s.publish(b.Records, s.opts.AckTimeout); err != nil {
+		if !s.settle(s.publish(b.Records, s.opts.AckTimeout), len(b.Records), true) {
 			s.nextTry = time.Now().Add(s.opts.RetryInterval)
 			return
 		}
 		// The checkpoint may fail to persist; the records were acknowledged either way, and an
 		// old checkpoint only means they are sent (and de-duplicated) again after a restart.
 		_ = s.sp.Commit(b)
-		s.m.shipped(len(b.Records), len(b.Records))
 		s.m.spoolBytes(s.sp.Bytes())
 	}
+}
+
+// settle counts the outcome of publishing n lines and reports whether they are done with:
+// acknowledged, or refused by a sink that said sending them again would not help (*Rejected:
+// those are counted as dropped with its reason, the rest as shipped). Any other error means
+// the lines must be sent again.
+func (s *Shipper) settle(err error, n int, replayed bool) bool {
+	dropped := 0
+	if r, ok := asRejected(err); ok {
+		if dropped = min(max(r.Count, 0), n); dropped > 0 {
+			s.m.dropped(r.Reason, dropped)
+		}
+	} else if err != nil {
+		return false
+	}
+	shipped := n - dropped
+	if replayed {
+		s.m.shipped(shipped, shipped)
+	} else {
+		s.m.shipped(shipped, 0)
+	}
+	return true
 }
 
 func (s *Shipper) moveQueued() {
