@@ -199,6 +199,7 @@ func BenchmarkServeTraced(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				tr.Start()
 				b.Cleanup(tr.Close)
 				h.opts.Tracer = tr
 			}
