@@ -611,13 +611,16 @@ func demoJaegerBinary(getenv func(string) string) (string, error) {
 }
 
 // demoNATSServer is the nats-server scripts/demo.sh will use: $MESHGATE_NATS_SERVER_BIN, else
-// nats-server on PATH.
+// nats-server on PATH, else Debian's /usr/sbin/nats-server (/usr/sbin is not on every PATH).
 func demoNATSServer(getenv func(string) string) (string, error) {
 	if path := getenv("MESHGATE_NATS_SERVER_BIN"); path != "" {
 		return path, executableFile(path, "nats-server")
 	}
 	path, err := exec.LookPath("nats-server")
 	if err != nil {
+		if executableFile("/usr/sbin/nats-server", "nats-server") == nil {
+			return "/usr/sbin/nats-server", nil
+		}
 		return "", fmt.Errorf("nats-server not found: %w", err)
 	}
 	return path, nil

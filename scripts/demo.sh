@@ -422,9 +422,9 @@ await_jaeger() {
   return 1
 }
 
-# find_nats_server sets NATS_BIN: $MESHGATE_NATS_SERVER_BIN, else nats-server on PATH, else it
-# installs Debian's nats-server package (as root, or with sudo), as scripts/test.sh installs
-# redis-server.
+# find_nats_server sets NATS_BIN: $MESHGATE_NATS_SERVER_BIN, else nats-server on PATH or in
+# /usr/sbin (where Debian's package puts it, not on a user's PATH), else it installs Debian's
+# nats-server package (as root, or with sudo), as scripts/test.sh installs redis-server.
 find_nats_server() {
   local sudo=""
   if [[ -n ${MESHGATE_NATS_SERVER_BIN:-} ]]; then
@@ -433,6 +433,8 @@ find_nats_server() {
     return 0
   fi
   if NATS_BIN=$(command -v nats-server); then return 0; fi
+  NATS_BIN=/usr/sbin/nats-server
+  [[ -x $NATS_BIN ]] && return 0
   if [[ $(id -u) != 0 ]]; then
     command -v sudo >/dev/null || die "nats-server is missing and neither root nor sudo is available: install Debian's nats-server package"
     sudo=sudo
@@ -443,7 +445,7 @@ find_nats_server() {
     die "installing nats-server failed: install Debian's nats-server package"
   # The package may start a system service on port 4222; the demo does not use it.
   $sudo service nats-server stop >/dev/null 2>&1 || true
-  NATS_BIN=$(command -v nats-server) || die "nats-server is still not on PATH after installing it"
+  [[ -x $NATS_BIN ]] || NATS_BIN=$(command -v nats-server) || die "no nats-server in /usr/sbin or on PATH after installing it"
 }
 
 # start_nats starts nats-server with JetStream (its store in $TMP/nats) on a free loopback port;

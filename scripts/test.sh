@@ -41,7 +41,8 @@ if ! command -v redis-server >/dev/null 2>&1; then
 fi
 
 echo "== nats-server (the demo's self-test ships its access logs to one on a free loopback port)"
-if ! command -v nats-server >/dev/null 2>&1; then
+# Debian's package puts it in /usr/sbin, which is not on every user's PATH; the demo looks there.
+if ! command -v nats-server >/dev/null 2>&1 && ! [ -x /usr/sbin/nats-server ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
   if [ "$sudo" = none ]; then
     echo "warning: nats-server is missing and neither root nor sudo is available; the demo's self-test will skip (and fail when CI is set)" >&2
