@@ -88,8 +88,7 @@ SIGNALED=0    # SIGINT or SIGTERM arrived
 JOB_CONTROL=0 # children run in their own process groups (set -m)
 
 # Every process the script started, with its kind (edge, sidecar, app, consul, nats, jaeger: the
-# stop order)
-# and, for meshgate, its admin port.
+# stop order) and, for meshgate, its admin port.
 PIDS=()
 KINDS=()
 ADMINS=()
