@@ -54,5 +54,4 @@ chmod 0755 "$tmp"
 mv -f "$tmp" "$bin"
 echo "$want" >"$stamp"
 echo "jaeger $version: built in $(($(date +%s) - start))s ($(du -h "$bin" | cut -f1))" >&2
-"$bin" version 2>/dev/null | head -n 3 >&2 || true
 echo "$bin"
