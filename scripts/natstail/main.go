@@ -1,17 +1,16 @@
-// Command natstail prints the messages of a NATS JetStream stream, one per line as
+// Command natstail prints the messages of NATS JetStream streams, one per line as
 // "<subject> <payload>", the way scripts/demo.sh shows the access logs that the edge and the
 // sidecars ship (Debian's nats-server package comes without the `nats` CLI):
 //
-//	natstail -server nats://127.0.0.1:4222 -stream MESHGATE_ACCESS            # what is there now
-//	natstail -server nats://127.0.0.1:4222 -stream MESHGATE_ACCESS -f         # and follow
+//	natstail -server nats://127.0.0.1:4222                        # what is there now
+//	natstail -server nats://127.0.0.1:4222 -f                     # and follow
 //	natstail ... -grep 5c1f0e -n 2 -timeout 10s   # wait for 2 lines containing 5c1f0e; exit 1 if not
-//	natstail ... -create 'meshgate.access.>'      # create the stream capturing these subjects
 //
-// Without -f or -n it prints the messages stored when it started and exits. With -n N it waits
-// (for new messages too) until N messages matched, then exits 0; -timeout bounds every mode and
-// exits 1 when it ran out before -n was reached. -create makes the stream (file storage, server
-// defaults) if it does not exist and exits: meshgate creates a missing stream capturing only
-// its own subject, so one stream shared by several subjects is made beforehand.
+// It reads every stream that captures subjects under -subjects (default meshgate.access.>; the
+// demo gives each meshgate its own stream), or the one named by -stream. Without -f or -n it
+// prints the messages stored when it started, stream by stream, and exits. With -n N it waits
+// (for new messages and streams too) until N messages matched, then exits 0; -timeout bounds
+// every mode and exits 1 when it ran out before -n was reached.
 package main
 
 import (
@@ -22,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,14 +36,23 @@ func main() {
 	}
 }
 
+// tail is one run: its filters and the messages printed so far, shared by the streams' readers.
+type tail struct {
+	grep    string
+	limit   int
+	mu      sync.Mutex
+	printed int
+	done    context.CancelFunc // called once limit messages were printed
+}
+
 func run() error {
 	server := flag.String("server", nats.DefaultURL, "NATS server URL(s), comma-separated")
-	stream := flag.String("stream", "MESHGATE_ACCESS", "JetStream stream to read")
+	subjects := flag.String("subjects", "meshgate.access.>", "read every stream capturing subjects under this")
+	stream := flag.String("stream", "", "read only this stream")
 	follow := flag.Bool("f", false, "keep printing new messages (until Ctrl-C or -timeout)")
 	grep := flag.String("grep", "", "print only messages whose subject or payload contains this")
 	limit := flag.Int("n", 0, "exit 0 once this many messages were printed, waiting for new ones if needed (0: no limit)")
 	timeout := flag.Duration("timeout", 0, "give up after this long (0: never); exits 1 if -n was not reached")
-	create := flag.String("create", "", "create the stream capturing these subjects (comma-separated) if missing, and exit")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,6 +62,9 @@ func run() error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
+	ctx, done := context.WithCancel(ctx)
+	defer done()
+	t := &tail{grep: *grep, limit: *limit, done: done}
 
 	nc, err := nats.Connect(*server, nats.Name("natstail"), nats.Timeout(2*time.Second))
 	if err != nil {
@@ -64,37 +76,101 @@ func run() error {
 		return err
 	}
 
-	if *create != "" {
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: *stream, Subjects: strings.Split(*create, ",")})
-		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return fmt.Errorf("create stream %s: %w", *stream, err)
+	waitForNew := *follow || *limit > 0
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	started := map[string]bool{}
+	for {
+		names, err := streamNames(ctx, js, *stream, *subjects)
+		if err != nil && ctx.Err() == nil {
+			return err
 		}
-		return nil
+		for _, name := range names {
+			if started[name] {
+				continue
+			}
+			started[name] = true
+			st, err := js.Stream(ctx, name)
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", name, err)
+			}
+			read := func() {
+				defer wg.Done()
+				if err := t.read(ctx, st, waitForNew); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					done()
+				}
+			}
+			wg.Add(1)
+			if waitForNew {
+				go read()
+			} else {
+				read() // stream by stream, so each one's lines stay together
+			}
+		}
+		if !waitForNew {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second): // look for streams created meanwhile
+			continue
+		}
+		break
 	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if *limit > 0 && t.printed < *limit {
+		return fmt.Errorf("%d of %d messages matching %q within %s", t.printed, *limit, *grep, *timeout)
+	}
+	return nil
+}
 
-	st, err := js.Stream(ctx, *stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", *stream, err)
+// streamNames is the stream named, or every stream capturing subjects under subjects.
+func streamNames(ctx context.Context, js jetstream.JetStream, name, subjects string) ([]string, error) {
+	if name != "" {
+		return []string{name}, nil
 	}
+	var names []string
+	l := js.StreamNames(ctx, jetstream.WithStreamListSubject(subjects))
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	return names, l.Err()
+}
+
+// read prints stream st's messages that match: all stored ones, then (waitForNew) new ones until
+// ctx ends.
+func (t *tail) read(ctx context.Context, st jetstream.Stream, waitForNew bool) error {
 	info, err := st.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", *stream, err)
+		return fmt.Errorf("stream %s: %w", st.CachedInfo().Config.Name, err)
 	}
-	// Without -f or -n: what is stored now, up to this sequence.
-	last := info.State.LastSeq
-	waitForNew := *follow || *limit > 0
+	name := info.Config.Name
+	last := info.State.LastSeq // without waitForNew: what is stored now, up to here
 	if !waitForNew && info.State.Msgs == 0 {
 		return nil
 	}
 	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
 	if err != nil {
-		return fmt.Errorf("consumer on %s: %w", *stream, err)
+		return fmt.Errorf("consumer on %s: %w", name, err)
 	}
-	printed := 0
 	for {
 		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return fmt.Errorf("fetch from %s: %w", *stream, err)
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fetch from %s: %w", name, err)
 		}
 		got := 0
 		for msg := range batch.Messages() {
@@ -103,28 +179,39 @@ func run() error {
 			if err != nil {
 				return err
 			}
-			line := strings.TrimRight(string(msg.Data()), "\n")
-			if *grep == "" || strings.Contains(msg.Subject(), *grep) || strings.Contains(line, *grep) {
-				fmt.Printf("%s %s\n", msg.Subject(), line)
-				printed++
-				if *limit > 0 && printed >= *limit {
-					return nil
-				}
+			if t.print(msg.Subject(), strings.TrimRight(string(msg.Data()), "\n")) {
+				return nil
 			}
 			if !waitForNew && md.Sequence.Stream >= last {
 				return nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("fetch from %s: %w", *stream, err)
+			return fmt.Errorf("fetch from %s: %w", name, err)
 		}
-		switch {
-		case ctx.Err() != nil && *limit > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded):
-			return fmt.Errorf("%d of %d messages matching %q in %s within %s", printed, *limit, *grep, *stream, *timeout)
-		case ctx.Err() != nil:
-			return nil // Ctrl-C, or -timeout without -n
-		case got == 0 && !waitForNew:
-			return nil // the rest of what was stored at the start is gone (the stream's limits)
+		if ctx.Err() != nil || (got == 0 && !waitForNew) {
+			// Ctrl-C, -timeout or -n reached; or the rest of what was stored at the start is
+			// gone (the stream's limits).
+			return nil
 		}
 	}
+}
+
+// print prints one message if it matches and reports whether the run is over (-n reached).
+func (t *tail) print(subject, line string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.limit > 0 && t.printed >= t.limit {
+		return true
+	}
+	if t.grep != "" && !strings.Contains(subject, t.grep) && !strings.Contains(line, t.grep) {
+		return false
+	}
+	fmt.Printf("%s %s\n", subject, line)
+	t.printed++
+	if t.limit > 0 && t.printed >= t.limit {
+		t.done()
+		return true
+	}
+	return false
 }
