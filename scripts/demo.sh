@@ -345,8 +345,9 @@ EOF
 # write_jaeger_config writes Jaeger's (an OpenTelemetry Collector's) config for ports $1 (the
 # OTLP/HTTP receiver), $2 (jaeger_query's HTTP: UI and API) and $3 (jaeger_query's gRPC, unused
 # but it listens). Only what the demo uses runs: no OTLP gRPC, Jaeger or Zipkin receivers, no
-# health, expvar or zpages extension, and the collector's own metrics are off (their default is
-# a Prometheus endpoint on :8888), so no port is fixed.
+# health, expvar or zpages extension; the collector's own metrics are off (their default is a
+# Prometheus endpoint on :8888) and so is jaeger_query's self-tracing (to OTLP gRPC on
+# localhost:4317, which also held up its exit by a 10 s export timeout): no port is fixed.
 write_jaeger_config() {
   cat >"$TMP/jaeger/config.yaml" <<EOF2
 # Jaeger v2 for the meshgate demo, written by scripts/demo.sh.
@@ -368,6 +369,7 @@ extensions:
     storage: { traces: demo_store }
     http: { endpoint: 127.0.0.1:$2 }
     grpc: { endpoint: 127.0.0.1:$3 }
+    enable_tracing: false   # default true here: it would send its own spans to localhost:4317
 receivers:
   otlp:
     protocols:
@@ -1028,7 +1030,7 @@ EOF
   done
   cat <<EOF
   consul         $c   (UI: $c/ui/)
-  jaeger         $j   (UI and query API; OTLP/HTTP in: 127.0.0.1:$JAEGER_OTLP)
+  jaeger         $j   (query API; OTLP/HTTP in: 127.0.0.1:$JAEGER_OTLP)
   nats-server    $NATS_URL   (JetStream: meshgate.access.<name>, stream MESHGATE_ACCESS_<NAME>)
 
 Intentions (Consul config entries; anything not listed is denied):
@@ -1062,7 +1064,9 @@ Dashboard (open it in a browser; it refreshes itself):
   http://127.0.0.1:${SC_ADMIN[1]}/     # api-1's sidecar: its inbound intentions, its upstreams
 
 Traces (Jaeger; every meshgate traces every request, sample_ratio 1, and exports a second later):
-  $j/                # the UI: service edge, Find Traces
+  $j/                # the UI's URL; built from the module proxy, Jaeger has no UI assets (they
+                     # come from the jaeger-ui repository), so it shows a placeholder page there.
+                     # The query API (the UI's back end) works:
   id=\$(curl -s -o /dev/null -w '%header{x-request-id}' $e/calls-api)   # a request, and its id
   curl -sG $j/api/traces --data-urlencode service=edge \\
     --data-urlencode "tags={\"meshgate.request_id\":\"\$id\"}"
