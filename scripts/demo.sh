@@ -1064,14 +1064,14 @@ Dashboard (open it in a browser; it refreshes itself):
   http://127.0.0.1:${SC_ADMIN[1]}/     # api-1's sidecar: its inbound intentions, its upstreams
 
 Traces (Jaeger; every meshgate traces every request, sample_ratio 1, and exports a second later):
-  $j/                # the UI's URL; built from the module proxy, Jaeger has no UI assets (they
-                     # come from the jaeger-ui repository), so it shows a placeholder page there.
-                     # The query API (the UI's back end) works:
+  $j/
+      # the UI's URL: built from the module proxy, Jaeger has no UI assets (they come from the
+      # jaeger-ui repository), so it shows a placeholder page. Its query API works:
   id=\$(curl -s -o /dev/null -w '%header{x-request-id}' $e/calls-api)   # a request, and its id
   curl -sG $j/api/traces --data-urlencode service=edge \\
     --data-urlencode "tags={\"meshgate.request_id\":\"\$id\"}"
       # one trace: the edge's spans, web-1's sidecar's (inbound, then its call to api) and an api
-      # sidecar's; the apps pass traceparent on. Or open $j/trace/<traceID> (the first "traceID").
+      # sidecar's, 8 spans; the apps pass traceparent on. Services: curl -s $j/api/services
 
 Access logs (every meshgate also ships its lines to nats-server, subject meshgate.access.<name>):
   $tail            # what is in the streams now (every meshgate.access.> stream)
