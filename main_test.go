@@ -517,15 +517,30 @@ func TestEdgePortInUse(t *testing.T) {
 // (gRPC) each behind a meshgate sidecar, and a Connect edge, then checks the mesh with curl
 // (edge → sidecar → app over mTLS, both api instances, the web → api chain, intentions allowing
 // and denying) and with one grpc-go call (edge → echo-1's sidecar over h2 and mTLS → echo-1),
-// and stops it all.
+// finds one request's trace in Jaeger and its access-log lines in nats-server's JetStream, and
+// stops it all.
 func TestDemoSelftest(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds two binaries and Consul (cached) and runs the whole demo; skipped with -short")
+		t.Skip("builds four binaries and Consul (cached) and runs the whole demo; skipped with -short")
 	}
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not available: %v", tool, err)
 		}
+	}
+	// The demo would build Jaeger (minutes) or apt-get nats-server itself, longer than this
+	// test may take: scripts/test.sh provides both beforehand.
+	if _, err := demoJaegerBinary(os.Getenv); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%v: CI must run scripts/install-jaeger.sh first (scripts/test.sh does)", err)
+		}
+		t.Skipf("%v; run scripts/install-jaeger.sh (several minutes, once) to run the demo's self-test", err)
+	}
+	if _, err := demoNATSServer(os.Getenv); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%v: CI must install Debian's nats-server package (scripts/test.sh does)", err)
+		}
+		t.Skipf("%v; install Debian's nats-server package to run the demo's self-test", err)
 	}
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
@@ -544,6 +559,7 @@ func TestDemoSelftest(t *testing.T) {
 		// What the user is told to try.
 		"curl -s http://127.0.0.1:", "/calls-api", "/v1/config", "/identity", "/ui/", "Dashboard (open it in a browser",
 		"/grpccall -addr 127.0.0.1:",
+		"Traces (Jaeger", "/api/traces --data-urlencode service=edge", "natstail -server nats://127.0.0.1:",
 		// Each check of the self-test.
 		"selftest: ok: edge → web-1's sidecar (mTLS, identity edge) → web-1",
 		"selftest: ok: edge → api alternates over both instances",
@@ -553,6 +569,9 @@ func TestDemoSelftest(t *testing.T) {
 		"selftest: ok: allow intention restored",
 		"selftest: ok: gRPC UnaryCall: grpc-go → edge → echo-1's sidecar (h2, mTLS, identity edge) → echo-1",
 		"selftest: ok: admin APIs answer",
+		"selftest: ok: trace in jaeger: edge → web-1's sidecar → web-1 → its sidecar → api-",
+		"selftest: ok: access logs in nats: request ",
+		"selftest: ok: dashboard http://127.0.0.1:",
 		"selftest: ok: edge and sidecars exit 0 on SIGTERM; sidecars deregistered from consul",
 		"selftest: PASS",
 	} {
@@ -570,6 +589,52 @@ func TestDemoSelftest(t *testing.T) {
 		t.Errorf("from starting consul to the first request took %ss, want under a minute", m[3])
 	}
 	t.Logf("demo: first request %ss after start (build %ss, mesh %ss)", m[1], m[2], m[3])
+}
+
+// demoJaegerBinary is the jaeger binary scripts/demo.sh will use: $MESHGATE_JAEGER_BIN, else
+// the one scripts/install-jaeger.sh caches (the same layout: per Jaeger version and Go
+// toolchain). It fails when that is not an executable file.
+func demoJaegerBinary(getenv func(string) string) (string, error) {
+	path := getenv("MESHGATE_JAEGER_BIN")
+	if path == "" {
+		cache := getenv("MESHGATE_CACHE")
+		if cache == "" {
+			base := getenv("XDG_CACHE_HOME")
+			if base == "" {
+				base = filepath.Join(getenv("HOME"), ".cache")
+			}
+			cache = filepath.Join(base, "meshgate")
+		}
+		path = filepath.Join(cache, "jaeger-1.75.0-"+runtime.Version(), "jaeger")
+	}
+	return path, executableFile(path, "jaeger")
+}
+
+// demoNATSServer is the nats-server scripts/demo.sh will use: $MESHGATE_NATS_SERVER_BIN, else
+// nats-server on PATH, else Debian's /usr/sbin/nats-server (/usr/sbin is not on every PATH).
+func demoNATSServer(getenv func(string) string) (string, error) {
+	if path := getenv("MESHGATE_NATS_SERVER_BIN"); path != "" {
+		return path, executableFile(path, "nats-server")
+	}
+	path, err := exec.LookPath("nats-server")
+	if err != nil {
+		if executableFile("/usr/sbin/nats-server", "nats-server") == nil {
+			return "/usr/sbin/nats-server", nil
+		}
+		return "", fmt.Errorf("nats-server not found: %w", err)
+	}
+	return path, nil
+}
+
+func executableFile(path, what string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("%s not found: %w", what, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s: %s is not an executable file", what, path)
+	}
+	return nil
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,10 +4,14 @@
 #
 # Usage: scripts/demo.sh
 #
-# Builds meshgate, the demo app (scripts/demoorigin) and a gRPC client (scripts/grpccall), builds
-# Consul once (cached, by scripts/install-consul.sh), then starts on free 127.0.0.1 ports:
+# Builds meshgate, the demo app (scripts/demoorigin), a gRPC client (scripts/grpccall) and a
+# JetStream reader (scripts/natstail), builds Consul and Jaeger once (cached, by
+# scripts/install-consul.sh and scripts/install-jaeger.sh), installs Debian's nats-server when it
+# is missing (root or sudo), then starts on free 127.0.0.1 ports:
 #
 #   consul agent -dev            registry, Connect CA and intentions (in memory)
+#   jaeger                       Jaeger v2: OTLP/HTTP receiver, memory storage, UI and query API
+#   nats-server -js              JetStream: every meshgate's access-log lines, a stream each
 #   web-1         demo app  +  `meshgate sidecar` (mTLS inbound; upstream api on a local port)
 #   api-1, api-2  demo apps +  `meshgate sidecar` each (mTLS inbound)
 #   echo-1        the demo app as a gRPC service (demoorigin -grpc, h2c) +  `meshgate sidecar`
@@ -27,24 +31,29 @@
 # response metadata); web's /calls-api makes web call api through its sidecar. Once a request
 # (and a gRPC call) has gone all the way through, the script prints curl commands, the grpccall
 # command, the admin URLs and the Consul UI address, then follows the access logs (one line per
-# hop). Ctrl-C stops everything in order: edge, sidecars (which deregister from Consul), apps,
-# Consul.
+# hop). Every meshgate traces every request into Jaeger and ships its access log to the
+# nats-server (subject meshgate.access.<name>); the banner says how to see both. Ctrl-C stops
+# everything in order: edge, sidecars (which deregister from Consul), apps, Consul, nats-server,
+# Jaeger.
 #
 # Environment:
 #   DEMO_SELFTEST=1   instead of waiting for Ctrl-C, check the mesh with curl (edge → web through
 #                     web-1's sidecar, edge → api reaching both instances, the web → api chain,
 #                     the L7 permission, a deny intention answered 403 and lifted again, a
 #                     gRPC call edge → echo-1's sidecar → echo-1 with grpc-go, the admin APIs,
-#                     every meshgate exiting 0 on SIGTERM and deregistering), print
+#                     one request's trace in Jaeger and its access-log lines in NATS, the
+#                     dashboard, every meshgate exiting 0 on SIGTERM and deregistering), print
 #                     "selftest: PASS" and exit 0, or exit 1
 #   DEMO_PORT=        the edge's port (default 8080 if free, else a free one)
 #   DEMO_ADMIN_PORT=  the edge's admin port (default 9901 if free, else a free one)
 #   DEMO_BIN=         where the binaries are built (default ./bin, git-ignored)
 #   DEMO_READY_TIMEOUT= seconds each start-up step may take (default 30)
+#   MESHGATE_JAEGER_BIN=      a jaeger binary to use instead of scripts/install-jaeger.sh's
+#   MESHGATE_NATS_SERVER_BIN= a nats-server to use instead of the one on PATH
 #
 # Needs Go and curl; python3 is used when present to pick ports free for TCP and UDP (Consul's
-# DNS and serf ports). The first run builds Consul from source (several minutes); later runs
-# reach the first request in seconds. Everything listens on 127.0.0.1 only.
+# DNS and serf ports). The first run builds Consul and Jaeger from source (several minutes
+# each); later runs reach the first request in seconds. Everything listens on 127.0.0.1 only.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +70,14 @@ TMP=""
 CONSUL_BIN=""
 CONSUL_PID=""
 CONSUL_HTTP=""
+JAEGER_BIN=""
+JAEGER_PID=""
+JAEGER_OTLP="" # the OTLP/HTTP receiver's port (the meshgates' tracing.endpoint)
+JAEGER_UI=""   # jaeger_query: the UI and its HTTP API
+NATS_BIN=""
+NATS_PID=""
+NATS_PORT=""
+NATS_URL=""
 EDGE_PID=""
 EDGE_PORT=""
 EDGE_ADMIN=""
@@ -69,8 +86,8 @@ READY_PIDS="" # meshgates that were ready once
 SIGNALED=0    # SIGINT or SIGTERM arrived
 JOB_CONTROL=0 # children run in their own process groups (set -m)
 
-# Every process the script started, with its kind (edge, sidecar, app, consul: the stop order)
-# and, for meshgate, its admin port.
+# Every process the script started, with its kind (edge, sidecar, app, consul, nats, jaeger: the
+# stop order) and, for meshgate, its admin port.
 PIDS=()
 KINDS=()
 ADMINS=()
@@ -154,11 +171,12 @@ stop_kind() {
 }
 
 # stop_all stops everything in dependency order: the edge stops taking requests, the sidecars
-# drain and deregister while the apps and the agent are still up, then the apps, then Consul.
+# drain and deregister while the apps and the agent are still up, then the apps, then Consul;
+# nats-server and Jaeger last, so the meshgates' final access-log lines and spans still arrive.
 # Safe to call twice.
 stop_all() {
   local k
-  for k in edge sidecar app consul; do stop_kind "$k"; done
+  for k in edge sidecar app consul nats jaeger; do stop_kind "$k"; done
 }
 
 cleanup() {
@@ -168,7 +186,7 @@ cleanup() {
   # terminal's signals) must not abort it either.
   set +e
   if ((${#PIDS[@]} > 0)); then
-    [[ $SELFTEST == 1 ]] || log "stopping: edge, sidecars (deregistering from consul), apps, consul"
+    [[ $SELFTEST == 1 ]] || log "stopping: edge, sidecars (deregistering from consul), apps, consul, nats-server, jaeger"
     stop_all
     [[ $SELFTEST == 1 ]] || log "stopped"
   fi
@@ -322,6 +340,153 @@ EOF
   done
 }
 
+# ---- jaeger and nats-server ----------------------------------------------------------------
+
+# write_jaeger_config writes Jaeger's (an OpenTelemetry Collector's) config for ports $1 (the
+# OTLP/HTTP receiver), $2 (jaeger_query's HTTP: UI and API) and $3 (jaeger_query's gRPC, unused
+# but it listens). Only what the demo uses runs: no OTLP gRPC, Jaeger or Zipkin receivers, no
+# health, expvar or zpages extension; the collector's own metrics are off (their default is a
+# Prometheus endpoint on :8888) and so is jaeger_query's self-tracing (to OTLP gRPC on
+# localhost:4317, which also held up its exit by a 10 s export timeout): no port is fixed.
+write_jaeger_config() {
+  cat >"$TMP/jaeger/config.yaml" <<EOF2
+# Jaeger v2 for the meshgate demo, written by scripts/demo.sh.
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics: { level: none }
+    logs: { level: warn }
+extensions:
+  jaeger_storage:
+    backends:
+      demo_store: { memory: { max_traces: 100000 } }
+  jaeger_query:
+    storage: { traces: demo_store }
+    http: { endpoint: 127.0.0.1:$2 }
+    grpc: { endpoint: 127.0.0.1:$3 }
+    enable_tracing: false   # default true here: it would send its own spans to localhost:4317
+receivers:
+  otlp:
+    protocols:
+      http: { endpoint: 127.0.0.1:$1 }
+processors:
+  batch: {}
+exporters:
+  jaeger_storage_exporter: { trace_storage: demo_store }
+EOF2
+}
+
+# start_jaeger starts Jaeger on free loopback ports (not waiting for it; await_jaeger does).
+start_jaeger() {
+  local otlp ui grpc
+  mkdir -p "$TMP/jaeger"
+  read -r otlp ui grpc < <(free_ports 3)
+  write_jaeger_config "$otlp" "$ui" "$grpc"
+  "$JAEGER_BIN" --config "$TMP/jaeger/config.yaml" </dev/null >"$TMP/logs/jaeger.log" 2>&1 &
+  JAEGER_PID=$!
+  track "$JAEGER_PID" jaeger
+  JAEGER_OTLP=$otlp
+  JAEGER_UI=$ui
+}
+
+# await_jaeger waits, bounded, until Jaeger's query API answers and its OTLP receiver accepts
+# connections; when it exited during start-up (a port taken meanwhile) it starts it again on
+# other ports, up to 3 times.
+await_jaeger() {
+  local attempt i
+  for attempt in 1 2 3; do
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+      if curl -s -f -o /dev/null --max-time 2 "http://127.0.0.1:$JAEGER_UI/api/services" &&
+        ! port_free "$JAEGER_OTLP"; then
+        return 0
+      fi
+      kill -0 "$JAEGER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$JAEGER_PID" 2>/dev/null; then
+      log "jaeger not ready after ${READY_TIMEOUT}s; its log:"; cat "$TMP/logs/jaeger.log" >&2
+      return 1
+    fi
+    wait "$JAEGER_PID" 2>/dev/null || true
+    forget "$JAEGER_PID"
+    ((attempt < 3)) || break
+    log "jaeger exited during start-up (port taken?); attempt $attempt of 3"
+    start_jaeger
+  done
+  log "jaeger would not start; its log:"; cat "$TMP/logs/jaeger.log" >&2
+  return 1
+}
+
+# find_nats_server sets NATS_BIN: $MESHGATE_NATS_SERVER_BIN, else nats-server on PATH or in
+# /usr/sbin (where Debian's package puts it, not on a user's PATH), else it installs Debian's
+# nats-server package (as root, or with sudo), as scripts/test.sh installs redis-server.
+find_nats_server() {
+  local sudo=""
+  if [[ -n ${MESHGATE_NATS_SERVER_BIN:-} ]]; then
+    NATS_BIN=$MESHGATE_NATS_SERVER_BIN
+    [[ -x $NATS_BIN ]] || die "MESHGATE_NATS_SERVER_BIN=$NATS_BIN is not an executable"
+    return 0
+  fi
+  if NATS_BIN=$(command -v nats-server); then return 0; fi
+  NATS_BIN=/usr/sbin/nats-server
+  [[ -x $NATS_BIN ]] && return 0
+  if [[ $(id -u) != 0 ]]; then
+    command -v sudo >/dev/null || die "nats-server is missing and neither root nor sudo is available: install Debian's nats-server package"
+    sudo=sudo
+  fi
+  log "installing Debian's nats-server package (apt-get)"
+  { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; } >&2 ||
+    die "installing nats-server failed: install Debian's nats-server package"
+  # The package may start a system service on port 4222; the demo does not use it.
+  $sudo service nats-server stop >/dev/null 2>&1 || true
+  [[ -x $NATS_BIN ]] || NATS_BIN=$(command -v nats-server) || die "no nats-server in /usr/sbin or on PATH after installing it"
+}
+
+# start_nats starts nats-server with JetStream (its store in $TMP/nats) on a free loopback port;
+# no monitoring port, no cluster.
+start_nats() {
+  read -r NATS_PORT < <(free_ports 1)
+  NATS_URL=nats://127.0.0.1:$NATS_PORT
+  "$NATS_BIN" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$TMP/nats" -n meshgate-demo \
+    </dev/null >"$TMP/logs/nats.log" 2>&1 &
+  NATS_PID=$!
+  track "$NATS_PID" nats
+}
+
+# await_nats waits, bounded, until nats-server takes JetStream requests; when it exited during
+# start-up it starts it again on another port, up to 3 times.
+await_nats() {
+  local attempt i
+  for attempt in 1 2 3; do
+    for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+      if ! port_free "$NATS_PORT" &&
+        "$BIN/natstail" -server "$NATS_URL" -timeout 2s >/dev/null 2>"$TMP/natstail.err"; then
+        return 0
+      fi
+      kill -0 "$NATS_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$NATS_PID" 2>/dev/null; then
+      log "nats-server: no JetStream after ${READY_TIMEOUT}s ($(cat "$TMP/natstail.err")); its log:"
+      cat "$TMP/logs/nats.log" >&2
+      return 1
+    fi
+    wait "$NATS_PID" 2>/dev/null || true
+    forget "$NATS_PID"
+    ((attempt < 3)) || break
+    log "nats-server exited during start-up (port taken?); attempt $attempt of 3"
+    start_nats
+  done
+  log "nats-server would not start; its log:"; cat "$TMP/logs/nats.log" >&2
+  return 1
+}
+
 # ---- apps and sidecars -------------------------------------------------------------------
 
 # access_view ID LABEL: reads meshgate's access log (JSON lines) on stdin, appends it to
@@ -356,6 +521,30 @@ access_view() {
 # writes to stdout, which access_view reads; the self-test only needs the file.
 access_log() {
   if [[ $SELFTEST == 1 ]]; then echo "$TMP/logs/$1.access.log"; else echo stdout; fi
+}
+
+# observability ID prints the access_log and tracing blocks of meshgate ID's config: the local
+# access log as before, every line shipped to nats-server too, and every request traced into
+# Jaeger.
+#
+# Each meshgate has a stream of its own (MESHGATE_ACCESS_WEB_1 for web-1, created by meshgate):
+# the sink sends a line's request id as its Nats-Msg-Id, so in one shared stream JetStream's
+# duplicate window (100 ms at the least) would keep only the first hop's line of each request,
+# the edge's or a sidecar's, and drop the others. Within one meshgate it still drops the second
+# line of a request that passes twice (web-1: inbound, then upstream-api).
+observability() {
+  local stream=MESHGATE_ACCESS_${1//-/_}
+  cat <<EOF
+access_log:
+  output: "$(access_log "$1")"
+  sinks:     # every line also goes to nats-server's JetStream
+    - { kind: nats, url: "$NATS_URL", subject: meshgate.access.$1, stream: ${stream^^} }
+  spool: { dir: "$TMP/spool/$1" }   # lines wait here while nats-server is unreachable
+# sample_ratio 1 traces every request, not the default 1%: a demo makes a handful of requests
+# and each should show up in Jaeger (a busy edge samples). batch_interval 1s (default 5s): the
+# trace is there a second after the request.
+tracing: { endpoint: "http://127.0.0.1:$JAEGER_OTLP", sample_ratio: 1, batch_interval: 1s }
+EOF
 }
 
 # run_mg ID LABEL MODE: starts `meshgate MODE -config $TMP/config/ID.yaml` in the background
@@ -403,7 +592,7 @@ sidecar:
   service: { name: $svc, id: $id, address: 127.0.0.1, port: ${APP_ADDR[i]##*:} }  # the app; its protocol: service-defaults
   inbound: { address: 127.0.0.1:${SC_IN[i]}, trusted_peers: [ edge ] }   # mTLS; callers find it in consul; the edge may pass the client's address
   upstreams: $ups
-access_log: { output: "$(access_log "$id")" }
+$(observability "$id")
 shutdown: { drain_timeout: 5s }
 EOF
 }
@@ -483,7 +672,7 @@ routes:                                      # equal priorities keep file order:
   - { name: web, match: { path_prefix: / }, to: [ { service: web } ] }
 discovery:
   consul: { address: 127.0.0.1:$CONSUL_HTTP }
-access_log: { output: "$(access_log edge)" }
+$(observability edge)
 shutdown: { drain_timeout: 5s }
 EOF
 }
@@ -595,8 +784,28 @@ metric() { # metric ADMIN NAME_WITH_LABELS: prints the value (0 when absent)
   echo "${v:-0}"
 }
 
+# jaeger_trace RID SERVICE...: polls Jaeger's query API (bounded: the meshgates export every
+# second) until the trace the edge recorded for request id RID has spans of every SERVICE; the
+# answer (JSON) is in TRACE_JSON.
+TRACE_JSON=""
+jaeger_trace() {
+  local rid=$1 i s all
+  shift
+  for ((i = 0; i < 150; i++)); do
+    TRACE_JSON=$(curl -s -G --max-time 5 "http://127.0.0.1:$JAEGER_UI/api/traces" --data-urlencode service=edge \
+      --data-urlencode "tags={\"meshgate.request_id\":\"$rid\"}") || TRACE_JSON=""
+    all=1
+    for s in "$@"; do
+      [[ $TRACE_JSON =~ \"serviceName\":\ ?\"$s\" ]] || all=0
+    done
+    ((all == 1)) && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 selftest() {
-  local base=http://127.0.0.1:$EDGE_PORT i seen="" inst blk n t0 h pid rc
+  local base=http://127.0.0.1:$EDGE_PORT i seen="" inst blk n t0 h pid rc tid
 
   # 1. edge → web, through web-1's sidecar over mTLS.
   fetch "$base/hello"
@@ -729,7 +938,54 @@ selftest() {
   done
   ((FAILURES == n)) && ok "admin APIs answer (/ /ready /clusters /routes /identity /metrics) on the edge and ${#SC_ADMIN[@]} sidecars"
 
-  # 8. Shutdown: every meshgate exits 0 on SIGTERM and the sidecars deregister.
+  # 8. Tracing: one request through edge → web-1 → api, found in Jaeger's query API by the
+  # request id the edge gave it; its spans come from the edge and the sidecars on the way, in
+  # one connected trace with the trace id the app saw. Export is batched (1s), so poll.
+  n=$FAILURES
+  fetch "$base/calls-api"
+  if [[ $CODE != 200 || -z $RID ]]; then
+    fail "GET /calls-api (to trace): $CODE $BODY"
+  else
+    tid=$(sed -n 's/^ *"Traceparent": "00-\([0-9a-f]\{32\}\)-.*/\1/p' <<<"$BODY" | head -n 1)
+    [[ -n $tid ]] || fail "GET /calls-api: web-1 got no traceparent: $BODY"
+    inst=$(sed -n 's/^ *"instance": "\(api-[12]\)".*/\1/p' <<<"$BODY" | head -n 1)
+    if ! jaeger_trace "$RID" edge web api; then
+      fail "no trace in jaeger with request id $RID and spans of edge, web and api within 15s: $TRACE_JSON"
+    else
+      h=$(grep -Eo '"traceID": ?"[0-9a-f]+"' <<<"$TRACE_JSON" | grep -Eo '[0-9a-f]{32}' | sort -u | tr '\n' ' ')
+      [[ $h == "$tid " ]] || fail "jaeger: the trace of $RID has trace ids ${h:-(none)}, want the one web-1 saw, $tid"
+      # Connected: exactly one span (the edge's server span) has no parent in the trace.
+      t0=$(grep -o '"references": \?\[\]' <<<"$TRACE_JSON" | wc -l)
+      [[ $t0 == 1 ]] || fail "jaeger: the trace of $RID has $t0 root spans, want 1 (one connected trace)"
+      i=$(grep -Eo '"operationName": ?"' <<<"$TRACE_JSON" | wc -l)
+      ((FAILURES == n)) && ok "trace in jaeger: edge → web-1's sidecar → web-1 → its sidecar → ${inst:-api}'s sidecar, $i spans of trace $tid (request $RID)"
+    fi
+  fi
+
+  # 9. Log shipping: the same request's access-log lines from the edge, web-1's sidecar and the
+  # api sidecar are in nats-server's JetStream. (web-1 logged it twice, inbound and upstream;
+  # its stream keeps one: both lines have the request id as Nats-Msg-Id, see observability.)
+  n=$FAILURES
+  if [[ -n $RID ]]; then
+    if ! h=$("$BIN/natstail" -server "$NATS_URL" -grep "\"request_id\":\"$RID\"" -n 3 -timeout 10s 2>&1); then
+      fail "nats: 3 lines of request $RID: $h"
+    fi
+    for t0 in edge web-1 "${inst:-api-?}"; do
+      grep -q "^meshgate\.access\.$t0 {" <<<"$h" || fail "nats: no line of request $RID on meshgate.access.$t0: $h"
+    done
+    ((FAILURES == n)) && ok "access logs in nats: request $RID on meshgate.access.edge, .web-1 and .${inst:-api} (JetStream)"
+  fi
+
+  # 10. The dashboards the banner names answer 200 with HTML.
+  n=$FAILURES
+  for h in "$EDGE_ADMIN" "${SC_ADMIN[1]}"; do
+    t0=$(curl -s --max-time 5 -o "$TMP/dash" -w '%{http_code} %{content_type}' "http://127.0.0.1:$h/") || t0="curl failed"
+    [[ $t0 == "200 text/html"* ]] && grep -qi '<html' "$TMP/dash" && continue
+    fail "dashboard http://127.0.0.1:$h/: $t0, want 200 text/html: $(head -c 300 "$TMP/dash" 2>/dev/null)"
+  done
+  ((FAILURES == n)) && ok "dashboard http://127.0.0.1:$EDGE_ADMIN/ (and api-1's) answers 200 text/html"
+
+  # 11. Shutdown: every meshgate exits 0 on SIGTERM and the sidecars deregister.
   n=$FAILURES
   for pid in "$EDGE_PID" "${SC_PID[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "$EDGE_PID" "${SC_PID[@]}"; do
@@ -745,7 +1001,7 @@ selftest() {
   ((FAILURES == n)) && ok "edge and sidecars exit 0 on SIGTERM; sidecars deregistered from consul"
 
   if ((FAILURES > 0)); then
-    for h in edge "${INST_ID[@]}"; do log "$h log:"; cat "$TMP/logs/$h.log" >&2; done
+    for h in edge "${INST_ID[@]}" jaeger nats; do log "$h log:"; cat "$TMP/logs/$h.log" >&2; done
     log "selftest: FAIL ($FAILURES problems)"
     exit 1
   fi
@@ -755,7 +1011,8 @@ selftest() {
 # ---- main --------------------------------------------------------------------------------
 
 banner() {
-  local e=http://127.0.0.1:$EDGE_PORT c=http://127.0.0.1:$CONSUL_HTTP i h
+  local e=http://127.0.0.1:$EDGE_PORT c=http://127.0.0.1:$CONSUL_HTTP j=http://127.0.0.1:$JAEGER_UI i h
+  local tail="$BIN/natstail -server $NATS_URL"
   cat <<EOF
 
 meshgate demo is up: $1
@@ -773,6 +1030,8 @@ EOF
   done
   cat <<EOF
   consul         $c   (UI: $c/ui/)
+  jaeger         $j   (query API; OTLP/HTTP in: 127.0.0.1:$JAEGER_OTLP)
+  nats-server    $NATS_URL   (JetStream: meshgate.access.<name>, stream MESHGATE_ACCESS_<NAME>)
 
 Intentions (Consul config entries; anything not listed is denied):
   edge → web  allow
@@ -804,6 +1063,21 @@ Dashboard (open it in a browser; it refreshes itself):
   http://127.0.0.1:$EDGE_ADMIN/     # the edge: routes, clusters, live rates, identity, intentions
   http://127.0.0.1:${SC_ADMIN[1]}/     # api-1's sidecar: its inbound intentions, its upstreams
 
+Traces (Jaeger; every meshgate traces every request, sample_ratio 1, and exports a second later):
+  $j/
+      # the UI's URL: built from the module proxy, Jaeger has no UI assets (they come from the
+      # jaeger-ui repository), so it shows a placeholder page. Its query API works:
+  id=\$(curl -s -o /dev/null -w '%header{x-request-id}' $e/calls-api)   # a request, and its id
+  curl -sG $j/api/traces --data-urlencode service=edge \\
+    --data-urlencode "tags={\"meshgate.request_id\":\"\$id\"}"
+      # one trace: the edge's spans, web-1's sidecar's (inbound, then its call to api) and an api
+      # sidecar's, 8 spans; the apps pass traceparent on. Services: curl -s $j/api/services
+
+Access logs (every meshgate also ships its lines to nats-server, subject meshgate.access.<name>):
+  $tail            # what is in the streams now (every meshgate.access.> stream)
+  $tail -f         # and follow it
+  $tail -grep "\$id"   # one request, every hop
+
 Admin APIs (edge: $EDGE_ADMIN; sidecars web-1: ${SC_ADMIN[0]}, api-1: ${SC_ADMIN[1]}, api-2: ${SC_ADMIN[2]}, echo-1: ${SC_ADMIN[3]}):
   curl -s http://127.0.0.1:$EDGE_ADMIN/ready
   curl -s http://127.0.0.1:$EDGE_ADMIN/clusters     # web, api, echo: their sidecars' mTLS addresses; echo's protocol grpc
@@ -827,19 +1101,32 @@ main() {
   command -v curl >/dev/null || die "curl is needed (requests, and Consul's HTTP API)"
   command -v go >/dev/null || die "the Go toolchain is needed to build meshgate"
   mkdir -p "$BIN"
-  log "building meshgate, the demo app and the gRPC client into $BIN"
-  # One go build for the three: they link in parallel.
-  (cd "$ROOT" && go build -o "$BIN/" . ./scripts/demoorigin ./scripts/grpccall)
+  log "building meshgate, the demo app, the gRPC client and natstail into $BIN"
+  # One go build for the four: they link in parallel.
+  (cd "$ROOT" && go build -o "$BIN/" . ./scripts/demoorigin ./scripts/grpccall ./scripts/natstail)
   log "installing consul (scripts/install-consul.sh: the first build takes several minutes, then it is cached)"
   CONSUL_BIN=$("$ROOT/scripts/install-consul.sh" | tail -n 1) || die "scripts/install-consul.sh failed"
   [[ -x $CONSUL_BIN ]] || die "install-consul.sh printed '$CONSUL_BIN', not an executable"
+  if [[ -n ${MESHGATE_JAEGER_BIN:-} ]]; then
+    JAEGER_BIN=$MESHGATE_JAEGER_BIN
+  else
+    log "installing jaeger (scripts/install-jaeger.sh: the first build takes several minutes, then it is cached)"
+    JAEGER_BIN=$("$ROOT/scripts/install-jaeger.sh" | tail -n 1) || die "scripts/install-jaeger.sh failed"
+  fi
+  [[ -x $JAEGER_BIN ]] || die "jaeger: '$JAEGER_BIN' is not an executable"
+  find_nats_server
   t_build=$(secs_since "$START_MS")
 
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/meshgate-demo.XXXXXX")
-  mkdir -p "$TMP/config" "$TMP/logs"
+  mkdir -p "$TMP/config" "$TMP/logs" "$TMP/nats" "$TMP/spool"
   t_mesh=$(now_ms)
-  log "starting consul agent -dev"
+  # Jaeger and nats-server start while the agent elects itself; they are awaited after it.
+  log "starting jaeger, nats-server -js and consul agent -dev"
+  start_jaeger
+  start_nats
   start_consul || exit 1
+  await_nats || exit 1
+  await_jaeger || exit 1
   log "writing service-defaults and intentions to consul (edge → web, edge → api GET, web → api, edge → echo)"
   write_intentions || exit 1
   log "starting web-1, api-1, api-2, echo-1 (gRPC), each with a meshgate sidecar; waiting for their /ready"

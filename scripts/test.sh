@@ -40,6 +40,20 @@ if ! command -v redis-server >/dev/null 2>&1; then
   [ "$sudo" = none ] || $sudo service redis-server stop 2>/dev/null || true
 fi
 
+echo "== nats-server (the demo's self-test ships its access logs to one on a free loopback port)"
+# Debian's package puts it in /usr/sbin, which is not on every user's PATH; the demo looks there.
+if ! command -v nats-server >/dev/null 2>&1 && ! [ -x /usr/sbin/nats-server ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
+  if [ "$sudo" = none ]; then
+    echo "warning: nats-server is missing and neither root nor sudo is available; the demo's self-test will skip (and fail when CI is set)" >&2
+  elif ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update &&
+           $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y nats-server; }; then
+    echo "warning: installing nats-server failed; the demo's self-test will skip (and fail when CI is set)" >&2
+  fi
+  # The package may start a system service on port 4222; the demo does not use it.
+  [ "$sudo" = none ] || $sudo service nats-server stop 2>/dev/null || true
+fi
+
 echo "== systemd-analyze (the unit-file test runs systemd-analyze verify)"
 if ! command -v systemd-analyze >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
@@ -64,6 +78,12 @@ echo "== consul (tests that need a real agent start their own on free loopback p
 # fails the run: without the binary, Consul tests skip locally but fail when CI is set.
 MESHGATE_CONSUL_BIN="$(scripts/install-consul.sh | tail -1)"
 export MESHGATE_CONSUL_BIN
+
+echo "== jaeger (the demo's self-test sends its traces to one on free loopback ports)"
+# Built from source like Consul: several minutes the first time, then cached per version and Go
+# toolchain. A failed build fails the run (without it the self-test fails when CI is set).
+MESHGATE_JAEGER_BIN="$(scripts/install-jaeger.sh | tail -1)"
+export MESHGATE_JAEGER_BIN
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m "$@" ./...
