@@ -528,10 +528,10 @@ access_log() {
 # Jaeger.
 #
 # Each meshgate has a stream of its own (MESHGATE_ACCESS_WEB_1 for web-1, created by meshgate):
-# the sink sends a line's request id as its Nats-Msg-Id, so in one shared stream JetStream's
-# duplicate window (100 ms at the least) would keep only the first hop's line of each request,
-# the edge's or a sidecar's, and drop the others. Within one meshgate it still drops the second
-# line of a request that passes twice (web-1: inbound, then upstream-api).
+# a sink creates its stream with its own subject when it is missing, so meshgates sharing one
+# stream need it created beforehand with a subject covering all (meshgate.access.>). Every line
+# of a request (each hop's, and both of web-1's: inbound, then upstream-api) is kept: the
+# message id is the request id and a hash of the line.
 observability() {
   local stream=MESHGATE_ACCESS_${1//-/_}
   cat <<EOF

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -234,7 +235,8 @@ func streamIDs(t *testing.T, b *broker) []string {
 			if got := ship.MessageID(m.Data()); got != id {
 				t.Fatalf("message %d: Nats-Msg-Id %q, request id in the body %q", len(ids), id, got)
 			}
-			ids = append(ids, id)
+			rid, _, _ := strings.Cut(id, ".") // the request id, without the line's hash
+			ids = append(ids, rid)
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			t.Fatal(err)
@@ -433,11 +435,21 @@ func TestSpoolCapsDropOldest(t *testing.T) {
 
 func TestMessageID(t *testing.T) {
 	t.Parallel()
-	if got := ship.MessageID(line(7)); got != reqID(7) {
-		t.Fatalf("MessageID = %q, want %q", got, reqID(7))
+	id := ship.MessageID(line(7))
+	if !strings.HasPrefix(id, reqID(7)+".") || len(id) <= len(reqID(7))+1 {
+		t.Fatalf("MessageID = %q, want %q, a dot and the line's hash", id, reqID(7))
+	}
+	if again := ship.MessageID(line(7)); again != id {
+		t.Fatalf("the same line twice: ids %q and %q; a resend must de-duplicate", id, again)
+	}
+	// Two hops of one request log the same request id: their lines must not de-duplicate.
+	edge := accesslog.AppendJSON(nil, &accesslog.Entry{RequestID: []byte("r-1"), Listener: "public", Status: 200})
+	side := accesslog.AppendJSON(nil, &accesslog.Entry{RequestID: []byte("r-1"), Listener: "inbound", Status: 200})
+	if a, b := ship.MessageID(edge), ship.MessageID(side); a == b || !strings.HasPrefix(a, "r-1.") || !strings.HasPrefix(b, "r-1.") {
+		t.Fatalf("two hops of request r-1: ids %q and %q, want distinct, both r-1.<hash>", a, b)
 	}
 	esc := accesslog.AppendJSON(nil, &accesslog.Entry{RequestID: []byte(`a"b\c`)})
-	if got := ship.MessageID(esc); got != `a\"b\\c` {
+	if got := ship.MessageID(esc); !strings.HasPrefix(got, `a\"b\\c.`) {
 		t.Fatalf("escaped request id: %q", got)
 	}
 	none := accesslog.AppendJSON(nil, &accesslog.Entry{Status: 200})

@@ -372,23 +372,34 @@ func (s *Shipper) publish(lines [][]byte, timeout time.Duration) error {
 var requestIDKey = []byte(`"request_id":"`)
 
 // MessageID is the de-duplication id of an access-log line: its request id as encoded (still
-// JSON-escaped, which keeps it unique), or "h-" and a hash of the line when it has none.
+// JSON-escaped, which keeps it unique), a dot and a hash of the whole line; "h-" and the hash
+// when it has no request id. The request id alone would not do: every hop of a request (the
+// edge, each sidecar, a sidecar's inbound and upstream listeners) logs the same id, so a stream
+// the hops share would keep one line per request. The hash tells the hops apart and stays the
+// same when a line is sent again, since a resend (from the batch or the spool) is the same
+// bytes; the request id in front keeps the id readable and groups a request's lines.
 func MessageID(line []byte) string {
+	var buf [128 + 1 + 16]byte
+	id := buf[:0]
 	if i := bytes.Index(line, requestIDKey); i >= 0 {
 		rest := line[i+len(requestIDKey):]
+	scan:
 		for j := 0; j < len(rest); j++ {
 			switch rest[j] {
 			case '\\':
 				j++
 			case '"':
 				if j > 0 {
-					return string(rest[:j])
+					id = append(append(id, rest[:j]...), '.')
 				}
-				j = len(rest)
+				break scan
 			}
 		}
 	}
-	return "h-" + strconv.FormatUint(xxhash.Sum64(line), 16)
+	if len(id) == 0 {
+		id = append(id, "h-"...)
+	}
+	return string(strconv.AppendUint(id, xxhash.Sum64(line), 16))
 }
 
 // Metrics are the shipping counters, labelled by sink. They are registered once per process by
