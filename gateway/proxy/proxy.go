@@ -79,6 +79,7 @@ type Generation struct {
 type routeState struct {
 	RouteBackends
 	metrics *routeMetrics
+	spans   tracing.SpanNames // "METHOD route", the server span's name
 }
 
 // NewGeneration binds a compiled table to its backends and metrics. routes[i] belongs to the
@@ -92,7 +93,7 @@ func NewGeneration(table *route.Table, routes []RouteBackends, m *Metrics) (*Gen
 		if len(r.Backends) == 0 {
 			return nil, errors.New("proxy: route " + r.Name + " has no backends")
 		}
-		g.routes[i] = routeState{RouteBackends: r, metrics: m.bind(r.Name)}
+		g.routes[i] = routeState{RouteBackends: r, metrics: m.bind(r.Name), spans: tracing.NewSpanNames(r.Name)}
 	}
 	for _, r := range table.Routes() {
 		if r.Key < 0 || r.Key >= len(routes) || len(routes[r.Key].Backends) != len(r.Spec.Targets) {
@@ -328,7 +329,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 	e.BytesIn = int64(max(req.Header.ContentLength(), 0))
 	e.BytesOut = int64(ctx.Response.Header.ContentLength())
 	if s.span.Started() {
-		h.endSpan(ctx, s, status, start.Add(took))
+		h.endSpan(ctx, gen, s, status, start.Add(took))
 	}
 	if s.ws != nil { // upgraded: its one access-log line is written when the session ends
 		s.ws.hold(e)

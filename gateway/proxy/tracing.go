@@ -16,7 +16,7 @@ import (
 // recorded beyond the End call that resets the span (and the error check of sample_errors).
 
 // endSpan finishes the server span of a request answered with status.
-func (h *Handler) endSpan(ctx *fasthttp.RequestCtx, s *scratch, status int, end time.Time) {
+func (h *Handler) endSpan(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch, status int, end time.Time) {
 	sp := &s.span
 	grpcCode, grpcOK := -1, false
 	if s.grpc {
@@ -34,14 +34,14 @@ func (h *Handler) endSpan(ctx *fasthttp.RequestCtx, s *scratch, status int, end 
 	}
 	if sp.Recording() {
 		e := &s.entry
-		method := string(ctx.Request.Header.Method())
-		name := method
+		m := ctx.Request.Header.Method()
 		if e.Route != "" {
-			name += " " + e.Route
+			sp.SetName(gen.routes[s.key].spans.For(m))
 			sp.SetString("http.route", e.Route)
+		} else {
+			sp.SetName(tracing.Method(m))
 		}
-		sp.SetName(name)
-		sp.SetString("http.request.method", method)
+		sp.SetString("http.request.method", tracing.Method(m))
 		sp.SetInt("http.response.status_code", int64(status))
 		sp.SetString("network.protocol.version", protocolVersion(e.Protocol))
 		sp.SetString("meshgate.listener", h.opts.Listener)

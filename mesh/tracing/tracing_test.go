@@ -312,3 +312,25 @@ func TestDeadCollector(t *testing.T) {
 		}
 	})
 }
+
+func TestSpanNamesAllocations(t *testing.T) {
+	n := NewSpanNames("api")
+	var zero SpanNames
+	for m, want := range map[string][2]string{
+		"GET": {"GET api", "GET"}, "PATCH": {"PATCH api", "PATCH"}, "PURGE": {"PURGE api", "PURGE"},
+	} {
+		if got := n.For([]byte(m)); got != want[0] {
+			t.Errorf("For(%s) = %q, want %q", m, got, want[0])
+		}
+		if got := zero.For([]byte(m)); got != want[1] {
+			t.Errorf("zero For(%s) = %q, want %q", m, got, want[1])
+		}
+		if got := Method([]byte(m)); got != m {
+			t.Errorf("Method(%s) = %q", m, got)
+		}
+	}
+	get := []byte("GET")
+	if a := testing.AllocsPerRun(100, func() { _, _ = n.For(get), Method(get) }); a != 0 {
+		t.Errorf("a standard method's name allocates %.0f times", a)
+	}
+}

@@ -157,6 +157,7 @@ type state struct {
 // Cluster is one upstream service. It is safe for concurrent use; Do takes no locks.
 type Cluster struct {
 	name      string
+	spanNames tracing.SpanNames // "METHOD name", the client spans' names
 	rebuildMu sync.Mutex
 	opts      atomic.Pointer[Options]
 	state     atomic.Pointer[state]
@@ -220,6 +221,14 @@ type Call struct {
 	// upstream's spans hang under the try that reached it, and retries are visible). An
 	// unrecorded span costs nothing here: the request already carries the trace context.
 	Trace *tracing.Span
+
+	// try is the current try's client span (when Trace is recording): here rather than
+	// allocated per try, since Call lives in the engine's pooled per-request memory.
+	try tracing.Span
+	// tbuf is where the try's trace headers are formatted (the header copies them): a
+	// traceparent is 55 bytes, a b3 header at most 68. A local array would escape through the
+	// header's interface.
+	tbuf [72]byte
 
 	// Outputs.
 	Address  string        // last host tried
@@ -448,8 +457,8 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 // startTrySpan starts the client span of one try and makes it the trace parent the upstream
 // sees, replacing the server span's context the engine wrote.
 func (c *Cluster) startTrySpan(h *Host, req *fasthttp.Request, call *Call, start time.Time) *tracing.Span {
-	sp := new(tracing.Span)
-	call.Trace.StartChild(sp, string(req.Header.Method())+" "+c.name, tracing.Client, start)
+	sp := &call.try
+	call.Trace.StartChild(sp, c.spanNames.For(req.Header.Method()), tracing.Client, start)
 	sp.SetString("meshgate.service", c.name)
 	sp.SetString("meshgate.upstream.address", h.Address)
 	sp.SetInt("meshgate.attempt", int64(call.Attempts))
@@ -459,7 +468,7 @@ func (c *Cluster) startTrySpan(h *Host, req *fasthttp.Request, call *Call, start
 			sp.SetInt("meshgate.retry.status", int64(call.RetryStatus))
 		}
 	}
-	call.Trace.Tracer().Inject(&req.Header, sp.Context(), nil)
+	call.Trace.Tracer().Inject(&req.Header, sp.Context(), call.tbuf[:0])
 	return sp
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/mesh/lb"
+	"github.com/meshgate/meshgate/mesh/tracing"
 )
 
 // ManagerOptions configures a Manager.
@@ -207,7 +208,7 @@ func (m *Manager) Ensure(opts Options) (*Cluster, error) {
 	c, ok := m.clusters[opts.Name]
 	if !ok {
 		e := func(kind string) prometheus.Counter { return m.errors.WithLabelValues(opts.Name, kind) }
-		c = &Cluster{name: opts.Name, mm: m, sink: m.sink, metrics: clusterMetrics{
+		c = &Cluster{name: opts.Name, spanNames: tracing.NewSpanNames(opts.Name), mm: m, sink: m.sink, metrics: clusterMetrics{
 			retries: m.retries.WithLabelValues(opts.Name),
 			noHosts: e("no_hosts"), connect: e("connect"), reset: e("reset"), timeout: e("timeout"),
 			overflow: e("overflow"), tooLarge: e("too_large"), protocol: e("protocol"), circuitOpen: e("circuit_open"),
