@@ -253,6 +253,9 @@ type scratch struct {
 	tbuf []byte
 	// notes are the filters' reports for the span (filter.Notes), kept past forward.
 	notes filter.Notes
+	// traceIn: the client's request carries trace context fields, which the upstream request
+	// must lose (Tracer.Propagate); false spares the removals.
+	traceIn bool
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -361,6 +364,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		return fasthttp.StatusBadRequest, ReasonBadMethod
 	}
 	scan := h.scanHeaders(&req.Header)
+	s.traceIn = scan&scanTrace != 0
 	if scan&scanBadName != 0 {
 		return fasthttp.StatusBadRequest, ReasonUnderscoreHeader
 	}
@@ -768,7 +772,7 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 		// The trace context is owned like the request id: whatever the client sent is gone and
 		// the gateway's span is the upstream's parent (a recorded request's tries replace it
 		// with their own client spans in upstream.Cluster.Do).
-		s.tbuf = h.opts.Tracer.Propagate(&out.Header, &s.span, s.tbuf)
+		s.tbuf = h.opts.Tracer.Propagate(&out.Header, &s.span, s.tbuf, !s.traceIn)
 	}
 	return true
 }

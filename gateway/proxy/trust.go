@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/gateway/route"
+	"github.com/meshgate/meshgate/mesh/tracing"
 	"github.com/meshgate/meshgate/mesh/upstream"
 )
 
@@ -51,6 +52,7 @@ const (
 	scanRepeated                        // some name may occur more than once
 	scanBadName                         // a name is not an RFC 9110 token, or has '_'
 	scanUpgrade                         // Upgrade is present: maybe a WebSocket handshake (websocket.go)
+	scanTrace                           // a trace context field (traceparent, tracestate, b3) is present
 )
 
 // tchar is RFC 9110 §5.6.2's token alphabet, less '_': Envoy and nginx refuse underscores in
@@ -101,6 +103,9 @@ func (h *Handler) scanHeaders(hd *fasthttp.RequestHeader) headerScan {
 		case hdrXForwardedFor, hdrXForwardedProto, hdrXForwardedHost, hdrXRequestID, upstream.BudgetHeader,
 			hdrForwarded, hdrXRealIP, hdrXForwardedPort:
 			flags |= scanOwned
+		case tracing.HeaderTraceparent, tracing.HeaderTracestate, tracing.HeaderB3, tracing.HeaderB3TraceID,
+			tracing.HeaderB3SpanID, tracing.HeaderB3ParentID, tracing.HeaderB3Sampled, tracing.HeaderB3Flags:
+			flags |= scanTrace
 		default:
 			if len(h.identityName) > 0 && bytes.Equal(k, h.identityName) {
 				flags |= scanOwned

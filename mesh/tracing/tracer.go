@@ -217,8 +217,13 @@ func (t *Tracer) extract(h Carrier) (sc SpanContext, has, deferred, w3c bool) {
 // Propagate makes out's trace headers the gateway's: every trace header the client sent is
 // removed (traceparent and the b3 ones are owned: sent once, with our value) and sp's context
 // is written in every configured format. tracestate travels on only with the W3C parent it
-// belongs to. buf is scratch for the values; the grown buffer is returned.
-func (t *Tracer) Propagate(out Carrier, sp *Span, buf []byte) []byte {
+// belongs to. buf is scratch for the values; the grown buffer is returned. clean says out
+// holds none of those headers (the caller's scan of the request found none), which saves the
+// removals: each is a scan of the header.
+func (t *Tracer) Propagate(out Carrier, sp *Span, buf []byte, clean bool) []byte {
+	if clean {
+		return t.Inject(out, sp.sc, buf)
+	}
 	for _, k := range [...]string{HeaderTraceparent, HeaderB3, HeaderB3TraceID, HeaderB3SpanID,
 		HeaderB3ParentID, HeaderB3Sampled, HeaderB3Flags} {
 		out.Del(k)

@@ -163,7 +163,7 @@ func TestUnsampledAllocations(t *testing.T) {
 	n := testing.AllocsPerRun(200, func() {
 		tr.StartServer(&sp, &in, time.Now())
 		in.CopyTo(&out)
-		buf = tr.Propagate(&out, &sp, buf)
+		buf = tr.Propagate(&out, &sp, buf, false)
 		sp.StartChild(&child, "x", Client, time.Now())
 		child.SetInt("k", 1)
 		child.End(time.Now())
@@ -208,7 +208,7 @@ func TestPropagateOwnsTraceHeaders(t *testing.T) {
 	}
 	var out fasthttp.RequestHeader
 	in.CopyTo(&out)
-	tr.Propagate(&out, &sp, nil)
+	tr.Propagate(&out, &sp, nil, false)
 	n := 0
 	for k := range out.All() {
 		if string(k) == "Traceparent" {
