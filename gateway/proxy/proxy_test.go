@@ -183,7 +183,7 @@ func BenchmarkServe(b *testing.B) {
 // of the last one is where tracing's cost per recorded request is (encoding included, since
 // the exporter runs in this process).
 func BenchmarkServeTraced(b *testing.B) {
-	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sink := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 	}))
 	b.Cleanup(sink.Close)
