@@ -505,14 +505,12 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		return fasthttp.StatusBadRequest, ReasonBadPath
 	}
 	call := &s.call
-	*call = upstream.Call{
-		Hash:       h.hashKey(req, be.Hash, client),
-		Retry:      rs.Retry,
-		Idempotent: idempotent(req.Header.Method()),
-		Replayable: true,
-		GRPC:       s.grpc,
-		Context:    s.reqCtx,
-	}
+	call.Reset()
+	call.Hash = h.hashKey(req, be.Hash, client)
+	call.Retry = rs.Retry
+	call.Idempotent = idempotent(req.Header.Method())
+	call.Replayable = true
+	call.GRPC, call.Context = s.grpc, s.reqCtx
 	if s.span.Started() {
 		call.Trace = &s.span
 	}

@@ -8,8 +8,9 @@
 //	                   Span (server) ── StartChild ─▶ Span (client, one per upstream try)
 //	                     │                               │ Inject: the try's span as the parent
 //	                     ▼ End                           ▼ End
-//	                   queue (bounded channel; full: dropped, counted; never blocks)
-//	                     ▼ one goroutine: batches by size or interval
+//	                   queue (batches filled under a short lock; all taken: dropped, counted;
+//	                     │    never blocks)
+//	                     ▼ one goroutine, woken per full batch or by its interval
 //	                   POST {endpoint}/v1/traces (ExportTraceServiceRequest)
 //
 // It imports nothing of meshgate's, so the request engine (gateway/proxy: the server span) and
@@ -19,6 +20,7 @@
 // Cost: a request that is not sampled costs a parse of its trace headers, a few random numbers
 // and the headers written upstream, with no allocation (Span lives in the caller's pooled
 // memory, ids are arrays, formatting appends to the caller's buffer). Only a sampled span
-// allocates: its name, attributes and the copy that goes to the queue. A collector that is slow
-// or down only fills the queue; requests never wait for it.
+// allocates, and only until the buffers it reuses have grown: its attributes, and their copy in
+// the queue's batch. A collector that is slow or down only fills the queue; requests never
+// wait for it.
 package tracing

@@ -11,70 +11,56 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// run is the exporter: it gathers spans from the queue and sends a batch when BatchSize are
-// waiting or BatchInterval has passed since the last send. One goroutine, one export at a
-// time: a slow collector backs the queue up (and spans are dropped at enqueue), it never
-// grows the number of requests in flight.
+// run is the exporter: it sends each batch the queue hands it when full, and the one being
+// filled when BatchInterval passes. One goroutine, one export at a time: a slow collector
+// backs the queue up (and spans are dropped at enqueue), it never grows the number of
+// requests in flight.
 func (t *Tracer) run() {
 	defer close(t.done)
-	batch := make([]SpanData, 0, t.opts.BatchSize)
 	tick := time.NewTicker(t.opts.BatchInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case sd := <-t.queue:
-			batch = append(batch, sd)
-			if len(batch) >= t.opts.BatchSize {
-				batch = t.flush(t.ctx, batch)
-			}
+		case sb := <-t.batches.full:
+			t.flush(t.ctx, sb)
 		case <-tick.C:
-			if len(batch) > 0 {
-				batch = t.flush(t.ctx, batch)
+			if sb := t.batches.partial(); sb != nil {
+				t.flush(t.ctx, sb)
 			}
 		case <-t.stop:
+			// One last export of everything queued, under one short deadline: a dead
+			// collector must not hold up a drain.
+			ctx, cancel := context.WithTimeout(context.Background(), min(closeFlushTimeout, t.opts.ExportTimeout))
+			defer cancel()
 			for {
 				select {
-				case sd := <-t.queue:
-					batch = append(batch, sd)
+				case sb := <-t.batches.full:
+					t.flush(ctx, sb)
 					continue
 				default:
 				}
 				break
 			}
-			if len(batch) > 0 {
-				ctx, cancel := context.WithTimeout(context.Background(), min(closeFlushTimeout, t.opts.ExportTimeout))
-				t.flush(ctx, batch)
-				cancel()
+			if sb := t.batches.partial(); sb != nil {
+				t.flush(ctx, sb)
 			}
 			return
 		}
 	}
 }
 
-// flush exports batch and returns it emptied; the outcome is counted, never returned: there
-// is nobody to tell but the metrics and the log.
-func (t *Tracer) flush(ctx context.Context, batch []SpanData) []SpanData {
-	err := t.export(ctx, batch)
+// flush exports sb and returns it to the queue; the outcome is counted, never returned:
+// there is nobody to tell but the metrics and the log.
+func (t *Tracer) flush(ctx context.Context, sb *spanBatch) {
+	err := t.export(ctx, sb.spans)
 	if err != nil {
 		t.failures.Inc()
-		t.dropFail.Add(float64(len(batch)))
-		t.opts.Logger.Debug().Err(err).Int("spans", len(batch)).Msg("tracing: export failed")
+		t.dropFail.Add(float64(len(sb.spans)))
+		t.opts.Logger.Debug().Err(err).Int("spans", len(sb.spans)).Msg("tracing: export failed")
 	} else {
-		t.exported.Add(float64(len(batch)))
+		t.exported.Add(float64(len(sb.spans)))
 	}
-	for i := range batch {
-		// The encoded request holds copies: the slices go back for new spans (the strings in
-		// them are let go by the clear below).
-		if a := batch[i].Attrs; cap(a) > 0 {
-			clear(a)
-			select {
-			case t.freeAttrs <- a[:0]:
-			default:
-			}
-		}
-	}
-	clear(batch)
-	return batch[:0]
+	t.batches.release(sb)
 }
 
 func (t *Tracer) export(ctx context.Context, batch []SpanData) error {

@@ -93,28 +93,15 @@ func (sp *Span) SetName(name string) {
 // SetString adds a string attribute to a recording span.
 func (sp *Span) SetString(key, v string) {
 	if sp.recording {
-		sp.attrs = append(sp.reuse(), Attr{Key: key, Str: v})
+		sp.attrs = append(sp.attrs, Attr{Key: key, Str: v})
 	}
 }
 
 // SetInt adds an integer attribute to a recording span.
 func (sp *Span) SetInt(key string, v int64) {
 	if sp.recording {
-		sp.attrs = append(sp.reuse(), Attr{Key: key, Int: v, IsInt: true})
+		sp.attrs = append(sp.attrs, Attr{Key: key, Int: v, IsInt: true})
 	}
-}
-
-// reuse is the span's attribute slice, taken on the first attribute from the ones the
-// exporter handed back, so a sampled span does not grow a new one each time.
-func (sp *Span) reuse() []Attr {
-	if sp.attrs == nil && sp.t != nil {
-		select {
-		case a := <-sp.t.freeAttrs:
-			return a
-		default:
-		}
-	}
-	return sp.attrs
 }
 
 // SetStatus sets a recording span's outcome.
@@ -137,12 +124,13 @@ func (sp *Span) Promote() {
 // unrecorded parent gives an unrecorded child (sampling is per trace); no parent at all gives
 // a child that was never started.
 func (sp *Span) StartChild(child *Span, name string, k Kind, start time.Time) {
-	*child = Span{}
+	child.Reset()
 	if !sp.started {
 		return
 	}
+	attrs := child.attrs
 	*child = Span{t: sp.t, parent: sp.sc.SpanID, start: start, started: true, recording: sp.recording,
-		sc: SpanContext{TraceID: sp.sc.TraceID, SpanID: newSpanID(), Sampled: sp.sc.Sampled}, kind: k}
+		sc: SpanContext{TraceID: sp.sc.TraceID, SpanID: newSpanID(), Sampled: sp.sc.Sampled}, kind: k, attrs: attrs}
 	if child.recording {
 		child.name = name
 	}
@@ -152,10 +140,18 @@ func (sp *Span) StartChild(child *Span, name string, k Kind, start time.Time) {
 // dropped and counted when the queue is full). The Span may be reused after End.
 func (sp *Span) End(end time.Time) {
 	if sp.recording && sp.t != nil {
-		sp.t.enqueue(SpanData{TraceID: sp.sc.TraceID, SpanID: sp.sc.SpanID, Parent: sp.parent, Name: sp.name,
-			Kind: sp.kind, Start: sp.start, End: end, Attrs: sp.attrs, Status: sp.status, StatusMessage: sp.msg})
+		sp.t.enqueue(sp, SpanData{TraceID: sp.sc.TraceID, SpanID: sp.sc.SpanID, Parent: sp.parent, Name: sp.name,
+			Kind: sp.kind, Start: sp.start, End: end, Status: sp.status, StatusMessage: sp.msg})
 	}
-	*sp = Span{}
+	sp.Reset()
+}
+
+// Reset makes sp a span that was never started, keeping the attribute slice it grew: the
+// Span lives in pooled memory, so the next recording span reuses it instead of growing a new
+// one (the queue copied what it held).
+func (sp *Span) Reset() {
+	clear(sp.attrs)
+	*sp = Span{attrs: sp.attrs[:0]}
 }
 
 func newSpanID() SpanID {

@@ -52,23 +52,21 @@ type Options struct {
 }
 
 // Tracer starts server spans and exports recorded spans. It is safe for concurrent use; the
-// request path only touches its immutable settings and, for a recorded span, one
-// non-blocking channel send.
+// request path only touches its immutable settings and, for a recorded span, one append to
+// the queue's current batch under a lock held for that append.
 type Tracer struct {
 	opts     Options
 	url      string
 	sampler  Sampler
 	inject   struct{ w3c, b3, b3multi bool }
-	queue    chan SpanData
+	batches  *batcher
 	client   *http.Client
 	exported prometheus.Counter
 	dropFull prometheus.Counter
 	dropFail prometheus.Counter
 	failures prometheus.Counter
-	// freeAttrs holds attribute slices the exporter is done with, for new spans to reuse.
-	freeAttrs chan []Attr
-	body      []byte        // the export request, reused by the exporter goroutine
-	scratch   encodeScratch // its nested messages
+	body     []byte        // the export request, reused by the exporter goroutine
+	scratch  encodeScratch // its nested messages
 
 	ctx      context.Context // cancelled by Close: an export in flight is abandoned
 	cancel   context.CancelFunc
@@ -107,8 +105,7 @@ func New(opts Options) (*Tracer, error) {
 		opts.ExportTimeout = DefaultExportTimeout
 	}
 	t := &Tracer{opts: opts, url: strings.TrimSuffix(opts.Endpoint, "/") + "/v1/traces",
-		sampler: NewSampler(opts.SampleRatio), queue: make(chan SpanData, opts.QueueSize),
-		freeAttrs: make(chan []Attr, opts.QueueSize),
+		sampler: NewSampler(opts.SampleRatio), batches: newBatcher(opts.QueueSize, opts.BatchSize),
 		// Its own transport, so Close can release its connections and nothing is shared with
 		// the process's other clients.
 		client: &http.Client{Transport: &http.Transport{MaxIdleConns: 2, IdleConnTimeout: 90 * time.Second}},
@@ -178,7 +175,7 @@ func (t *Tracer) SampleErrors() bool { return t.opts.SampleErrors }
 // parent's decision or else the ratio of the trace id.
 func (t *Tracer) StartServer(sp *Span, h Carrier, start time.Time) {
 	parent, has, deferred, w3c := t.extract(h)
-	*sp = Span{t: t, start: start, started: true, kind: Server, w3cParent: w3c}
+	*sp = Span{t: t, start: start, started: true, kind: Server, w3cParent: w3c, attrs: sp.attrs[:0]}
 	if has {
 		sp.sc.TraceID, sp.parent = parent.TraceID, parent.SpanID
 	} else {
@@ -263,11 +260,10 @@ func (t *Tracer) Inject(h Carrier, sc SpanContext, buf []byte) []byte {
 
 var one, zero = []byte("1"), []byte("0")
 
-// enqueue hands a span to the exporter without ever waiting: a full queue drops it.
-func (t *Tracer) enqueue(sd SpanData) {
-	select {
-	case t.queue <- sd:
-	default:
+// enqueue hands sp, finished as sd, to the exporter without ever waiting: a full queue drops
+// it.
+func (t *Tracer) enqueue(sp *Span, sd SpanData) {
+	if !t.batches.add(sp, sd) {
 		t.dropFull.Inc()
 	}
 }

@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 	"time"
 
@@ -332,5 +333,59 @@ func TestSpanNamesAllocations(t *testing.T) {
 	get := []byte("GET")
 	if a := testing.AllocsPerRun(100, func() { _, _ = n.For(get), Method(get) }); a != 0 {
 		t.Errorf("a standard method's name allocates %.0f times", a)
+	}
+}
+
+// TestRecordedSpansReuseMemory: once the queue's batches and the spans' attribute slices have
+// grown, recording and queueing spans allocates nothing, and the queue hands the exporter
+// each batch whole, with every span's attributes intact.
+func TestRecordedSpansReuseMemory(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("instrumentation changes allocation counts")
+	}
+	tr, _ := newTracer(t, Options{SampleRatio: 1, QueueSize: 4, BatchSize: 2}) // not started: the test is the exporter
+	var in fasthttp.RequestHeader
+	var server, try Span
+	var got [][]SpanData
+	cycle := func(check bool) {
+		for i := range 3 { // 3 batches of 2: all of them, so every one has grown
+			tr.StartServer(&server, &in, time.Now())
+			server.SetString("http.route", "api")
+			server.SetStatus(OK, "")
+			server.StartChild(&try, "GET", Client, time.Now())
+			try.SetString("meshgate.upstream.address", "127.0.0.1:1")
+			try.SetInt("meshgate.attempt", int64(i+1))
+			try.End(time.Now())
+			server.End(time.Now())
+		}
+		for range 3 {
+			sb := <-tr.batches.full
+			if check {
+				got = append(got, append([]SpanData(nil), sb.spans...))
+				for j := range got[len(got)-1] {
+					got[len(got)-1][j].Attrs = append([]Attr(nil), sb.spans[j].Attrs...)
+				}
+			}
+			tr.batches.release(sb)
+		}
+	}
+	cycle(true)
+	if len(got) != 3 {
+		t.Fatalf("%d batches, want 3", len(got))
+	}
+	for i, b := range got {
+		if len(b) != 2 || b[0].Kind != Client || b[1].Kind != Server {
+			t.Fatalf("batch %d: %+v, want the try's span then the server's", i, b)
+		}
+		want := []Attr{{Key: "meshgate.upstream.address", Str: "127.0.0.1:1"}, {Key: "meshgate.attempt", Int: int64(i + 1), IsInt: true}}
+		if !slices.Equal(b[0].Attrs, want) || !slices.Equal(b[1].Attrs, []Attr{{Key: "http.route", Str: "api"}}) {
+			t.Errorf("batch %d attributes: try %+v, server %+v", i, b[0].Attrs, b[1].Attrs)
+		}
+		if b[0].Parent != b[1].SpanID {
+			t.Errorf("batch %d: the try's parent is %x, want the server span %x", i, b[0].Parent, b[1].SpanID)
+		}
+	}
+	if a := testing.AllocsPerRun(20, func() { cycle(false) }); a != 0 {
+		t.Errorf("recording and queueing 6 spans allocates %.1f times once warm, want 0", a)
 	}
 }

@@ -241,6 +241,14 @@ type Call struct {
 	RetryStatus int
 }
 
+// Reset makes c a zero Call for the next request. An engine that keeps its Call in pooled
+// memory resets it with this rather than assigning a new one, so the try span keeps the
+// attribute slice a recorded try grew.
+func (c *Call) Reset() {
+	c.try.Reset()
+	*c = Call{try: c.try}
+}
+
 // Why a try was made again (Call.RetryReason; the names of Envoy's retry_on conditions).
 const (
 	RetryReasonConnect = "connect-failure"
