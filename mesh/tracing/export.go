@@ -86,7 +86,7 @@ func (t *Tracer) export(ctx context.Context, batch []SpanData) error {
 
 // encodeScratch holds the nested messages while encodeRequest builds them; the exporter
 // goroutine keeps one and reuses it, so a batch costs no allocation once the buffers grew.
-type encodeScratch struct{ span, spans, scope, attrs, resource []byte }
+type encodeScratch struct{ span, spans, attrs []byte }
 
 // OTLP field numbers (opentelemetry-proto: collector/trace/v1, trace/v1, common/v1,
 // resource/v1) of what encodeRequest writes.
@@ -134,16 +134,21 @@ func encodeRequest(dst []byte, service string, batch []SpanData, sc *encodeScrat
 		sc.span = appendSpan(sc.span[:0], &batch[i])
 		sc.spans = appendBytes(sc.spans, fSpans, sc.span)
 	}
-	sc.scope = appendMessageHead(sc.scope[:0], fScope, protowire.SizeTag(fScopeName)+protowire.SizeBytes(len(scopeName)))
-	sc.scope = appendString(sc.scope, fScopeName, scopeName)
-	sc.scope = append(sc.scope, sc.spans...)
-
-	sc.resource = sc.resource[:0]
 	sc.attrs = appendStrAttr(sc.attrs[:0], fResourceAttrs, "service.name", service)
 	sc.attrs = appendStrAttr(sc.attrs, fResourceAttrs, "telemetry.sdk.name", "meshgate")
-	sc.resource = appendBytes(sc.resource, fResource, sc.attrs)
-	sc.resource = appendBytes(sc.resource, fScopeSpans, sc.scope)
-	return appendBytes(dst, fExportResourceSpans, sc.resource)
+	// The enclosing messages are written around the spans by size rather than built and
+	// copied level by level: the spans, nearly all of the bytes, are copied once more, not
+	// three times.
+	nameSize := protowire.SizeTag(fScopeName) + protowire.SizeBytes(len(scopeName))
+	scopeSize := protowire.SizeTag(fScope) + protowire.SizeBytes(nameSize) + len(sc.spans)
+	resourceSize := protowire.SizeTag(fResource) + protowire.SizeBytes(len(sc.attrs)) +
+		protowire.SizeTag(fScopeSpans) + protowire.SizeBytes(scopeSize)
+	dst = appendMessageHead(dst, fExportResourceSpans, resourceSize)
+	dst = appendBytes(dst, fResource, sc.attrs)
+	dst = appendMessageHead(dst, fScopeSpans, scopeSize)
+	dst = appendMessageHead(dst, fScope, nameSize)
+	dst = appendString(dst, fScopeName, scopeName)
+	return append(dst, sc.spans...)
 }
 
 func appendSpan(b []byte, sd *SpanData) []byte {

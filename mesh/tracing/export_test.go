@@ -1,6 +1,7 @@
 package tracing
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -89,8 +90,14 @@ func TestEncodeRequestMatchesProto(t *testing.T) {
 		if err := proto.Unmarshal(encodeRequest(nil, "edge", batch, &sc), got); err != nil {
 			t.Fatalf("the encoding does not decode: %v", err)
 		}
-		if want := referenceRequest("edge", batch); !proto.Equal(got, want) {
+		want := referenceRequest("edge", batch)
+		if !proto.Equal(got, want) {
 			t.Fatalf("decoded\n%v\nwant\n%v", got, want)
+		}
+		// Byte for byte too: the sizes written ahead of the nested messages are the ones the
+		// generated code computes (a wrong one can still decode when it errs inside a field).
+		if ref, err := (proto.MarshalOptions{Deterministic: true}).Marshal(want); err != nil || !bytes.Equal(encodeRequest(nil, "edge", batch, &sc), ref) {
+			t.Fatalf("the encoding differs from proto.Marshal's (err %v)", err)
 		}
 	}
 }
