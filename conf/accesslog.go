@@ -29,6 +29,7 @@ const (
 	maxSinkQueue     = 1 << 20
 	maxSinkBatch     = 1 << 16
 	maxSinkFlush     = Duration(time.Minute)
+	maxLogFlush      = Duration(time.Minute)
 	minSinkAck       = Duration(10 * time.Millisecond)
 	maxSinkAck       = Duration(5 * time.Minute)
 )
@@ -69,6 +70,9 @@ func (v *validator) accessLog(c *Config) {
 	}
 	if a.BufferSize < 0 {
 		v.add(p.key("buffer_size"), "must not be negative")
+	}
+	if a.FlushInterval < 0 || a.FlushInterval > maxLogFlush {
+		v.add(p.key("flush_interval"), "must be more than 0 and at most %s (got %s)", maxLogFlush, a.FlushInterval)
 	}
 	seen := map[string]int{}
 	for i, s := range a.Sinks {
@@ -199,7 +203,8 @@ func checkNATSURL(s string) error {
 // Equal reports whether a and b configure the same access log (AccessLog holds a slice, so ==
 // does not compile).
 func (a AccessLog) Equal(b AccessLog) bool {
-	return a.Output == b.Output && a.BufferSize == b.BufferSize && a.Spool == b.Spool && slices.EqualFunc(a.Sinks, b.Sinks, LogSink.Equal)
+	return a.Output == b.Output && a.BufferSize == b.BufferSize && a.FlushInterval == b.FlushInterval &&
+		a.Spool == b.Spool && slices.EqualFunc(a.Sinks, b.Sinks, LogSink.Equal)
 }
 
 // Equal reports whether a and b configure the same sink (Headers is a map).

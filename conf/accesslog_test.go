@@ -163,3 +163,24 @@ func TestAccessLogOTLPSinkDefaultsAndRedaction(t *testing.T) {
 		t.Fatal("Redacted changed the config")
 	}
 }
+
+func TestAccessLogFlushInterval(t *testing.T) {
+	t.Parallel()
+	if d := mustParse(t, sinkBase).AccessLog.FlushInterval.D(); d != time.Second {
+		t.Fatalf("default flush_interval = %s, want 1s", d)
+	}
+	c := mustParse(t, sinkBase+"access_log: { output: /var/log/meshgate/access.log, flush_interval: 100ms }\n")
+	if d := c.AccessLog.FlushInterval.D(); d != 100*time.Millisecond {
+		t.Fatalf("flush_interval = %s, want 100ms", d)
+	}
+	other := c.clone().AccessLog
+	other.FlushInterval = Duration(time.Second)
+	if c.AccessLog.Equal(other) {
+		t.Fatal("access logs with different flush intervals are Equal")
+	}
+	_, err := parse("test.yaml", []byte(sinkBase+"access_log:\n  flush_interval: 2m\n"), testEnv)
+	es, _ := AsErrors(err)
+	if w := (wantErr{5, "access_log.flush_interval", "at most 1m0s (got 2m0s)"}); !hasErr(es, w) {
+		t.Fatalf("missing %d %s: %s in:\n%v", w.line, w.path, w.msg, err)
+	}
+}

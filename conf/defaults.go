@@ -27,6 +27,7 @@ const (
 	defaultRetryAttempts     = 2
 	defaultAccessLogOutput   = "stdout"
 	defaultAccessLogBuffer   = 8192
+	defaultAccessLogFlush    = time.Second
 	defaultLogLevel          = "info"
 	defaultLogFormat         = "json"
 	defaultDrainTimeout      = 30 * time.Second
@@ -124,6 +125,7 @@ func (c *Config) Defaults() {
 	if c.AccessLog.BufferSize == 0 {
 		c.AccessLog.BufferSize = defaultAccessLogBuffer
 	}
+	setDur(&c.AccessLog.FlushInterval, defaultAccessLogFlush)
 	c.AccessLog.defaults() // accesslog.go
 	if c.Log.Level == "" {
 		c.Log.Level = defaultLogLevel

@@ -439,6 +439,9 @@ type Registration struct {
 type AccessLog struct {
 	Output     string `yaml:"output"`      // "stdout" (default), "off", or a file path
 	BufferSize int    `yaml:"buffer_size"` // entries buffered before dropping; default 8192
+	// FlushInterval bounds how long a written line may wait in the writer's 64 KiB buffer
+	// before it reaches the output; default 1s (Envoy's file_flush_interval).
+	FlushInterval Duration `yaml:"flush_interval"`
 	// Sinks receive every line as well as Output (log shipping); Spool is where lines wait
 	// while a sink fails. See accesslog.go.
 	Sinks []LogSink `yaml:"sinks"`

@@ -163,7 +163,8 @@ func NewServer(cfg *conf.Config, opts ServerOptions) (_ *Server, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("meshgate: access log: %w", err)
 	}
-	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize, Dropped: dropped, Sinks: sinks}); err != nil {
+	if e.access, err = accesslog.New(accesslog.Options{Output: cfg.AccessLog.Output, BufferSize: cfg.AccessLog.BufferSize,
+		FlushInterval: cfg.AccessLog.FlushInterval.D(), Dropped: dropped, Sinks: sinks}); err != nil {
 		return nil, fmt.Errorf("meshgate: access log: %w", err)
 	}
 	e.add(component{name: "access log", close: func() { _ = e.access.Close() }})

@@ -11,8 +11,12 @@
 //	──────────────────                        ────────────────
 //	Log(&Entry) ─ encode into pooled []byte
 //	            ─ select { ch <- line          ──▶ bufio.Writer (64 KiB) ──▶ file / stdout
-//	                       default: drop++ }      flush when ch is empty or every 100ms
-//	                                              return buffer to the pool
+//	                       default: drop++ }      drained every 20 ms while lines come;
+//	                                              written when full or when its oldest line
+//	                                              waited FlushInterval (1s); return buffer
+//	                                              to the pool
+//	                                              nothing queued or buffered: sleep until
+//	                                              the next line (no ticks while idle)
 //	Reopen() ── open new file ───────────────────▶ swap output, close old (log rotation)
 //	Close()  ── stop ────────────────────────────▶ drain ch, flush, exit (bounded wait)
 //

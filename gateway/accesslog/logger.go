@@ -23,6 +23,7 @@ const (
 const (
 	defaultBufferSize   = 8192
 	defaultDrainTimeout = 5 * time.Second
+	defaultFlush        = time.Second
 	drainInterval       = 20 * time.Millisecond
 	writeBufferSize     = 64 << 10
 	fileMode            = 0o644
@@ -55,6 +56,13 @@ type Options struct {
 	Writer io.Writer
 	// DrainTimeout bounds how long Close and Reopen wait for the writer goroutine. Default 5s.
 	DrainTimeout time.Duration
+	// FlushInterval bounds how long a line may wait in the writer's buffer before it is
+	// written to the output (a full buffer is written at once). Default 1s. Sinks get each
+	// line when it is drained from the queue, whatever this is.
+	FlushInterval time.Duration
+	// onIdle, when set (tests), is called on the writer goroutine each time it stops its
+	// ticker.
+	onIdle func()
 	// Sinks receive every line the writer goroutine writes, after the local output (log
 	// shipping, package accesslog/ship). With Output "off" they are the only destination.
 	// The Logger does not close them: close them after the Logger, so its last lines reach them.
@@ -75,6 +83,7 @@ type Logger struct {
 	pool         sync.Pool
 	path         string // non-empty only when the output is a file we own
 	drainTimeout time.Duration
+	flushEvery   time.Duration
 	droppedTotal prometheus.Counter
 	writeErrors  prometheus.Counter
 	sinks        []Sink
@@ -95,6 +104,9 @@ type Logger struct {
 	// Owned by the writer goroutine after New returns.
 	out io.Writer
 	bw  *bufio.Writer
+	// bufferedSince is when the oldest line in bw was written to it (zero: bw is empty).
+	bufferedSince time.Time
+	onIdle        func()
 }
 
 // New validates opts, opens the output and starts the writer goroutine. Call Close to stop it.
@@ -105,14 +117,22 @@ func New(opts Options) (*Logger, error) {
 	if opts.DrainTimeout < 0 {
 		return nil, fmt.Errorf("accesslog: drain timeout %s must not be negative", opts.DrainTimeout)
 	}
+	if opts.FlushInterval < 0 {
+		return nil, fmt.Errorf("accesslog: flush interval %s must not be negative", opts.FlushInterval)
+	}
 	l := &Logger{
 		drainTimeout: opts.DrainTimeout,
+		flushEvery:   opts.FlushInterval,
+		onIdle:       opts.onIdle,
 		droppedTotal: opts.Dropped,
 		writeErrors:  opts.WriteErrors,
 		sinks:        opts.Sinks,
 	}
 	if l.drainTimeout == 0 {
 		l.drainTimeout = defaultDrainTimeout
+	}
+	if l.flushEvery == 0 {
+		l.flushEvery = defaultFlush
 	}
 	switch {
 	case opts.Writer != nil:

@@ -425,3 +425,70 @@ func TestSinksGetEveryLineInOrder(t *testing.T) {
 		}
 	}
 }
+
+// syncBuffer is an io.Writer the test reads while the writer goroutine writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncBuffer) lines() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Count(w.buf.Bytes(), []byte("\n"))
+}
+
+// TestFlushWaitsForTheInterval: drained lines stay in the buffer until the oldest has waited
+// FlushInterval, instead of costing a write on every tick. The sink sees each line when it is
+// drained; by the time it sees the second, drained on a later tick than the first, a writer
+// flushing per tick would have written the first.
+func TestFlushWaitsForTheInterval(t *testing.T) {
+	t.Parallel()
+	w, sink := &syncBuffer{}, &collectSink{}
+	l := newLogger(t, Options{Writer: w, Sinks: []Sink{sink}, FlushInterval: time.Hour})
+	e := fullEntry()
+	l.Log(&e)
+	waitFor(t, "first line drained", func() bool { return len(sink.got()) == 1 })
+	l.Log(&e)
+	waitFor(t, "second line drained", func() bool { return len(sink.got()) == 2 })
+	if n := w.lines(); n != 0 {
+		t.Fatalf("%d lines written before the flush interval passed, want 0", n)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.lines(); n != 2 {
+		t.Fatalf("%d lines written by Close, want 2", n)
+	}
+}
+
+// TestIdleWriterWakesForTheNextLine: with nothing queued and nothing buffered the writer
+// stops its ticker (an idle proxy is not woken 50 times a second), and the next line still
+// reaches the output, after which it goes idle again.
+func TestIdleWriterWakesForTheNextLine(t *testing.T) {
+	t.Parallel()
+	w := &syncBuffer{}
+	idle := make(chan struct{}, 1)
+	l := newLogger(t, Options{Writer: w, FlushInterval: time.Millisecond, onIdle: func() {
+		select {
+		case idle <- struct{}{}:
+		default:
+		}
+	}})
+	e := fullEntry()
+	for i := 1; i <= 3; i++ {
+		select {
+		case <-idle:
+		case <-time.After(waitLimit):
+			t.Fatalf("line %d: the writer did not go idle", i)
+		}
+		l.Log(&e)
+		waitFor(t, "line written after idle", func() bool { return w.lines() == i })
+	}
+}
