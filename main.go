@@ -41,6 +41,9 @@ Usage:
 `
 
 func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "edge" || os.Args[1] == "sidecar") {
+		keepSysmonPolling() // may re-execute the binary (main_sysmon.go); short commands never do
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1193,4 +1194,61 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	if err != nil || len(bytes.TrimSpace(out)) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+func TestSysmonEnv(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name    string
+		environ []string
+		want    []string // nil: no re-execution
+	}{
+		{"no GODEBUG", []string{"PATH=/bin"}, []string{"PATH=/bin", "GODEBUG=" + schedtraceSetting}},
+		{"other GODEBUG settings kept", []string{"GODEBUG=madvdontneed=1", "HOME=/"}, []string{"GODEBUG=madvdontneed=1," + schedtraceSetting, "HOME=/"}},
+		{"empty GODEBUG", []string{"GODEBUG="}, []string{"GODEBUG=" + schedtraceSetting}},
+		{"the operator's own schedtrace wins", []string{"GODEBUG=gctrace=1,schedtrace=1000"}, nil},
+		{"already re-executed", []string{"GODEBUG=" + schedtraceSetting}, nil},
+		{"opted out", []string{"MESHGATE_SYSMON=sleep", "PATH=/bin"}, nil},
+		{"another value is not an opt-out", []string{"MESHGATE_SYSMON=poll"}, []string{"MESHGATE_SYSMON=poll", "GODEBUG=" + schedtraceSetting}},
+	} {
+		in := append([]string(nil), c.environ...)
+		got, reexec := sysmonEnv(in)
+		if reexec != (c.want != nil) || (c.want != nil && strings.Join(got, "\n") != strings.Join(c.want, "\n")) {
+			t.Errorf("%s: sysmonEnv(%q) = %q, %v; want %q", c.name, c.environ, got, reexec, c.want)
+		}
+		if strings.Join(in, "\n") != strings.Join(c.environ, "\n") {
+			t.Errorf("%s: the caller's slice was modified: %q", c.name, in)
+		}
+	}
+}
+
+// TestServingCommandsKeepSysmonPolling: `meshgate edge` re-executes itself in place with the
+// GODEBUG setting (main_sysmon.go): the process the test started, same PID, runs with it and is
+// still named after the binary, and `version` (a short command) is never re-executed.
+func TestServingCommandsKeepSysmonPolling(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the re-execution is Linux only")
+	}
+	e := startEdge(t, routesTo(startOrigin(t, "a", nil)))
+	pid := e.proc.cmd.Process.Pid
+	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := strings.Split(string(environ), "\x00")
+	if !slices.Contains(vars, "GODEBUG="+schedtraceSetting) {
+		godebug := slices.DeleteFunc(vars, func(kv string) bool {
+			return !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, sysmonEnvVar+"=")
+		})
+		t.Errorf("edge (pid %d) runs without GODEBUG=%s; it has %q", pid, schedtraceSetting, godebug)
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.TrimSpace(string(comm)), filepath.Base(meshgateBin); !strings.HasPrefix(want, got) {
+		t.Errorf("the re-executed edge is named %q, want %q", got, want)
+	}
+	e.expectBody(t, "/x", "a")
 }
