@@ -733,10 +733,11 @@ func TestPolicyAndTimeoutChangeInPlace(t *testing.T) {
 // TestPluginEnvIsMinimal: secrets in meshgate's environment never reach a plugin.
 func TestPluginEnvIsMinimal(t *testing.T) {
 	env := pluginEnv(func(k string) string {
-		return map[string]string{"PATH": "/usr/bin", "CONSUL_HTTP_TOKEN": "secret", "TMPDIR": "/tmp/x"}[k]
+		return map[string]string{"PATH": "/usr/bin", "CONSUL_HTTP_TOKEN": "secret", "TMPDIR": "/tmp/x",
+			"GODEBUG": "schedtrace=2147483647", "GOMEMLIMIT": "100MiB"}[k]
 	})
 	got := strings.Join(env, " ")
-	if got != "PATH=/usr/bin TMPDIR=/tmp/x" {
+	if got != "PATH=/usr/bin TMPDIR=/tmp/x GODEBUG=schedtrace=2147483647" {
 		t.Fatalf("plugin env = %q", got)
 	}
 }

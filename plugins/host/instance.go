@@ -66,10 +66,13 @@ type instance struct {
 var errNotPluginFault = errors.New("not the plugin's fault")
 
 // pluginEnv is the only environment a plugin inherits from meshgate: what a program needs to
-// run (temp dir for go-plugin's socket, locale, time zone), never credentials.
+// run (temp dir for go-plugin's socket, locale, time zone), never credentials. GODEBUG carries
+// the Go runtime settings meshgate runs with to a plugin written in Go: among them the one that
+// keeps the runtime's monitor thread from a deep sleep each call would otherwise wake it from
+// (main_sysmon.go). Other languages ignore it.
 func pluginEnv(getenv func(string) string) []string {
 	var env []string
-	for _, k := range [...]string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL"} {
+	for _, k := range [...]string{"PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "GODEBUG"} {
 		if v := getenv(k); v != "" {
 			env = append(env, k+"="+v)
 		}
