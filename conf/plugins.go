@@ -28,15 +28,27 @@ type Plugin struct {
 	// timed out, breaker open): "closed" → 503, "open" → continue without it. Default: closed
 	// for plugins that declare they can deny (auth), open for the rest.
 	FailurePolicy string `yaml:"failure_policy"`
+	// Procs is the plugin process's GOMAXPROCS (a plugin written in Go): how many threads run
+	// its Go code at once. Default 1: a call is a short piece of work between two reads of one
+	// socket, and with one P the goroutine a call starts runs on the thread that read it
+	// instead of waking a second one (plugins/host/instance.go).
+	Procs int `yaml:"procs"`
 }
 
-const defaultPluginTimeout = 50 * time.Millisecond
+const (
+	defaultPluginTimeout = 50 * time.Millisecond
+	defaultPluginProcs   = 1
+	maxPluginProcs       = 1024
+)
 
 var pluginFailurePolicies = []string{"closed", "open"}
 
 func pluginDefaults(c *Config) {
 	for name, p := range c.Plugins {
 		setDur(&p.Timeout, defaultPluginTimeout)
+		if p.Procs == 0 {
+			p.Procs = defaultPluginProcs
+		}
 		c.Plugins[name] = p
 	}
 }
@@ -58,6 +70,9 @@ func (v *validator) plugins(c *Config) {
 		}
 		if pl.Timeout <= 0 {
 			v.add(p.key("timeout"), "must be positive (got %s)", pl.Timeout)
+		}
+		if pl.Procs < 0 || pl.Procs > maxPluginProcs {
+			v.add(p.key("procs"), "must be 1..%d (got %d)", maxPluginProcs, pl.Procs)
 		}
 		if pl.FailurePolicy != "" && !slices.Contains(pluginFailurePolicies, pl.FailurePolicy) {
 			v.add(p.key("failure_policy"), "%q is not one of %s", pl.FailurePolicy, strings.Join(pluginFailurePolicies, ", "))

@@ -27,7 +27,7 @@ discovery: { static: { x: [ 127.0.0.1:1 ] } }
 		t.Fatal(err)
 	}
 	p := c.Plugins["auth"]
-	if p.Timeout.D() != 50*time.Millisecond || p.FailurePolicy != "" {
+	if p.Timeout.D() != 50*time.Millisecond || p.FailurePolicy != "" || p.Procs != 1 {
 		t.Fatalf("defaults: %+v", p)
 	}
 	out, err := Marshal(Redacted(c))
@@ -47,7 +47,7 @@ func TestPluginErrors(t *testing.T) {
 	_, err := parse("p.yaml", []byte(`
 listeners: [ { address: 127.0.0.1:0 } ]
 plugins:
-  a: { sha256: nothex, timeout: -1s, failure_policy: maybe }
+  a: { sha256: nothex, timeout: -1s, failure_policy: maybe, procs: 2000 }
 policies:
   x: { plugin: missing }
 routes: [ { name: r, to: [ { service: x } ] } ]
@@ -62,6 +62,7 @@ discovery: { static: { x: [ 127.0.0.1:1 ] } }
 		{4, "plugins.a.sha256", "64 hex digits"},
 		{4, "plugins.a.timeout", "must be positive"},
 		{4, "plugins.a.failure_policy", `"maybe" is not one of closed, open`},
+		{4, "plugins.a.procs", "must be 1..1024 (got 2000)"},
 		{6, "policies.x.plugin", `no plugin named "missing"`},
 	}, "p.yaml")
 }

@@ -219,7 +219,7 @@ func (b *policyBuilder) ensurePlugins(cfg *conf.Config, p *policyPlan) error {
 				return fmt.Errorf("plugins.%s.config: %w", pl.plugin, err)
 			}
 			plug, err := b.plugins.Ensure(host.Options{Name: pl.plugin, Path: pc.Path, SHA256: pc.SHA256, Args: pc.Args,
-				Config: js, Timeout: pc.Timeout.D(), FailurePolicy: pc.FailurePolicy})
+				Config: js, Timeout: pc.Timeout.D(), FailurePolicy: pc.FailurePolicy, Procs: pc.Procs})
 			if err != nil {
 				return fmt.Errorf("plugin %s: %w", pl.plugin, err)
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -739,5 +740,35 @@ func TestPluginEnvIsMinimal(t *testing.T) {
 	got := strings.Join(env, " ")
 	if got != "PATH=/usr/bin TMPDIR=/tmp/x GODEBUG=schedtrace=2147483647" {
 		t.Fatalf("plugin env = %q", got)
+	}
+}
+
+// TestProcsSetsGOMAXPROCS: the plugin process runs with GOMAXPROCS=procs, and a change of procs
+// is a new process (the runtime reads it once, at start), not a Configure call.
+func TestProcsSetsGOMAXPROCS(t *testing.T) {
+	h := newHarness(t)
+	o := pluginOptions(t, "stamp", "stamper", `{"request":{"X-Stamp":"v"}}`)
+	o.Procs = 3
+	p := h.ensure(t, o)
+	environ := func(pid int) []string {
+		t.Helper()
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Split(string(b), "\x00")
+	}
+	first := p.Status().PID
+	if env := environ(first); !slices.Contains(env, "GOMAXPROCS=3") {
+		t.Fatalf("plugin environment %q has no GOMAXPROCS=3", env)
+	}
+	o.Procs = 1
+	h.ensure(t, o)
+	await.Until(t, 10*time.Second, "a new process for the new procs", func() bool {
+		st := p.Status()
+		return st.State == StateRunning && st.PID != first && st.PID != 0
+	})
+	if env := environ(p.Status().PID); !slices.Contains(env, "GOMAXPROCS=1") {
+		t.Fatalf("plugin environment %q has no GOMAXPROCS=1", env)
 	}
 }

@@ -129,7 +129,7 @@ func (h *harness) ensure(t testing.TB, o Options) *Plugin {
 
 func pluginOptions(t testing.TB, name, bin, config string) Options {
 	t.Helper()
-	return Options{Name: name, Path: binary(bin), SHA256: sha256Hex(t, binary(bin)), Config: []byte(config)}
+	return Options{Name: name, Path: binary(bin), SHA256: sha256Hex(t, binary(bin)), Config: []byte(config), Procs: 1}
 }
 
 func (h *harness) calls(name, ph, res string) float64 {

@@ -58,6 +58,8 @@ type Options struct {
 	// FailurePolicy is PolicyClosed, PolicyOpen or "" (closed when the plugin declares it
 	// can deny, open otherwise).
 	FailurePolicy string
+	// Procs is the process's GOMAXPROCS (0: the Go runtime's own choice). See pluginEnv.
+	Procs int
 }
 
 // spec is validated Options: what a Plugin should be running. Never changed once built.
@@ -68,12 +70,13 @@ type spec struct {
 	config  []byte
 	timeout time.Duration
 	policy  string
+	procs   int
 }
 
 // sameProcess reports whether a and b describe the same process: the same executable (by
 // checksum) started the same way. A configuration change alone is a Configure call.
 func (a *spec) sameProcess(b *spec) bool {
-	return a.path == b.path && bytes.Equal(a.sum, b.sum) && slices.Equal(a.args, b.args)
+	return a.path == b.path && bytes.Equal(a.sum, b.sum) && slices.Equal(a.args, b.args) && a.procs == b.procs
 }
 
 func (o Options) spec() (*spec, error) {
@@ -95,6 +98,9 @@ func (o Options) spec() (*spec, error) {
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("plugin %q: negative timeout %s", o.Name, o.Timeout)
 	}
+	if o.Procs < 0 {
+		return nil, fmt.Errorf("plugin %q: negative procs %d", o.Name, o.Procs)
+	}
 	s := &spec{
 		path:    o.Path,
 		sum:     sum,
@@ -102,6 +108,7 @@ func (o Options) spec() (*spec, error) {
 		config:  bytes.Clone(o.Config),
 		timeout: o.Timeout,
 		policy:  o.FailurePolicy,
+		procs:   o.Procs,
 	}
 	if s.timeout == 0 {
 		s.timeout = DefaultTimeout
