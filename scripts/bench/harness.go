@@ -328,6 +328,12 @@ func (h *harness) head(title string) string {
 		fmt.Fprintf(&b, "- h2load: %s\n", version("h2load", "--version"))
 	}
 	fmt.Fprintf(&b, "- Go: %s\n", version("go", "version"))
+	// meshgate's serving commands change one runtime setting for themselves; say which ran.
+	if os.Getenv("MESHGATE_SYSMON") == "sleep" {
+		fmt.Fprintf(&b, "- meshgate's Go runtime: Go's default monitor thread (MESHGATE_SYSMON=sleep)\n")
+	} else {
+		fmt.Fprintf(&b, "- meshgate's Go runtime: GODEBUG=schedtrace=2147483647, set by meshgate itself (docs/operations.md#runtime; MESHGATE_SYSMON=sleep for Go's default)\n")
+	}
 	// Other work on the machine (builds, tests) skews everything, p99 most.
 	fmt.Fprintf(&b, "- Load average (1/5/15 min): before %s, after %s\n", h.loadBefore, loadAverage())
 	fmt.Fprintf(&b, "- Load: %s\n", h.loadDesc)
