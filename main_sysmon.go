@@ -12,10 +12,12 @@ import (
 // test machine the edge at 1000 req/s cost 0.147 vCPU with it and 0.093 without, and p50
 // dropped by 40 µs (docs/operations.md#runtime). The one switch that keeps sysmon from the deep
 // sleep is GODEBUG=schedtrace=N: sysmon then never sleeps longer than 10 ms, which costs an idle
-// process about 100 short wake-ups a second (0.4% of a core here), and prints one scheduler
-// line to stderr every N ms. The runtime reads GODEBUG's schedtrace once, at start-up, so the
-// serving commands re-execute the binary with it set; N is the largest value, so that line
-// comes once every 24.8 days of uptime.
+// process about 100 short wake-ups a second (0.4% of a core here). It also prints one scheduler
+// line to stderr whenever the host's uptime passes a multiple of N ms, and a scheduler dump
+// (a line per goroutine) before the message of a fatal panic. The runtime reads GODEBUG's
+// schedtrace once, at start-up, so the serving commands re-execute the binary with it set.
+// N is the largest value, 24.8 days, so that the line comes at most once a process start on
+// a host up longer than that, and every 24.8 days after.
 
 // sysmonEnvVar opts out: MESHGATE_SYSMON=sleep keeps the Go runtime's default.
 const sysmonEnvVar = "MESHGATE_SYSMON"

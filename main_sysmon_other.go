@@ -2,6 +2,6 @@
 
 package main
 
-// keepSysmonPolling does nothing off Linux: the re-execution relies on /proc/self/exe, and the
-// measurements behind it were made on Linux only.
+// keepSysmonPolling does nothing off Linux: the re-execution in place is syscall.Exec's Linux
+// behaviour, and the measurements behind it were made on Linux only.
 func keepSysmonPolling() {}

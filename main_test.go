@@ -816,11 +816,18 @@ discovery:
 // with new ports.
 func startEdge(t *testing.T, body string) *edge {
 	t.Helper()
+	return startEdgeEnv(t, body, nil)
+}
+
+// startEdgeEnv is startEdge with extra environment variables on top of the test's own (a later
+// value of the same name wins).
+func startEdgeEnv(t *testing.T, body string, env []string) *edge {
+	t.Helper()
 	dir := t.TempDir()
 	for attempt := 1; ; attempt++ {
 		e := &edge{cfgPath: filepath.Join(dir, "meshgate.yaml"), listen: closedAddr(t), admin: closedAddr(t)}
 		e.writeConfig(t, body, false)
-		e.proc = startProc(t, "edge", "-config", e.cfgPath)
+		e.proc = startProcEnv(t, env, "edge", "-config", e.cfgPath)
 		err := waitReady(e.proc, e.admin, 20*time.Second)
 		if err == nil {
 			return e
@@ -1230,7 +1237,9 @@ func TestServingCommandsKeepSysmonPolling(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the re-execution is Linux only")
 	}
-	e := startEdge(t, routesTo(startOrigin(t, "a", nil)))
+	// Whatever the developer's shell exports (MESHGATE_SYSMON=sleep for a benchmark A/B, a
+	// GODEBUG of their own), this edge starts from the default.
+	e := startEdgeEnv(t, routesTo(startOrigin(t, "a", nil)), []string{sysmonEnvVar + "=", "GODEBUG="})
 	pid := e.proc.cmd.Process.Pid
 	environ, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -746,6 +747,9 @@ func TestPluginEnvIsMinimal(t *testing.T) {
 // TestProcsSetsGOMAXPROCS: the plugin process runs with GOMAXPROCS=procs, and a change of procs
 // is a new process (the runtime reads it once, at start), not a Configure call.
 func TestProcsSetsGOMAXPROCS(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads the plugin's environment from /proc")
+	}
 	h := newHarness(t)
 	o := pluginOptions(t, "stamp", "stamper", `{"request":{"X-Stamp":"v"}}`)
 	o.Procs = 3

@@ -328,11 +328,16 @@ func (h *harness) head(title string) string {
 		fmt.Fprintf(&b, "- h2load: %s\n", version("h2load", "--version"))
 	}
 	fmt.Fprintf(&b, "- Go: %s\n", version("go", "version"))
-	// meshgate's serving commands change one runtime setting for themselves; say which ran.
-	if os.Getenv("MESHGATE_SYSMON") == "sleep" {
-		fmt.Fprintf(&b, "- meshgate's Go runtime: Go's default monitor thread (MESHGATE_SYSMON=sleep)\n")
-	} else {
-		fmt.Fprintf(&b, "- meshgate's Go runtime: GODEBUG=schedtrace=2147483647, set by meshgate itself (docs/operations.md#runtime; MESHGATE_SYSMON=sleep for Go's default)\n")
+	// meshgate's serving commands change one runtime setting for themselves (builds from
+	// 2026-12-03 on); say what the harness asked for. A MESHGATE_BIN from before then, or a
+	// GODEBUG of the harness's own, decides otherwise.
+	switch {
+	case os.Getenv("MESHGATE_SYSMON") == "sleep":
+		fmt.Fprintf(&b, "- meshgate's Go runtime: MESHGATE_SYSMON=sleep (Go's default monitor thread)\n")
+	case strings.Contains(os.Getenv("GODEBUG"), "schedtrace="):
+		fmt.Fprintf(&b, "- meshgate's Go runtime: the harness's own GODEBUG=%s\n", os.Getenv("GODEBUG"))
+	default:
+		fmt.Fprintf(&b, "- meshgate's Go runtime: its own default, GODEBUG=schedtrace=2147483647 (docs/operations.md#runtime; MESHGATE_SYSMON=sleep for Go's default)\n")
 	}
 	// Other work on the machine (builds, tests) skews everything, p99 most.
 	fmt.Fprintf(&b, "- Load average (1/5/15 min): before %s, after %s\n", h.loadBefore, loadAverage())
