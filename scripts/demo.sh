@@ -963,12 +963,14 @@ selftest() {
   fi
 
   # 9. Log shipping: the same request's access-log lines from the edge, web-1's sidecar and the
-  # api sidecar are in nats-server's JetStream. (web-1 logged it twice, inbound and upstream;
-  # its stream keeps one: both lines have the request id as Nats-Msg-Id, see observability.)
+  # api sidecar are in nats-server's JetStream: four lines, since web-1 logged it twice (inbound
+  # and upstream; their Nats-Msg-Id is the request id and a hash of the line, so both are kept,
+  # see observability). Waiting for all four, not the first three found, is what makes the
+  # edge's line (the last to be written: its request ends last) certain to be among them.
   n=$FAILURES
   if [[ -n $RID ]]; then
-    if ! h=$("$BIN/natstail" -server "$NATS_URL" -grep "\"request_id\":\"$RID\"" -n 3 -timeout 10s 2>&1); then
-      fail "nats: 3 lines of request $RID: $h"
+    if ! h=$("$BIN/natstail" -server "$NATS_URL" -grep "\"request_id\":\"$RID\"" -n 4 -timeout 10s 2>&1); then
+      fail "nats: 4 lines of request $RID: $h"
     fi
     for t0 in edge web-1 "${inst:-api-?}"; do
       grep -q "^meshgate\.access\.$t0 {" <<<"$h" || fail "nats: no line of request $RID on meshgate.access.$t0: $h"
