@@ -15,6 +15,7 @@ import (
 
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/gateway/filter"
+	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/mesh/identity"
 	"github.com/meshgate/meshgate/mesh/intentions"
 )
@@ -226,18 +227,34 @@ func (f *intentionsFilter) Request(r *filter.Request) filter.Verdict {
 
 // peerName is the partition, namespace and service of the peer certificate's SPIFFE ID
 // (spiffe://<trust-domain>[/ap/<partition>]/ns/<ns>/dc/<dc>/svc/<name>). The handshake
-// already verified the chain and trust domain (identity.verifyPeer); this parses the path
-// again, without allocating, on every request, because the tenancy decides as much as the name.
+// already verified the chain and trust domain (identity.verifyPeer); the tenancy decides as
+// much as the name. A connection's peer cannot change after its handshake (Go's server does
+// no renegotiation), so the name is parsed on the first request and kept on the connection
+// (listener.Value) for the next ones: copying the TLS connection state and parsing the path
+// was 2.3% of a sidecar's CPU at 1000 req/s. The decision itself is made on every request.
 func peerName(ctx *fasthttp.RequestCtx) (identity.PathName, bool) {
 	tc, ok := ctx.Conn().(*tls.Conn)
 	if !ok {
 		return identity.PathName{}, false
 	}
+	slot := listener.Value(tc)
+	if slot != nil {
+		if v := slot.Load(); v != nil {
+			if pn, ok := (*v).(identity.PathName); ok {
+				return pn, true
+			}
+		}
+	}
 	cs := tc.ConnectionState()
 	if len(cs.PeerCertificates) == 0 || len(cs.PeerCertificates[0].URIs) == 0 {
 		return identity.PathName{}, false
 	}
-	return identity.ParsePath(cs.PeerCertificates[0].URIs[0].Path)
+	pn, ok := identity.ParsePath(cs.PeerCertificates[0].URIs[0].Path)
+	if ok && slot != nil {
+		var v any = pn // once per connection
+		slot.Store(&v)
+	}
+	return pn, ok
 }
 
 // meshView is /identity on the admin API: who we are, the certificate in use, and the

@@ -3,7 +3,10 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/gateway/filter"
+	"github.com/meshgate/meshgate/gateway/listener"
 	"github.com/meshgate/meshgate/internal/await"
 	"github.com/meshgate/meshgate/internal/testcert"
 	"github.com/meshgate/meshgate/mesh/intentions"
@@ -111,5 +115,70 @@ func TestIntentionsFilterAllocs(t *testing.T) {
 				t.Errorf("allowed request: %v allocs, want 0", n)
 			}
 		}
+	}
+}
+
+// TestPeerNameKeptPerConnection: through a real TLS listener, the caller's name is read from
+// the handshake on a connection's first request and kept on the connection (listener.Value)
+// for the next; a new connection reads it again.
+func TestPeerNameKeptPerConnection(t *testing.T) {
+	t.Parallel()
+	const id = "spiffe://11111111-2222-3333-4444-555555555555.consul/ns/default/dc/dc1/svc/web"
+	srvCert, srvPool := testcert.SelfSigned(t, "api")
+	cliCert, _ := testcert.WithURIs(t, "web", id)
+	l, err := listener.New(listener.Options{
+		Name: "inbound", Address: "127.0.0.1:0", Logger: zerolog.Nop(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second,
+		IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10, StreamThreshold: 64 << 10,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{srvCert}, ClientAuth: tls.RequireAnyClientCert, MinVersion: tls.VersionTLS13},
+		Handler: func(ctx *fasthttp.RequestCtx) {
+			slot := listener.Value(ctx.Conn())
+			if slot == nil {
+				ctx.SetStatusCode(fasthttp.StatusInternalServerError)
+				return
+			}
+			kept := slot.Load() != nil
+			pn, ok := peerName(ctx)
+			ctx.SetBodyString(fmt.Sprintf("%s %v %v", pn.Service, ok, kept))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- l.Serve() }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+		<-served
+	})
+	get := func(c *http.Client) string {
+		t.Helper()
+		resp, err := c.Get("https://" + l.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, body %q, err %v", resp.StatusCode, b, err)
+		}
+		return string(b)
+	}
+	client := func() *http.Client {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: srvPool,
+			Certificates: []tls.Certificate{cliCert}, MinVersion: tls.VersionTLS13}, MaxConnsPerHost: 1}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	}
+	one := client()
+	for i, want := range []string{"web true false", "web true true", "web true true"} {
+		if got := get(one); got != want {
+			t.Errorf("request %d on one connection: %q, want %q", i+1, got, want)
+		}
+	}
+	if got := get(client()); got != "web true false" {
+		t.Errorf("first request on a second connection: %q, want %q", got, "web true false")
 	}
 }

@@ -33,8 +33,9 @@ type conn struct {
 	// pre holds bytes already read to tell HTTP/2 from HTTP/1.1 (protoMux); Read returns them
 	// first. Set before the connection is handed on, never after.
 	pre   []byte
-	table *connTable    // the listener's open and upgraded connections (upgraded.go)
-	state atomic.Uint32 // st* bits of upgraded.go
+	table *connTable          // the listener's open and upgraded connections (upgraded.go)
+	state atomic.Uint32       // st* bits of upgraded.go
+	value atomic.Pointer[any] // see Value
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -57,6 +58,21 @@ func Linger(c net.Conn) {
 	if lc, ok := c.(*conn); ok {
 		lc.linger.Store(true)
 	}
+}
+
+// Value is a slot on c, a connection this package accepted (plain or TLS), for one value the
+// layers above derive from what never changes on a connection: the mesh keeps the caller's
+// verified identity there, read once from the TLS handshake instead of from the connection
+// state on every request (2% of a sidecar's CPU at 1000 req/s). It is nil for any other
+// connection, and whoever stores in it owns the type it stores.
+func Value(c net.Conn) *atomic.Pointer[any] {
+	if t, ok := c.(*tls.Conn); ok {
+		c = t.NetConn()
+	}
+	if lc, ok := c.(*conn); ok {
+		return &lc.value
+	}
+	return nil
 }
 
 func (c *conn) Close() error {
