@@ -150,8 +150,12 @@ func TestPeerNameKeptPerConnection(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = l.Shutdown(ctx)
-		<-served
+		if err := l.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
 	})
 	get := func(c *http.Client) string {
 		t.Helper()
