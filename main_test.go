@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
 
 // Values stamped into the test binary, so `version` is checked against the linker flags the
@@ -641,28 +643,10 @@ func executableFile(path, what string) error {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-// syncBuffer is written by exec's copying goroutine while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is a running meshgate process. It is killed in t.Cleanup if the test did not end it.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	done           chan struct{} // closed when the process has exited and its output is copied
 	code           int           // valid after done
 }
@@ -675,7 +659,7 @@ func startProc(t *testing.T, args ...string) *proc {
 // startProcEnv is startProc with extra environment variables on top of the test's own.
 func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(meshgateBin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{cmd: exec.Command(meshgateBin, args...), stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if env != nil {
 		p.cmd.Env = append(os.Environ(), env...)

@@ -1,14 +1,12 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,25 +16,8 @@ import (
 
 	"github.com/meshgate/meshgate/conf"
 	"github.com/meshgate/meshgate/internal/consuldev"
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
-
-// syncBuffer is a log sink the test reads while the edge writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startEdgeLogging is startEdge with the process log kept.
 func startEdgeLogging(t *testing.T, text string, log io.Writer) *edgeUnderTest {
@@ -134,7 +115,7 @@ func TestKVRoutesEndToEnd(t *testing.T) {
 
 	snapDir := t.TempDir()
 	fileCfg := kvEdgeConfig(hostport(origin), agent.HTTPAddr, snapDir)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	e := startEdgeLogging(t, fileCfg, &logs)
 	answeredBy(t, e.url+"/site/", 200, "origin")
 	answeredBy(t, e.url+"/api/", 404, "")
@@ -296,7 +277,7 @@ func TestKVDocumentCannotOutrankFile(t *testing.T) {
 	// The thief is a real, registered service: on today's main the hijack would serve /site/.
 	thief, _ := startUpstream(t, "thief", nil)
 	consulCatalog{t: t, client: client}.register("thief-1", "thief", thief, 1)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	e := startEdgeLogging(t, kvEdgeConfig(hostport(origin), agent.HTTPAddr, t.TempDir()), &logs)
 
 	put("meshgate/routes/hijack", `routes:

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,27 +11,17 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
 
-func newStore(t *testing.T) (*Store, *bytes.Buffer) {
+func newStore(t *testing.T) (*Store, *syncbuf.Buffer) {
 	t.Helper()
-	var logs syncBuffer
-	s, err := New(Options{Dir: filepath.Join(t.TempDir(), "snap"), Logger: zerolog.New(&logs)})
+	logs := &syncbuf.Buffer{}
+	s, err := New(Options{Dir: filepath.Join(t.TempDir(), "snap"), Logger: zerolog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, &logs.buf
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
+	return s, logs
 }
 
 func TestNewRequiresDir(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -426,44 +427,26 @@ func TestSinksGetEveryLineInOrder(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer the test reads while the writer goroutine writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.Write(p)
-}
-
-func (w *syncBuffer) lines() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return bytes.Count(w.buf.Bytes(), []byte("\n"))
-}
-
 // TestFlushWaitsForTheInterval: drained lines stay in the buffer until the oldest has waited
 // FlushInterval, instead of costing a write on every tick. The sink sees each line when it is
 // drained; by the time it sees the second, drained on a later tick than the first, a writer
 // flushing per tick would have written the first.
 func TestFlushWaitsForTheInterval(t *testing.T) {
 	t.Parallel()
-	w, sink := &syncBuffer{}, &collectSink{}
+	w, sink := &syncbuf.Buffer{}, &collectSink{}
 	l := newLogger(t, Options{Writer: w, Sinks: []Sink{sink}, FlushInterval: time.Hour})
 	e := fullEntry()
 	l.Log(&e)
 	waitFor(t, "first line drained", func() bool { return len(sink.got()) == 1 })
 	l.Log(&e)
 	waitFor(t, "second line drained", func() bool { return len(sink.got()) == 2 })
-	if n := w.lines(); n != 0 {
+	if n := strings.Count(w.String(), "\n"); n != 0 {
 		t.Fatalf("%d lines written before the flush interval passed, want 0", n)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n := w.lines(); n != 2 {
+	if n := strings.Count(w.String(), "\n"); n != 2 {
 		t.Fatalf("%d lines written by Close, want 2", n)
 	}
 }
@@ -473,7 +456,7 @@ func TestFlushWaitsForTheInterval(t *testing.T) {
 // reaches the output, after which it goes idle again.
 func TestIdleWriterWakesForTheNextLine(t *testing.T) {
 	t.Parallel()
-	w := &syncBuffer{}
+	w := &syncbuf.Buffer{}
 	idle := make(chan struct{}, 1)
 	l := newLogger(t, Options{Writer: w, FlushInterval: time.Millisecond, onIdle: func() {
 		select {
@@ -489,6 +472,6 @@ func TestIdleWriterWakesForTheNextLine(t *testing.T) {
 			t.Fatalf("line %d: the writer did not go idle", i)
 		}
 		l.Log(&e)
-		waitFor(t, "line written after idle", func() bool { return w.lines() == i })
+		waitFor(t, "line written after idle", func() bool { return strings.Count(w.String(), "\n") == i })
 	}
 }

@@ -1,11 +1,9 @@
 package ratelimit
 
 import (
-	"bytes"
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,25 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/gateway/ratelimit/redistest"
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // refusedAddr is a loopback address nothing listens on: connections are refused at once.
 func refusedAddr(t *testing.T) string {
@@ -61,7 +42,7 @@ func TestRedisFailureModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("mode="+tt.mode, func(t *testing.T) {
 			t.Parallel()
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			m, reg := newManager(t, Options{Logger: zerolog.New(logs)})
 			m.SetRedis(&RedisOptions{Address: refusedAddr(t)})
 			f := mustFilter(t, m, Policy{Name: "p", Requests: 2, Per: time.Minute, Cluster: true, OnRedisError: tt.mode})
@@ -91,7 +72,7 @@ func TestRedisFailureModes(t *testing.T) {
 func TestRedisClusterLimit(t *testing.T) {
 	t.Parallel()
 	srv := redistest.Start(t)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	var ms [2]*Manager
 	var fs [2]*Filter
 	var reg0 *prometheus.Registry

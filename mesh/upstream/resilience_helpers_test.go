@@ -1,16 +1,16 @@
 package upstream
 
 import (
-	"bytes"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
 
 // plain turns outlier detection and breakers off and makes the retry budget unlimited, for
@@ -35,23 +35,8 @@ func newFakeClock() *fakeClock {
 func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
 func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
-// logBuffer is a goroutine-safe zerolog sink.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// logBuffer is a goroutine-safe zerolog sink that counts matching lines.
+type logBuffer struct{ syncbuf.Buffer }
 
 // count is how many log lines contain every one of parts.
 func (l *logBuffer) count(parts ...string) int {

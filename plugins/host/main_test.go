@@ -1,13 +1,11 @@
 package host
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/meshgate/meshgate/gateway/filter"
 	"github.com/meshgate/meshgate/internal/plugintest"
+	"github.com/meshgate/meshgate/internal/syncbuf"
 	"github.com/meshgate/meshgate/plugins/sdk"
 )
 
@@ -42,28 +41,10 @@ func sha256Hex(t testing.TB, path string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// syncBuffer collects the log, which go-plugin and the watchers write from their goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type harness struct {
 	m   *Manager
 	reg *prometheus.Registry
-	log *syncBuffer
+	log *syncbuf.Buffer
 	// transport, when set, is what ensure checks every plugin it starts calls over.
 	transport string
 	// t is the subtest an eachTransport body runs in (nil otherwise).
@@ -97,7 +78,7 @@ func newHarness(t testing.TB) *harness {
 // newHarnessWith is newHarness with opts (their Logger and Registerer are the harness's).
 func newHarnessWith(t testing.TB, opts ManagerOptions) *harness {
 	t.Helper()
-	h := &harness{reg: prometheus.NewRegistry(), log: &syncBuffer{}}
+	h := &harness{reg: prometheus.NewRegistry(), log: &syncbuf.Buffer{}}
 	opts.Logger, opts.Registerer = zerolog.New(h.log).Level(zerolog.DebugLevel), h.reg
 	m, err := NewManager(opts)
 	if err != nil {

@@ -1,7 +1,6 @@
 package sdk_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +23,7 @@ import (
 	"github.com/meshgate/meshgate/plugins/sdk"
 
 	"github.com/meshgate/meshgate/internal/plugintest"
+	"github.com/meshgate/meshgate/internal/syncbuf"
 )
 
 // These tests run the example plugins as real processes through go-plugin's client, configured
@@ -50,28 +49,10 @@ func checksum(t testing.TB, path string) []byte {
 	return sum[:]
 }
 
-// syncBuffer collects the host-side log, which go-plugin writes from its own goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type launched struct {
 	client *sdk.Client
 	proc   *plugin.Client
-	log    *syncBuffer
+	log    *syncbuf.Buffer
 }
 
 // clientConfig is how the host starts a plugin.
@@ -94,7 +75,7 @@ func clientConfig(path string, sum []byte, log io.Writer) *plugin.ClientConfig {
 func launch(t testing.TB, name string) launched {
 	t.Helper()
 	path := binary(name)
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	proc := plugin.NewClient(clientConfig(path, checksum(t, path), log))
 	t.Cleanup(func() {
 		proc.Kill()
@@ -386,7 +367,7 @@ func TestMisbehaveOnCommand(t *testing.T) {
 func TestChecksumMismatchIsRefused(t *testing.T) {
 	t.Parallel()
 	// The stamper's binary with the apikey's checksum: what a swapped or tampered file looks like.
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	proc := plugin.NewClient(clientConfig(binary("stamper"), checksum(t, binary("apikey")), log))
 	defer proc.Kill()
 	_, err := proc.Client()
