@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -136,6 +137,9 @@ type Source struct {
 	mu      sync.Mutex // guards closed, watches, services and proto; taken before any watch.mu
 	closed  bool
 	watches map[string]*watch
+	// troubled counts the watches Health would name (noteTrouble); the degraded gauge reads
+	// it without taking any lock.
+	troubled atomic.Int64
 	// services counts the running service watches; proto is the service-defaults loop they
 	// share, running while services > 0 (protocol.go).
 	services int
@@ -180,7 +184,7 @@ func New(opts Options) (*Source, error) {
 		minInterval: orDefault(opts.MinInterval, defaultMinInterval),
 		watches:     make(map[string]*watch),
 	}
-	if err := m.register(opts.Registerer, s.degraded); err != nil {
+	if err := m.register(opts.Registerer, func() bool { return s.troubled.Load() > 0 }); err != nil {
 		return nil, fmt.Errorf("consul: %w", err)
 	}
 	return s, nil
@@ -261,6 +265,7 @@ func (s *Source) startWatch(key, service, sel string, sub Subset) *watch {
 			// Protocols already known (another watch started the loop) beat the snapshot's.
 			set.Protocol = w.proto.resolve(sub.Name, set.Protocol)
 			w.cur, w.have, w.snapshotAt = set, true, savedAt
+			s.noteTrouble(w) // w is not shared yet
 			s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
 			s.log.Info().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).
 				Time("saved_at", savedAt).Msg("serving the snapshot until consul answers")
@@ -284,6 +289,7 @@ func (s *Source) unsubscribe(w *watch, id uint64) {
 	}
 	delete(s.watches, w.key)
 	w.stop()
+	s.retire(w)
 	s.m.watches.Dec()
 	if s.services--; s.services == 0 {
 		s.stopProtocols()
@@ -304,6 +310,7 @@ func (s *Source) Close() {
 	for k, w := range s.watches {
 		w.stop()
 		delete(s.watches, k)
+		s.retire(w)
 		if s.proto == nil || w != s.proto.w { // the protocols loop is not counted
 			s.m.watches.Dec()
 		}

@@ -942,3 +942,57 @@ func TestNotSyncedWhileFirstQueryHangs(t *testing.T) {
 		t.Fatalf("Health = degraded %q before anything failed", detail)
 	}
 }
+
+// TestScrapeNeverWaitsForAWatch: a watch delivers its set with its lock held, and the
+// subscriber (an upstream cluster) may create metric children then. A scrape must not wait
+// for that lock: with its collectors holding their vectors read-locked, the two waited for
+// each other for good (found in the Consul-scale benchmark, where a burst of changes met a
+// scrape). The degraded gauge is also checked to follow the watch into trouble and out of
+// the count when its last subscriber leaves.
+func TestScrapeNeverWaitsForAWatch(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	s := newSource(t, Options{Address: deadAddress(t), Registerer: reg})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Watch(ctx, "api", newRecorder().fn); err != nil {
+		t.Fatal(err)
+	}
+	degraded := func(want float64) func() error {
+		return func() error {
+			if got := gaugeValue(t, reg, "meshgate_discovery_degraded"); got != want {
+				return fmt.Errorf("meshgate_discovery_degraded = %v, want %v", got, want)
+			}
+			return nil
+		}
+	}
+	eventually(t, 10*time.Second, degraded(1))
+
+	s.mu.Lock()
+	var w *watch
+	for _, x := range s.watches {
+		if x.label == "api" {
+			w = x
+		}
+	}
+	s.mu.Unlock()
+	w.mu.Lock()
+	scraped := make(chan error, 1)
+	go func() {
+		_, err := reg.Gather()
+		scraped <- err
+	}()
+	select {
+	case err := <-scraped:
+		w.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		w.mu.Unlock()
+		t.Fatal("the scrape waited for a watch's lock")
+	}
+
+	cancel()
+	eventually(t, 10*time.Second, degraded(0))
+}

@@ -57,11 +57,6 @@ func (s *Source) Synced() bool {
 	return true
 }
 
-func (s *Source) degraded() bool {
-	ok, _ := s.Health()
-	return !ok
-}
-
 // problem describes what is wrong with one watch, or "" when nothing is. Called with w.mu held.
 func (w *watch) problem(now time.Time) string {
 	var serving string

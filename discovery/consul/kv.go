@@ -84,6 +84,7 @@ func (s *Source) WatchKV(ctx context.Context, prefix string, fn func([]KVDoc)) e
 	if fromSnap {
 		// Only Source matters in a KV watch's Set: Health reads it to say "snapshot".
 		kw.w.cur, kw.w.have, kw.w.snapshotAt = discovery.Set{Service: name, Source: SourceSnapshot}, true, savedAt
+		s.noteTrouble(kw.w) // not shared yet
 		s.log.Info().Str(fieldService, name).Int("documents", len(docs)).Time("saved_at", savedAt).
 			Msg("serving the kv snapshot until consul answers")
 	}
@@ -120,6 +121,7 @@ func (s *Source) stopKV(w *watch) {
 	}
 	delete(s.watches, w.key)
 	w.stop()
+	s.retire(w)
 	s.m.watches.Dec()
 }
 

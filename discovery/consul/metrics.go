@@ -39,8 +39,9 @@ func newMetrics() *metrics {
 	}
 }
 
-// register adds the collectors and the degraded gauge, which is computed at scrape time from
-// the same state as Health, so the two can never disagree.
+// register adds the collectors and the degraded gauge. degraded is read at scrape time, from
+// the same state transitions Health describes, and must take no lock a watch holds while it
+// delivers (see noteTrouble).
 func (m *metrics) register(reg prometheus.Registerer, degraded func() bool) error {
 	if reg == nil {
 		return nil

@@ -113,6 +113,7 @@ func (s *Source) stopProtocols() {
 	}
 	delete(s.watches, p.w.key)
 	p.w.stop()
+	s.retire(p.w)
 }
 
 // runProtocols is the service-defaults query loop; blockingLoop holds the rules it shares

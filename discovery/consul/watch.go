@@ -47,6 +47,37 @@ type watch struct {
 	answered   bool // a query finished, successfully or not
 	lastErr    error
 	failSince  time.Time // first failure of the current failure streak
+	// troubled says w is counted in Source.troubled (see noteTrouble); gone, that it was
+	// removed from the source and must never be counted again.
+	troubled, gone bool
+}
+
+// noteTrouble recounts w in s.troubled after its state changed: it is in trouble exactly when
+// problem would describe it (its last query failed, or it serves only its snapshot). The
+// degraded gauge reads that count at scrape time instead of locking every watch: a scrape
+// waiting for w.mu, while w's holder delivers a set and creates a metric child whose vector
+// the scrape's collectors hold read-locked, deadlocked discovery, the scrape and the requests
+// waiting for those metrics. Called with w.mu held (or before w is shared).
+func (s *Source) noteTrouble(w *watch) {
+	t := !w.gone && (w.lastErr != nil || (w.have && w.cur.Source == SourceSnapshot))
+	if t == w.troubled {
+		return
+	}
+	w.troubled = t
+	if t {
+		s.troubled.Add(1)
+	} else {
+		s.troubled.Add(-1)
+	}
+}
+
+// retire takes w out of the trouble count for good: it was removed from s.watches. Its loop
+// may still finish a query after that, which must not count it again.
+func (s *Source) retire(w *watch) {
+	w.mu.Lock()
+	w.gone = true
+	s.noteTrouble(w)
+	w.mu.Unlock()
 }
 
 // snapshotKind is where the watch's sets are saved: the Connect set of a service must not
@@ -162,6 +193,9 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	changed := !w.have || w.cur.Source != SourceConsul || !set.Equal(w.cur)
 	if changed {
 		w.cur, w.have, w.snapshotAt = set, true, time.Time{}
+	}
+	s.noteTrouble(w)
+	if changed {
 		// Metrics first: whoever observes a delivery must also see it counted.
 		s.m.updates.WithLabelValues(w.label).Inc()
 		s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
@@ -230,6 +264,7 @@ func (s *Source) markOK(w *watch) (recovered bool, down time.Duration) {
 	recovered, down = w.lastErr != nil, now.Sub(w.failSince)
 	w.lastOK, w.lastErr, w.failSince, w.answered = now, nil, time.Time{}, true
 	w.have, w.cur.Source, w.snapshotAt = true, SourceConsul, time.Time{}
+	s.noteTrouble(w)
 	return recovered, down
 }
 
@@ -243,6 +278,7 @@ func (s *Source) markFailed(w *watch, err error) error {
 	if w.failSince.IsZero() {
 		w.failSince = s.now()
 	}
+	s.noteTrouble(w)
 	return err
 }
 
