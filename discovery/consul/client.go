@@ -134,6 +134,10 @@ type Client struct {
 	tr    *http.Transport
 	token string
 	dc    string
+	// address and tls (nil for http) are how the health watches dial the agent themselves
+	// (agentconn.go).
+	address string
+	tls     *tls.Config
 }
 
 // NewClient checks the options, resolves the token and builds the client; it does not contact
@@ -157,7 +161,11 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: client: %w", err)
 	}
-	return &Client{api: c, tr: tr, token: token, dc: o.Datacenter}, nil
+	cl := &Client{api: c, tr: tr, token: token, dc: o.Datacenter, address: o.Address}
+	if o.Scheme == "https" {
+		cl.tls = tr.TLSClientConfig
+	}
+	return cl, nil
 }
 
 // API is the agent client, for readers outside this package (mesh/identity, mesh/intentions).

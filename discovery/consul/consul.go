@@ -122,6 +122,7 @@ type Options struct {
 // survives config reloads (see the package doc).
 type Source struct {
 	client    *api.Client
+	poller    *poller // the health watches' own agent connections
 	closeIdle func()
 	token     string
 	dc        string
@@ -170,6 +171,7 @@ func New(opts Options) (*Source, error) {
 	m := newMetrics()
 	s := &Source{
 		client:      cl.api,
+		poller:      newPoller(cl.address, cl.tls, cl.token, cl.dc),
 		closeIdle:   cl.closeIdle,
 		token:       cl.token,
 		dc:          cl.dc,

@@ -2,7 +2,10 @@ package consul
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/url"
@@ -89,16 +92,43 @@ func (w *watch) snapshotKind() string {
 	return snapshot.KindServices
 }
 
-// run is the query loop: one goroutine per watch, ended by ctx.
+// run is the query loop: one goroutine per watch, ended by ctx. It holds the watch's agent
+// connection and little else: each answer is read and decoded on a goroutine of its own
+// (agentConn.get, a few at a time), and applied on another, so the loop's stack stays small.
+// Applying is not in the bounded step: it saves the snapshot, whose fsync would otherwise
+// queue a burst's changes behind each other.
 func (s *Source) run(ctx context.Context, w *watch) {
 	defer s.wg.Done()
+	ac := s.poller.conn(ctx)
+	defer ac.release()
+	path := w.path()
 	s.blockingLoop(ctx, func(index uint64) (uint64, error) {
-		entries, got, err := s.query(ctx, w, index)
+		var entries []*api.ServiceEntry
+		got, err := ac.get(ctx, path, index, s.wait, func(body io.Reader) error {
+			if err := json.NewDecoder(body).Decode(&entries); err != nil {
+				return fmt.Errorf("decode answer: %w", err)
+			}
+			return nil
+		})
 		if err == nil && ctx.Err() == nil {
-			s.apply(w, entries)
+			onStep(nil, func() { s.apply(w, entries) })
 		}
 		return got, err
 	}, func(err error, failures int) { s.failed(w, err, failures) })
+}
+
+// path is the watch's query without index and wait: passing instances only, Consul matching
+// the tags of a plain watch (the connect endpoint ignores tags in Consul 1.16; endpoints
+// matches them for a Connect watch).
+func (w *watch) path() string {
+	v := url.Values{"passing": {"1"}}
+	kind := "service"
+	if w.sub.Connect {
+		kind = "connect"
+	} else if len(w.sub.Tags) > 0 {
+		v["tag"] = w.sub.Tags
+	}
+	return "/v1/health/" + kind + "/" + url.PathEscape(w.sub.Name) + "?" + v.Encode()
 }
 
 // blockingLoop drives one blocking query with Consul's index rules until ctx ends. query runs
@@ -148,27 +178,6 @@ func nextIndex(prev, got uint64) uint64 {
 		return 1
 	}
 	return got
-}
-
-func (s *Source) query(ctx context.Context, w *watch, index uint64) ([]*api.ServiceEntry, uint64, error) {
-	// Consul adds up to wait/16 of jitter; the deadline covers that plus a margin, so only a
-	// truly hung connection hits it.
-	qctx, cancel := context.WithTimeout(ctx, s.wait+s.wait/16+queryGrace)
-	defer cancel()
-	q := (&api.QueryOptions{Datacenter: s.dc, WaitIndex: index, WaitTime: s.wait, Token: s.token}).WithContext(qctx)
-	var entries []*api.ServiceEntry
-	var meta *api.QueryMeta
-	var err error
-	if w.sub.Connect {
-		// No tags: the connect endpoint ignores them (Consul 1.16); endpoints matches them.
-		entries, meta, err = s.client.Health().Connect(w.sub.Name, "", true, q)
-	} else {
-		entries, meta, err = s.client.Health().ServiceMultipleTags(w.sub.Name, w.sub.Tags, true, q)
-	}
-	if err != nil {
-		return nil, 0, err
-	}
-	return entries, meta.LastIndex, nil
 }
 
 // apply turns a successful answer into a set and delivers it if it differs from what
