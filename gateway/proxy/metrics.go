@@ -4,10 +4,12 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/promlazy"
 )
 
-// Metrics are the downstream request metrics. Label children are bound once per route per
-// config generation so the request path only does atomic adds.
+// Metrics are the downstream request metrics. Label values are bound once per route per
+// config generation so the request path only does atomic loads and adds.
 type Metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -41,16 +43,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 
 var classLabels = [...]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
-// routeMetrics are one route's pre-bound children.
+// routeMetrics are one route's bound series, each created when first counted
+// (internal/promlazy): a route that never answered a 1xx has no 1xx series, and a route never
+// used has none at all.
 type routeMetrics struct {
-	classes  [len(classLabels)]prometheus.Counter
-	duration prometheus.Observer
+	classes  [len(classLabels)]*promlazy.Counter
+	duration *promlazy.Observer
 }
 
 func (m *Metrics) bind(route string) *routeMetrics {
-	rm := &routeMetrics{duration: m.duration.WithLabelValues(route)}
+	rm := &routeMetrics{duration: promlazy.NewObserver(m.duration, route)}
 	for i, c := range classLabels {
-		rm.classes[i] = m.requests.WithLabelValues(route, c)
+		rm.classes[i] = promlazy.NewCounter(m.requests, route, c)
 	}
 	return rm
 }

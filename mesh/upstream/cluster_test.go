@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/mesh/lb"
@@ -98,10 +97,10 @@ func TestRetryConnectFailure(t *testing.T) {
 			if up.count() != 1 || up.lastBody(t) != "payload" {
 				t.Fatalf("upstream hits %d body %q", up.count(), up.lastBody(t))
 			}
-			if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "connect")); got != 1 {
+			if got := seriesValue(t, m, "errors", "svc", "connect"); got != 1 {
 				t.Fatalf("connect errors = %v, want 1", got)
 			}
-			if got := testutil.ToFloat64(m.retries.WithLabelValues("svc")); got != 1 {
+			if got := seriesValue(t, m, "retries", "svc"); got != 1 {
 				t.Fatalf("retries = %v, want 1", got)
 			}
 			if h := hostsOf(c)[dead]; h.Errors.Load() != 1 {
@@ -151,7 +150,7 @@ func TestRetryReset(t *testing.T) {
 			if call.Attempts != 1 || up.count() != 0 || call.Address != rst.addr {
 				t.Fatalf("attempts %d hits %d address %s; want no retry", call.Attempts, up.count(), call.Address)
 			}
-			if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "reset")); got != 1 {
+			if got := seriesValue(t, m, "errors", "svc", "reset"); got != 1 {
 				t.Fatalf("reset errors = %v, want 1", got)
 			}
 		})
@@ -197,7 +196,7 @@ func TestRetryTimeout(t *testing.T) {
 			if !errors.Is(err, ErrTimeout) || call.Attempts != 1 || up.count() != 0 {
 				t.Fatalf("err %v attempts %d hits %d; want ErrTimeout after 1 try", err, call.Attempts, up.count())
 			}
-			if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "timeout")); got != 1 {
+			if got := seriesValue(t, m, "errors", "svc", "timeout"); got != 1 {
 				t.Fatalf("timeout errors = %v, want 1", got)
 			}
 		})
@@ -303,7 +302,7 @@ func TestRetryStatusAllFail(t *testing.T) {
 	if call.Attempts != 2 || a.count() != 1 || b.count() != 1 {
 		t.Fatalf("attempts %d hits %d/%d; want one try on each host", call.Attempts, a.count(), b.count())
 	}
-	if got := testutil.ToFloat64(m.retries.WithLabelValues("svc")); got != 1 {
+	if got := seriesValue(t, m, "retries", "svc"); got != 1 {
 		t.Fatalf("retries = %v", got)
 	}
 }
@@ -411,7 +410,7 @@ func TestConnectCutShort(t *testing.T) {
 				t.Fatalf("took %v; the connect was not bounded", took)
 			}
 			kind := map[error]string{ErrConnect: "connect", ErrTimeout: "timeout"}[tt.want]
-			if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", kind)); got != float64(tt.attempts) {
+			if got := seriesValue(t, m, "errors", "svc", kind); got != float64(tt.attempts) {
 				t.Fatalf("errors{kind=%q} = %v, want %d", kind, got, tt.attempts)
 			}
 		})
@@ -466,7 +465,7 @@ func TestNoHosts(t *testing.T) {
 	if _, _, err := do(t, c, fasthttp.MethodGet, &Call{}); !errors.Is(err, ErrNoHosts) {
 		t.Fatalf("after an empty set: err = %v", err)
 	}
-	if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "no_hosts")); got != 2 {
+	if got := seriesValue(t, m, "errors", "svc", "no_hosts"); got != 2 {
 		t.Fatalf("no_hosts = %v, want 2", got)
 	}
 }
@@ -505,7 +504,7 @@ func TestOverflow(t *testing.T) {
 	if call.Attempts != 1 {
 		t.Fatalf("attempts = %d; an overflow is not retried", call.Attempts)
 	}
-	if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "overflow")); got != 1 {
+	if got := seriesValue(t, m, "errors", "svc", "overflow"); got != 1 {
 		t.Fatalf("overflow errors = %v", got)
 	}
 	close(release)

@@ -42,13 +42,10 @@ type Manager struct {
 	mu       sync.Mutex // guards clusters; taken on reload and discovery updates, never per request
 	clusters map[string]*Cluster
 
-	retries           *prometheus.CounterVec
-	errors            *prometheus.CounterVec
-	ejections         *prometheus.CounterVec
-	hostsEjected      *prometheus.GaugeVec
-	breakerState      *prometheus.GaugeVec
-	breakerRejections *prometheus.CounterVec
-	budgetExhausted   *prometheus.CounterVec
+	// collector exports every cluster's counts (metrics.go); breakerState has a series per
+	// host, created with the host's breaker.
+	collector    *clusterCollector
+	breakerState *prometheus.GaugeVec
 
 	// One goroutine per Manager logs resilience events and returns ejected hosts on time when
 	// no traffic arrives; no goroutine per cluster or host.
@@ -73,40 +70,16 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		dialer:    &fasthttp.TCPDialer{},
 		transport: opts.NewTransport,
 		clusters:  make(map[string]*Cluster),
-		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshgate_upstream_retries_total",
-			Help: "Requests re-sent to an upstream after a failed try.",
-		}, []string{"service"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshgate_upstream_errors_total",
-			Help: "Failed upstream tries by kind: connect, reset, timeout, overflow, too_large, protocol, no_hosts, circuit_open.",
-		}, []string{"service", "kind"}),
-		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshgate_upstream_ejections_total",
-			Help: "Hosts ejected by outlier detection.",
-		}, []string{"service"}),
-		hostsEjected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "meshgate_upstream_hosts_ejected",
-			Help: "Hosts currently ejected by outlier detection.",
-		}, []string{"service"}),
 		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "meshgate_upstream_breaker_state",
 			Help: "Per-host circuit breaker state: 0 closed, 1 half-open, 2 open.",
 		}, []string{"service", "host"}),
-		breakerRejections: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshgate_upstream_breaker_rejections_total",
-			Help: "Tries a host's open (or saturated half-open) circuit breaker turned away.",
-		}, []string{"service"}),
-		budgetExhausted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshgate_upstream_retry_budget_exhausted_total",
-			Help: "Retries not made because the service's retry budget was used up.",
-		}, []string{"service"}),
 		sink: newEventSink(1024),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	for _, c := range []prometheus.Collector{m.retries, m.errors, m.ejections, m.hostsEjected, m.breakerState,
-		m.breakerRejections, m.budgetExhausted} {
+	m.collector = newClusterCollector(m)
+	for _, c := range []prometheus.Collector{m.collector, m.breakerState} {
 		if err := opts.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}
@@ -164,13 +137,6 @@ func (m *Manager) tick() {
 	}
 }
 
-// clusterMetrics are pre-bound label children so the request path never builds label maps.
-type clusterMetrics struct {
-	retries, noHosts, connect, reset, timeout, overflow, tooLarge, protocol, circuitOpen prometheus.Counter
-	ejections, breakerRejections, budgetExhausted                                        prometheus.Counter
-	hostsEjected                                                                         prometheus.Gauge
-}
-
 func (cm *clusterMetrics) count(err error) {
 	switch {
 	case errors.Is(err, ErrConnect):
@@ -207,16 +173,7 @@ func (m *Manager) Ensure(opts Options) (*Cluster, error) {
 	defer m.mu.Unlock()
 	c, ok := m.clusters[opts.Name]
 	if !ok {
-		e := func(kind string) prometheus.Counter { return m.errors.WithLabelValues(opts.Name, kind) }
-		c = &Cluster{name: opts.Name, spanNames: tracing.NewSpanNames(opts.Name), mm: m, sink: m.sink, metrics: clusterMetrics{
-			retries: m.retries.WithLabelValues(opts.Name),
-			noHosts: e("no_hosts"), connect: e("connect"), reset: e("reset"), timeout: e("timeout"),
-			overflow: e("overflow"), tooLarge: e("too_large"), protocol: e("protocol"), circuitOpen: e("circuit_open"),
-			ejections:         m.ejections.WithLabelValues(opts.Name),
-			breakerRejections: m.breakerRejections.WithLabelValues(opts.Name),
-			budgetExhausted:   m.budgetExhausted.WithLabelValues(opts.Name),
-			hostsEjected:      m.hostsEjected.WithLabelValues(opts.Name),
-		}}
+		c = &Cluster{name: opts.Name, spanNames: tracing.NewSpanNames(opts.Name), mm: m, sink: m.sink}
 		c.nextReturn.Store(math.MaxInt64)
 		c.opts.Store(&opts)
 		c.state.Store(&state{picker: opts.Policy.NewPicker(nil), source: "none"})
@@ -240,8 +197,7 @@ func (m *Manager) Retain(keep []string) {
 		delete(m.clusters, name)
 		// Series of a service that is gone would report stale values forever.
 		labels := prometheus.Labels{"service": name}
-		m.breakerState.DeletePartialMatch(labels)
-		m.hostsEjected.DeletePartialMatch(labels)
+		m.breakerState.DeletePartialMatch(labels) // the collector's series go with the cluster
 		for _, h := range c.state.Load().hosts {
 			// In-flight requests keep their connections; only idle ones go now, and the
 			// rest close when their requests finish and the client is collected.

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/discovery"
@@ -281,7 +283,7 @@ meshgate_upstream_retries_total{service="svc"} 1
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "meshgate_upstream_retries_total"); err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "connect")); got != 1 {
+	if got := seriesValue(t, m, "errors", "svc", "connect"); got != 1 {
 		t.Fatalf(`errors_total{kind="connect"} = %v`, got)
 	}
 	// Every kind is pre-created so dashboards see zeros, not gaps.
@@ -378,4 +380,47 @@ func keys(m map[string]*Host) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// seriesValue reads one of the clusters' series as a scrape would: field names the
+// clusterCollector's metric (errors, retries, ejections, hostsEjected, breakerRejections,
+// budgetExhausted), labels are its label values.
+func seriesValue(t *testing.T, m *Manager, field string, labels ...string) float64 {
+	t.Helper()
+	descs := map[string]*prometheus.Desc{"errors": m.collector.errors, "retries": m.collector.retries,
+		"ejections": m.collector.ejections, "hostsEjected": m.collector.hostsEjected,
+		"breakerRejections": m.collector.breakerRejections, "budgetExhausted": m.collector.budgetExhausted}
+	want, ok := descs[field]
+	if !ok {
+		t.Fatalf("no series %q", field)
+	}
+	ch := make(chan prometheus.Metric)
+	go func() {
+		m.collector.Collect(ch)
+		close(ch)
+	}()
+	found, value := false, 0.0
+	for mt := range ch {
+		if mt.Desc() != want {
+			continue
+		}
+		var pb dto.Metric
+		if err := mt.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]string, 0, len(pb.GetLabel()))
+		for _, lp := range pb.GetLabel() {
+			got = append(got, lp.GetValue())
+		}
+		// Label pairs come sorted by name (kind before service); compare the values as sets.
+		slices.Sort(got)
+		if w := slices.Sorted(slices.Values(labels)); slices.Equal(got, w) {
+			found = true
+			value = pb.GetCounter().GetValue() + pb.GetGauge().GetValue()
+		}
+	}
+	if !found {
+		t.Fatalf("series %s%v not exported", field, labels)
+	}
+	return value
 }

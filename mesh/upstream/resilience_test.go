@@ -106,10 +106,10 @@ func TestOutlierEjectsAndReturns(t *testing.T) {
 	if st := c.Status(); st.Ejected != 1 || st.Panic {
 		t.Fatalf("cluster status: ejected %d panic %v", st.Ejected, st.Panic)
 	}
-	if got := testutil.ToFloat64(m.ejections.WithLabelValues("svc")); got != 1 {
+	if got := seriesValue(t, m, "ejections", "svc"); got != 1 {
 		t.Fatalf("ejections_total = %v", got)
 	}
-	if got := testutil.ToFloat64(m.hostsEjected.WithLabelValues("svc")); got != 1 {
+	if got := seriesValue(t, m, "hostsEjected", "svc"); got != 1 {
 		t.Fatalf("hosts_ejected = %v", got)
 	}
 	b, err := json.Marshal(c.Status())
@@ -137,7 +137,7 @@ func TestOutlierEjectsAndReturns(t *testing.T) {
 	if hs := hostStatus(t, c, bad.addr); hs.Ejected || !hs.Healthy || hs.Ejections != 1 {
 		t.Fatalf("after return: %+v", hs)
 	}
-	if got := testutil.ToFloat64(m.hostsEjected.WithLabelValues("svc")); got != 0 {
+	if got := seriesValue(t, m, "hostsEjected", "svc"); got != 0 {
 		t.Fatalf("hosts_ejected after return = %v", got)
 	}
 	waitFor(t, "the return log line", func() bool { return logs.count("returned from ejection", bad.addr) == 1 })
@@ -161,7 +161,7 @@ func TestEjectionEndsWithoutTraffic(t *testing.T) {
 	}
 	clock.Advance(DefaultBaseEjectionTime)
 	waitFor(t, "the ticker to return the host", func() bool { return !h.Down() })
-	if got := testutil.ToFloat64(m.hostsEjected.WithLabelValues("svc")); got != 0 {
+	if got := seriesValue(t, m, "hostsEjected", "svc"); got != 0 {
 		t.Fatalf("hosts_ejected = %v", got)
 	}
 }
@@ -206,7 +206,7 @@ func TestFlappingEjectionGrows(t *testing.T) {
 	if hs := eject(); hs.Ejections != 2 || hs.EjectedUntil.Sub(clock.Now()) != 20*time.Second {
 		t.Fatalf("after decay: %+v; want ejection 2 lasting 20s", hs)
 	}
-	if got := testutil.ToFloat64(m.ejections.WithLabelValues("svc")); got != 5 {
+	if got := seriesValue(t, m, "ejections", "svc"); got != 5 {
 		t.Fatalf("ejections_total = %v, want 5", got)
 	}
 }
@@ -239,7 +239,7 @@ func TestMaxEjectionPercent(t *testing.T) {
 			if st := c.Status(); st.Ejected != tt.wantEjected {
 				t.Fatalf("%d hosts ejected, want %d", st.Ejected, tt.wantEjected)
 			}
-			if got := testutil.ToFloat64(m.hostsEjected.WithLabelValues("svc")); got != float64(tt.wantEjected) {
+			if got := seriesValue(t, m, "hostsEjected", "svc"); got != float64(tt.wantEjected) {
 				t.Fatalf("hosts_ejected = %v", got)
 			}
 			if tt.wantEjected < tt.hosts && tt.hosts > 1 {
@@ -331,10 +331,10 @@ func TestBreakerCycle(t *testing.T) {
 	if took := time.Since(start); took > 100*time.Millisecond || up.count() != 4 {
 		t.Fatalf("rejection took %v with %d requests sent; want immediate, none sent", took, up.count())
 	}
-	if got := testutil.ToFloat64(m.breakerRejections.WithLabelValues("svc")); got != 1 {
+	if got := seriesValue(t, m, "breakerRejections", "svc"); got != 1 {
 		t.Fatalf("breaker_rejections_total = %v", got)
 	}
-	if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "circuit_open")); got != 1 {
+	if got := seriesValue(t, m, "errors", "svc", "circuit_open"); got != 1 {
 		t.Fatalf(`errors_total{kind="circuit_open"} = %v`, got)
 	}
 
@@ -381,7 +381,7 @@ func TestBreakerOpenHostSkipped(t *testing.T) {
 	if bad.count() != 2 {
 		t.Fatalf("host with an open breaker got %d requests, want 2", bad.count())
 	}
-	if got := testutil.ToFloat64(m.breakerRejections.WithLabelValues("svc")); got != 10 {
+	if got := seriesValue(t, m, "breakerRejections", "svc"); got != 10 {
 		t.Fatalf("breaker_rejections_total = %v", got)
 	}
 }
@@ -413,8 +413,8 @@ func TestRetryBudgetCapsRetries(t *testing.T) {
 	if hits < requests+10 {
 		t.Fatalf("%d upstream hits: the budget's floor and ratio should have allowed some retries", hits)
 	}
-	retries := testutil.ToFloat64(m.retries.WithLabelValues("svc"))
-	exhausted := testutil.ToFloat64(m.budgetExhausted.WithLabelValues("svc"))
+	retries := seriesValue(t, m, "retries", "svc")
+	exhausted := seriesValue(t, m, "budgetExhausted", "svc")
 	// Each request either used both retries or was refused once.
 	if int(retries) != hits-requests || exhausted < float64(requests)-retries/2 {
 		t.Fatalf("retries %v, budget refusals %v for %d extra hits", retries, exhausted, hits-requests)
@@ -529,7 +529,7 @@ func TestMaxInFlight(t *testing.T) {
 	if took := time.Since(start); took > 100*time.Millisecond || up.count() != 1 {
 		t.Fatalf("overflow took %v and sent %d requests; want immediate and none", took, up.count()-1)
 	}
-	if got := testutil.ToFloat64(m.errors.WithLabelValues("svc", "overflow")); got != 1 {
+	if got := seriesValue(t, m, "errors", "svc", "overflow"); got != 1 {
 		t.Fatalf(`errors_total{kind="overflow"} = %v`, got)
 	}
 	close(release)

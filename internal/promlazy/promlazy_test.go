@@ -1,0 +1,69 @@
+package promlazy
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestChildrenExistOnlyOnceUsed(t *testing.T) {
+	cv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c_total", Help: "h"}, []string{"service", "kind"})
+	gv := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "g", Help: "h"}, []string{"service"})
+	hv := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "h_seconds", Help: "h"}, []string{"route"})
+	c := NewCounter(cv, "api", "timeout")
+	g := NewGauge(gv, "api")
+	o := NewObserver(hv, "r")
+	g.Set(0)
+	for _, col := range []prometheus.Collector{cv, gv, hv} {
+		if n := testutil.CollectAndCount(col); n != 0 {
+			t.Fatalf("%d series before any use, want 0", n)
+		}
+	}
+
+	// Concurrent first uses all land in the one series.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 100 {
+				c.Inc()
+			}
+			c.Add(0.5)
+		})
+	}
+	wg.Wait()
+	if got := testutil.ToFloat64(cv.WithLabelValues("api", "timeout")); got != 804 {
+		t.Fatalf("counter = %v, want 804", got)
+	}
+	g.Set(3)
+	g.Set(0)
+	if n := testutil.CollectAndCount(gv); n != 1 {
+		t.Fatalf("%d gauge series after a non-zero Set, want 1", n)
+	}
+	if got := testutil.ToFloat64(gv.WithLabelValues("api")); got != 0 {
+		t.Fatalf("gauge = %v, want 0 (set back)", got)
+	}
+	o.Observe(0.2)
+	o.Observe(0.3)
+	if n := testutil.CollectAndCount(hv); n != 1 {
+		t.Fatalf("%d histogram series, want 1", n)
+	}
+	if got := testutil.CollectAndCount(cv); got != 1 {
+		t.Fatalf("%d counter series, want 1", got)
+	}
+}
+
+func TestHotPathDoesNotAllocate(t *testing.T) {
+	cv := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "c_total", Help: "h"}, []string{"k"})
+	hv := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "h_seconds", Help: "h"}, []string{"k"})
+	c, o := NewCounter(cv, "a"), NewObserver(hv, "a")
+	c.Inc()
+	o.Observe(1)
+	if n := testing.AllocsPerRun(1000, func() {
+		c.Inc()
+		o.Observe(0.01)
+	}); n != 0 {
+		t.Fatalf("%v allocations per use after the first, want 0", n)
+	}
+}
