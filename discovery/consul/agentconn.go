@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -237,7 +238,10 @@ func (ac *agentConn) dial(ctx context.Context) (net.Conn, error) {
 // the connection only when the answer ended cleanly.
 func (ac *agentConn) finish(c net.Conn, fn func(io.Reader) error) (uint64, error) {
 	br := ac.p.readers.Get().(*bufio.Reader)
-	br.Reset(&firstByteReader{first: ac.first[0], r: c})
+	// The status line and headers may take maxHeadBytes, as net/http's client allows; the
+	// body is as long as the agent's answer is.
+	in := &firstByteReader{first: ac.first[0], r: c, left: maxHeadBytes}
+	br.Reset(in)
 	defer func() {
 		br.Reset(nil)
 		ac.p.readers.Put(br)
@@ -247,6 +251,7 @@ func (ac *agentConn) finish(c net.Conn, fn func(io.Reader) error) (uint64, error
 		ac.drop(c)
 		return 0, fmt.Errorf("read answer: %w", err)
 	}
+	in.left = -1
 	index, err := ac.answer(resp, fn)
 	// Read to the end, or the next answer would start mid-body.
 	if _, derr := io.Copy(io.Discard, resp.Body); derr != nil || resp.Close || br.Buffered() > 0 {
@@ -273,12 +278,19 @@ func (ac *agentConn) answer(resp *http.Response, fn func(io.Reader) error) (uint
 	return index, nil
 }
 
+// maxHeadBytes bounds an answer's status line and headers (net/http's client default).
+const maxHeadBytes = 1 << 20
+
+// errHeadTooLarge is returned when an answer's head does not end within maxHeadBytes.
+var errHeadTooLarge = errors.New("answer headers larger than 1 MiB")
+
 // firstByteReader returns first, then reads r: the answer's first byte was read by the
-// watch's goroutine.
+// watch's goroutine. While left ≥ 0 it reads at most left bytes more (the head's budget).
 type firstByteReader struct {
 	first byte
 	done  bool
 	r     io.Reader
+	left  int
 }
 
 func (f *firstByteReader) Read(p []byte) (int, error) {
@@ -290,7 +302,17 @@ func (f *firstByteReader) Read(p []byte) (int, error) {
 		p[0] = f.first
 		return 1, nil
 	}
-	return f.r.Read(p)
+	if f.left == 0 {
+		return 0, errHeadTooLarge
+	}
+	if f.left > 0 && len(p) > f.left {
+		p = p[:f.left]
+	}
+	n, err := f.r.Read(p)
+	if f.left > 0 {
+		f.left -= n
+	}
+	return n, err
 }
 
 // onStep runs f on a goroutine of its own and waits for it: the caller's stack stays as small

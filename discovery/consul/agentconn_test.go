@@ -195,3 +195,45 @@ func TestWatchOverHTTPS(t *testing.T) {
 		return nil
 	})
 }
+
+// TestOversizedAnswerHeadIsRefused: an answer whose headers do not end within 1 MiB (what
+// net/http's client allows) fails the query instead of growing a buffer without bound.
+func TestOversizedAnswerHeadIsRefused(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+	})
+	junk := strings.Repeat("a", 2<<20)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer func() { _ = c.Close() }()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Consul-Index: 3\r\nX-Junk: %s\r\nContent-Length: 2\r\n\r\n[]", junk)
+			})
+		}
+	})
+	s := newSource(t, Options{Address: ln.Addr().String(), Registerer: prometheus.NewRegistry()})
+	if err := s.Watch(t.Context(), "api", newRecorder().fn); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, propagationBound, func() error {
+		ok, detail := s.Health()
+		if ok || !strings.Contains(detail, "api: consul query failing") || !strings.Contains(detail, "larger than 1 MiB") {
+			return fmt.Errorf("health = %v %q", ok, detail)
+		}
+		return nil
+	})
+}

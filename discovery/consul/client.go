@@ -157,6 +157,11 @@ func NewClient(o ClientOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consul: token: %w", err)
 	}
+	// The token goes into a request header the health watches write themselves: a control
+	// character in it would end the header early.
+	if strings.ContainsFunc(token, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return nil, errors.New("consul: token: contains a control character")
+	}
 	c, tr, err := newClient(Options{Address: o.Address, Scheme: o.Scheme, Datacenter: o.Datacenter, TLS: o.TLS}, token)
 	if err != nil {
 		return nil, fmt.Errorf("consul: client: %w", err)

@@ -843,6 +843,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"wait above consul's cap", Options{Wait: 11 * time.Minute}, "wait"},
 		{"unreadable token file", Options{TokenFile: "/nonexistent/token"}, "token"},
 		{"bad ca file", Options{Scheme: "https", TLS: TLSOptions{CAFile: "/nonexistent/ca.pem"}}, "tls"},
+		{"line break in the token", Options{Token: "secret\r\nX-Injected: 1"}, "control character"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
