@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,9 @@ type Manager struct {
 
 	mu       sync.Mutex // guards clusters; taken on reload and discovery updates, never per request
 	clusters map[string]*Cluster
+	// list is a copy of clusters' values for the metrics collector, replaced under mu: a
+	// scrape reads it without locking, because mu is held while breaker series are created.
+	list atomic.Pointer[[]*Cluster]
 
 	// collector exports every cluster's counts (metrics.go); breakerState has a series per
 	// host, created with the host's breaker.
@@ -178,6 +182,7 @@ func (m *Manager) Ensure(opts Options) (*Cluster, error) {
 		c.opts.Store(&opts)
 		c.state.Store(&state{picker: opts.Policy.NewPicker(nil), source: "none"})
 		m.clusters[opts.Name] = c
+		m.publishLocked()
 		return c, nil
 	}
 	c.opts.Store(&opts)
@@ -190,6 +195,12 @@ func (m *Manager) Ensure(opts Options) (*Cluster, error) {
 func (m *Manager) Retain(keep []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	n := len(m.clusters)
+	defer func() {
+		if len(m.clusters) != n {
+			m.publishLocked()
+		}
+	}()
 	for name, c := range m.clusters {
 		if slices.Contains(keep, name) {
 			continue
@@ -204,6 +215,15 @@ func (m *Manager) Retain(keep []string) {
 			h.transport.CloseIdleConnections()
 		}
 	}
+}
+
+// publishLocked replaces list with the current clusters. Called with m.mu held.
+func (m *Manager) publishLocked() {
+	cs := make([]*Cluster, 0, len(m.clusters))
+	for _, c := range m.clusters {
+		cs = append(cs, c)
+	}
+	m.list.Store(&cs)
 }
 
 // Statuses lists every cluster for the admin API, sorted by name.

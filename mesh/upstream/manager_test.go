@@ -424,3 +424,38 @@ func seriesValue(t *testing.T, m *Manager, field string, labels ...string) float
 	}
 	return value
 }
+
+// TestRetainDropsTheClusterSeries: a cluster that is gone takes its series out of /metrics
+// (a stale zero would report a service that no longer exists), and the scrape takes no lock.
+func TestRetainDropsTheClusterSeries(t *testing.T) {
+	t.Parallel()
+	m, reg := newManager(t)
+	up := startServer(t, nil)
+	newCluster(t, m, Options{}, up.addr)
+	if n, err := testutil.GatherAndCount(reg, "meshgate_upstream_errors_total"); err != nil || n != 8 {
+		t.Fatalf("errors_total series = %d (%v), want 8", n, err)
+	}
+	m.Retain(nil)
+	for _, name := range []string{"meshgate_upstream_errors_total", "meshgate_upstream_retries_total", "meshgate_upstream_hosts_ejected"} {
+		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != 0 {
+			t.Fatalf("%s series after Retain(nil) = %d (%v), want 0", name, n, err)
+		}
+	}
+	// The scrape reads the published list: it must not wait for the Manager's lock.
+	m.mu.Lock()
+	done := make(chan error, 1)
+	go func() {
+		_, err := reg.Gather()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		m.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		m.mu.Unlock()
+		t.Fatal("the scrape waited for the Manager's lock")
+	}
+}

@@ -46,10 +46,10 @@ var errorKinds = [...]struct {
 	{"circuit_open", func(m *clusterMetrics) *counter { return &m.circuitOpen }},
 }
 
-// clusterCollector exports every cluster's clusterMetrics. Collect copies the cluster list
-// under the Manager's lock and sends without it: a collector must never hold a lock that a
-// goroutine creating metrics may wait for while the scrape waits for it (see
-// discovery/consul's noteTrouble).
+// clusterCollector exports every cluster's clusterMetrics. Collect reads the Manager's
+// published cluster list and takes no lock: the Manager's lock is held while breaker series
+// are created, and a scrape must never wait for a lock held by a goroutine that may wait for
+// the scrape (see discovery/consul's noteTrouble).
 type clusterCollector struct {
 	m                                        *Manager
 	retries, errors, ejections, hostsEjected *prometheus.Desc
@@ -80,12 +80,10 @@ func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
-	cc.m.mu.Lock()
-	cs := make([]*Cluster, 0, len(cc.m.clusters))
-	for _, c := range cc.m.clusters {
-		cs = append(cs, c)
+	var cs []*Cluster
+	if p := cc.m.list.Load(); p != nil {
+		cs = *p
 	}
-	cc.m.mu.Unlock()
 	cv := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
