@@ -3,8 +3,8 @@ package upstream
 import (
 	"errors"
 	"math"
+	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -19,15 +19,18 @@ var (
 type breaker struct {
 	cb   *gobreaker.CircuitBreaker[any]
 	opts BreakerOptions
+	// state is what meshgate_upstream_breaker_state exports (the Manager's collector reads
+	// it): gobreaker numbers closed 0, half-open 1, open 2, as documented.
+	state atomic.Int32
 }
 
-// newBreaker builds a breaker whose state changes update gauge and are queued on sink.
-// OnStateChange runs under gobreaker's mutex, so it only does a gauge store and a
+// newBreaker builds a breaker whose state changes are recorded for the collector and queued
+// on sink. OnStateChange runs under gobreaker's mutex, so it only does an atomic store and a
 // non-blocking channel send; the Manager's goroutine does the logging.
-func newBreaker(service, addr string, o BreakerOptions, gauge prometheus.Gauge, sink *eventSink) *breaker {
+func newBreaker(service, addr string, o BreakerOptions, sink *eventSink) *breaker {
 	minReq, ratio := saturateUint32(o.MinRequests), o.FailureRatio
-	gauge.Set(0)
-	cb := gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
+	b := &breaker{opts: o}
+	b.cb = gobreaker.NewCircuitBreaker[any](gobreaker.Settings{
 		Name:        addr,
 		MaxRequests: saturateUint32(o.HalfOpenRequests),
 		Interval:    o.Interval,
@@ -39,12 +42,12 @@ func newBreaker(service, addr string, o BreakerOptions, gauge prometheus.Gauge, 
 			return done >= minReq && float64(c.TotalFailures) >= ratio*float64(done)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
-			gauge.Set(float64(to)) // gobreaker numbers closed 0, half-open 1, open 2, as documented
+			b.state.Store(int32(to))
 			sink.emit(event{kind: evBreaker, service: service, host: addr, from: from, to: to})
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, errTryExcluded) },
 	})
-	return &breaker{cb: cb, opts: o}
+	return b
 }
 
 // saturateUint32 converts a count for gobreaker, which keeps uint32 counters. The counts are

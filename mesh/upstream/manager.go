@@ -42,14 +42,13 @@ type Manager struct {
 
 	mu       sync.Mutex // guards clusters; taken on reload and discovery updates, never per request
 	clusters map[string]*Cluster
-	// list is a copy of clusters' values for the metrics collector, replaced under mu: a
-	// scrape reads it without locking, because mu is held while breaker series are created.
+	// list is a copy of clusters' values for the metrics collector, replaced under mu, so a
+	// scrape reads it without locking (reloads and discovery updates hold mu while they call
+	// into code a scrape must never wait for).
 	list atomic.Pointer[[]*Cluster]
 
-	// collector exports every cluster's counts (metrics.go); breakerState has a series per
-	// host, created with the host's breaker.
-	collector    *clusterCollector
-	breakerState *prometheus.GaugeVec
+	// collector exports every cluster's counts and its hosts' breaker states (metrics.go).
+	collector *clusterCollector
 
 	// One goroutine per Manager logs resilience events and returns ejected hosts on time when
 	// no traffic arrives; no goroutine per cluster or host.
@@ -74,16 +73,12 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		dialer:    &fasthttp.TCPDialer{},
 		transport: opts.NewTransport,
 		clusters:  make(map[string]*Cluster),
-		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "meshgate_upstream_breaker_state",
-			Help: "Per-host circuit breaker state: 0 closed, 1 half-open, 2 open.",
-		}, []string{"service", "host"}),
-		sink: newEventSink(1024),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
+		sink:      newEventSink(1024),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	m.collector = newClusterCollector(m)
-	for _, c := range []prometheus.Collector{m.collector, m.breakerState} {
+	for _, c := range []prometheus.Collector{m.collector} {
 		if err := opts.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("upstream: register metrics: %w", err)
 		}
@@ -206,9 +201,8 @@ func (m *Manager) Retain(keep []string) {
 			continue
 		}
 		delete(m.clusters, name)
-		// Series of a service that is gone would report stale values forever.
-		labels := prometheus.Labels{"service": name}
-		m.breakerState.DeletePartialMatch(labels) // the collector's series go with the cluster
+		// Its series go with it (the collector reads the published list): series of a
+		// service that is gone would report stale values forever.
 		for _, h := range c.state.Load().hosts {
 			// In-flight requests keep their connections; only idle ones go now, and the
 			// rest close when their requests finish and the client is collected.
@@ -342,9 +336,6 @@ func (c *Cluster) rebuildLocked(eps []discovery.Endpoint, source string) {
 	c.state.Store(st)
 	for _, h := range byAddr {
 		h.transport.CloseIdleConnections()
-		if !seen[h.Address] {
-			c.mm.breakerState.DeleteLabelValues(c.name, h.Address)
-		}
 	}
 	// The host count decides max_ejection_percent and panic, and new *Host values start with
 	// Down false: derive every Down flag again for the new set.
@@ -363,10 +354,8 @@ func (c *Cluster) ensureBreaker(h *Host, o *BreakerOptions) {
 	switch {
 	case o.Disabled && cur != nil:
 		h.health.breaker.Store(nil)
-		c.mm.breakerState.DeleteLabelValues(c.name, h.Address)
 	case !o.Disabled && (cur == nil || cur.opts != *o):
-		g := c.mm.breakerState.WithLabelValues(c.name, h.Address)
-		h.health.breaker.Store(newBreaker(c.name, h.Address, *o, g, c.sink))
+		h.health.breaker.Store(newBreaker(c.name, h.Address, *o, c.sink))
 	}
 }
 

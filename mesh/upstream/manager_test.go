@@ -389,7 +389,8 @@ func seriesValue(t *testing.T, m *Manager, field string, labels ...string) float
 	t.Helper()
 	descs := map[string]*prometheus.Desc{"errors": m.collector.errors, "retries": m.collector.retries,
 		"ejections": m.collector.ejections, "hostsEjected": m.collector.hostsEjected,
-		"breakerRejections": m.collector.breakerRejections, "budgetExhausted": m.collector.budgetExhausted}
+		"breakerRejections": m.collector.breakerRejections, "budgetExhausted": m.collector.budgetExhausted,
+		"breakerState": m.collector.breakerState}
 	want, ok := descs[field]
 	if !ok {
 		t.Fatalf("no series %q", field)

@@ -46,14 +46,15 @@ var errorKinds = [...]struct {
 	{"circuit_open", func(m *clusterMetrics) *counter { return &m.circuitOpen }},
 }
 
-// clusterCollector exports every cluster's clusterMetrics. Collect reads the Manager's
-// published cluster list and takes no lock: the Manager's lock is held while breaker series
-// are created, and a scrape must never wait for a lock held by a goroutine that may wait for
-// the scrape (see discovery/consul's noteTrouble).
+// clusterCollector exports every cluster's clusterMetrics and each host's breaker state. Collect reads the Manager's
+// published cluster list and each cluster's current host set, and takes no lock: a scrape must
+// never wait for a lock held by a goroutine that may wait for the scrape (see
+// discovery/consul's noteTrouble). A host that left the set takes its breaker series along.
 type clusterCollector struct {
 	m                                        *Manager
 	retries, errors, ejections, hostsEjected *prometheus.Desc
 	breakerRejections, budgetExhausted       *prometheus.Desc
+	breakerState                             *prometheus.Desc
 }
 
 func newClusterCollector(m *Manager) *clusterCollector {
@@ -70,11 +71,13 @@ func newClusterCollector(m *Manager) *clusterCollector {
 			"Tries a host's open (or saturated half-open) circuit breaker turned away.", svc, nil),
 		budgetExhausted: prometheus.NewDesc("meshgate_upstream_retry_budget_exhausted_total",
 			"Retries not made because the service's retry budget was used up.", svc, nil),
+		breakerState: prometheus.NewDesc("meshgate_upstream_breaker_state",
+			"Per-host circuit breaker state: 0 closed, 1 half-open, 2 open.", []string{"service", "host"}, nil),
 	}
 }
 
 func (cc *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{cc.retries, cc.errors, cc.ejections, cc.hostsEjected, cc.breakerRejections, cc.budgetExhausted} {
+	for _, d := range []*prometheus.Desc{cc.retries, cc.errors, cc.ejections, cc.hostsEjected, cc.breakerRejections, cc.budgetExhausted, cc.breakerState} {
 		ch <- d
 	}
 }
@@ -97,5 +100,10 @@ func (cc *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		cv(cc.breakerRejections, cm.breakerRejections.value(), c.name)
 		cv(cc.budgetExhausted, cm.budgetExhausted.value(), c.name)
 		ch <- prometheus.MustNewConstMetric(cc.hostsEjected, prometheus.GaugeValue, float64(cm.hostsEjected.v.Load()), c.name)
+		for _, h := range c.state.Load().hosts {
+			if b := h.health.breaker.Load(); b != nil {
+				ch <- prometheus.MustNewConstMetric(cc.breakerState, prometheus.GaugeValue, float64(b.state.Load()), c.name, h.Address)
+			}
+		}
 	}
 }

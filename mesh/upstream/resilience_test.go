@@ -310,7 +310,7 @@ func TestBreakerCycle(t *testing.T) {
 	up, failing := switchServer(t, true)
 	c := newCluster(t, m, Options{Breaker: BreakerOptions{MinRequests: 4, FailureRatio: 0.5,
 		Interval: time.Minute, OpenTimeout: 150 * time.Millisecond, HalfOpenRequests: 1}}, up.addr)
-	gauge := func() float64 { return testutil.ToFloat64(m.breakerState.WithLabelValues("svc", up.addr)) }
+	gauge := func() float64 { return seriesValue(t, m, "breakerState", "svc", up.addr) }
 	state := func() string { return hostStatus(t, c, up.addr).Breaker }
 
 	for i := range 4 {
