@@ -21,7 +21,7 @@ type breaker struct {
 	opts BreakerOptions
 	// state is what meshgate_upstream_breaker_state exports (the Manager's collector reads
 	// it): gobreaker numbers closed 0, half-open 1, open 2, as documented.
-	state atomic.Int32
+	state atomic.Int64
 }
 
 // newBreaker builds a breaker whose state changes are recorded for the collector and queued
@@ -42,7 +42,7 @@ func newBreaker(service, addr string, o BreakerOptions, sink *eventSink) *breake
 			return done >= minReq && float64(c.TotalFailures) >= ratio*float64(done)
 		},
 		OnStateChange: func(_ string, from, to gobreaker.State) {
-			b.state.Store(int32(to))
+			b.state.Store(int64(to))
 			sink.emit(event{kind: evBreaker, service: service, host: addr, from: from, to: to})
 		},
 		IsExcluded: func(err error) bool { return errors.Is(err, errTryExcluded) },
