@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/meshgate/meshgate/gateway/accesslog/ship"
 	"github.com/meshgate/meshgate/internal/otlptest"
+	"github.com/meshgate/meshgate/internal/testport"
 )
 
 // startNATS runs a real nats-server with JetStream in the test process on port (-1: any) and
@@ -60,9 +60,9 @@ func metricSum(t *testing.T, e *edgeUnderTest, name, label string) int {
 func TestEdgeShipsAccessLogThroughOutage(t *testing.T) {
 	t.Parallel()
 	store := t.TempDir()
-	ns := startNATS(t, -1, store)
-	port := ns.Addr().(*net.TCPAddr).Port
-	stopNATS(ns) // down before the edge starts: it must start anyway
+	// The broker goes down and comes back on this port: one outside the ephemeral range, so no
+	// connection of a parallel test can take it meanwhile.
+	port := testport.Restartable(t)
 	up, _ := startUpstream(t, "origin", nil)
 	e := startEdge(t, strings.Replace(minimal(hostport(up)), `access_log: { output: "off" }`, fmt.Sprintf(`access_log:
   output: "off"
@@ -84,7 +84,7 @@ func TestEdgeShipsAccessLogThroughOutage(t *testing.T) {
 		t.Fatal("spool_bytes is 0 with lines spooled")
 	}
 
-	ns = startNATS(t, port, store)
+	ns := startNATS(t, port, store)
 	defer stopNATS(ns)
 	waitFor(t, "the spool replayed", func() bool {
 		return metricSum(t, e, "meshgate_access_log_replayed_total", `sink="nats"`) >= n &&

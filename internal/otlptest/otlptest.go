@@ -3,6 +3,7 @@ package otlptest
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/meshgate/meshgate/internal/testport"
 )
 
 // Span is one received span with the service.name of its resource.
@@ -89,10 +92,11 @@ type Receiver struct {
 	hold     chan struct{} // non-nil: handlers wait for it to close
 }
 
-// Start runs a receiver on a loopback port chosen by the system until the test ends.
+// Start runs a receiver on a free loopback port until the test ends. The port is below the
+// ephemeral range (internal/testport), so Restart after Stop finds it free again.
 func Start(t testing.TB) *Receiver {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", testport.Restartable(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +140,8 @@ func (r *Receiver) Stop() {
 }
 
 // Restart listens on the same port again after Stop. Listening on a port just closed works on
-// the systems tests run on (Go sets SO_REUSEADDR); a port another process took meanwhile fails
-// the test, which on loopback in a test run does not happen in practice.
+// the systems tests run on (Go sets SO_REUSEADDR), and no outgoing connection can have taken
+// it meanwhile: it is outside the ephemeral range.
 func (r *Receiver) Restart(t testing.TB) {
 	t.Helper()
 	ln, err := net.Listen("tcp", r.addr)

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"github.com/meshgate/meshgate/gateway/accesslog/ship"
 	"github.com/meshgate/meshgate/gateway/accesslog/spool"
 	"github.com/meshgate/meshgate/internal/await"
+	"github.com/meshgate/meshgate/internal/testport"
 )
 
 // The scenario is "NATS down for 30 s under load". The outage is a parameter so the
@@ -48,9 +48,10 @@ type broker struct {
 
 func newBroker(t *testing.T) *broker {
 	t.Helper()
-	b := &broker{t: t, port: -1, store: t.TempDir()}
+	// A port outside the ephemeral range: while the broker is down, no connection of a
+	// parallel test can take it (internal/testport).
+	b := &broker{t: t, port: testport.Restartable(t), store: t.TempDir()}
 	b.start()
-	b.port = b.srv.Addr().(*net.TCPAddr).Port
 	t.Cleanup(b.stop)
 	return b
 }
