@@ -67,42 +67,57 @@ func TestOneGoroutinePerWatch(t *testing.T) {
 	}
 }
 
-// scriptedAgent answers health queries with a fixed set and closes each connection after its
-// first answer, without saying so: what a restarted agent, or one with an idle timeout, leaves
-// behind a kept connection.
-type scriptedAgent struct {
+// rawAgent is a listener that hands each accepted connection to serve: an "agent" for the
+// protocol cases a real one cannot be made to produce on demand.
+type rawAgent struct {
 	ln    net.Listener
 	conns atomic.Int32
-	index atomic.Int64
 	wg    sync.WaitGroup
 }
 
-func startScriptedAgent(t *testing.T) *scriptedAgent {
+func startRawAgent(t *testing.T, serve func(net.Conn)) *rawAgent {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa := &scriptedAgent{ln: ln}
-	sa.wg.Go(func() {
+	ra := &rawAgent{ln: ln}
+	ra.wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			sa.conns.Add(1)
-			sa.wg.Go(func() { sa.serve(c) })
+			ra.conns.Add(1)
+			ra.wg.Go(func() {
+				defer func() { _ = c.Close() }()
+				serve(c)
+			})
 		}
 	})
 	t.Cleanup(func() {
 		_ = ln.Close()
-		sa.wg.Wait()
+		ra.wg.Wait()
 	})
+	return ra
+}
+
+// scriptedAgent answers health queries with a fixed set and closes each connection after its
+// first answer, without saying so: what a restarted agent, or one with an idle timeout, leaves
+// behind a kept connection.
+type scriptedAgent struct {
+	*rawAgent
+	index atomic.Int64
+}
+
+func startScriptedAgent(t *testing.T) *scriptedAgent {
+	t.Helper()
+	sa := &scriptedAgent{}
+	sa.rawAgent = startRawAgent(t, sa.serve)
 	return sa
 }
 
 func (sa *scriptedAgent) serve(c net.Conn) {
-	defer func() { _ = c.Close() }()
 	br := bufio.NewReader(c)
 	req, err := http.ReadRequest(br)
 	if err != nil {
@@ -142,6 +157,10 @@ func TestClosedKeptConnectionIsRetried(t *testing.T) {
 	})
 	if n := testutil.ToFloat64(s.m.queries.WithLabelValues("api", resultError)); n != 0 {
 		t.Fatalf("%v queries failed; a closed kept connection must be retried", n)
+	}
+	// Every answer after the first came on a connection dialled for the retry.
+	if n := sa.conns.Load(); n < 5 {
+		t.Fatalf("%d connections for 5 answers, each on a closed kept one first", n)
 	}
 }
 
@@ -200,32 +219,14 @@ func TestWatchOverHTTPS(t *testing.T) {
 // net/http's client allows) fails the query instead of growing a buffer without bound.
 func TestOversizedAnswerHeadIsRefused(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
 	junk := strings.Repeat("a", 2<<20)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer func() { _ = c.Close() }()
-				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-					return
-				}
-				_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Consul-Index: 3\r\nX-Junk: %s\r\nContent-Length: 2\r\n\r\n[]", junk)
-			})
+	ra := startRawAgent(t, func(c net.Conn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
 		}
+		_, _ = fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nX-Consul-Index: 3\r\nX-Junk: %s\r\nContent-Length: 2\r\n\r\n[]", junk)
 	})
-	s := newSource(t, Options{Address: ln.Addr().String(), Registerer: prometheus.NewRegistry()})
+	s := newSource(t, Options{Address: ra.ln.Addr().String(), Registerer: prometheus.NewRegistry()})
 	if err := s.Watch(t.Context(), "api", newRecorder().fn); err != nil {
 		t.Fatal(err)
 	}

@@ -978,20 +978,10 @@ func TestScrapeNeverWaitsForAWatch(t *testing.T) {
 	}
 	s.mu.Unlock()
 	w.mu.Lock()
-	scraped := make(chan error, 1)
-	go func() {
-		_, err := reg.Gather()
-		scraped <- err
-	}()
-	select {
-	case err := <-scraped:
-		w.mu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		w.mu.Unlock()
-		t.Fatal("the scrape waited for a watch's lock")
+	err := await.Returns(10*time.Second, func() error { _, err := reg.Gather(); return err })
+	w.mu.Unlock()
+	if err != nil {
+		t.Fatalf("the scrape with a watch's lock held: %v", err)
 	}
 
 	cancel()

@@ -1,6 +1,7 @@
 package await
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -17,6 +18,25 @@ func Until(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// ErrStillRunning is Returns' error when f has not returned within the bound.
+var ErrStillRunning = errors.New("still running")
+
+// Returns runs f on a goroutine of its own and gives its error, or ErrStillRunning once
+// timeout passes first (f then runs on; a test holding a lock f waits for releases it after).
+// It is for asserting that something does not wait for what the test is holding.
+func Returns(timeout time.Duration, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return ErrStillRunning
 	}
 }
 

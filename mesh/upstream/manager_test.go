@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/discovery"
+	"github.com/meshgate/meshgate/internal/await"
 	"github.com/meshgate/meshgate/mesh/lb"
 )
 
@@ -444,19 +445,9 @@ func TestRetainDropsTheClusterSeries(t *testing.T) {
 	}
 	// The scrape reads the published list: it must not wait for the Manager's lock.
 	m.mu.Lock()
-	done := make(chan error, 1)
-	go func() {
-		_, err := reg.Gather()
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		m.mu.Unlock()
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		m.mu.Unlock()
-		t.Fatal("the scrape waited for the Manager's lock")
+	err := await.Returns(10*time.Second, func() error { _, err := reg.Gather(); return err })
+	m.mu.Unlock()
+	if err != nil {
+		t.Fatalf("the scrape with the Manager's lock held: %v", err)
 	}
 }
