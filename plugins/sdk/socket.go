@@ -146,8 +146,7 @@ func readFrame(r *bufio.Reader, hdr *[frameHeader]byte, payload *[]byte) (byte, 
 // an idle thread) to every call.
 type socketClient struct {
 	conn net.Conn
-	// wmu makes a frame one write and lets each writer set its own write deadline.
-	wmu  sync.Mutex
+	w    frameWriter
 	bufs frameBuffers
 
 	// reading is the token (capacity 1: holding it is having sent on it). rbuf and rpos are
@@ -180,6 +179,7 @@ type socketCall struct {
 func newSocketClient(conn net.Conn) *socketClient {
 	s := &socketClient{
 		conn:    conn,
+		w:       frameWriter{conn: conn},
 		pending: make(map[uint64]*socketCall),
 		reading: make(chan struct{}, 1),
 		rbuf:    make([]byte, 0, readBuffer),
@@ -219,20 +219,22 @@ func (s *socketClient) call(ctx context.Context, kind, reply byte, in, out proto
 		s.forget(id)
 		return status.Error(codes.Internal, err.Error())
 	}
-	n, werr := s.write(ctx, b)
+	d, _ := ctx.Deadline() // zero: none
+	// No yield: the host's other goroutines are the proxy's requests, which this call must
+	// not wait behind.
+	werr := s.w.send(b, d, false)
 	*bp = b
 	s.bufs.put(bp)
-	if werr != nil {
-		if n == 0 && errors.Is(werr, os.ErrDeadlineExceeded) {
-			// Nothing of the frame went out (a plugin not reading, its buffer full): this
-			// call timed out, and the stream of frames is intact.
-			if s.forget(id) {
-				return deadlineErr(ctx)
-			}
-		} else {
-			// Half a frame is on the wire: nothing after it can be framed.
-			s.fail(werr)
+	switch {
+	case werr == errNotSent: //nolint:errorlint // frameWriter's own sentinel, never wrapped
+		// Nothing of the frame went out (a plugin not reading, its buffer full): this call
+		// timed out, and the stream of frames is intact.
+		if s.forget(id) {
+			return deadlineErr(ctx)
 		}
+	case werr != nil:
+		// Half a frame may be on the wire: nothing after it can be framed.
+		s.fail(werr)
 	}
 
 	select {
@@ -263,17 +265,6 @@ func (s *socketClient) call(ctx context.Context, kind, reply byte, in, out proto
 func deadlineErr(ctx context.Context) error {
 	<-ctx.Done()
 	return ctx.Err()
-}
-
-// write writes one frame, bounded by ctx's deadline.
-func (s *socketClient) write(ctx context.Context, b []byte) (int, error) {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	d, _ := ctx.Deadline() // zero: no deadline
-	if err := s.conn.SetWriteDeadline(d); err != nil {
-		return 0, err
-	}
-	return s.conn.Write(b)
 }
 
 // readFor reads and hands out replies, holding the token, until mine has its reply, ctx's
@@ -419,7 +410,7 @@ func (s *server) serveSocket(conn net.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // the host is gone: calls still running see their ctx end
 	defer func() { _ = conn.Close() }()
-	w := &socketWriter{conn: conn}
+	w := &socketWriter{w: frameWriter{conn: conn}}
 	r := bufio.NewReaderSize(conn, readBuffer)
 	var hdr [frameHeader]byte
 	var payload []byte
@@ -431,6 +422,7 @@ func (s *server) serveSocket(conn net.Conn) {
 			}
 			return
 		}
+		w.running.Add(1) // every frame gets exactly one reply
 		switch kind {
 		case kindRequest:
 			in := new(pb.RequestPhase)
@@ -470,11 +462,15 @@ func callContext(parent context.Context, timeoutNanos uint64) (context.Context, 
 	return context.WithTimeout(parent, time.Duration(min(timeoutNanos, uint64(1<<63-1))))
 }
 
-// socketWriter writes the plugin's replies, one frame per write.
+// socketWriter writes the plugin's replies; replies finishing together share a write. A
+// plugin runs with GOMAXPROCS=1 (the host starts it so): its write never overlaps another
+// goroutine's work, so a reply would never find a write under way to join. When other calls
+// are running, a reply's writer therefore yields first: the calls that are runnable finish
+// and queue their replies behind it. A lone call writes at once.
 type socketWriter struct {
-	mu   sync.Mutex
-	conn net.Conn
-	bufs frameBuffers
+	w       frameWriter
+	bufs    frameBuffers
+	running atomic.Int64 // calls started and not yet replied to
 }
 
 func (w *socketWriter) reply(id uint64, kind byte, out proto.Message, callErr error) {
@@ -500,8 +496,6 @@ func (w *socketWriter) reply(id uint64, kind byte, out proto.Message, callErr er
 		b, _ = finishFrame(b, kindError, id) // a status message is far below the limit
 	}
 	*bp = b
-	w.mu.Lock()
-	defer w.mu.Unlock()
 	// A failed write means the host is gone; the reader sees that too and ends serving.
-	_, _ = w.conn.Write(b)
+	_ = w.w.send(b, time.Time{}, w.running.Add(-1) > 0)
 }
