@@ -21,9 +21,9 @@ type frameWriter struct {
 	conn net.Conn
 
 	mu      sync.Mutex
-	writing bool   // a writer is sending; frames handed over meanwhile go to queued
-	queued  []byte // whole frames, in the order they were handed over
-	spare   []byte // the previous write's batch, reused for the next queue
+	writing bool      // a writer is sending; frames handed over meanwhile go to queued
+	queued  []byte    // whole frames, in the order they were handed over
+	spare   []byte    // the previous write's batch, reused for the next queue
 	iov     [2][]byte // own and batch, for writev
 	iovs    net.Buffers
 }
