@@ -1,7 +1,6 @@
 package sdk
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -57,33 +56,58 @@ func TestFramesHandedOverShareOneWrite(t *testing.T) {
 }
 
 // TestUnsentFramesKeepTheStreamIntact: a send whose deadline passes before any of it went out
-// says so (errNotSent), the frames queued behind it are dropped with it, and the next frame
-// is written whole: the stream can still be framed.
+// says so (errNotSent); a queued frame is dropped only once its own deadline has passed too,
+// never for another call's; and the next frame is written whole: the stream can still be
+// framed.
 func TestUnsentFramesKeepTheStreamIntact(t *testing.T) {
 	host, plugin := net.Pipe()
 	defer func() { _ = host.Close(); _ = plugin.Close() }()
 	w := &frameWriter{conn: host}
+	read := func(n int) <-chan string {
+		got := make(chan string, 1)
+		go func() {
+			b := make([]byte, n)
+			_, _ = io.ReadFull(plugin, b)
+			got <- string(b)
+		}()
+		return got
+	}
+	blocked := func(frame string, d time.Duration) <-chan error {
+		res := make(chan error, 1)
+		go func() { res <- w.send([]byte(frame), time.Now().Add(d), false) }()
+		await.Until(t, 5*time.Second, "the send writing", func() bool { return writing(w) })
+		return res
+	}
 
-	first := make(chan error, 1)
-	go func() { first <- w.send([]byte("AAAA"), time.Now().Add(300*time.Millisecond), false) }()
-	await.Until(t, 5*time.Second, "the first send writing", func() bool { return writing(w) })
-	if err := w.send([]byte("BB"), time.Time{}, false); err != nil {
+	// A blocks (nothing reads); B, queued behind it, has a little more time, then none.
+	a := blocked("AAAA", 200*time.Millisecond)
+	if err := w.send([]byte("BB"), time.Now().Add(400*time.Millisecond), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-first; !errors.Is(err, errNotSent) {
+	if err := <-a; !errors.Is(err, errNotSent) {
 		t.Fatalf("first send: %v, want errNotSent", err)
 	}
-
-	got := make(chan []byte, 1)
-	go func() {
-		b := make([]byte, 3)
-		_, _ = io.ReadFull(plugin, b)
-		got <- b
-	}()
+	await.Until(t, 5*time.Second, "B dropped at its deadline", func() bool { return !writing(w) })
+	got := read(3)
 	if err := w.send([]byte("DDD"), time.Now().Add(5*time.Second), false); err != nil {
 		t.Fatal(err)
 	}
-	if b := <-got; !bytes.Equal(b, []byte("DDD")) {
-		t.Fatalf("read %q after the timed-out frame, want DDD alone", b)
+	if b := <-got; b != "DDD" {
+		t.Fatalf("read %q after the timed-out frames, want DDD alone", b)
 	}
+
+	// A frame with no deadline, queued behind one whose deadline passes, still goes out.
+	a = blocked("AAAA", 200*time.Millisecond)
+	if err := w.send([]byte("CC"), time.Time{}, false); err != nil {
+		t.Fatal(err)
+	}
+	// The writer sends CC before it returns, so read while it waits.
+	time.Sleep(300 * time.Millisecond) //nolint:forbidigo // past A's deadline, so that CC goes out in a write of its own
+	if b := <-read(2); b != "CC" {
+		t.Fatalf("read %q, want the queued CC", b)
+	}
+	if err := <-a; !errors.Is(err, errNotSent) {
+		t.Fatalf("send: %v, want errNotSent", err)
+	}
+	await.Until(t, 5*time.Second, "the writer done", func() bool { return !writing(w) })
 }

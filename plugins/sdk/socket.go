@@ -403,14 +403,15 @@ func decodeReply(kind, want byte, payload []byte, out proto.Message) error {
 }
 
 // serveSocket serves the calls arriving on conn (the plugin's end of the socketpair) until it
-// ends: the host stopped, or is gone. Each call runs on its own goroutine (handlers may wait
-// on I/O, and one slow call must not hold up the others); replies go back in whatever order
-// the calls finish.
+// ends: the host stopped, or is gone. Each call runs on a goroutine of its own while it runs
+// (handlers may wait on I/O, and one slow call must not hold up the others; see callWorkers);
+// replies go back in whatever order the calls finish.
 func (s *server) serveSocket(conn net.Conn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel() // the host is gone: calls still running see their ctx end
 	defer func() { _ = conn.Close() }()
 	w := &socketWriter{w: frameWriter{conn: conn}}
+	workers := newCallWorkers(ctx, s, w)
 	r := bufio.NewReaderSize(conn, readBuffer)
 	var hdr [frameHeader]byte
 	var payload []byte
@@ -430,36 +431,18 @@ func (s *server) serveSocket(conn net.Conn) {
 				w.reply(id, 0, nil, status.Errorf(codes.Internal, "bad RequestPhase: %v", err))
 				continue
 			}
-			go func() {
-				cctx, done := callContext(ctx, in.GetTimeoutNanos())
-				out, err := s.OnRequest(cctx, in)
-				done()
-				w.reply(id, kindDecision, out, err)
-			}()
+			workers.start(socketTask{id: id, req: in})
 		case kindResponse:
 			in := new(pb.ResponsePhase)
 			if err := proto.Unmarshal(payload, in); err != nil {
 				w.reply(id, 0, nil, status.Errorf(codes.Internal, "bad ResponsePhase: %v", err))
 				continue
 			}
-			go func() {
-				cctx, done := callContext(ctx, in.GetTimeoutNanos())
-				out, err := s.OnResponse(cctx, in)
-				done()
-				w.reply(id, kindMutation, out, err)
-			}()
+			workers.start(socketTask{id: id, resp: in})
 		default:
 			w.reply(id, 0, nil, status.Errorf(codes.Unimplemented, "unknown frame kind %d", kind))
 		}
 	}
-}
-
-// callContext is a call's ctx: the deadline the host gave it (timeout_nanos), as on the streams.
-func callContext(parent context.Context, timeoutNanos uint64) (context.Context, context.CancelFunc) {
-	if timeoutNanos == 0 {
-		return parent, func() {}
-	}
-	return context.WithTimeout(parent, time.Duration(min(timeoutNanos, uint64(1<<63-1))))
 }
 
 // socketWriter writes the plugin's replies; replies finishing together share a write. A
