@@ -73,7 +73,8 @@ func New(opts Options) (*Listener, error) {
 	}
 	bl := &backoffListener{Listener: ln, done: make(chan struct{}), log: opts.Logger, errs: opts.AcceptErrors,
 		limits: newIPLimits(opts.MaxConnectionsPerIP, opts.PerIPExempt, opts.PerIPRefused),
-		table:  newConnTable(opts.MaxConnections, opts.Connections)}
+		table:  newConnTable(opts.MaxConnections, opts.Connections),
+		slack:  deadlineSlack(opts.ReadHeaderTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.IdleTimeout)}
 	// TLS wraps the backoff listener rather than the socket, so EMFILE backoff still applies
 	// and tls.listener.Close reaches the idempotent backoffListener.Close.
 	var serve net.Listener = bl
@@ -107,9 +108,12 @@ func New(opts Options) (*Listener, error) {
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 			return fasthttp.RequestConfig{ReadTimeout: readTimeout}
 		},
-		WriteTimeout:   opts.WriteTimeout,
-		IdleTimeout:    opts.IdleTimeout,
-		ReadBufferSize: opts.MaxHeaderBytes,
+		WriteTimeout: opts.WriteTimeout,
+		IdleTimeout:  opts.IdleTimeout,
+		// The handler reads the request's time once (RequestCtx.Time) and uses it for its
+		// access log, metrics and deadline: without this the server read the clock too.
+		LazyRequestTime: true,
+		ReadBufferSize:  opts.MaxHeaderBytes,
 		// With streaming on, MaxRequestBodySize is the buffering threshold, not a limit: larger
 		// bodies are handed over as a stream and the handler enforces max_body_bytes.
 		MaxRequestBodySize:           opts.StreamThreshold,
@@ -194,11 +198,29 @@ type backoffListener struct {
 	errs   prometheus.Counter
 	limits *ipLimits // nil: no per-address cap
 	table  *connTable
+	slack  time.Duration // how late a connection's deadline may fire (deadlineSlack)
 
 	once      sync.Once
 	done      chan struct{}
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// maxDeadlineSlack caps how late a connection timeout may fire.
+const maxDeadlineSlack = time.Second
+
+// deadlineSlack is how late the listener's timeouts may fire: a tenth of the shortest one set,
+// at most maxDeadlineSlack (a 10 s head timeout fires within 11 s). The slack is what lets a
+// keep-alive connection's deadlines, each a request later than the last, share one arming of
+// the socket's timer (package deadline).
+func deadlineSlack(timeouts ...time.Duration) time.Duration {
+	slack := maxDeadlineSlack
+	for _, d := range timeouts {
+		if d > 0 {
+			slack = min(slack, d/10)
+		}
+	}
+	return slack
 }
 
 func (b *backoffListener) closed() bool {
@@ -234,7 +256,7 @@ func (b *backoffListener) Accept() (net.Conn, error) {
 				_ = c.Close()
 				continue
 			}
-			lc, ok := b.limits.admit(c)
+			lc, ok := b.limits.admit(c, b.slack)
 			if !ok {
 				_ = c.Close() // over this address's cap: refused before any byte is read
 				continue

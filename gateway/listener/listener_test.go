@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -385,5 +386,83 @@ func TestHeaderLimitGoesToErrorHandler(t *testing.T) {
 	}
 	if err := s.wait(t); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The connection timeouts still hold with deadlines armed lazily (package deadline): a
+// keep-alive connection idle past IdleTimeout is closed, and so is one whose next head stops
+// halfway, after ReadHeaderTimeout. Each close comes no earlier than its timeout.
+func TestTimeoutsHoldWithLazyDeadlines(t *testing.T) {
+	t.Parallel()
+	opts := testOptions(func(ctx *fasthttp.RequestCtx) { ctx.SetBodyString("ok") })
+	opts.ReadHeaderTimeout = 300 * time.Millisecond
+	opts.IdleTimeout = 600 * time.Millisecond
+	l, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serve(l)
+	defer func() {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_ = l.Shutdown(ctx)
+		_ = s.wait(t)
+	}()
+	// closedAfter reads until the server closes c: what it sent first, and when it closed.
+	closedAfter := func(c net.Conn, br *bufio.Reader, since time.Time) (string, time.Duration) {
+		t.Helper()
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := io.ReadAll(br)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatal("the server did not close the connection within 10s")
+		}
+		return string(got), time.Since(since)
+	}
+	for _, tc := range []struct {
+		name    string
+		partial string // sent after full requests, then nothing more
+		timeout time.Duration
+		answer  string // how what the server sends before closing starts
+	}{
+		{"idle", "", opts.IdleTimeout, ""},
+		{"half a head", "GET /x HTTP/1.1\r\nHost: a\r\n", opts.ReadHeaderTimeout, "HTTP/1.1 4"}, // the gateway renders 408
+	} {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(c)
+		for range 3 {
+			if resp, body := get(t, c, br, "/x"); resp.StatusCode != 200 || body != "ok" {
+				t.Fatalf("%s: got %d %q", tc.name, resp.StatusCode, body)
+			}
+		}
+		if _, err := c.Write([]byte(tc.partial)); err != nil {
+			t.Fatal(err)
+		}
+		got, took := closedAfter(c, br, time.Now())
+		if !strings.HasPrefix(got, tc.answer) || (tc.answer == "" && got != "") {
+			t.Errorf("%s: the server sent %q before closing, want %q first", tc.name, got, tc.answer)
+		}
+		if took < tc.timeout-50*time.Millisecond {
+			t.Errorf("%s: closed after %v, before the %v timeout", tc.name, took, tc.timeout)
+		}
+		_ = c.Close()
+	}
+}
+
+func TestDeadlineSlack(t *testing.T) {
+	for _, tc := range []struct {
+		in   []time.Duration
+		want time.Duration
+	}{
+		{[]time.Duration{10 * time.Second, time.Minute, 0}, time.Second},
+		{[]time.Duration{300 * time.Millisecond, time.Minute}, 30 * time.Millisecond},
+		{[]time.Duration{0, 0}, maxDeadlineSlack},
+		{[]time.Duration{time.Hour}, maxDeadlineSlack},
+	} {
+		if got := deadlineSlack(tc.in...); got != tc.want {
+			t.Errorf("deadlineSlack(%v) = %v, want %v", tc.in, got, tc.want)
+		}
 	}
 }
