@@ -3,7 +3,9 @@ package accesslog
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -219,4 +221,29 @@ func FuzzAppendString(f *testing.F) {
 			t.Fatalf("truncate(%q, 7) = %q", s, tr)
 		}
 	})
+}
+
+// The integer encoding of durations writes what strconv's float formatting wrote, and rounds
+// halves up where the float's rounding depended on its binary value.
+func TestAppendMillisMatchesFloatFormatting(t *testing.T) {
+	exact := map[time.Duration]string{
+		0: "0.000", 500: "0.001", 1499: "0.001", 1500 * time.Microsecond: "1.500",
+		999_999: "1.000", time.Hour: "3600000.000", -2500: "-0.003", -1499: "-0.001",
+	}
+	for d, want := range exact {
+		if got := string(appendMillis(nil, d)); got != want {
+			t.Errorf("appendMillis(%d ns) = %s, want %s", int64(d), got, want)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		d := time.Duration(r.Int64N(int64(10 * time.Minute)))
+		if d%time.Microsecond == time.Microsecond/2 {
+			continue // a half: the float rounds it by its binary value
+		}
+		want := strconv.AppendFloat(nil, float64(d)/float64(time.Millisecond), 'f', 3, 64)
+		if got := appendMillis(nil, d); string(got) != string(want) {
+			t.Fatalf("appendMillis(%d ns) = %s, strconv wrote %s", int64(d), got, want)
+		}
+	}
 }

@@ -268,7 +268,12 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 
 // serve is one request on either protocol (Serve for HTTP/1.x, ServeHTTP for HTTP/2).
 func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
-	start := time.Now()
+	// The listener's server reads the clock lazily (LazyRequestTime): this is the request's
+	// one reading of it before the upstream is called, shared with the deadline in forward.
+	start := ctx.Time()
+	if start.IsZero() { // a RequestCtx no server initialised (an embedding program's)
+		start = time.Now()
+	}
 	gen := h.gen.Load()
 	req := &ctx.Request
 	remote := remoteAddr(ctx)
@@ -442,7 +447,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	s.key = rt.Key
 	rs := &gen.routes[rt.Key]
 	var deadline, callerDeadline time.Time
-	now := time.Now()
+	now := e.Time // the request's start: its timeout counts from when it arrived
 	if rt.Timeout > 0 {
 		deadline = now.Add(rt.Timeout)
 	}
