@@ -38,9 +38,9 @@ type Upstream interface {
 	Name() string
 	// Do sends out and fills resp, as upstream.Cluster.Do: it reports on call and returns one
 	// of upstream's sentinel errors (upstream.ErrClientBody when call.Body broke the try). On
-	// success a response with a body holds it as a stream (resp.SetBodyStream, as the fasthttp
-	// client's StreamResponseBody gives it), which the engine copies or hands to fasthttp to
-	// close; a response without a stream has no body (HEAD, 204, 304).
+	// success a response holds its body either whole (a short one, or none: HEAD, 204, 304)
+	// or as a stream (resp.SetBodyStream), which the engine copies or hands to fasthttp to
+	// close.
 	Do(out *fasthttp.Request, resp *fasthttp.Response, call *upstream.Call) error
 	// MaxResponseBytes bounds the response body (<= 0: no bound). It is read after Do, so a
 	// reload that changes it applies from the next response.
@@ -619,8 +619,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 
 	switch {
 	case !resp.IsBodyStream():
-		ctx.Response.SetBodyRaw(nil)
-		ctx.Response.Header.SetContentLength(max(cl, 0))
+		setWholeBody(&ctx.Response, resp)
 	case cl >= 0 && int64(cl) <= h.opts.StreamThreshold:
 		if err := resp.BodyWriteTo(ctx.Response.BodyWriter()); err != nil {
 			ctx.Response.Reset()
@@ -637,6 +636,19 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 		ctx.Response.Header.SetContentLength(max(cl, 0))
 	}
 	return 0, ""
+}
+
+// setWholeBody gives dst the body the upstream's resp holds whole (a short one, or none for
+// HEAD, 204 and 304), with the length the upstream announced.
+func setWholeBody(dst, resp *fasthttp.Response) {
+	cl := resp.Header.ContentLength()
+	if b := resp.Body(); len(b) > 0 {
+		dst.SetBody(b)
+		cl = len(b)
+	} else {
+		dst.SetBodyRaw(nil)
+	}
+	dst.Header.SetContentLength(max(cl, 0))
 }
 
 // record puts a recorder for a retry (Options.RetryBufferBytes) in front of an HTTP/2

@@ -143,8 +143,7 @@ func (h *Handler) relayRefusal(ctx *fasthttp.RequestCtx, rs *routeState, be *Bac
 	ctx.Response.Header.Del(hdrXRequestID)
 	ctx.Response.Header.ResetConnectionClose()
 	if !resp.IsBodyStream() {
-		ctx.Response.SetBodyRaw(nil)
-		ctx.Response.Header.SetContentLength(max(cl, 0))
+		setWholeBody(&ctx.Response, resp)
 		return 0, ""
 	}
 	if err := resp.BodyWriteTo(ctx.Response.BodyWriter()); err != nil {

@@ -16,9 +16,9 @@ import (
 type Transport interface {
 	// Do sends req to the host and fills resp, giving up at deadline (zero: no deadline). It
 	// must not keep req or resp after it returns, except for the response body, which it
-	// delivers as a stream (resp.SetBodyStream) that the caller consumes or closes: the
-	// gateway copies or streams a body from there, so a large one is bounded without being
-	// held whole, and takes a response without a stream as having none. Its error is either a sentinel of this package wrapped
+	// delivers either whole in resp (a short one) or as a stream (resp.SetBodyStream) that the
+	// caller consumes or closes: the gateway copies or streams a body from there, so a large
+	// one is bounded without being held whole. Its error is either a sentinel of this package wrapped
 	// with %w (ErrConnect, ErrReset, ErrTimeout, ErrOverflow, ErrResponseTooLarge,
 	// ErrProtocol), when the transport knows what went wrong, or an error from the network
 	// stack that Cluster.Do classifies (see classify). ErrConnect must mean nothing was sent:
@@ -80,8 +80,9 @@ func newHTTP1Transport(addr string, opts *Options, dialer *fasthttp.TCPDialer) *
 		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
 		// The gateway decides the exact request-target; the client must send it byte for byte.
 		DisablePathNormalizing: true,
-		// Bodies above the threshold are streamed to the client; small ones are copied whole by
-		// the gateway. Either way the size bound is enforced by the gateway.
+		// Small bodies of known length are read whole, longer ones streamed (roundtrip.go);
+		// either way the size bound is enforced by the gateway.
+		Transport:             roundTripper{},
 		StreamResponseBody:    true,
 		SecureErrorLogMessage: true,
 	}}
