@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -23,35 +24,46 @@ const maxInterimResponses = 100
 
 var errTooManyInterim = errors.New("too many 1xx informational responses")
 
-// roundTripper is the HTTP/1.1 exchange of every http1Transport (fasthttp.HostClient.Transport):
-// fasthttp's own DefaultTransport, with one difference. fasthttp streams every response once
-// StreamResponseBody is on, and a stream costs four allocations (closures and the stream's
-// wrapper), a mutex per read and a copy through it per response: 2.5% of the edge's CPU on
-// 1 KiB answers. Here a response with a known length up to wholeResponseBytes is read whole
-// into resp, and only a longer one, a chunked one or one delimited by the close is streamed,
-// so the gateway can bound and forward it without holding it. Everything else is as
-// fasthttp does it: deadlines from the request's timeout, interim responses skipped, a
-// connection closed after an error or when either side asked for it.
-type roundTripper struct{}
+// errMalformedHead stands for any response head that does not parse. fasthttp's own error
+// quotes the head, and a try's error reaches its trace span: an upstream's Set-Cookie must not.
+var errMalformedHead = fmt.Errorf("%w: malformed or oversized response head", ErrProtocol)
 
-// RoundTrip implements fasthttp.RoundTripper. Its retry result is ignored (the cluster's
-// HostClient never retries: MaxIdemponentCallAttempts 1, RetryIfErr false).
-func (roundTripper) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (bool, error) {
-	var deadline time.Time
-	timeout := req.GetTimeOut()
-	if timeout > 0 {
-		deadline = time.Now().Add(timeout)
-	}
+// exchange is one HTTP/1.1 request and response on a connection of hc's pool, giving up at
+// deadline (zero: none; timeout is what is left of it). It is fasthttp's HostClient.Do and
+// its DefaultTransport in one, for the parts a proxy uses, with two differences:
+//
+//   - fasthttp streams every response once StreamResponseBody is on, and a stream costs four
+//     allocations (closures and the stream's wrapper), a mutex per read and a copy through it:
+//     2.5% of the edge's CPU on 1 KiB answers. Here a response with a known length up to
+//     wholeResponseBytes is read whole into resp, and only a longer one, a chunked one or one
+//     delimited by the close is streamed, so the gateway can bound and forward it without
+//     holding it.
+//   - The deadline is used as it is. HostClient.Do turned it into a timeout and back, and kept
+//     a last-use time and a pending count, six clock readings and two shared atomics per try
+//     where this takes one reading (in Do) and nothing shared outside the pool.
+//
+// What stays as fasthttp does it: the request-target is sent byte for byte (no path
+// normalising), interim responses are skipped, HEAD answers have no body, and a connection
+// is closed after an error or when either side asked for it. The cluster makes every retry;
+// this makes one try.
+func exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, timeout time.Duration) error {
+	skipBody := resp.SkipBody // a caller's choice outlives the reset, as in fasthttp
+	resp.Reset()
+	resp.SkipBody = skipBody
+	// The request-target goes out as req.Header holds it: fasthttp rebuilds (and normalises)
+	// it only from a parsed URI, and nothing on this path parses one. Parsing it to switch
+	// normalising off would cost a parse per request.
+
 	cc, err := hc.AcquireConn(timeout, req.ConnectionClose())
 	if err != nil {
-		return false, err
+		return err
 	}
 	conn := cc.Conn()
 	resp.ParseNetConn(conn)
 	// A zero deadline is set too: a connection keeps what the last request armed.
 	if err := conn.SetWriteDeadline(deadline); err != nil {
 		hc.CloseConn(cc)
-		return true, err
+		return err
 	}
 	bw := hc.AcquireWriter(conn)
 	err = req.Write(bw)
@@ -61,11 +73,11 @@ func (roundTripper) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	hc.ReleaseWriter(bw)
 	if err != nil {
 		hc.CloseConn(cc)
-		return true, timeoutAsFasthttp(err)
+		return timeoutAsFasthttp(err)
 	}
 	if err := conn.SetReadDeadline(deadline); err != nil {
 		hc.CloseConn(cc)
-		return true, err
+		return err
 	}
 
 	br := hc.AcquireReader(conn)
@@ -77,11 +89,11 @@ func (roundTripper) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		return true, timeoutAsFasthttp(err)
+		return timeoutAsFasthttp(err)
 	}
 	closeAfter := req.ConnectionClose() || resp.ConnectionClose()
 	if !whole && !bodiless {
-		return false, stream(hc, cc, br, resp, closeAfter, (*fasthttp.HostClient).ReleaseConn, (*fasthttp.HostClient).CloseConn)
+		return stream(hc, cc, br, resp, closeAfter, (*fasthttp.HostClient).ReleaseConn, (*fasthttp.HostClient).CloseConn)
 	}
 	hc.ReleaseReader(br)
 	if closeAfter {
@@ -89,7 +101,7 @@ func (roundTripper) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, re
 	} else {
 		hc.ReleaseConn(cc)
 	}
-	return false, nil
+	return nil
 }
 
 // readHead reads the final response head into resp, skipping interim (1xx) answers other than
@@ -99,9 +111,8 @@ func readHead(br *bufio.Reader, req *fasthttp.Request, resp *fasthttp.Response) 
 	if req.Header.IsHead() {
 		resp.SkipBody = true
 	}
-	resp.ResetBody()
 	if err := resp.Header.Read(br); err != nil {
-		return false, false, err
+		return false, false, headError(err)
 	}
 	for n := 0; ; n++ {
 		code := resp.Header.StatusCode()
@@ -112,7 +123,7 @@ func readHead(br *bufio.Reader, req *fasthttp.Request, resp *fasthttp.Response) 
 			return false, false, errTooManyInterim
 		}
 		if err := resp.Header.Read(br); err != nil {
-			return false, false, err
+			return false, false, headError(err)
 		}
 	}
 	code := resp.Header.StatusCode()
@@ -121,6 +132,17 @@ func readHead(br *bufio.Reader, req *fasthttp.Request, resp *fasthttp.Response) 
 	}
 	cl := resp.Header.ContentLength()
 	return cl >= 0 && cl <= wholeResponseBytes, false, nil
+}
+
+// headError keeps what the connection said (a reset, the end, a deadline) and replaces a
+// parse error, which quotes the head, with errMalformedHead.
+func headError(err error) error {
+	var op *net.OpError
+	if errors.Is(err, fasthttp.ErrTimeout) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.As(err, &op) {
+		return err
+	}
+	return errMalformedHead
 }
 
 // timeoutAsFasthttp turns a deadline error into fasthttp.ErrTimeout, as fasthttp's own

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -38,6 +39,11 @@ func wireAnswer(r *http.Request) (string, bool) {
 		return "HTTP/1.1 204 No Content\r\n\r\n", true
 	case "/cut":
 		return "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", false
+	case "/malformed":
+		return "HTTP/1.1 2x0 OK\r\nSet-Cookie: session=secret\r\n\r\n", false
+	}
+	if strings.HasPrefix(r.RequestURI, "/raw/") { // echoes the request-target as it arrived
+		return "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(r.RequestURI)) + "\r\n\r\n" + r.RequestURI, true
 	}
 	return "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", true
 }
@@ -205,5 +211,26 @@ func TestResponseEdgeCases(t *testing.T) {
 	}
 	if n := s.accepted.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2 (the cut one, then one for the rest)", n)
+	}
+}
+
+// The request-target goes out byte for byte (the gateway chose it; fasthttp would normalise
+// it), and a head that does not parse fails the try without quoting it: a try's error reaches
+// its trace span.
+func TestTargetIsSentAsIsAndBadHeadsAreNotQuoted(t *testing.T) {
+	s := startWireServer(t)
+	tr := wireTransport(t, s)
+	var resp fasthttp.Response
+	const target = "/raw/a/../b%2Fc//d?q=%41"
+	if err := wireDo(t, tr, "GET", target, &resp); err != nil || string(resp.Body()) != target {
+		t.Fatalf("the upstream saw %q (%v), want %q", resp.Body(), err, target)
+	}
+	resp = fasthttp.Response{}
+	err := wireDo(t, tr, "GET", "/malformed", &resp)
+	if !errors.Is(classify(err), ErrProtocol) {
+		t.Fatalf("a malformed head: %v, want a protocol error", err)
+	}
+	if strings.Contains(err.Error(), "secret") {
+		t.Fatalf("the error quotes the head: %v", err)
 	}
 }

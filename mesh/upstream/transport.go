@@ -1,8 +1,8 @@
 package upstream
 
 import (
-	"bytes"
 	"crypto/tls"
+	"io"
 	"net"
 	"time"
 
@@ -69,46 +69,29 @@ func newHTTP1Transport(addr string, opts *Options, dialer *fasthttp.TCPDialer) *
 			return dialTLS(dialer, addr, timeout, tlsCfg)
 		},
 		// fasthttp sees an already handshaken *tls.Conn from DialTimeout and does not
-		// handshake again; IsTLS still matters for its scheme check, TLSConfig is informative.
+		// handshake again; TLSConfig is informative.
 		IsTLS:               tlsCfg != nil,
 		TLSConfig:           tlsCfg,
 		MaxConns:            opts.MaxConnsPerHost,
 		MaxIdleConnDuration: opts.IdleTimeout,
-		// Retries are ours (they know about hosts, budgets and idempotency); the client's own
-		// would silently re-send to the same host.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		// The gateway decides the exact request-target; the client must send it byte for byte.
-		DisablePathNormalizing: true,
-		// Small bodies of known length are read whole, longer ones streamed (roundtrip.go);
-		// either way the size bound is enforced by the gateway.
-		Transport:             roundTripper{},
-		StreamResponseBody:    true,
+		// Only the pool is used: exchange (roundtrip.go) writes and reads the exchange itself,
+		// so fasthttp's own retries, path normalising and streaming never come into play.
 		SecureErrorLogMessage: true,
 	}}
 }
 
-var strHTTPS = []byte("https")
-
 // Do implements Transport.
 func (t *http1Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
-	// The gateway builds origin-form requests, so the URI's scheme is http; fasthttp refuses a
-	// request whose scheme disagrees with the client's IsTLS. Setting it reuses the URI's
-	// buffer, so this does not allocate.
-	if u := req.URI(); t.hc.IsTLS != bytes.Equal(u.Scheme(), strHTTPS) {
-		if t.hc.IsTLS {
-			u.SetScheme("https")
-		} else {
-			u.SetScheme("http")
+	var timeout time.Duration
+	if !deadline.IsZero() {
+		if timeout = time.Until(deadline); timeout <= 0 {
+			return fasthttp.ErrTimeout
 		}
 	}
-	if deadline.IsZero() {
-		return t.hc.Do(req, resp)
+	err := exchange(t.hc, req, resp, deadline, timeout)
+	if err == io.EOF { //nolint:errorlint // fasthttp's own mapping: nothing came back at all
+		err = fasthttp.ErrConnectionClosed
 	}
-	err := t.hc.DoDeadline(req, resp, deadline)
-	// fasthttp leaves the timeout it derived from the deadline in req, where a later Do
-	// without one would silently apply it again.
-	req.SetTimeout(0)
 	return err
 }
 
