@@ -315,7 +315,7 @@ type OutlierDetection struct {
 	PanicThreshold int `yaml:"panic_threshold"`
 }
 
-// CircuitBreaker is a per-host breaker (sony/gobreaker). On by default.
+// CircuitBreaker is a per-host breaker (mesh/upstream's, gobreaker's state machine). On by default.
 type CircuitBreaker struct {
 	Disabled bool `yaml:"disabled"`
 	// The breaker opens when, within Interval, at least MinRequests were made and

@@ -108,7 +108,8 @@ type Options struct {
 	// beyond it Do fails at once with ErrOverflow.
 	MaxInFlight int
 	// Now is the clock of ejections and the retry budget (nil: time.Now). Tests inject one so
-	// that ejection timing is checked without waiting. Breakers use gobreaker's own clock.
+	// that ejection timing is checked without waiting. Breakers use the real clock (each try's
+	// start and end).
 	Now func() time.Time
 	// TLS, when set, makes every host speak TLS (nil: plaintext). Each host gets its own clone
 	// with ServerName set to the host part of its address, unless the config already names a
@@ -394,33 +395,30 @@ func candidate(pass, i, idx, exclude int, h *Host) bool {
 // attempt sends one try to h through h's breaker; ok is false when the breaker turned it away
 // (open, or half-open with its probes taken) and nothing was sent.
 //
-// The breaker is asked before sending and told the outcome after, as gobreaker's two-step
-// API does; Execute is used because TwoStepCircuitBreaker.Allow allocates its done closure on
-// every call, while the closure given to Execute stays on the stack.
+// The breaker is asked before sending and told the outcome after, with the clock readings the
+// try takes anyway (its start and its duration).
 func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (ok bool, err error) {
+	start := time.Now()
 	b := h.health.breaker.Load()
-	if b == nil {
-		var o outcome
-		o, err = c.send(h, req, resp, call, deadline)
-		c.observe(h, o, opts)
-		return true, err
+	var w *window
+	if b != nil {
+		if w, ok = b.allow(start); !ok {
+			return false, nil
+		}
 	}
-	_, _ = b.cb.Execute(func() (any, error) {
-		ok = true
-		var o outcome
-		o, err = c.send(h, req, resp, call, deadline)
-		c.observe(h, o, opts)
-		return nil, verdict(o)
-	})
-	return ok, err
+	o, took, err := c.send(h, req, resp, call, deadline, start)
+	c.observe(h, o, opts)
+	if b != nil {
+		b.report(w, o, start.Add(took))
+	}
+	return true, err
 }
 
-// send is one exchange with h over its transport, with the error mapped onto the package's
-// sentinels, and what the try says about the host.
-func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time) (outcome, error) {
+// send is one exchange with h over its transport, starting at start, with the error mapped
+// onto the package's sentinels, what the try says about the host and how long it took.
+func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline, start time.Time) (outcome, time.Duration, error) {
 	call.Address = h.Address
-	setBudgetHeader(req, deadline)
-	start := time.Now()
+	setBudgetHeader(req, deadline, start)
 	var span *tracing.Span
 	if call.Trace != nil && call.Trace.Recording() {
 		span = c.startTrySpan(h, req, call, start) // sampled: may allocate
@@ -459,7 +457,7 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 	if span != nil {
 		endTrySpan(span, resp, err, call.GRPC, start.Add(took))
 	}
-	return o, err
+	return o, took, err
 }
 
 // startTrySpan starts the client span of one try and makes it the trace parent the upstream
@@ -563,12 +561,12 @@ func (c *Cluster) mayRetry(opts *Options, n int, deadline time.Time) bool {
 // setBudgetHeader tells the upstream how many milliseconds this try has left (at least 1), so
 // a meshgate there can fail fast and cap its own timeouts; without a deadline it removes any
 // value a caller left in req.
-func setBudgetHeader(req *fasthttp.Request, deadline time.Time) {
+func setBudgetHeader(req *fasthttp.Request, deadline, now time.Time) {
 	if deadline.IsZero() {
 		req.Header.Del(BudgetHeader)
 		return
 	}
-	ms := max(time.Until(deadline).Milliseconds(), 1)
+	ms := max(deadline.Sub(now).Milliseconds(), 1)
 	var buf [20]byte
 	req.Header.SetBytesV(BudgetHeader, strconv.AppendInt(buf[:0], ms, 10))
 }

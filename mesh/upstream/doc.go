@@ -34,7 +34,7 @@
 // survives even a transport change. The request path takes no locks of ours: it loads the
 // cluster's state once per attempt, counts with atomics, and only TryLocks the mutex that
 // serialises ejection changes (a request that loses the race goes on; the next failure tries
-// again). gobreaker takes its own short mutex per try.
+// again). Breakers are atomics too (breaker.go): a lock is taken only to change state.
 //
 // Down flags (what every balancer skips) are owned by outlier detection: Down = ejected and
 // the cluster not in panic. They are recomputed under the ejection mutex whenever an ejection

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"github.com/sony/gobreaker/v2"
 )
 
 type eventKind uint8
@@ -28,11 +27,11 @@ type event struct {
 	ejections      int
 	consecutive    int
 	healthy, total int
-	from, to       gobreaker.State
+	from, to       breakerState
 }
 
-// eventSink decouples the places state changes (request goroutines, gobreaker's locked
-// OnStateChange) from logging: emit never blocks, and a full queue drops and counts.
+// eventSink decouples the places state changes (request goroutines, a breaker's locked
+// replace) from logging: emit never blocks, and a full queue drops and counts.
 type eventSink struct {
 	ch      chan event
 	dropped atomic.Uint64
@@ -69,7 +68,7 @@ func logEvent(log *zerolog.Logger, ev event) {
 			Msg("upstream panic mode over")
 	case evBreaker:
 		lvl := zerolog.InfoLevel
-		if ev.to == gobreaker.StateOpen {
+		if ev.to == breakerOpen {
 			lvl = zerolog.WarnLevel
 		}
 		log.WithLevel(lvl).Str("service", ev.service).Str("host", ev.host).Str("from", ev.from.String()).Str("to", ev.to.String()).

@@ -117,8 +117,8 @@ func (m *Manager) run() {
 	}
 }
 
-// tick returns due hosts and reads every breaker's state, which moves an open breaker whose
-// timeout passed to half-open (gobreaker changes state lazily) so metrics and logs show it.
+// tick returns due hosts and refreshes every breaker, which moves an open breaker whose
+// timeout passed to half-open (tries change state lazily) so metrics and logs show it.
 func (m *Manager) tick() {
 	m.mu.Lock()
 	cs := make([]*Cluster, 0, len(m.clusters))
@@ -130,7 +130,7 @@ func (m *Manager) tick() {
 		c.sweep(c.opts.Load().now())
 		for _, h := range c.state.Load().hosts {
 			if b := h.health.breaker.Load(); b != nil {
-				_ = b.cb.State()
+				b.refresh(time.Now())
 			}
 		}
 	}

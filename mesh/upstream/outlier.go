@@ -28,17 +28,6 @@ const (
 	tryExcluded          // our own limit or the response's size: says nothing about the host
 )
 
-// verdict is what a breaker is told about a try.
-func verdict(o outcome) error {
-	switch o {
-	case trySucceeded:
-		return nil
-	case tryFailed:
-		return errTryFailed
-	}
-	return errTryExcluded
-}
-
 // observe feeds one try's outcome to outlier detection.
 func (c *Cluster) observe(h *Host, o outcome, opts *Options) {
 	if opts.Outlier.Disabled {

@@ -123,22 +123,20 @@ func (c *Cluster) upgradeOnce(req *fasthttp.Request, resp *fasthttp.Response, ca
 // upgradeAttempt is attempt for an upgrade: one try through h's breaker; ok is false when the
 // breaker turned it away and nothing was sent.
 func (c *Cluster) upgradeAttempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (ok bool, conn net.Conn, err error) {
-	try := func() outcome {
-		var o outcome
-		conn, o, err = c.upgradeSend(h, req, resp, call, deadline, opts)
-		c.observe(h, o, opts)
-		return o
-	}
 	b := h.health.breaker.Load()
-	if b == nil {
-		try()
-		return true, conn, err
+	var w *window
+	if b != nil {
+		if w, ok = b.allow(time.Now()); !ok {
+			return false, nil, nil
+		}
 	}
-	_, _ = b.cb.Execute(func() (any, error) {
-		ok = true
-		return nil, verdict(try())
-	})
-	return ok, conn, err
+	var o outcome
+	conn, o, err = c.upgradeSend(h, req, resp, call, deadline, opts)
+	c.observe(h, o, opts)
+	if b != nil {
+		b.report(w, o, time.Now())
+	}
+	return true, conn, err
 }
 
 // upgradeSend is one upgrade exchange with h: dial (and handshake TLS), write the request, read
@@ -146,8 +144,8 @@ func (c *Cluster) upgradeAttempt(h *Host, req *fasthttp.Request, resp *fasthttp.
 // failed connect, a reset and a timeout count against the host, as for Do.
 func (c *Cluster) upgradeSend(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (net.Conn, outcome, error) {
 	call.Address = h.Address
-	setBudgetHeader(req, deadline)
 	start := time.Now()
+	setBudgetHeader(req, deadline, start)
 	h.Begin()
 	conn, err := c.upgradeExchange(h.Address, req, resp, deadline, opts)
 	took := time.Since(start)
