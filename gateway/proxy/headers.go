@@ -17,6 +17,16 @@ const (
 	hdrConnection      = "Connection"
 )
 
+// The same names as bytes, for SetCanonical: the names are canonical already, and SetBytesV
+// would normalise a copy of the name on every call (1% of the edge's CPU for five fields).
+var (
+	keyXForwardedFor   = []byte(hdrXForwardedFor)
+	keyXForwardedProto = []byte(hdrXForwardedProto)
+	keyXForwardedHost  = []byte(hdrXForwardedHost)
+	keyXRequestID      = []byte(hdrXRequestID)
+	valHTTP, valHTTPS  = []byte("http"), []byte("https")
+)
+
 // hopByHop are the RFC 9110 §7.6.1 connection-specific fields plus the de-facto ones that
 // proxies must not forward.
 var hopByHop = [...]string{

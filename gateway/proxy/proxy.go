@@ -312,7 +312,7 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 			h.linger(ctx)
 		}
 	} else {
-		ctx.Response.Header.SetBytesV(hdrXRequestID, s.reqID)
+		ctx.Response.Header.SetCanonical(keyXRequestID, s.reqID)
 		if s.grpc && e.Error != "" && ctx.Response.StatusCode() != fasthttp.StatusOK {
 			// A filter wrote its own answer (a plugin's 401 page): a gRPC client still gets a status.
 			RenderGRPCError(ctx, ctx.Response.StatusCode(), e.Error, s.reqID)
@@ -768,21 +768,21 @@ func (h *Handler) buildRequest(ctx *fasthttp.RequestCtx, out *fasthttp.Request, 
 		s.buf = append(s.buf, ", "...)
 	}
 	s.buf = remote.AppendTo(s.buf)
-	out.Header.SetBytesV(hdrXForwardedFor, s.buf)
+	out.Header.SetCanonical(keyXForwardedFor, s.buf)
 	switch {
 	case len(f.proto) > 0:
-		out.Header.SetBytesV(hdrXForwardedProto, f.proto)
+		out.Header.SetCanonical(keyXForwardedProto, f.proto)
 	case h.opts.TLS:
-		out.Header.Set(hdrXForwardedProto, "https")
+		out.Header.SetCanonical(keyXForwardedProto, valHTTPS)
 	default:
-		out.Header.Set(hdrXForwardedProto, "http")
+		out.Header.SetCanonical(keyXForwardedProto, valHTTP)
 	}
 	if len(f.host) > 0 {
-		out.Header.SetBytesV(hdrXForwardedHost, f.host)
+		out.Header.SetCanonical(keyXForwardedHost, f.host)
 	} else {
-		out.Header.SetBytesV(hdrXForwardedHost, req.Header.Host())
+		out.Header.SetCanonical(keyXForwardedHost, req.Header.Host())
 	}
-	out.Header.SetBytesV(hdrXRequestID, s.reqID)
+	out.Header.SetCanonical(keyXRequestID, s.reqID)
 	if s.span.Started() {
 		// The trace context is owned like the request id: whatever the client sent is gone and
 		// the gateway's span is the upstream's parent (a recorded request's tries replace it

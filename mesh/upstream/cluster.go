@@ -561,6 +561,9 @@ func (c *Cluster) mayRetry(opts *Options, n int, deadline time.Time) bool {
 // setBudgetHeader tells the upstream how many milliseconds this try has left (at least 1), so
 // a meshgate there can fail fast and cap its own timeouts; without a deadline it removes any
 // value a caller left in req.
+// budgetKey is BudgetHeader for SetCanonical (it is canonical: no normalising per request).
+var budgetKey = []byte(BudgetHeader)
+
 func setBudgetHeader(req *fasthttp.Request, deadline, now time.Time) {
 	if deadline.IsZero() {
 		req.Header.Del(BudgetHeader)
@@ -568,7 +571,7 @@ func setBudgetHeader(req *fasthttp.Request, deadline, now time.Time) {
 	}
 	ms := max(deadline.Sub(now).Milliseconds(), 1)
 	var buf [20]byte
-	req.Header.SetBytesV(BudgetHeader, strconv.AppendInt(buf[:0], ms, 10))
+	req.Header.SetCanonical(budgetKey, strconv.AppendInt(buf[:0], ms, 10))
 }
 
 func expired(d time.Time) bool { return !d.IsZero() && !time.Now().Before(d) }
