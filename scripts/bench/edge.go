@@ -108,6 +108,21 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Issue 16's first target (CPU per request within 10% of the bare proxy's) again, each
+	// meshgate with and without tracing paired with the bare proxy in one window (paired.go).
+	pairs := map[string][]pairResult{}
+	var pairOrder []string
+	if !h.opt.skipMeshgate && h.opt.pairs > 0 {
+		for _, t := range ts {
+			if t.name != "meshgate" && t.name != "meshgate-trace0" {
+				continue
+			}
+			if pairs[t.name], err = h.paired(ctx, fast, t); err != nil {
+				return "", err
+			}
+			pairOrder = append(pairOrder, t.name)
+		}
+	}
 	var outage *shipOutage
 	if shipTarget != nil {
 		// After the rounds, so that the outage and its spool do not touch them.
@@ -124,6 +139,7 @@ func (h *harness) edge(ctx context.Context) (string, error) {
 	if h.opt.edgeTracing && !h.opt.skipMeshgate {
 		b.WriteString(tracingRatios(r))
 	}
+	b.WriteString(h.pairedTable(fast.name, pairs, pairOrder))
 	if outage != nil {
 		b.WriteString(h.shipReport(r, outage))
 	}

@@ -139,6 +139,8 @@ Environment (defaults in brackets):
              (JetStream); then the broker stopped under load and started again: replay rate
   SHIP_OUTAGE [10] SHIP_DRAIN_TIMEOUT [120]   EDGE_SHIP: seconds of load with the broker
              down (and, before, up); seconds the spool gets to drain
+  PAIRS [3]   edge: windows of DURATION with the bare fasthttp proxy and meshgate (and
+             meshgate-trace0) loaded at once, half the threads and connections each (0: none)
   BENCH_OUT      results file [<tmpdir>/bench-results.md]
   BENCH_CACHE    built binaries [${XDG_CACHE_HOME:-$HOME/.cache}/meshgate-bench]
   KEEP_LOGS=1    keep the access logs in the temp dir

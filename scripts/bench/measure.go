@@ -65,9 +65,14 @@ func rotate[T any](ts []T, round int) []T {
 
 func (h *harness) rawDir() string { return filepath.Join(h.tmp, "raw") }
 
-// wrk runs wrk into out and returns its text.
+// wrk runs wrk (THREADS, CONNS) into out and returns its text.
 func (h *harness) wrk(ctx context.Context, out string, seconds int, latency bool, extra []string, url string) (string, error) {
-	args := []string{"-t" + strconv.Itoa(h.opt.threads), "-c" + strconv.Itoa(h.opt.conns), "-d" + strconv.Itoa(seconds) + "s"}
+	return h.wrkWith(ctx, out, h.opt.threads, h.opt.conns, seconds, latency, extra, url)
+}
+
+// wrkWith runs wrk with threads and conns into out and returns its text.
+func (h *harness) wrkWith(ctx context.Context, out string, threads, conns, seconds int, latency bool, extra []string, url string) (string, error) {
+	args := []string{"-t" + strconv.Itoa(threads), "-c" + strconv.Itoa(conns), "-d" + strconv.Itoa(seconds) + "s"}
 	if latency {
 		args = append(args, "--latency")
 	}

@@ -30,6 +30,7 @@ type options struct {
 	edgeNoLog    bool   // edge: also a meshgate with the access log off
 	edgeTracing  bool   // edge: also meshgates with tracing on, sampled at 0, 1% and 100%
 	edgeShip     bool   // edge: also a meshgate shipping its access log to a nats-server
+	pairs        int    // edge: paired windows per meshgate target against the bare proxy
 	out          string // results file; empty: <tmp>/bench-results.md
 	cache        string // built binaries
 	keepLogs     bool
@@ -76,6 +77,7 @@ func parseOptions(scenario string, getenv func(string) string) (options, error) 
 		edgeNoLog:    getenv("EDGE_NOLOG") == "1",
 		edgeTracing:  getenv("EDGE_TRACING") == "1",
 		edgeShip:     getenv("EDGE_SHIP") == "1",
+		pairs:        p.nonNegative("PAIRS", 3),
 		out:          getenv("BENCH_OUT"),
 		cache:        getenv("BENCH_CACHE"),
 		keepLogs:     getenv("KEEP_LOGS") == "1",

@@ -342,3 +342,30 @@ func TestParseOptions(t *testing.T) {
 		}
 	}
 }
+
+// The paired table: each window's ratio of the meshgate target's CPU per request over the
+// bare proxy's, and their median.
+func TestPairedTable(t *testing.T) {
+	t.Parallel()
+	p := func(base, other float64) pairResult {
+		return pairResult{base: sample{cpuUs: base}, other: sample{cpuUs: other}}
+	}
+	h := &harness{opt: options{threads: 2, conns: 64, duration: 8 * time.Second}}
+	got := h.pairedTable("fasthttp", map[string][]pairResult{
+		"meshgate":        {p(18, 20), p(20, 24), p(17.5, 20)},
+		"meshgate-trace0": {p(18, 21)},
+	}, []string{"meshgate", "meshgate-trace0"})
+	for _, want := range []string{
+		"wrk -t1 -c32 each, 8s",
+		"| meshgate/fasthttp CPU per request | 1.143 | ≤ 1.10 |", // median of 1.111, 1.200, 1.143
+		"| meshgate-trace0/fasthttp CPU per request | 1.167 | ≤ 1.10 |",
+		"| meshgate | 2 | 20.0 | 24.0 | 1.200 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("paired table lacks %q:\n%s", want, got)
+		}
+	}
+	if h.pairedTable("fasthttp", map[string][]pairResult{}, nil) != "" {
+		t.Error("no pairs must render nothing")
+	}
+}
