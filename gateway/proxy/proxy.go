@@ -256,6 +256,8 @@ type scratch struct {
 	// traceIn: the client's request carries trace context fields, which the upstream request
 	// must lose (Tracer.Propagate); false spares the removals.
 	traceIn bool
+	// scan is what serve's one pass over the request's fields found (trust.go).
+	scan headerScan
 }
 
 // Serve is the fasthttp.RequestHandler. Nothing derived from ctx outlives this call except the
@@ -291,8 +293,14 @@ func (h *Handler) serve(ctx *fasthttp.RequestCtx, s *scratch) {
 	}
 	s.reqID = s.reqID[:0]
 	s.notes = filter.Notes{}
+	// One pass over the fields serves hygiene, trust and tracing (forward reads the flags).
+	s.scan = h.scanHeaders(&req.Header)
 	if h.opts.Tracer != nil {
-		h.opts.Tracer.StartServer(&s.span, &req.Header, start)
+		var carrier tracing.Carrier = &req.Header
+		if s.scan&(scanTrace|scanBadName) == 0 {
+			carrier = nil // no trace field: no parent to look for (a bad name stops the scan early)
+		}
+		h.opts.Tracer.StartServer(&s.span, carrier, start)
 	}
 
 	status, reason := h.forward(ctx, gen, s, remote)
@@ -368,7 +376,7 @@ func (h *Handler) forward(ctx *fasthttp.RequestCtx, gen *Generation, s *scratch,
 	if !methodOK(req.Header.Method(), gen.table) {
 		return fasthttp.StatusBadRequest, ReasonBadMethod
 	}
-	scan := h.scanHeaders(&req.Header)
+	scan := s.scan
 	s.traceIn = scan&scanTrace != 0
 	if scan&scanBadName != 0 {
 		return fasthttp.StatusBadRequest, ReasonUnderscoreHeader

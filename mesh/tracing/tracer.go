@@ -172,9 +172,14 @@ func (t *Tracer) SampleErrors() bool { return t.opts.SampleErrors }
 
 // StartServer starts sp as the server span of the request whose headers are h, at start: its
 // parent is the first trace context found in the configured formats' order, its sampling the
-// parent's decision or else the ratio of the trace id.
+// parent's decision or else the ratio of the trace id. h is nil when the caller knows the
+// request carries no trace field (its header scan found none): nothing is looked up then.
 func (t *Tracer) StartServer(sp *Span, h Carrier, start time.Time) {
-	parent, has, deferred, w3c := t.extract(h)
+	var parent SpanContext
+	var has, deferred, w3c bool
+	if h != nil {
+		parent, has, deferred, w3c = t.extract(h)
+	}
 	*sp = Span{t: t, start: start, started: true, kind: Server, w3cParent: w3c, attrs: sp.attrs[:0]}
 	if has {
 		sp.sc.TraceID, sp.parent = parent.TraceID, parent.SpanID
@@ -236,26 +241,50 @@ func (t *Tracer) Propagate(out Carrier, sp *Span, buf []byte, clean bool) []byte
 // Inject writes sc into h in every configured format, replacing what was there (the try's
 // span as the parent, per try). buf is scratch; the grown buffer is returned.
 func (t *Tracer) Inject(h Carrier, sc SpanContext, buf []byte) []byte {
+	cs, _ := h.(canonicalSetter)
 	if t.inject.w3c {
 		buf = AppendTraceparent(buf[:0], sc)
-		h.SetBytesV(HeaderTraceparent, buf)
+		set(h, cs, HeaderTraceparent, keyTraceparent, buf)
 	}
 	if t.inject.b3 {
 		buf = AppendB3(buf[:0], sc)
-		h.SetBytesV(HeaderB3, buf)
+		set(h, cs, HeaderB3, keyB3, buf)
 	}
 	if t.inject.b3multi {
 		buf = appendHex(buf[:0], sc.TraceID[:])
-		h.SetBytesV(HeaderB3TraceID, buf)
+		set(h, cs, HeaderB3TraceID, keyB3TraceID, buf)
 		buf = appendHex(buf[:0], sc.SpanID[:])
-		h.SetBytesV(HeaderB3SpanID, buf)
+		set(h, cs, HeaderB3SpanID, keyB3SpanID, buf)
 		if sc.Sampled {
-			h.SetBytesV(HeaderB3Sampled, one)
+			set(h, cs, HeaderB3Sampled, keyB3Sampled, one)
 		} else {
-			h.SetBytesV(HeaderB3Sampled, zero)
+			set(h, cs, HeaderB3Sampled, keyB3Sampled, zero)
 		}
 	}
 	return buf
+}
+
+// canonicalSetter is a Carrier that takes a name already in canonical form as it is
+// (fasthttp's RequestHeader): SetBytesV would normalise a copy of the name every time.
+type canonicalSetter interface {
+	SetCanonical(key, value []byte)
+}
+
+// The header names as bytes, for SetCanonical (they are canonical).
+var (
+	keyTraceparent = []byte(HeaderTraceparent)
+	keyB3          = []byte(HeaderB3)
+	keyB3TraceID   = []byte(HeaderB3TraceID)
+	keyB3SpanID    = []byte(HeaderB3SpanID)
+	keyB3Sampled   = []byte(HeaderB3Sampled)
+)
+
+func set(h Carrier, cs canonicalSetter, name string, key, value []byte) {
+	if cs != nil {
+		cs.SetCanonical(key, value)
+		return
+	}
+	h.SetBytesV(name, value)
 }
 
 var one, zero = []byte("1"), []byte("0")

@@ -389,3 +389,31 @@ func TestRecordedSpansReuseMemory(t *testing.T) {
 		t.Errorf("recording and queueing 6 spans allocates %.1f times once warm, want 0", a)
 	}
 }
+
+// A caller that knows the request has no trace field passes no carrier: the span is a root,
+// and the context written upstream is the same as through a fasthttp header or any Carrier.
+func TestStartServerWithoutCarrierAndInjectForms(t *testing.T) {
+	t.Parallel()
+	tr, _ := newTracer(t, Options{SampleRatio: 1, Propagation: []Format{W3C, B3, B3Multi}})
+	var sp Span
+	tr.StartServer(&sp, nil, time.Now())
+	if !sp.Started() || sp.Parent() != (SpanID{}) || sp.Context().TraceID == (TraceID{}) {
+		t.Fatalf("without a carrier: started %v, parent %v, trace %v; want a root span", sp.Started(), sp.Parent(), sp.Context().TraceID)
+	}
+	var fast fasthttp.RequestHeader // takes the canonical names as they are
+	tr.Inject(&fast, sp.Context(), nil)
+	plain := mapCarrier{}
+	tr.Inject(plain, sp.Context(), nil)
+	for _, k := range []string{HeaderTraceparent, HeaderB3, HeaderB3TraceID, HeaderB3SpanID, HeaderB3Sampled} {
+		if got, want := string(fast.Peek(k)), plain[k]; got == "" || got != want {
+			t.Errorf("%s: %q through fasthttp's header, %q through a plain carrier", k, got, want)
+		}
+	}
+}
+
+// mapCarrier is a Carrier without SetCanonical.
+type mapCarrier map[string]string
+
+func (m mapCarrier) Peek(k string) []byte         { return []byte(m[k]) }
+func (m mapCarrier) SetBytesV(k string, v []byte) { m[k] = string(v) }
+func (m mapCarrier) Del(k string)                 { delete(m, k) }

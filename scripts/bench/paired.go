@@ -62,7 +62,7 @@ func (h *harness) paired(ctx context.Context, base, other *target) ([]pairResult
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
 				}
-				return nil, fmt.Errorf("paired window %d, %s: could not parse wrk (wrk: %v): %w", i, t.name, errs[j], err)
+				return nil, fmt.Errorf("paired window %d, %s: could not parse wrk (wrk: %w): %w", i, t.name, errs[j], err)
 			}
 			p[j].cpuUs = cpuPerRequestMicros(t1[j]-t0[j], h.clkTck, p[j].wrk.requests)
 		}
