@@ -101,8 +101,14 @@ func TestUnsentFramesKeepTheStreamIntact(t *testing.T) {
 	if err := w.send([]byte("CC"), time.Time{}, false); err != nil {
 		t.Fatal(err)
 	}
-	// The writer sends CC before it returns, so read while it waits.
-	time.Sleep(300 * time.Millisecond) //nolint:forbidigo // past A's deadline, so that CC goes out in a write of its own
+	// CC waits in the queue while A's write blocks; once A's deadline passed and its write
+	// failed with nothing sent, the writer takes CC for a write of its own (the queue empties
+	// while it is still writing). Read only then, so that A cannot go out with it.
+	await.Until(t, 5*time.Second, "CC taken for a write of its own", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.writing && len(w.queued) == 0
+	})
 	if b := <-read(2); b != "CC" {
 		t.Fatalf("read %q, want the queued CC", b)
 	}
