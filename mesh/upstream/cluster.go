@@ -558,12 +558,12 @@ func (c *Cluster) mayRetry(opts *Options, n int, deadline time.Time) bool {
 	return true
 }
 
-// setBudgetHeader tells the upstream how many milliseconds this try has left (at least 1), so
-// a meshgate there can fail fast and cap its own timeouts; without a deadline it removes any
-// value a caller left in req.
 // budgetKey is BudgetHeader for SetCanonical (it is canonical: no normalising per request).
 var budgetKey = []byte(BudgetHeader)
 
+// setBudgetHeader tells the upstream how many milliseconds this try has left at now (at least
+// 1), so a meshgate there can fail fast and cap its own timeouts; without a deadline it
+// removes any value a caller left in req.
 func setBudgetHeader(req *fasthttp.Request, deadline, now time.Time) {
 	if deadline.IsZero() {
 		req.Header.Del(BudgetHeader)
