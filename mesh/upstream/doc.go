@@ -6,11 +6,12 @@
 //	                                          │
 //	request ──▶ Cluster.Do: in-flight limit ─▶ sweep ejections ─▶ picker.Pick (skips Down)
 //	              ▲                                                    │
-//	              │                           breaker.Execute (open: pick another host)
+//	              │                     breaker.allow / report (open: pick another host)
 //	              │                                                    │
 //	   backoff + retry budget ◀── retry? ◀── outlier/breaker ◀── Host.transport.Do (+budget header)
 //	                                                                   │
-//	                                           Transport: http1Transport (fasthttp.HostClient)
+//	                                           Transport: http1Transport (exchange on a
+//	                                                      fasthttp.HostClient's pool)
 //	                                                      or ManagerOptions.NewTransport's
 //
 //	Manager goroutine: logs events (ejections, returns, panic, breaker changes) and sweeps
@@ -23,8 +24,9 @@
 // ManagerOptions.NewTransport, with no change to the balancer, outlier detection, breakers or
 // retries. Options.Protocol picks it: http2Transport (h2transport.go; HTTP/2 and gRPC over
 // x/net/http2, h2c or h2 by ALPN, full duplex, trailers through TrailerSource, the client's
-// context through ContextTransport) or http1Transport: HTTP/1.1 over its own fasthttp.HostClient,
-// built with the cluster's TLS, timeouts and connection limit, dialling through the Manager's
+// context through ContextTransport) or http1Transport: HTTP/1.1 written and read by exchange
+// (roundtrip.go) on the connection pool of its own fasthttp.HostClient, built with the
+// cluster's TLS, timeouts and connection limit, dialling through the Manager's
 // shared TCPDialer. A host's transport is rebuilt only when those settings change
 // (Options.transportKey), and the old one's idle connections are closed.
 //
