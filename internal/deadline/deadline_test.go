@@ -54,6 +54,26 @@ func pair(t *testing.T) (*recorder, net.Conn) {
 	return &recorder{Conn: c}, peer
 }
 
+// readUnder sets dl as c's read deadline, has peer send a byte and reads it through s, and
+// returns the deadline last armed on the socket.
+func readUnder(t *testing.T, s *State, c *recorder, peer net.Conn, dl time.Time) time.Time {
+	t.Helper()
+	if err := s.SetReadDeadline(c, dl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.Write([]byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(c, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	armed := c.armed()
+	if len(armed) == 0 {
+		return time.Time{}
+	}
+	return armed[len(armed)-1]
+}
+
 // A keep-alive connection's deadlines, each a little later than the one before, arm the
 // socket once per slack rather than once per request, and the armed one is never earlier
 // than what was asked.
@@ -62,20 +82,9 @@ func TestLaterDeadlinesShareOneArming(t *testing.T) {
 	var s State
 	s.Init(time.Second)
 	base := time.Now().Add(time.Minute)
-	buf := make([]byte, 1)
 	for i := range 100 {
 		want := base.Add(time.Duration(i) * time.Millisecond)
-		if err := s.SetReadDeadline(c, want); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := peer.Write([]byte{'x'}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Read(c, buf); err != nil {
-			t.Fatal(err)
-		}
-		armed := c.armed()
-		if got := armed[len(armed)-1]; got.Before(want) {
+		if got := readUnder(t, &s, c, peer, want); got.Before(want) {
 			t.Fatalf("request %d: armed %v, earlier than the %v asked for", i, got, want)
 		}
 	}
@@ -107,21 +116,7 @@ func TestEarlierAndZeroDeadlinesAreExact(t *testing.T) {
 	c, peer := pair(t)
 	var s State
 	s.Init(time.Second)
-	buf := make([]byte, 1)
-	read := func(dl time.Time) time.Time {
-		t.Helper()
-		if err := s.SetReadDeadline(c, dl); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := peer.Write([]byte{'x'}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Read(c, buf); err != nil {
-			t.Fatal(err)
-		}
-		armed := c.armed()
-		return armed[len(armed)-1]
-	}
+	read := func(dl time.Time) time.Time { return readUnder(t, &s, c, peer, dl) }
 	now := time.Now()
 	read(now.Add(time.Minute))
 	read(now.Add(time.Minute + time.Millisecond)) // armed with the slack

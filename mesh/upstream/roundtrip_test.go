@@ -104,6 +104,15 @@ func wireDo(t *testing.T, tr *http1Transport, method, path string, resp *fasthtt
 	return tr.Do(req, resp, time.Now().Add(5*time.Second))
 }
 
+// wireGet is wireDo into a new response, released when the test ends: fasthttp keeps
+// SkipBody (which a HEAD sets) on a response, so each exchange of a test takes its own.
+func wireGet(t *testing.T, tr *http1Transport, method, path string) (*fasthttp.Response, error) {
+	t.Helper()
+	resp := fasthttp.AcquireResponse()
+	t.Cleanup(func() { fasthttp.ReleaseResponse(resp) })
+	return resp, wireDo(t, tr, method, path, resp)
+}
+
 // A short answer of known length is in resp when Do returns, and its connection is already
 // back in the pool: the next request reuses it.
 func TestShortResponsesAreReadWhole(t *testing.T) {
@@ -183,31 +192,28 @@ func TestUnreadStreamClosesItsConnection(t *testing.T) {
 func TestResponseEdgeCases(t *testing.T) {
 	s := startWireServer(t)
 	tr := wireTransport(t, s)
-	// A fresh response each time: fasthttp keeps SkipBody, which a HEAD sets, on the response.
-	var resp fasthttp.Response
-	err := wireDo(t, tr, "GET", "/cut", &resp)
+	_, err := wireGet(t, tr, "GET", "/cut")
 	if err == nil || !errors.Is(classify(err), ErrReset) {
 		t.Fatalf("a body cut short: %v (classified %v), want a reset", err, classify(err))
 	}
-	if err := wireDo(t, tr, "HEAD", "/short", &resp); err != nil {
-		t.Fatal(err)
+	head, err := wireGet(t, tr, "HEAD", "/short")
+	if err != nil || head.IsBodyStream() || len(head.Body()) != 0 || head.Header.ContentLength() != 5 {
+		t.Fatalf("HEAD: %v, stream %v, body %q, length %d; want no body and length 5",
+			err, head.IsBodyStream(), head.Body(), head.Header.ContentLength())
 	}
-	if resp.IsBodyStream() || len(resp.Body()) != 0 || resp.Header.ContentLength() != 5 {
-		t.Fatalf("HEAD: stream %v, body %q, length %d; want no body and length 5",
-			resp.IsBodyStream(), resp.Body(), resp.Header.ContentLength())
-	}
-	resp = fasthttp.Response{}
-	if err := wireDo(t, tr, "GET", "/nocontent", &resp); err != nil || resp.StatusCode() != 204 || len(resp.Body()) != 0 {
-		t.Fatalf("204: %v, %d %q", err, resp.StatusCode(), resp.Body())
-	}
-	resp = fasthttp.Response{}
-	if err := wireDo(t, tr, "GET", "/interim", &resp); err != nil || resp.StatusCode() != 200 || string(resp.Body()) != "ok" {
-		t.Fatalf("after interim answers: %v, %d %q", err, resp.StatusCode(), resp.Body())
-	}
-	// The HEAD, 204 and interim exchanges all left the connection usable.
-	resp = fasthttp.Response{}
-	if err := wireDo(t, tr, "GET", "/short", &resp); err != nil || string(resp.Body()) != "hello" {
-		t.Fatalf("after them: %v, %q", err, resp.Body())
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/nocontent", 204, ""},
+		{"/interim", 200, "ok"},  // after interim answers
+		{"/short", 200, "hello"}, // the HEAD, 204 and interim exchanges left the connection usable
+	} {
+		resp, err := wireGet(t, tr, "GET", tc.path)
+		if err != nil || resp.StatusCode() != tc.status || string(resp.Body()) != tc.body {
+			t.Fatalf("%s: %v, %d %q; want %d %q", tc.path, err, resp.StatusCode(), resp.Body(), tc.status, tc.body)
+		}
 	}
 	if n := s.accepted.Load(); n != 2 {
 		t.Fatalf("%d connections, want 2 (the cut one, then one for the rest)", n)
@@ -220,13 +226,11 @@ func TestResponseEdgeCases(t *testing.T) {
 func TestTargetIsSentAsIsAndBadHeadsAreNotQuoted(t *testing.T) {
 	s := startWireServer(t)
 	tr := wireTransport(t, s)
-	var resp fasthttp.Response
 	const target = "/raw/a/../b%2Fc//d?q=%41"
-	if err := wireDo(t, tr, "GET", target, &resp); err != nil || string(resp.Body()) != target {
+	if resp, err := wireGet(t, tr, "GET", target); err != nil || string(resp.Body()) != target {
 		t.Fatalf("the upstream saw %q (%v), want %q", resp.Body(), err, target)
 	}
-	resp = fasthttp.Response{}
-	err := wireDo(t, tr, "GET", "/malformed", &resp)
+	_, err := wireGet(t, tr, "GET", "/malformed")
 	if !errors.Is(classify(err), ErrProtocol) {
 		t.Fatalf("a malformed head: %v, want a protocol error", err)
 	}
