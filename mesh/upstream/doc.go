@@ -10,8 +10,8 @@
 //	              │                                                    │
 //	   backoff + retry budget ◀── retry? ◀── outlier/breaker ◀── Host.transport.Do (+budget header)
 //	                                                                   │
-//	                                           Transport: http1Transport (exchange on a
-//	                                                      fasthttp.HostClient's pool)
+//	                                           Transport: http1Transport (exchange on the
+//	                                                      host's connPool)
 //	                                                      or ManagerOptions.NewTransport's
 //
 //	Manager goroutine: logs events (ejections, returns, panic, breaker changes) and sweeps
@@ -25,9 +25,10 @@
 // retries. Options.Protocol picks it: http2Transport (h2transport.go; HTTP/2 and gRPC over
 // x/net/http2, h2c or h2 by ALPN, full duplex, trailers through TrailerSource, the client's
 // context through ContextTransport) or http1Transport: HTTP/1.1 written and read by exchange
-// (roundtrip.go) on the connection pool of its own fasthttp.HostClient, built with the
-// cluster's TLS, timeouts and connection limit, dialling through the Manager's
-// shared TCPDialer. A host's transport is rebuilt only when those settings change
+// (roundtrip.go) on the host's own connection pool (pool.go), built with the cluster's TLS,
+// timeouts and connection limit, dialling through the Manager's shared TCPDialer and taking
+// its buffers from pools the Manager's hosts share: an idle host holds its idle connections
+// and a stopped timer, no goroutine and no buffers. A host's transport is rebuilt only when those settings change
 // (Options.transportKey), and the old one's idle connections are closed.
 //
 // Hosts are keyed by (cluster, address) and survive config reloads and endpoint updates, so

@@ -311,8 +311,8 @@ func hostsOf(c *Cluster) map[string]*Host {
 	return out
 }
 
-// hostClient is the fasthttp client behind h's default HTTP/1.1 transport.
-func hostClient(h *Host) *fasthttp.HostClient { return h.transport.(*http1Transport).hc }
+// hostPool is the connection pool behind h's default HTTP/1.1 transport.
+func hostPool(h *Host) *connPool { return h.transport.(*http1Transport).pool }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {

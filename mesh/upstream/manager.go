@@ -13,7 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
-	"github.com/valyala/fasthttp"
 
 	"github.com/meshgate/meshgate/discovery"
 	"github.com/meshgate/meshgate/mesh/lb"
@@ -34,10 +33,9 @@ type ManagerOptions struct {
 // name and survive reloads; Retain drops the ones a new config no longer references.
 type Manager struct {
 	log zerolog.Logger
-	// dialer is shared by every host: a fasthttp.TCPDialer keeps a DNS cache with its own
-	// cleaner goroutine, and one per host cost a goroutine (and its stack) per endpoint —
-	// 2000 of them for 1000 services × 2 instances.
-	dialer    *fasthttp.TCPDialer
+	// http1 is shared by every HTTP/1.1 host: the dialer and the connections' buffers (see
+	// http1Shared).
+	http1     *http1Shared
 	transport NewTransportFunc // nil: newHTTP1Transport
 
 	mu       sync.Mutex // guards clusters; taken on reload and discovery updates, never per request
@@ -70,7 +68,7 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 	}
 	m := &Manager{
 		log:       opts.Logger,
-		dialer:    &fasthttp.TCPDialer{},
+		http1:     &http1Shared{},
 		transport: opts.NewTransport,
 		clusters:  make(map[string]*Cluster),
 		sink:      newEventSink(1024),
@@ -379,5 +377,5 @@ func (m *Manager) newTransport(addr string, opts *Options) Transport {
 	if opts.Protocol != HTTP1 {
 		return newHTTP2Transport(addr, opts)
 	}
-	return newHTTP1Transport(addr, opts, m.dialer)
+	return newHTTP1Transport(addr, opts, m.http1)
 }

@@ -167,8 +167,8 @@ func TestEnsureTransportChangeRebuildsHosts(t *testing.T) {
 			if nh == old || nh.transport == old.transport {
 				t.Fatal("transport setting changed but the host kept its client")
 			}
-			if hc := hostClient(nh); hc.MaxConns != opts.MaxConnsPerHost || hc.MaxIdleConnDuration != opts.IdleTimeout {
-				t.Fatalf("new client: max conns %d idle %v", hc.MaxConns, hc.MaxIdleConnDuration)
+			if p := hostPool(nh); p.max != opts.MaxConnsPerHost || p.idleTimeout != opts.IdleTimeout {
+				t.Fatalf("new pool: max conns %d idle %v", p.max, p.idleTimeout)
 			}
 			if _, _, err := do(t, c, fasthttp.MethodGet, &Call{}); err != nil {
 				t.Fatalf("Do on rebuilt host: %v", err)

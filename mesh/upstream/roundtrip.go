@@ -28,7 +28,7 @@ var errTooManyInterim = errors.New("too many 1xx informational responses")
 // quotes the head, and a try's error reaches its trace span: an upstream's Set-Cookie must not.
 var errMalformedHead = fmt.Errorf("%w: malformed or oversized response head", ErrProtocol)
 
-// exchange is one HTTP/1.1 request and response on a connection of hc's pool, giving up at
+// exchange is one HTTP/1.1 request and response on a connection of t's pool, giving up at
 // deadline (zero: none; timeout is what is left of it). It is fasthttp's HostClient.Do and
 // its DefaultTransport in one, for the parts a proxy uses, with two differences:
 //
@@ -40,13 +40,13 @@ var errMalformedHead = fmt.Errorf("%w: malformed or oversized response head", Er
 //     holding it.
 //   - The deadline is used as it is. HostClient.Do turned it into a timeout and back, and kept
 //     a last-use time and a pending count, six clock readings and two shared atomics per try
-//     where this takes one reading (in Do) and nothing shared outside the pool.
+//     where this takes one reading (in Do) and one when the connection goes back to the pool.
 //
 // What stays as fasthttp does it: the request-target is sent byte for byte (no path
 // normalising), interim responses are skipped, HEAD answers have no body, and a connection
 // is closed after an error or when either side asked for it. The cluster makes every retry;
 // this makes one try.
-func exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, timeout time.Duration) error {
+func (t *http1Transport) exchange(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, timeout time.Duration) error {
 	skipBody := resp.SkipBody // a caller's choice outlives the reset, as in fasthttp
 	resp.Reset()
 	resp.SkipBody = skipBody
@@ -54,52 +54,52 @@ func exchange(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Res
 	// it only from a parsed URI, and nothing on this path parses one. Parsing it to switch
 	// normalising off would cost a parse per request.
 
-	cc, err := hc.AcquireConn(timeout, req.ConnectionClose())
+	pc, err := t.pool.acquire(timeout)
 	if err != nil {
 		return err
 	}
-	conn := cc.Conn()
+	conn := pc.c
 	resp.ParseNetConn(conn)
 	// A zero deadline is set too: a connection keeps what the last request armed.
 	if err := conn.SetWriteDeadline(deadline); err != nil {
-		hc.CloseConn(cc)
+		t.pool.discard(pc)
 		return err
 	}
-	bw := hc.AcquireWriter(conn)
+	bw := t.shared.writer(conn)
 	err = req.Write(bw)
 	if err == nil {
 		err = bw.Flush()
 	}
-	hc.ReleaseWriter(bw)
+	t.shared.putWriter(bw)
 	if err != nil {
-		hc.CloseConn(cc)
+		t.pool.discard(pc)
 		return timeoutAsFasthttp(err)
 	}
 	if err := conn.SetReadDeadline(deadline); err != nil {
-		hc.CloseConn(cc)
+		t.pool.discard(pc)
 		return err
 	}
 
-	br := hc.AcquireReader(conn)
+	br := t.shared.reader(conn)
 	whole, bodiless, err := readHead(br, req, resp)
 	if err == nil && whole {
 		resp.StreamBody = false
 		err = resp.ReadBody(br, 0) // at most wholeResponseBytes: readHead checked the length
 	}
 	if err != nil {
-		hc.ReleaseReader(br)
-		hc.CloseConn(cc)
+		t.shared.putReader(br)
+		t.pool.discard(pc)
 		return timeoutAsFasthttp(err)
 	}
 	closeAfter := req.ConnectionClose() || resp.ConnectionClose()
 	if !whole && !bodiless {
-		return stream(hc, cc, br, resp, closeAfter, (*fasthttp.HostClient).ReleaseConn, (*fasthttp.HostClient).CloseConn)
+		return t.stream(pc, br, resp, closeAfter)
 	}
-	hc.ReleaseReader(br)
+	t.shared.putReader(br)
 	if closeAfter {
-		hc.CloseConn(cc)
+		t.pool.discard(pc)
 	} else {
-		hc.ReleaseConn(cc)
+		t.pool.release(pc)
 	}
 	return nil
 }
@@ -157,18 +157,15 @@ func timeoutAsFasthttp(err error) error {
 
 // connStream is a streamed response body on a pooled connection: closing it gives the
 // connection back (or closes it when the body was not read to its end, or the exchange asked
-// for a close). C is fasthttp's unexported connection type, inferred from the release
-// functions, which are method expressions: nothing here is a closure. It is not pooled: a
-// stream is for long bodies only, and a stale reference must never read another exchange.
-type connStream[C clientConn] struct {
-	body        io.Reader          // the body reader fasthttp made in head's ReadBody
-	head        *fasthttp.Response // owns body (its reader, buffer and trailer fields)
-	hc          *fasthttp.HostClient
-	cc          C
-	br          *bufio.Reader
-	closeAfter  bool
-	releaseConn func(*fasthttp.HostClient, C)
-	closeConn   func(*fasthttp.HostClient, C)
+// for a close). It is not pooled: a stream is for long bodies only, and a stale reference
+// must never read another exchange.
+type connStream struct {
+	body       io.Reader          // the body reader fasthttp made in head's ReadBody
+	head       *fasthttp.Response // owns body (its reader, buffer and trailer fields)
+	t          *http1Transport
+	pc         *poolConn
+	br         *bufio.Reader
+	closeAfter bool
 
 	// As fasthttp's own stream: a Read in flight when Close comes (from another goroutine,
 	// an HTTP/2 client's reset) is interrupted by closing the connection, and the pooled
@@ -178,12 +175,8 @@ type connStream[C clientConn] struct {
 	fullyRead bool
 }
 
-// clientConn is what a stream needs of fasthttp's pooled connection.
-type clientConn interface{ Conn() net.Conn }
-
-// stream hands resp a body stream for the rest of the exchange on cc.
-func stream[C clientConn](hc *fasthttp.HostClient, cc C, br *bufio.Reader, resp *fasthttp.Response,
-	closeAfter bool, releaseConn, closeConn func(*fasthttp.HostClient, C)) error {
+// stream hands resp a body stream for the rest of the exchange on pc.
+func (t *http1Transport) stream(pc *poolConn, br *bufio.Reader, resp *fasthttp.Response, closeAfter bool) error {
 	// fasthttp's body reader (chunked decoding, a length, or the close) is made by ReadBody on
 	// a response of its own: resp.SetBodyStream would close a reader resp held itself.
 	head := fasthttp.AcquireResponse()
@@ -191,17 +184,16 @@ func stream[C clientConn](hc *fasthttp.HostClient, cc C, br *bufio.Reader, resp 
 	head.StreamBody = true
 	if err := head.ReadBody(br, 0); err != nil {
 		fasthttp.ReleaseResponse(head)
-		hc.ReleaseReader(br)
-		closeConn(hc, cc)
+		t.shared.putReader(br)
+		t.pool.discard(pc)
 		return err
 	}
-	s := &connStream[C]{body: head.BodyStream(), head: head, hc: hc, cc: cc, br: br, closeAfter: closeAfter,
-		releaseConn: releaseConn, closeConn: closeConn}
+	s := &connStream{body: head.BodyStream(), head: head, t: t, pc: pc, br: br, closeAfter: closeAfter}
 	resp.SetBodyStream(s, resp.Header.ContentLength())
 	return nil
 }
 
-func (s *connStream[C]) Read(p []byte) (int, error) {
+func (s *connStream) Read(p []byte) (int, error) {
 	if s.closed.Load() {
 		return 0, io.ErrClosedPipe
 	}
@@ -218,25 +210,25 @@ func (s *connStream[C]) Read(p []byte) (int, error) {
 }
 
 // Close implements io.Closer (fasthttp closes a response's stream once it is written).
-func (s *connStream[C]) Close() error {
+func (s *connStream) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
 	locked := s.mu.TryLock()
 	discard := !locked || !s.fullyRead
 	if discard {
-		_ = s.cc.Conn().Close() // ends a Read in flight; the connection is not reused
+		_ = s.pc.c.Close() // ends a Read in flight; the connection is not reused
 	}
 	if !locked {
 		s.mu.Lock()
 	}
 	_ = s.head.CloseBodyStream()
 	fasthttp.ReleaseResponse(s.head)
-	s.hc.ReleaseReader(s.br)
+	s.t.shared.putReader(s.br)
 	if discard || s.closeAfter {
-		s.closeConn(s.hc, s.cc)
+		s.t.pool.discard(s.pc)
 	} else {
-		s.releaseConn(s.hc, s.cc)
+		s.t.pool.release(s.pc)
 	}
 	s.head, s.br = nil, nil
 	s.mu.Unlock()

@@ -20,6 +20,7 @@ import (
 type wireServer struct {
 	addr     string
 	accepted atomic.Int64
+	open     atomic.Int64 // connections the client has not closed yet
 }
 
 var longBody = strings.Repeat("x", wholeResponseBytes+1)
@@ -63,7 +64,9 @@ func startWireServer(t *testing.T) *wireServer {
 				return
 			}
 			s.accepted.Add(1)
+			s.open.Add(1)
 			go func() {
+				defer s.open.Add(-1)
 				defer c.Close()
 				br := bufio.NewReader(c)
 				for {
@@ -88,7 +91,7 @@ func startWireServer(t *testing.T) *wireServer {
 
 func wireTransport(t *testing.T, s *wireServer) *http1Transport {
 	t.Helper()
-	tr := newHTTP1Transport(s.addr, &Options{}, &fasthttp.TCPDialer{})
+	tr := newHTTP1Transport(s.addr, &Options{}, &http1Shared{})
 	t.Cleanup(tr.CloseIdleConnections)
 	return tr
 }
@@ -126,7 +129,7 @@ func TestShortResponsesAreReadWhole(t *testing.T) {
 		if resp.IsBodyStream() || string(resp.Body()) != "hello" {
 			t.Fatalf("request %d: stream %v, body %q; want the body whole", i, resp.IsBodyStream(), resp.Body())
 		}
-		if n := tr.hc.IdleConnsCount(); n != 1 {
+		if n := tr.pool.idleCount(); n != 1 {
 			t.Fatalf("request %d: %d idle connections after Do, want the one it used", i, n)
 		}
 	}

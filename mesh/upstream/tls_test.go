@@ -64,10 +64,9 @@ func TestClusterTLS(t *testing.T) {
 		if err != nil || code != 200 || body != "tls ok /path?q=1" {
 			t.Fatalf("code=%d body=%q err=%v", code, body, err)
 		}
-		hc := hostClient(hostsOf(c)[trusted.addr])
-		if !hc.IsTLS || hc.TLSConfig == trust || hc.TLSConfig.ServerName != "127.0.0.1" {
-			t.Fatalf("host TLS: IsTLS=%v shared=%v ServerName=%q",
-				hc.IsTLS, hc.TLSConfig == trust, hc.TLSConfig.ServerName)
+		tr := hostsOf(c)[trusted.addr].transport.(*http1Transport)
+		if tr.tls == nil || tr.tls == trust || tr.tls.ServerName != "127.0.0.1" {
+			t.Fatalf("host TLS: set=%v shared=%v", tr.tls != nil, tr.tls == trust)
 		}
 		if trust.ServerName != "" {
 			t.Fatalf("caller's config was modified: ServerName=%q", trust.ServerName)

@@ -41,43 +41,36 @@ type NewTransportFunc func(addr string, opts *Options) Transport
 
 var _ Transport = (*http1Transport)(nil)
 
-// http1Transport is HTTP/1.1 over a fasthttp.HostClient: the transport of every cluster today.
+// http1Transport is HTTP/1.1 on a pool of our own (pool.go): the transport of every cluster
+// whose protocol is HTTP/1.1.
 type http1Transport struct {
-	hc *fasthttp.HostClient
+	addr           string
+	connectTimeout time.Duration
+	tls            *tls.Config // this host's own clone (hostTLSConfig); nil: plain TCP
+	pool           *connPool
+	shared         *http1Shared
 }
 
-// newHTTP1Transport builds addr's client. dialer is shared by every host of the Manager (see
-// Manager.dialer).
-func newHTTP1Transport(addr string, opts *Options, dialer *fasthttp.TCPDialer) *http1Transport {
-	connectTimeout := opts.ConnectTimeout
-	if connectTimeout <= 0 {
-		connectTimeout = 2 * time.Second
+// newHTTP1Transport builds addr's transport. shared is the Manager's, for every host.
+func newHTTP1Transport(addr string, opts *Options, shared *http1Shared) *http1Transport {
+	t := &http1Transport{addr: addr, connectTimeout: opts.ConnectTimeout, tls: hostTLSConfig(opts.TLS, addr), shared: shared}
+	if t.connectTimeout <= 0 {
+		t.connectTimeout = 2 * time.Second
 	}
-	tlsCfg := hostTLSConfig(opts.TLS, addr)
-	return &http1Transport{hc: &fasthttp.HostClient{
-		Addr:                     addr,
-		NoDefaultUserAgentHeader: true,
-		DialTimeout: func(addr string, timeout time.Duration) (net.Conn, error) {
-			// timeout is what is left of the request's deadline (0: none); the connect timeout
-			// caps it so a black-holed host fails fast and the retry can go elsewhere.
-			if timeout <= 0 || timeout > connectTimeout {
-				timeout = connectTimeout
-			}
-			if tlsCfg == nil {
-				return dialer.DialTimeout(addr, timeout)
-			}
-			return dialTLS(dialer, addr, timeout, tlsCfg)
-		},
-		// fasthttp sees an already handshaken *tls.Conn from DialTimeout and does not
-		// handshake again; TLSConfig is informative.
-		IsTLS:               tlsCfg != nil,
-		TLSConfig:           tlsCfg,
-		MaxConns:            opts.MaxConnsPerHost,
-		MaxIdleConnDuration: opts.IdleTimeout,
-		// Only the pool is used: exchange (roundtrip.go) writes and reads the exchange itself,
-		// so fasthttp's own retries, path normalising and streaming never come into play.
-		SecureErrorLogMessage: true,
-	}}
+	t.pool = newConnPool(t.dial, opts.MaxConnsPerHost, opts.IdleTimeout)
+	return t
+}
+
+// dial connects to the host. timeout is what is left of the request's deadline (0: none); the
+// connect timeout caps it so a black-holed host fails fast and the retry can go elsewhere.
+func (t *http1Transport) dial(timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 || timeout > t.connectTimeout {
+		timeout = t.connectTimeout
+	}
+	if t.tls == nil {
+		return t.shared.dialer.DialTimeout(t.addr, timeout)
+	}
+	return dialTLS(&t.shared.dialer, t.addr, timeout, t.tls)
 }
 
 // Do implements Transport.
@@ -88,7 +81,7 @@ func (t *http1Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, dead
 			return fasthttp.ErrTimeout
 		}
 	}
-	err := exchange(t.hc, req, resp, deadline, timeout)
+	err := t.exchange(req, resp, deadline, timeout)
 	if err == io.EOF { //nolint:errorlint // fasthttp's own mapping: nothing came back at all
 		err = fasthttp.ErrConnectionClosed
 	}
@@ -96,10 +89,10 @@ func (t *http1Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, dead
 }
 
 // ConnsCount implements Transport.
-func (t *http1Transport) ConnsCount() int { return t.hc.ConnsCount() }
+func (t *http1Transport) ConnsCount() int { return t.pool.count() }
 
 // CloseIdleConnections implements Transport.
-func (t *http1Transport) CloseIdleConnections() { t.hc.CloseIdleConnections() }
+func (t *http1Transport) CloseIdleConnections() { t.pool.closeIdle() }
 
 // hostTLSConfig is cfg for one host: a clone, so the caller's config is never written to,
 // with ServerName naming the host unless the config decides verification itself.

@@ -174,7 +174,7 @@ func (c *Cluster) upgradeExchange(addr string, req *fasthttp.Request, resp *fast
 	}
 	dialer := &fasthttp.TCPDialer{}
 	if c.mm != nil {
-		dialer = c.mm.dialer
+		dialer = &c.mm.http1.dialer
 	}
 	var conn net.Conn
 	var err error
