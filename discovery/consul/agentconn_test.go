@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/meshgate/meshgate/discovery"
 )
@@ -48,7 +47,7 @@ func TestOneGoroutinePerWatch(t *testing.T) {
 		if !s.Synced() {
 			return fmt.Errorf("not synced")
 		}
-		if n := testutil.ToFloat64(s.m.endpoints.WithLabelValues("many")); n != 40 {
+		if n := float64(s.m.of("many").endpoints.Load()); n != 40 {
 			return fmt.Errorf("many has %v endpoints, want 40", n)
 		}
 		return nil
@@ -62,7 +61,7 @@ func TestOneGoroutinePerWatch(t *testing.T) {
 		}
 		return nil
 	})
-	if n := testutil.ToFloat64(s.m.queries.WithLabelValues("many", resultError)); n != 0 {
+	if n := float64(s.m.of("many").failed.Load()); n != 0 {
 		t.Fatalf("%v failed queries", n)
 	}
 }
@@ -150,12 +149,12 @@ func TestClosedKeptConnectionIsRetried(t *testing.T) {
 	}
 	r.waitLast(t, propagationBound, "api", hasAddrs(SourceConsul, ep(6100)))
 	eventually(t, propagationBound, func() error {
-		if n := testutil.ToFloat64(s.m.queries.WithLabelValues("api", resultSuccess)); n < 5 {
+		if n := float64(s.m.of("api").ok.Load()); n < 5 {
 			return fmt.Errorf("%v answers so far", n)
 		}
 		return nil
 	})
-	if n := testutil.ToFloat64(s.m.queries.WithLabelValues("api", resultError)); n != 0 {
+	if n := float64(s.m.of("api").failed.Load()); n != 0 {
 		t.Fatalf("%v queries failed; a closed kept connection must be retried", n)
 	}
 	// Every answer after the first came on a connection dialled for the retry.

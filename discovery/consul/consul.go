@@ -262,13 +262,14 @@ func (s *Source) startWatch(key, service, sel string, sub Subset) *watch {
 	if sub.Connect {
 		w.label = connectLabel + service
 	}
+	w.metrics = s.m.of(w.label)
 	if s.snap != nil {
 		if set, savedAt, ok := s.snap.LoadSelectedIn(w.snapshotKind(), service, sel); ok {
 			// Protocols already known (another watch started the loop) beat the snapshot's.
 			set.Protocol = w.proto.resolve(sub.Name, set.Protocol)
 			w.cur, w.have, w.snapshotAt = set, true, savedAt
 			s.noteTrouble(w) // w is not shared yet
-			s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
+			w.metrics.endpoints.Store(int64(len(set.Endpoints)))
 			s.log.Info().Str(fieldService, w.label).Int(fieldEndpoints, len(set.Endpoints)).
 				Time("saved_at", savedAt).Msg("serving the snapshot until consul answers")
 		}
@@ -301,7 +302,7 @@ func (s *Source) unsubscribe(w *watch, id uint64) {
 			return
 		}
 	}
-	s.m.endpoints.DeleteLabelValues(w.label)
+	w.metrics.endpoints.Store(noEndpoints)
 }
 
 // Close stops every query loop, waits for them and drops idle agent connections. Watch fails

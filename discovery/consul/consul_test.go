@@ -16,7 +16,6 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
@@ -269,16 +268,16 @@ func TestWatchFollowsCatalog(t *testing.T) {
 			t.Fatalf("delivery %d repeats the previous set %v", i, addrs(ds[i].set))
 		}
 	}
-	if got := testutil.ToFloat64(s.m.endpoints.WithLabelValues("api")); got != 1 {
+	if got := float64(s.m.of("api").endpoints.Load()); got != 1 {
 		t.Errorf("meshgate_discovery_endpoints{service=api} = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(s.m.updates.WithLabelValues("api")); int(got) != len(ds) {
+	if got := float64(s.m.of("api").updates.Load()); int(got) != len(ds) {
 		t.Errorf("meshgate_discovery_updates_total = %v, want %d", got, len(ds))
 	}
 	if ok, detail := s.Health(); !ok {
 		t.Errorf("Health = degraded %q with consul up", detail)
 	}
-	if got := testutil.ToFloat64(s.m.queries.WithLabelValues("api", resultError)); got != 0 {
+	if got := float64(s.m.of("api").failed.Load()); got != 0 {
 		t.Errorf("query errors = %v, want 0", got)
 	}
 }
@@ -550,10 +549,10 @@ func TestConnectWatch(t *testing.T) {
 		r.waitLast(t, propagationBound, fmt.Sprintf("%s: %v", tc.routed, tc.want), hasAddrs(SourceConsul, tc.want...))
 	}
 
-	if got := testutil.ToFloat64(s.m.endpoints.WithLabelValues("connect:api")); got != 2 {
+	if got := float64(s.m.of("connect:api").endpoints.Load()); got != 2 {
 		t.Errorf("meshgate_discovery_endpoints{service=connect:api} = %v, want 2", got)
 	}
-	if got := testutil.ToFloat64(s.m.endpoints.WithLabelValues("api")); got != 1 {
+	if got := float64(s.m.of("api").endpoints.Load()); got != 1 {
 		t.Errorf("meshgate_discovery_endpoints{service=api} = %v, want 1", got)
 	}
 
@@ -646,7 +645,7 @@ func TestFailedQueriesNeverEmptyTheSet(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, 5*time.Second, func() error {
-				if n := testutil.ToFloat64(s.m.queries.WithLabelValues("api", resultError)); n < 20 {
+				if n := float64(s.m.of("api").failed.Load()); n < 20 {
 					return fmt.Errorf("%v failed queries so far", n)
 				}
 				return nil

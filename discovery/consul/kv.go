@@ -152,7 +152,7 @@ func (s *Source) queryKV(ctx context.Context, prefix string, index uint64) (api.
 // (after the delivery, so Synced means "applied").
 func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 	w := kw.w
-	s.m.queries.WithLabelValues(w.service, resultSuccess).Inc()
+	s.m.of(w.service).ok.Add(1)
 	docs := make([]KVDoc, 0, len(pairs))
 	for _, p := range pairs {
 		if p == nil || strings.HasSuffix(p.Key, "/") {
@@ -169,7 +169,7 @@ func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 	changed := first || !SameKVDocs(kw.cur, docs)
 	if changed {
 		kw.cur = docs
-		s.m.updates.WithLabelValues(w.service).Inc() // before delivery: an observer sees it counted
+		s.m.of(w.service).updates.Add(1) // before delivery: an observer sees it counted
 		kw.fn(docs)
 	}
 	kw.deliver.Unlock()
@@ -186,7 +186,7 @@ func (s *Source) kvApply(kw *kvWatch, pairs api.KVPairs) {
 // kvFailed records a failed query; nothing is delivered, so the consumer keeps its documents.
 func (s *Source) kvFailed(kw *kvWatch, err error, failures int) {
 	w := kw.w
-	s.m.queries.WithLabelValues(w.service, resultError).Inc()
+	s.m.of(w.service).failed.Add(1)
 	err = s.markFailed(w, err)
 	s.log.WithLevel(retryLevel(failures)).Err(err).Str(fieldService, w.service).Int("failures", failures).
 		Msg("consul kv query failed; keeping the current documents")

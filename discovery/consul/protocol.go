@@ -127,7 +127,7 @@ func (s *Source) runProtocols(ctx context.Context, p *protocols) {
 		}
 		return got, err
 	}, func(err error, failures int) {
-		s.m.queries.WithLabelValues(protocolsLabel, resultError).Inc()
+		s.m.of(protocolsLabel).failed.Add(1)
 		err = s.markFailed(p.w, err)
 		s.log.WithLevel(retryLevel(failures)).Err(err).Str(fieldService, protocolsLabel).Int("failures", failures).
 			Msg("consul service-defaults query failed; keeping the last known protocols")
@@ -155,7 +155,7 @@ func (s *Source) queryProtocols(ctx context.Context, index uint64) (map[string]s
 // applyProtocols installs a successful answer and re-delivers the sets whose protocol it
 // changed, then marks the loop answered (after the deliveries, so Synced means "applied").
 func (s *Source) applyProtocols(p *protocols, raw map[string]string) {
-	s.m.queries.WithLabelValues(protocolsLabel, resultSuccess).Inc()
+	s.m.of(protocolsLabel).ok.Add(1)
 	p.mu.Lock()
 	changed := !p.known || !maps.Equal(p.raw, raw)
 	p.known, p.raw = true, raw
@@ -201,7 +201,7 @@ func (s *Source) reapplyProtocols(p *protocols) {
 		set := w.cur
 		set.Protocol = proto
 		w.cur = set
-		s.m.updates.WithLabelValues(w.label).Inc() // before delivery, as in apply
+		w.metrics.updates.Add(1) // before delivery, as in apply
 		for _, fn := range w.subs {
 			fn(set)
 		}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/hashicorp/consul/api"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/meshgate/meshgate/discovery"
@@ -222,7 +221,7 @@ func TestServiceDefaultsProtocol(t *testing.T) {
 	if warned != 2 {
 		t.Fatalf("%d tcp warnings, want 2 (one each time the entry became tcp)", warned)
 	}
-	if got := testutil.ToFloat64(s.m.queries.WithLabelValues(protocolsLabel, resultError)); got != 0 {
+	if got := float64(s.m.of(protocolsLabel).failed.Load()); got != 0 {
 		t.Fatalf("service-defaults query errors = %v with consul up", got)
 	}
 	if ok, detail := s.Health(); !ok {

@@ -25,8 +25,9 @@ import (
 // watch is one blocking-query loop and its subscribers.
 type watch struct {
 	key      string
-	service  string // routed name: the Set's Service
-	label    string // metrics label, log and Health name: service, or "connect:<service>"
+	service  string        // routed name: the Set's Service
+	label    string        // metrics label, log and Health name: service, or "connect:<service>"
+	metrics  *labelMetrics // label's counts
 	selector string
 	sub      Subset
 	stop     context.CancelFunc
@@ -183,7 +184,7 @@ func nextIndex(prev, got uint64) uint64 {
 // apply turns a successful answer into a set and delivers it if it differs from what
 // subscribers have (or they have only the snapshot's copy). Applied sets are saved.
 func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
-	s.m.queries.WithLabelValues(w.label, resultSuccess).Inc()
+	w.metrics.ok.Add(1)
 	var tags []string
 	if w.sub.Connect {
 		tags = w.sub.Tags // Consul filtered the plain query's tags already
@@ -206,8 +207,8 @@ func (s *Source) apply(w *watch, entries []*api.ServiceEntry) {
 	s.noteTrouble(w)
 	if changed {
 		// Metrics first: whoever observes a delivery must also see it counted.
-		s.m.updates.WithLabelValues(w.label).Inc()
-		s.m.endpoints.WithLabelValues(w.label).Set(float64(len(set.Endpoints)))
+		w.metrics.updates.Add(1)
+		w.metrics.endpoints.Store(int64(len(set.Endpoints)))
 		for _, fn := range w.subs {
 			fn(set)
 		}
@@ -251,7 +252,7 @@ func (s *Source) saveCurrent(w *watch) {
 // failed records a failed query. The set is left alone: a registry outage must never look
 // like "zero instances".
 func (s *Source) failed(w *watch, err error, failures int) {
-	s.m.queries.WithLabelValues(w.label, resultError).Inc()
+	w.metrics.failed.Add(1)
 	err = s.markFailed(w, err)
 	w.mu.Lock()
 	src := w.cur.Source
