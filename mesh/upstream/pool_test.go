@@ -51,13 +51,13 @@ func TestPoolLimitAndReuse(t *testing.T) {
 	if _, err := p.acquire(0); !errors.Is(err, fasthttp.ErrNoFreeConns) {
 		t.Fatalf("third acquire at max 2: err = %v, want ErrNoFreeConns", err)
 	}
-	p.release(a)
+	p.release(a, time.Now())
 	c, err := p.acquire(0)
 	if err != nil || c != a {
 		t.Fatalf("acquire after a release: got %p (err %v), want the released connection %p", c, err, a)
 	}
-	p.release(c)
-	p.release(b)
+	p.release(c, time.Now())
+	p.release(b, time.Now())
 	if got, err := p.acquire(0); err != nil || got != b {
 		t.Fatalf("idle connections are reused last in, first out: got %p, want %p (err %v)", got, b, err)
 	}
@@ -80,7 +80,7 @@ func TestPoolLimitAndReuse(t *testing.T) {
 	if n := p.count(); n != 1 {
 		t.Fatalf("a failed dial kept its slot: %d open, want 1", n)
 	}
-	p.release(a)
+	p.release(a, time.Now())
 	p.closeIdle()
 	if n := p.count(); n != 0 || !closedPipe(a.c) {
 		t.Fatalf("closeIdle: %d open, idle connection closed: %v", n, closedPipe(a.c))
@@ -101,7 +101,7 @@ func TestPoolSweepClosesOnlyExpired(t *testing.T) {
 		conns = append(conns, pc)
 	}
 	for _, pc := range conns {
-		p.release(pc)
+		p.release(pc, time.Now())
 	}
 	now := time.Now()
 	conns[0].lastUse = now.Add(-2 * idle)
@@ -134,7 +134,7 @@ func TestPoolSweepClosesOnlyExpired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.release(pc)
+	p.release(pc, time.Now())
 	p.mu.Lock()
 	armed = p.armed
 	p.mu.Unlock()
@@ -175,5 +175,53 @@ func TestIdleHostsHoldNoGoroutines(t *testing.T) {
 		if n := tr.ConnsCount(); n != 0 {
 			t.Fatalf("host %d: %d connections counted after expiry", i, n)
 		}
+	}
+}
+
+// A connection's deadline is armed only when what the socket holds does not serve the try:
+// later deadlines within the slack share one arming, and a deadline never fires early.
+func TestUpstreamDeadlinesShareOneArming(t *testing.T) {
+	var sets []time.Time
+	set := func(d time.Time) error { sets = append(sets, d); return nil }
+	armed := noDeadline
+	base := time.Unix(1000, 0)
+	const slack = 10 * time.Millisecond
+
+	// 100 tries a millisecond apart, each with a deadline one second on.
+	for i := range 100 {
+		want := base.Add(time.Duration(i)*time.Millisecond + time.Second)
+		if err := armDeadline(&armed, want, slack, set); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Unix(0, armed); got.Before(want) || got.Sub(want) > slack {
+			t.Fatalf("try %d: socket holds %v for a deadline of %v (slack %v)", i, got, want, slack)
+		}
+	}
+	if n := len(sets); n > 100/10+1 {
+		t.Fatalf("100 tries armed the socket %d times, want at most %d", n, 100/10+1)
+	}
+	// An earlier deadline beyond the slack is armed exactly, and so is none.
+	early := base.Add(100 * time.Millisecond)
+	before := len(sets)
+	if err := armDeadline(&armed, early, slack, set); err != nil || len(sets) != before+1 || !sets[len(sets)-1].Equal(early) {
+		t.Fatalf("earlier deadline: armed %v (err %v), want exactly %v", sets[len(sets)-1], err, early)
+	}
+	for range 2 {
+		if err := armDeadline(&armed, time.Time{}, slack, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sets) != before+2 || !sets[len(sets)-1].IsZero() || armed != noDeadline {
+		t.Fatalf("no deadline: %d sets, last %v; want one clearing set", len(sets)-before, sets[len(sets)-1])
+	}
+	// Without slack every later deadline is armed as asked.
+	before = len(sets)
+	for i := range 5 {
+		if err := armDeadline(&armed, base.Add(time.Duration(i)*time.Millisecond), 0, set); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sets)-before != 5 {
+		t.Fatalf("slack 0: %d sets for 5 deadlines, want 5", len(sets)-before)
 	}
 }

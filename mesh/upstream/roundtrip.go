@@ -46,7 +46,7 @@ var errMalformedHead = fmt.Errorf("%w: malformed or oversized response head", Er
 // normalising), interim responses are skipped, HEAD answers have no body, and a connection
 // is closed after an error or when either side asked for it. The cluster makes every retry;
 // this makes one try.
-func (t *http1Transport) exchange(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, timeout time.Duration) error {
+func (t *http1Transport) exchange(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time, timeout time.Duration, now time.Time) error {
 	skipBody := resp.SkipBody // a caller's choice outlives the reset, as in fasthttp
 	resp.Reset()
 	resp.SkipBody = skipBody
@@ -60,8 +60,10 @@ func (t *http1Transport) exchange(req *fasthttp.Request, resp *fasthttp.Response
 	}
 	conn := pc.c
 	resp.ParseNetConn(conn)
-	// A zero deadline is set too: a connection keeps what the last request armed.
-	if err := conn.SetWriteDeadline(deadline); err != nil {
+	// A try's deadline may fire a hundredth of its time late, at most maxDeadlineSlack.
+	slack := min(timeout/100, maxDeadlineSlack)
+	// A zero deadline is armed too: a connection keeps what the last request armed.
+	if err := pc.setWriteDeadline(deadline, slack); err != nil {
 		t.pool.discard(pc)
 		return err
 	}
@@ -75,7 +77,7 @@ func (t *http1Transport) exchange(req *fasthttp.Request, resp *fasthttp.Response
 		t.pool.discard(pc)
 		return timeoutAsFasthttp(err)
 	}
-	if err := conn.SetReadDeadline(deadline); err != nil {
+	if err := pc.setReadDeadline(deadline, slack); err != nil {
 		t.pool.discard(pc)
 		return err
 	}
@@ -99,7 +101,7 @@ func (t *http1Transport) exchange(req *fasthttp.Request, resp *fasthttp.Response
 	if closeAfter {
 		t.pool.discard(pc)
 	} else {
-		t.pool.release(pc)
+		t.pool.release(pc, now)
 	}
 	return nil
 }
@@ -228,7 +230,7 @@ func (s *connStream) Close() error {
 	if discard || s.closeAfter {
 		s.t.pool.discard(s.pc)
 	} else {
-		s.t.pool.release(s.pc)
+		s.t.pool.release(s.pc, time.Now()) // a long body: the exchange's start is long past
 	}
 	s.head, s.br = nil, nil
 	s.mu.Unlock()

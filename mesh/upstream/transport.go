@@ -75,13 +75,14 @@ func (t *http1Transport) dial(timeout time.Duration) (net.Conn, error) {
 
 // Do implements Transport.
 func (t *http1Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+	now := time.Now()
 	var timeout time.Duration
 	if !deadline.IsZero() {
-		if timeout = time.Until(deadline); timeout <= 0 {
+		if timeout = deadline.Sub(now); timeout <= 0 {
 			return fasthttp.ErrTimeout
 		}
 	}
-	err := t.exchange(req, resp, deadline, timeout)
+	err := t.exchange(req, resp, deadline, timeout, now)
 	if err == io.EOF { //nolint:errorlint // fasthttp's own mapping: nothing came back at all
 		err = fasthttp.ErrConnectionClosed
 	}
