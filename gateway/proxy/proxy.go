@@ -79,7 +79,7 @@ type Generation struct {
 type routeState struct {
 	RouteBackends
 	metrics *routeMetrics
-	spans   tracing.SpanNames // "METHOD route", the server span's name
+	spans   *tracing.SpanNames // "METHOD route", the server span's name
 }
 
 // NewGeneration binds a compiled table to its backends and metrics. routes[i] belongs to the

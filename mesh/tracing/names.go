@@ -1,5 +1,7 @@
 package tracing
 
+import "sync/atomic"
+
 // Span names and the method attribute are strings a recorded span keeps until it is exported,
 // so building them per request ("GET " + route) would allocate on every sampled request.
 // SpanNames builds them once per route or cluster for the standard methods; only another
@@ -25,35 +27,39 @@ func methodIndex(m []byte) int {
 	return -1
 }
 
-// SpanNames are the names "METHOD suffix" of one route's or cluster's spans. The zero value
+// SpanNames are the names "METHOD suffix" of one route's or cluster's spans, built on the
+// first span: a process with tracing off, or a route never sampled, holds only the suffix (at
+// 1000 services, the routes' and clusters' names were 0.6 MB of live heap). A nil *SpanNames
 // names spans by method alone.
 type SpanNames struct {
 	suffix string
-	names  [len(standardMethods)]string
+	names  atomic.Pointer[[len(standardMethods)]string]
 }
 
-// NewSpanNames prepares the names "METHOD suffix" (the method alone when suffix is empty).
-func NewSpanNames(suffix string) SpanNames {
-	n := SpanNames{suffix: suffix}
-	for i, m := range standardMethods {
-		n.names[i] = m
-		if suffix != "" {
-			n.names[i] = m + " " + suffix
-		}
-	}
-	return n
-}
+// NewSpanNames returns the names "METHOD suffix" (the method alone when suffix is empty).
+func NewSpanNames(suffix string) *SpanNames { return &SpanNames{suffix: suffix} }
 
 // For is the span name for method m.
 func (n *SpanNames) For(m []byte) string {
-	if i := methodIndex(m); i >= 0 {
-		if n.names[i] == "" { // the zero value
+	i := methodIndex(m)
+	switch {
+	case n == nil || n.suffix == "":
+		if i >= 0 {
 			return standardMethods[i]
 		}
-		return n.names[i]
-	}
-	if n.suffix == "" {
 		return string(m)
+	case i < 0:
+		return string(m) + " " + n.suffix
 	}
-	return string(m) + " " + n.suffix
+	names := n.names.Load()
+	if names == nil {
+		built := new([len(standardMethods)]string)
+		for j, sm := range standardMethods {
+			built[j] = sm + " " + n.suffix
+		}
+		// Two first spans racing build the same names; either array serves.
+		n.names.CompareAndSwap(nil, built)
+		names = n.names.Load()
+	}
+	return names[i]
 }

@@ -3,6 +3,7 @@ package tracing
 import (
 	"encoding/binary"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -316,6 +317,23 @@ func TestDeadCollector(t *testing.T) {
 
 func TestSpanNamesAllocations(t *testing.T) {
 	n := NewSpanNames("api")
+	if n.names.Load() != nil {
+		t.Fatal("names built before any span asked for one")
+	}
+	// First uses racing (under -race) all get the same names.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if got := n.For([]byte("PUT")); got != "PUT api" {
+				t.Errorf("For(PUT) = %q", got)
+			}
+		})
+	}
+	wg.Wait()
+	var nilNames *SpanNames
+	if got := nilNames.For([]byte("GET")); got != "GET" {
+		t.Errorf("nil For(GET) = %q, want GET", got)
+	}
 	var zero SpanNames
 	for m, want := range map[string][2]string{
 		"GET": {"GET api", "GET"}, "PATCH": {"PATCH api", "PATCH"}, "PURGE": {"PURGE api", "PURGE"},

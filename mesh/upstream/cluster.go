@@ -158,7 +158,7 @@ type state struct {
 // Cluster is one upstream service. It is safe for concurrent use; Do takes no locks.
 type Cluster struct {
 	name      string
-	spanNames tracing.SpanNames // "METHOD name", the client spans' names
+	spanNames *tracing.SpanNames // "METHOD name", the client spans' names
 	rebuildMu sync.Mutex
 	opts      atomic.Pointer[Options]
 	state     atomic.Pointer[state]
