@@ -291,20 +291,29 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 	now := opts.now()
 	c.sweep(now)
 	c.budget.deposit(now)
+	// The first try starts now: with the real clock, its reading is the try's start too.
+	var start time.Time
+	if opts.Now == nil {
+		start = now
+	}
 	exclude := -1
 	var err error
 	for try := 0; try < attempts; try++ {
 		call.Attempts = try + 1
 		if try > 0 {
 			c.metrics.retries.Inc()
+			start = time.Time{} // after a backoff: the next attempt reads the clock
 		}
 		deadline := call.Deadline
 		if pol.PerTryTimeout > 0 {
-			if d := time.Now().Add(pol.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
+			if start.IsZero() {
+				start = time.Now()
+			}
+			if d := start.Add(pol.PerTryTimeout); deadline.IsZero() || d.Before(deadline) {
 				deadline = d
 			}
 		}
-		idx, terr := c.tryOnce(req, resp, call, exclude, deadline, opts)
+		idx, terr := c.tryOnce(req, resp, call, exclude, deadline, start, opts)
 		if idx < 0 {
 			if err != nil {
 				return err // a retry found no usable host: the client learns why the last try failed
@@ -349,14 +358,15 @@ func (c *Cluster) Do(req *fasthttp.Request, resp *fasthttp.Response, call *Call)
 // lets the try through; otherwise hosts are scanned from a random start, preferring those
 // that are neither Down nor the one just tried (the balancers' own order of preference), and
 // the first whose breaker allows it gets the try.
-func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *Call, exclude int, deadline time.Time, opts *Options) (int, error) {
+// start is when the try began (zero: not read yet).
+func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *Call, exclude int, deadline, start time.Time, opts *Options) (int, error) {
 	st := c.state.Load()
 	idx := st.picker.Pick(call.Hash, exclude)
 	if idx < 0 {
 		c.metrics.noHosts.Inc()
 		return -1, ErrNoHosts
 	}
-	if ok, err := c.attempt(st.hosts[idx], req, resp, call, deadline, opts); ok {
+	if ok, err := c.attempt(st.hosts[idx], req, resp, call, deadline, start, opts); ok {
 		return idx, err
 	}
 	c.metrics.breakerRejections.Inc()
@@ -369,7 +379,7 @@ func (c *Cluster) tryOnce(req *fasthttp.Request, resp *fasthttp.Response, call *
 			if !candidate(pass, i, idx, exclude, h) {
 				continue
 			}
-			if ok, err := c.attempt(h, req, resp, call, deadline, opts); ok {
+			if ok, err := c.attempt(h, req, resp, call, deadline, time.Time{}, opts); ok {
 				return i, err
 			}
 			c.metrics.breakerRejections.Inc()
@@ -396,9 +406,12 @@ func candidate(pass, i, idx, exclude int, h *Host) bool {
 // (open, or half-open with its probes taken) and nothing was sent.
 //
 // The breaker is asked before sending and told the outcome after, with the clock readings the
-// try takes anyway (its start and its duration).
-func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline time.Time, opts *Options) (ok bool, err error) {
-	start := time.Now()
+// try takes anyway (its start and its duration). start is the caller's reading of the clock
+// just before (zero: none).
+func (c *Cluster) attempt(h *Host, req *fasthttp.Request, resp *fasthttp.Response, call *Call, deadline, start time.Time, opts *Options) (ok bool, err error) {
+	if start.IsZero() {
+		start = time.Now()
+	}
 	b := h.health.breaker.Load()
 	var w *window
 	if b != nil {
@@ -427,6 +440,8 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 	var err error
 	if ct, ok := h.transport.(ContextTransport); ok && call.Context != nil {
 		err = ct.DoContext(call.Context, req, resp, deadline)
+	} else if st, ok := h.transport.(startedTransport); ok {
+		err = st.doStarted(req, resp, deadline, start)
 	} else {
 		err = h.transport.Do(req, resp, deadline)
 	}

@@ -73,9 +73,20 @@ func (t *http1Transport) dial(timeout time.Duration) (net.Conn, error) {
 	return dialTLS(&t.shared.dialer, t.addr, timeout, t.tls)
 }
 
+// startedTransport is a Transport that takes the try's start from the cluster, which read the
+// clock for it already, instead of reading it again (http1Transport): a clock reading is about
+// 45 ns here, and a request reads it a dozen times.
+type startedTransport interface {
+	doStarted(req *fasthttp.Request, resp *fasthttp.Response, deadline, start time.Time) error
+}
+
 // Do implements Transport.
 func (t *http1Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
-	now := time.Now()
+	return t.doStarted(req, resp, deadline, time.Now())
+}
+
+// doStarted is Do for a try that started at now, a moment ago.
+func (t *http1Transport) doStarted(req *fasthttp.Request, resp *fasthttp.Response, deadline, now time.Time) error {
 	var timeout time.Duration
 	if !deadline.IsZero() {
 		if timeout = deadline.Sub(now); timeout <= 0 {
