@@ -203,7 +203,7 @@ func (m *Manager) Retain(keep []string) {
 		// service that is gone would report stale values forever.
 		for _, h := range c.state.Load().hosts {
 			// In-flight requests keep their connections; only idle ones go now, and the
-			// rest close when their requests finish and the client is collected.
+			// rest close when their requests finish.
 			h.transport.CloseIdleConnections()
 		}
 	}

@@ -133,6 +133,9 @@ type connPool struct {
 	// created on the first release, so a host never used holds no timer.
 	sweeper *time.Timer
 	armed   bool
+	// retired is set by closeIdle: the cluster no longer uses the host, so a connection whose
+	// exchange ends afterwards is closed rather than kept.
+	retired bool
 }
 
 func newConnPool(dial func(time.Duration) (net.Conn, error), maxConns int, idleTimeout time.Duration) *connPool {
@@ -181,6 +184,12 @@ func (p *connPool) acquire(timeout time.Duration) (*poolConn, error) {
 func (p *connPool) release(pc *poolConn, now time.Time) {
 	pc.lastUse = now
 	p.mu.Lock()
+	if p.retired {
+		p.open--
+		p.mu.Unlock()
+		_ = pc.c.Close()
+		return
+	}
 	p.idle = append(p.idle, pc)
 	if !p.armed {
 		p.armed = true
@@ -227,10 +236,11 @@ func (p *connPool) sweep() {
 	}
 }
 
-// closeIdle closes every idle connection. Connections in use close when their exchange ends,
-// if the pool is not used again (the cluster dropped its host).
+// closeIdle closes every idle connection and retires the pool: the connections in use close
+// when their exchanges end (the cluster dropped the host, or rebuilt its transport).
 func (p *connPool) closeIdle() {
 	p.mu.Lock()
+	p.retired = true
 	idle := p.idle
 	p.idle = nil
 	p.open -= len(idle)

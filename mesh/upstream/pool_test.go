@@ -225,3 +225,26 @@ func TestUpstreamDeadlinesShareOneArming(t *testing.T) {
 		t.Fatalf("slack 0: %d sets for 5 deadlines, want 5", len(sets)-before)
 	}
 }
+
+// Once the cluster has let the host go (closeIdle), a connection whose exchange was still in
+// flight is closed when it comes back, not kept for the idle timeout.
+func TestRetiredPoolClosesReturningConnections(t *testing.T) {
+	p, _, _ := pipePool(4, time.Hour)
+	busy, err := p.acquire(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idle, err := p.acquire(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.release(idle, time.Now())
+	p.closeIdle()
+	if !closedPipe(idle.c) || closedPipe(busy.c) {
+		t.Fatalf("closeIdle: idle closed %v, busy closed %v; want only the idle one", closedPipe(idle.c), closedPipe(busy.c))
+	}
+	p.release(busy, time.Now())
+	if !closedPipe(busy.c) || p.count() != 0 || p.idleCount() != 0 {
+		t.Fatalf("after the busy one's release: closed %v, %d open, %d idle", closedPipe(busy.c), p.count(), p.idleCount())
+	}
+}
