@@ -9,8 +9,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Defaults of a host's HTTP/1.1 pool, fasthttp's own: what a fasthttp HostClient used before the pool
-// was ours, so a cluster that sets none of them behaves as it did.
+// Defaults of a host's HTTP/1.1 pool, fasthttp's own: what a fasthttp HostClient used before
+// the pool was ours, so a cluster that sets none of them behaves as it did.
 const (
 	defaultMaxConnsPerHost = fasthttp.DefaultMaxConnsPerHost
 	defaultIdleTimeout     = fasthttp.DefaultMaxIdleConnDuration
