@@ -2,10 +2,11 @@ package consul
 
 import (
 	"fmt"
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/keyed"
 )
 
 const (
@@ -25,13 +26,10 @@ type metrics struct {
 	watches                                 prometheus.Gauge
 	queriesDesc, updatesDesc, endpointsDesc *prometheus.Desc
 
-	mu sync.Mutex // guards byLabel; taken when a watch starts or counts a rare event, never at scrape
-	// byLabel keeps a label's counts for the life of the Source, so its counters never go
-	// back when a watch stops and starts again.
-	byLabel map[string]*labelMetrics
-	// all is byLabel's values in creation order, replaced under mu, so a scrape reads it
-	// without the lock (a watch may hold its own locks while it counts).
-	all atomic.Pointer[[]*labelMetrics]
+	// labels keeps a label's counts for the life of the Source, so its counters never go
+	// back when a watch stops and starts again. A scrape lists them without a lock (a watch
+	// may hold its own locks while it counts).
+	labels keyed.Set[labelMetrics]
 }
 
 // labelMetrics are one label's counts: a service, "connect:<service>", "kv:<prefix>" or the
@@ -55,25 +53,17 @@ func newMetrics() *metrics {
 			"Endpoint sets delivered from Consul because they changed.", []string{"service"}, nil),
 		endpointsDesc: prometheus.NewDesc("meshgate_discovery_endpoints",
 			"Endpoints in the current set of each watched service.", []string{"service"}, nil),
-		byLabel: map[string]*labelMetrics{},
 	}
-	m.all.Store(&[]*labelMetrics{})
 	return m
 }
 
 // of returns label's counts, the same ones every time.
 func (m *metrics) of(label string) *labelMetrics {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if lm := m.byLabel[label]; lm != nil {
+	return m.labels.Get(label, func() *labelMetrics {
+		lm := &labelMetrics{label: label}
+		lm.endpoints.Store(noEndpoints)
 		return lm
-	}
-	lm := &labelMetrics{label: label}
-	lm.endpoints.Store(noEndpoints)
-	m.byLabel[label] = lm
-	all := append(append(make([]*labelMetrics, 0, len(m.byLabel)), *m.all.Load()...), lm)
-	m.all.Store(&all)
-	return lm
+	})
 }
 
 // register adds the collectors and the degraded gauge. degraded is read at scrape time, from
@@ -118,7 +108,7 @@ func (c *labelCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n), labels...)
 		}
 	}
-	for _, lm := range *c.all.Load() {
+	for _, lm := range c.labels.All() {
 		counter(c.queriesDesc, lm.ok.Load(), lm.label, resultSuccess)
 		counter(c.queriesDesc, lm.failed.Load(), lm.label, resultError)
 		counter(c.updatesDesc, lm.updates.Load(), lm.label)

@@ -3,10 +3,11 @@ package proxy
 import (
 	"fmt"
 	"math"
-	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/internal/keyed"
 )
 
 // Metrics are the downstream request metrics: meshgate_requests_total{route,class} and
@@ -19,13 +20,9 @@ import (
 type Metrics struct {
 	requestsDesc, durationDesc *prometheus.Desc
 
-	mu sync.Mutex // guards byName; bind takes it at build time, never per request
-	// byName keeps a route's series across reloads, so its counters never go back; a route
+	// routes keeps a route's series across reloads, so its counters never go back; a route
 	// dropped by a reload keeps its last values, as a vector's child did.
-	byName map[string]*routeMetrics
-	// all is byName's values in bind order, replaced under mu, so a scrape reads it without
-	// the lock.
-	all atomic.Pointer[[]*routeMetrics]
+	routes keyed.Set[routeMetrics]
 
 	ws wsMetrics // websocket.go
 }
@@ -40,9 +37,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			"Downstream requests by route and response status class.", []string{"route", "class"}, nil),
 		durationDesc: prometheus.NewDesc("meshgate_request_duration_seconds",
 			"Time from request head parsed to response handed to the server, by route.", []string{"route"}, nil),
-		byName: map[string]*routeMetrics{},
 	}
-	m.all.Store(&[]*routeMetrics{})
 	if err := reg.Register(m); err != nil {
 		return nil, fmt.Errorf("proxy: register metrics: %w", err)
 	}
@@ -69,16 +64,7 @@ type routeMetrics struct {
 
 // bind returns route's counts, the same ones for the same name in every generation.
 func (m *Metrics) bind(route string) *routeMetrics {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rm := m.byName[route]; rm != nil {
-		return rm
-	}
-	rm := &routeMetrics{route: route}
-	m.byName[route] = rm
-	all := append(append(make([]*routeMetrics, 0, len(m.byName)), *m.all.Load()...), rm)
-	m.all.Store(&all)
-	return rm
+	return m.routes.Get(route, func() *routeMetrics { return &routeMetrics{route: route} })
 }
 
 func (rm *routeMetrics) observe(status int, seconds float64) {
@@ -108,7 +94,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
-	for _, rm := range *m.all.Load() {
+	for _, rm := range m.routes.All() {
 		for i := range rm.classes {
 			if n := rm.classes[i].Load(); n > 0 {
 				ch <- prometheus.MustNewConstMetric(m.requestsDesc, prometheus.CounterValue, float64(n), rm.route, classLabels[i])
