@@ -440,10 +440,8 @@ func (c *Cluster) send(h *Host, req *fasthttp.Request, resp *fasthttp.Response, 
 	var err error
 	if ct, ok := h.transport.(ContextTransport); ok && call.Context != nil {
 		err = ct.DoContext(call.Context, req, resp, deadline)
-	} else if st, ok := h.transport.(startedTransport); ok {
-		err = st.doStarted(req, resp, deadline, start)
 	} else {
-		err = h.transport.Do(req, resp, deadline)
+		err = h.transport.Do(req, resp, deadline, start)
 	}
 	took := time.Since(start)
 	call.Elapsed += took

@@ -18,7 +18,8 @@
 //	ejections every second; events arrive on a non-blocking channel.
 //
 // The wire protocol lives behind one seam, Transport (transport.go): Do one exchange with a
-// deadline, count connections, close idle ones. Everything above it sees a try only as an error
+// deadline (given the try's start, so the transport reads no clock), count connections, close
+// idle ones. Everything above it sees a try only as an error
 // (one of the sentinels, which a transport may return itself or leave to classify) and a
 // response, so adding a protocol (HTTP/2, gRPC) means adding a Transport and choosing it in
 // ManagerOptions.NewTransport, with no change to the balancer, outlier detection, breakers or

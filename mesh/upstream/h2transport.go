@@ -165,7 +165,7 @@ func (c *countedConn) Close() error {
 }
 
 // Do implements Transport.
-func (t *http2Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+func (t *http2Transport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline, _ time.Time) error {
 	return t.DoContext(context.Background(), req, resp, deadline)
 }
 

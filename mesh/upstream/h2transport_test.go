@@ -44,7 +44,8 @@ func TestH2UpstreamResetAtItsDeadlineIsATimeout(t *testing.T) {
 		req.Header.SetHost("upstream")
 		req.Header.SetContentType("application/grpc")
 		req.SetBody([]byte{0, 0, 0, 0, 0})
-		err := tr.Do(&req, &resp, time.Now().Add(150*time.Millisecond))
+		now := time.Now()
+		err := tr.Do(&req, &resp, now.Add(150*time.Millisecond), now)
 		if !errors.Is(err, ErrTimeout) {
 			t.Fatalf("call %d: %v, want ErrTimeout", i, err)
 		}

@@ -172,7 +172,7 @@ type bodyTransport struct {
 	bodies []string
 }
 
-func (b *bodyTransport) Do(req *fasthttp.Request, resp *fasthttp.Response, _ time.Time) error {
+func (b *bodyTransport) Do(req *fasthttp.Request, resp *fasthttp.Response, _, _ time.Time) error {
 	var body []byte
 	if s := req.BodyStream(); s != nil {
 		body, _ = io.ReadAll(s)

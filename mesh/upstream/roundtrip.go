@@ -40,8 +40,9 @@ var errMalformedHead = fmt.Errorf("%w: malformed or oversized response head", Er
 //     holding it.
 //   - The deadline is used as it is. HostClient.Do turned it into a timeout and back, and kept
 //     a last-use time and a pending count, six clock readings and two shared atomics per try.
-//     This reads the clock not at all: now is the try's start, read by the cluster (or by Do),
-//     and it is also the connection's last use when it goes back to the pool.
+//     This reads the clock not at all: now is the try's start, which the cluster read and
+//     passed to Transport.Do, and it is also the connection's last use when it goes back to
+//     the pool.
 //
 // What stays as fasthttp does it: the request-target is sent byte for byte (no path
 // normalising), interim responses are skipped, HEAD answers have no body, and a connection

@@ -104,7 +104,8 @@ func wireDo(t *testing.T, tr *http1Transport, method, path string, resp *fasthtt
 	req.SetRequestURI(path)
 	req.UseHostHeader = true
 	req.Header.SetHost("wire")
-	return tr.Do(req, resp, time.Now().Add(5*time.Second))
+	now := time.Now()
+	return tr.Do(req, resp, now.Add(5*time.Second), now)
 }
 
 // wireGet is wireDo into a new response, released when the test ends: fasthttp keeps

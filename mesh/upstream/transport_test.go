@@ -48,7 +48,7 @@ type scriptedTransport struct {
 
 var _ Transport = (*scriptedTransport)(nil)
 
-func (s *scriptedTransport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline time.Time) error {
+func (s *scriptedTransport) Do(req *fasthttp.Request, resp *fasthttp.Response, deadline, _ time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.tries = append(s.tries, sentTry{
@@ -418,7 +418,7 @@ func TestTransportSeamLifecycle(t *testing.T) {
 // okTransport answers every try with 200 and records nothing, so it adds no allocation.
 type okTransport struct{}
 
-func (okTransport) Do(_ *fasthttp.Request, resp *fasthttp.Response, _ time.Time) error {
+func (okTransport) Do(_ *fasthttp.Request, resp *fasthttp.Response, _, _ time.Time) error {
 	resp.SetStatusCode(fasthttp.StatusOK)
 	return nil
 }
